@@ -1,0 +1,10 @@
+.PHONY: install test demo
+
+install:
+	python3 -m pip install -e '.[postgres,test]'
+
+test: install
+	python3 -m pytest -q -p no:cacheprovider tests
+
+demo: install
+	FLASK_APP=example_app python3 -m flask db upgrade && FLASK_APP=example_app python3 -m flask db showmigrations

@@ -1,0 +1,63 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import FALLBACK_BINDIR, PostgresServer, find_postgres_bin
+
+# --- Database backends: one throwaway PostgreSQL server per session, a fresh
+# --- database per test; `db_url` runs a test on both SQLite and PostgreSQL.
+
+DB_URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "pg_url"}
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A running PostgreSQL 15 server for the session; skip if absent (fail if CI=true)."""
+    bindir = find_postgres_bin()
+    if bindir is None:
+        reason = (
+            "PostgreSQL 15 is not installed: no initdb/pg_ctl/postgres found via "
+            f"`pg_config --bindir` or in {FALLBACK_BINDIR}"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer(bindir)
+    atexit.register(server.stop)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, uniquely named PostgreSQL database, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    pg_server.create_database(name)
+    try:
+        yield pg_server.url(name)
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """SQLAlchemy URL of a SQLite database file under tmp_path."""
+    yield f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(params=list(DB_URL_FIXTURES), ids=list(DB_URL_FIXTURES))
+def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a fresh database, once on SQLite and once on PostgreSQL."""
+    yield request.getfixturevalue(DB_URL_FIXTURES[request.param])
