@@ -1,0 +1,17 @@
+"""flask-rollback: Django-style per-app migrations for Flask on Alembic, with safe rollbacks."""
+
+from .errors import RollbackError
+from .extension import Rollback
+
+#: Constraint names SQLite batch migrations (and clean downgrades) need; use it as
+#: ``MetaData(naming_convention=NAMING_CONVENTION)`` for your models' metadata.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+__all__ = ["NAMING_CONVENTION", "Rollback", "RollbackError"]
+__version__ = "0.1.0"

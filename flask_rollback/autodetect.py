@@ -1,0 +1,201 @@
+"""Autogenerate split by app: one Alembic run, one new migration per changed app.
+
+Alembic compares the whole metadata at once; the ``process_revision_directives`` hook then
+replaces its single script with one script per app (``head="APP@head"``, the app's folder),
+adding ``depends_on`` for every foreign key into another app's table, which Alembic omits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic.autogenerate import render_python_code
+from alembic.operations import ops
+from alembic.util import rev_id
+
+from .errors import RollbackError
+from .graph import MigrationGraph
+
+NUMBER_RE = re.compile(r"^(\d{4})_")
+
+
+@dataclass
+class NewMigration:
+    """A migration makemigrations wrote (or would write, with --dry-run/--check)."""
+
+    app: str
+    revision: str
+    message: str
+    depends_on: list[str] = field(default_factory=list)
+    operations: list[str] = field(default_factory=list)
+    code: str = ""
+    path: Path | None = None
+
+
+class AppSplitter:
+    """The ``process_revision_directives`` hook that splits autogenerate output by app."""
+
+    def __init__(
+        self,
+        graph: MigrationGraph,
+        only: Sequence[str],
+        message: str | None,
+        write: bool,
+    ) -> None:
+        self.graph = graph
+        self.registry = graph.registry
+        self.only = list(only)
+        self.message = message
+        self.write = write
+        self.planned: list[NewMigration] = []
+
+    def __call__(self, context, revision, directives: list[ops.MigrationScript]) -> None:  # type: ignore[no-untyped-def]
+        script = directives[0]
+        by_app: dict[str, list[ops.MigrateOperation]] = {}
+        for op in script.upgrade_ops.ops:
+            by_app.setdefault(self._app_of(op), []).append(op)
+        if self.only:
+            by_app = {label: found for label, found in by_app.items() if label in self.only}
+        new_ids = {label: rev_id() for label in by_app}
+        scripts = []
+        for label in self._dependency_order(by_app, new_ids):
+            upgrade = ops.UpgradeOps(ops=by_app[label])
+            depends = sorted(self._depends_on(label, by_app[label], new_ids))
+            existing = self.graph.of_app(label)
+            app = self.registry.get(label)
+            message = self.message or self._name(by_app[label], first=not existing)
+            scripts.append(
+                ops.MigrationScript(
+                    new_ids[label],
+                    upgrade,
+                    upgrade.reverse(),
+                    message=message,
+                    imports=script.imports,
+                    head=f"{label}@head" if existing else "base",
+                    branch_label=None if existing else label,
+                    version_path=str(app.directory),
+                    depends_on=depends or None,
+                )
+            )
+            self.planned.append(
+                NewMigration(
+                    app=label,
+                    revision=new_ids[label],
+                    message=message,
+                    depends_on=depends,
+                    operations=[_describe(op) for op in by_app[label]],
+                    code=render_python_code(upgrade),
+                )
+            )
+        directives[:] = scripts if self.write else []
+
+    def _app_of(self, op: ops.MigrateOperation) -> str:
+        table = getattr(op, "table_name", None)
+        if table is None:
+            return self.registry.default_label
+        return self.registry.app_of_table(table) or self._creator_of(table)
+
+    def _creator_of(self, table: str) -> str:
+        """A dropped table's app: the app whose migrations created it."""
+        pattern = re.compile(rf"create_table\(\s*['\"]{re.escape(table)}['\"]")
+        for migration in reversed(list(self.graph.migrations.values())):
+            if pattern.search(migration.path.read_text(encoding="utf-8")):
+                return migration.app
+        return self.registry.default_label
+
+    def _referenced_apps(self, found: Iterable[ops.MigrateOperation]) -> set[str]:
+        tables: set[str] = set()
+        for op in found:
+            for inner in getattr(op, "ops", [op]):
+                if isinstance(inner, ops.CreateTableOp):
+                    tables.update(_fk_tables(inner.to_table().foreign_keys))
+                elif isinstance(inner, ops.AddColumnOp):
+                    tables.update(_fk_tables(inner.column.foreign_keys))
+                elif isinstance(inner, ops.CreateForeignKeyOp):
+                    tables.add(inner.referent_table)
+        return {self.registry.app_of_table(t) or self._creator_of(t) for t in tables}
+
+    def _depends_on(
+        self, label: str, found: list[ops.MigrateOperation], new_ids: dict[str, str]
+    ) -> set[str]:
+        depends = set()
+        for other in self._referenced_apps(found) - {label}:
+            if other in new_ids:
+                depends.add(new_ids[other])
+                continue
+            heads = self.graph.app_heads(other)
+            if not heads:
+                raise RollbackError(
+                    f"app {label!r} has a foreign key into app {other!r}, which has no "
+                    f"migration yet; run 'flask db makemigrations {other} {label}'"
+                )
+            depends.update(heads)
+        return depends
+
+    def _dependency_order(
+        self, by_app: dict[str, list[ops.MigrateOperation]], new_ids: dict[str, str]
+    ) -> list[str]:
+        """Apps whose new migration others depend on come first (Alembic resolves depends_on)."""
+        needs = {
+            label: (self._referenced_apps(found) - {label}) & set(by_app)
+            for label, found in by_app.items()
+        }
+        order: list[str] = []
+        while needs:
+            ready = [label for label in self.registry.labels if label in needs and not needs[label] - set(order)]
+            if not ready:
+                raise RollbackError(
+                    "foreign keys form a cycle between apps "
+                    f"{', '.join(sorted(needs))}; create one side's constraint in a later migration"
+                )
+            for label in ready:
+                order.append(label)
+                del needs[label]
+        return order
+
+    @staticmethod
+    def _name(found: list[ops.MigrateOperation], first: bool) -> str:
+        if first:
+            return "initial"
+        words = []
+        for op in found:
+            if isinstance(op, ops.CreateTableOp):
+                words.append(f"create_{op.table_name}")
+            elif isinstance(op, ops.DropTableOp):
+                words.append(f"drop_{op.table_name}")
+            elif isinstance(op, ops.ModifyTableOps):
+                for inner in op.ops:
+                    if isinstance(inner, ops.AddColumnOp):
+                        words.append(f"add_{op.table_name}_{inner.column.name}")
+                    elif isinstance(inner, ops.DropColumnOp):
+                        words.append(f"remove_{op.table_name}_{inner.column_name}")
+                    else:
+                        words.append(f"alter_{op.table_name}")
+            else:
+                words.append("auto")
+        return "_".join(dict.fromkeys(words))[:40].rstrip("_") or "auto"
+
+
+def _fk_tables(foreign_keys: Iterable) -> set[str]:  # type: ignore[type-arg]
+    return {fk.target_fullname.split(".")[-2] for fk in foreign_keys}
+
+
+def _describe(op: ops.MigrateOperation) -> str:
+    if isinstance(op, ops.ModifyTableOps):
+        return "; ".join(_describe(inner) for inner in op.ops)
+    kind = type(op).__name__.removesuffix("Op")
+    target = getattr(op, "table_name", "")
+    column = getattr(op, "column_name", None) or getattr(getattr(op, "column", None), "name", None)
+    return f"{kind} {target}{'.' + column if column else ''}".strip()
+
+
+def django_filename(path: Path, message: str) -> Path:
+    """``0003_add_tags.py``: the next number in the app's folder, then the message's slug."""
+    numbers = [
+        int(m.group(1)) for p in path.parent.glob("*.py") if p != path and (m := NUMBER_RE.match(p.name))
+    ]
+    slug = "_".join(re.findall(r"\w+", message.lower()))[:40].rstrip("_") or "auto"
+    return path.with_name(f"{max(numbers, default=0) + 1:04d}_{slug}.py")

@@ -1,0 +1,52 @@
+"""Safety checks on migration code that need no database: is a downgrade real?
+
+A migration can declare itself irreversible with a module-level ``irreversible = "reason"``;
+it is then a rollback barrier, reported by name, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from types import ModuleType
+
+
+def downgrade_problem(module: ModuleType) -> str | None:
+    """Why this migration cannot be reverted, or None when its downgrade looks real."""
+    reason = getattr(module, "irreversible", None)
+    if reason:
+        return f"declared irreversible: {reason}"
+    downgrade = getattr(module, "downgrade", None)
+    if downgrade is None:
+        return "has no downgrade()"
+    down = _body_kind(downgrade)
+    if down == "raises":
+        return "downgrade() raises NotImplementedError"
+    if down == "empty" and _body_kind(getattr(module, "upgrade", None)) != "empty":
+        return "downgrade() is empty but upgrade() is not"
+    return None
+
+
+def _body_kind(function: object) -> str:
+    """'empty' (only pass/.../docstring), 'raises' (starts by raising NotImplementedError) or 'code'."""
+    if function is None:
+        return "empty"
+    try:
+        source = textwrap.dedent(inspect.getsource(function))  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return "code"
+    node = ast.parse(source).body[0]
+    body = [
+        stmt for stmt in getattr(node, "body", [])
+        if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+        and not isinstance(stmt, ast.Pass)
+    ]
+    if not body:
+        return "empty"
+    first = body[0]
+    if isinstance(first, ast.Raise) and first.exc is not None:
+        target = first.exc.func if isinstance(first.exc, ast.Call) else first.exc
+        if isinstance(target, ast.Name) and target.id == "NotImplementedError":
+            return "raises"
+    return "code"

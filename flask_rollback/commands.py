@@ -1,0 +1,427 @@
+"""The Python API: one function per ``flask db`` verb. Each returns an object and raises
+only RollbackError; the CLI parses arguments, calls one of these and formats the result."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from alembic import command as alembic_command
+from alembic.runtime.environment import EnvironmentContext
+from alembic.util import CommandError
+from flask import Flask, current_app
+from sqlalchemy.engine import Connection
+
+from .autodetect import AppSplitter, NewMigration, django_filename
+from .checks import downgrade_problem
+from .database import connect
+from .errors import RollbackError
+from .executor import Progress, RunReport, execute, stamp as execute_stamp
+from .graph import Migration
+from .loader import TEMPLATES, check_layout
+from .plan import Plan, Planner, Step
+from .project import Project
+
+EXIT_MODELS_DIFFER = 3
+EXIT_DATABASE_BEHIND = 4
+EXIT_MULTIPLE_HEADS = 5
+
+
+def get_project(app: Flask | None = None, directory: str | None = None) -> Project:
+    """The Project of ``app`` (default: the current app)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get("rollback")
+    if state is None:
+        raise RollbackError(
+            "flask-rollback is not set up for this app: call rollback.init_app(app, db)"
+        )
+    return state.project(app, directory)
+
+
+# -- setting up -----------------------------------------------------------------------------
+
+
+def init(project: Project) -> list[Path]:
+    """Create the migrations root (a few-line env.py, the template) and one folder per app."""
+    root = project.root
+    if (root / "env.py").exists():
+        raise RollbackError(f"{root} is already initialised; delete it first to start over")
+    created = []
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copyfile(TEMPLATES / name, root / name)
+        created.append(root / name)
+    for app in project.registry:
+        if not app.directory.exists():
+            app.directory.mkdir(parents=True)
+            created.append(app.directory)
+    return created
+
+
+def _ensure_app_folders(project: Project) -> None:
+    check_layout(project.root)
+    for app in project.registry:
+        app.directory.mkdir(parents=True, exist_ok=True)
+
+
+# -- the database state ---------------------------------------------------------------------
+
+
+@contextmanager
+def _database(project: Project) -> Iterator[tuple[Connection, Planner]]:
+    """A connection and a planner for the database's current state."""
+    graph = project.graph
+    with connect(project.url) as connection:
+        recorder = project.recorder
+        heads = recorder.stored_heads(connection)
+        recent = recorder.most_recent_first(recorder.entries(connection))
+        connection.rollback()
+        yield connection, Planner(graph, heads, recent)
+
+
+@dataclass
+class MigrationStatus:
+    """One migration and whether (and when) it is applied."""
+
+    migration: Migration
+    applied: bool
+    applied_at: datetime | None
+
+
+@dataclass
+class AppStatus:
+    """An app: its migrations in order, its heads and where the database stands."""
+
+    label: str
+    directory: Path
+    migrations: list[MigrationStatus]
+    heads: list[str]
+    current: list[str]
+
+    @property
+    def pending(self) -> list[MigrationStatus]:
+        return [m for m in self.migrations if not m.applied]
+
+
+@dataclass
+class Status:
+    """Every app's status plus the global order (Django's ``showmigrations --plan``)."""
+
+    apps: list[AppStatus]
+    order: list[MigrationStatus]
+    stored_heads: tuple[str, ...]
+
+
+def status(project: Project, apps: Sequence[str] = ()) -> Status:
+    for label in apps:
+        project.registry.get(label)
+    with _database(project) as (connection, planner):
+        times = project.recorder.applied_times(project.recorder.entries(connection))
+    graph = project.graph
+    order = [
+        MigrationStatus(m, m.revision in planner.applied, times.get(m.revision))
+        for m in graph.migrations.values()
+    ]
+    result = []
+    for label in apps or project.registry.labels:
+        app = project.registry.get(label)
+        result.append(
+            AppStatus(
+                label,
+                app.directory,
+                [s for s in order if s.migration.app == label],
+                graph.app_heads(label),
+                graph.position(label, planner.applied),
+            )
+        )
+    return Status(result, order, planner.stored_heads)
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """A plan, what ran, and (with --plan) the problems found without running."""
+
+    report: RunReport
+    problems: dict[str, str] = field(default_factory=dict)
+    sql: str | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return self.report.plan
+
+
+def upgrade(
+    project: Project,
+    target: Sequence[str] = (),
+    *,
+    plan_only: bool = False,
+    sql: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Apply migrations up to ``target`` (default: every app's head)."""
+    with _database(project) as (connection, planner):
+        plan = planner.upgrade(target)
+        return _run(project, connection, plan, {}, plan_only, sql, progress)
+
+
+def downgrade(
+    project: Project,
+    target: Sequence[str] = (),
+    *,
+    cascade: bool = False,
+    plan_only: bool = False,
+    sql: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Revert migrations down to ``target`` (default: the most recently applied one)."""
+    with _database(project) as (connection, planner):
+        plan = planner.downgrade(target, cascade=cascade)
+        problems = irreversible_steps(project, plan)
+        if problems and not plan_only:
+            listed = "; ".join(
+                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+            )
+            raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
+        return _run(project, connection, plan, problems, plan_only, sql, progress)
+
+
+def irreversible_steps(project: Project, plan: Plan) -> dict[str, str]:
+    """Downgrade steps that cannot really run, by revision."""
+    problems = {}
+    for step in plan.steps:
+        if step.direction == "down":
+            module = project.script.get_revision(step.migration.revision).module
+            why = downgrade_problem(module)
+            if why:
+                problems[step.migration.revision] = why
+    return problems
+
+
+def _run(
+    project: Project,
+    connection: Connection,
+    plan: Plan,
+    problems: dict[str, str],
+    plan_only: bool,
+    sql: bool,
+    progress: Progress | None,
+) -> RunResult:
+    if plan_only:
+        return RunResult(RunReport(plan, planned_only=True), problems)
+    if sql:
+        return RunResult(RunReport(plan, planned_only=True), problems, render_sql(project, plan))
+    return RunResult(execute(project, connection, plan, progress))
+
+
+def stamp(project: Project, target: Sequence[str], *, purge: bool = False, sql: bool = False) -> RunResult:
+    """Record a position without running migrations (Flask-Migrate's stamp, Django's --fake)."""
+    graph = project.graph
+    with connect(project.url) as connection:
+        recorder = project.recorder
+        heads = () if purge else recorder.stored_heads(connection)
+        connection.rollback()
+        plan = Planner(graph, heads).stamp(target, purge=purge)
+        if sql:
+            return RunResult(RunReport(plan, planned_only=True), sql=render_sql(project, plan))
+        return RunResult(execute_stamp(project, connection, plan))
+
+
+def render_sql(project: Project, plan: Plan) -> str:
+    """The SQL a plan would run (Alembic offline mode), without touching the database."""
+    if plan.kind == "stamp":
+        raise RollbackError("--sql is not available for stamp; stamp writes only the version table")
+    buffer = io.StringIO()
+    steps = plan.alembic_steps(project.graph)
+    with EnvironmentContext(
+        project.config,
+        project.script,
+        fn=lambda heads, ctx: steps,
+        as_sql=True,
+        starting_rev=",".join(plan.heads_before) or None,
+    ) as env:
+        env.configure(
+            url=project.url,
+            output_buffer=buffer,
+            literal_binds=True,
+            transaction_per_migration=True,
+            **project.context_options(project.url.get_backend_name()),
+        )
+        env.run_migrations()
+    return buffer.getvalue()
+
+
+def sqlmigrate(project: Project, app: str, revision: str, backwards: bool = False) -> str:
+    """The SQL of one migration (Django's sqlmigrate)."""
+    project.registry.get(app)
+    migration = project.graph.find(revision, app)
+    parents = migration.parents if not backwards else (migration.revision,)
+    after = (migration.revision,) if not backwards else migration.parents
+    plan = Plan(
+        "upgrade" if not backwards else "downgrade",
+        migration.label,
+        [Step(migration, "down" if backwards else "up")],
+        parents,
+        after,
+    )
+    return render_sql(project, plan)
+
+
+# -- writing migrations ---------------------------------------------------------------------
+
+
+def makemigrations(
+    project: Project,
+    apps: Sequence[str] = (),
+    *,
+    message: str | None = None,
+    empty: bool = False,
+    dry_run: bool = False,
+    check: bool = False,
+) -> list[NewMigration]:
+    """Autogenerate one migration per changed app; returns what was (or would be) written."""
+    registry = project.registry
+    for label in apps:
+        registry.get(label)
+    graph = project.graph
+    for label in apps or registry.labels:
+        heads = graph.app_heads(label)
+        if len(heads) > 1:
+            raise RollbackError(
+                f"app {label!r} has {len(heads)} heads ({', '.join(heads)}); "
+                f"run 'flask db merge {label}' first"
+            )
+    write = not (dry_run or check)
+    if empty:
+        if not apps:
+            raise RollbackError("--empty needs the app(s) to create a migration for")
+        return [_empty_revision(project, label, message, write) for label in apps]
+    with _database(project) as (_connection, planner):
+        pending = set(graph.migrations) - planner.applied
+    if pending:
+        raise RollbackError(
+            f"the database is behind: {len(pending)} migration(s) are not applied; "
+            "run 'flask db upgrade' first"
+        )
+    if write:
+        _ensure_app_folders(project)
+    splitter = AppSplitter(graph, apps, message, write)
+    try:
+        scripts = alembic_command.revision(
+            project.quiet_config, message=message, autogenerate=True,
+            process_revision_directives=splitter,
+        )
+    except CommandError as exc:
+        raise RollbackError(f"autogenerate failed: {exc}") from None
+    if write:
+        written = {s.revision: Path(s.path) for s in _as_list(scripts)}
+        for new in splitter.planned:
+            new.path = _rename(written[new.revision], new.message)
+        project.reload()
+    return splitter.planned
+
+
+def _empty_revision(project: Project, label: str, message: str | None, write: bool) -> NewMigration:
+    existing = project.graph.of_app(label)
+    message = message or ("initial" if not existing else "custom")
+    new = NewMigration(app=label, revision="", message=message)
+    if not write:
+        return new
+    _ensure_app_folders(project)
+    script = alembic_command.revision(
+        project.quiet_config,
+        message=message,
+        head=f"{label}@head" if existing else "base",
+        branch_label=None if existing else label,
+        version_path=str(project.registry.get(label).directory),
+    )
+    (script,) = _as_list(script)
+    new.revision = script.revision
+    new.path = _rename(Path(script.path), message)
+    project.reload()
+    return new
+
+
+def merge(project: Project, app: str, message: str | None = None) -> NewMigration:
+    """Join an app's heads into one (two developers each added a migration)."""
+    project.registry.get(app)
+    heads = project.graph.app_heads(app)
+    if len(heads) < 2:
+        raise RollbackError(f"app {app!r} has a single head; nothing to merge")
+    message = message or "merge"
+    script = alembic_command.merge(project.quiet_config, revisions=heads, message=message)
+    (script,) = _as_list(script)
+    path = _rename(Path(script.path), message)
+    project.reload()
+    return NewMigration(app=app, revision=script.revision, message=message, path=path)
+
+
+def _as_list(scripts):  # type: ignore[no-untyped-def]
+    if scripts is None:
+        return []
+    return scripts if isinstance(scripts, list) else [scripts]
+
+
+def _rename(path: Path, message: str) -> Path:
+    target = django_filename(path, message)
+    path.rename(target)
+    return target
+
+
+# -- checking -------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckReport:
+    """Problems found by ``check``; the exit code names the first kind found."""
+
+    problems: list[tuple[int, str]]
+
+    @property
+    def exit_code(self) -> int:
+        return self.problems[0][0] if self.problems else 0
+
+
+def check(project: Project) -> CheckReport:
+    """Are heads single, the database current and the models matched by migrations?"""
+    problems: list[tuple[int, str]] = []
+    graph = project.graph
+    for label in project.registry.labels:
+        heads = graph.app_heads(label)
+        if len(heads) > 1:
+            problems.append(
+                (EXIT_MULTIPLE_HEADS, f"app {label!r} has {len(heads)} heads: {', '.join(heads)}")
+            )
+    with _database(project) as (connection, planner):
+        pending = [m.label for m in graph.migrations.values() if m.revision not in planner.applied]
+        if pending:
+            problems.append(
+                (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
+            )
+    if not problems:
+        new = makemigrations(project, check=True)
+        for migration in new:
+            problems.append(
+                (EXIT_MODELS_DIFFER,
+                 f"models of app {migration.app!r} differ from its migrations: "
+                 + "; ".join(migration.operations))
+            )
+    return CheckReport(problems)
+
+
+# -- Flask-Migrate's informational verbs, delegated to Alembic -------------------------------
+
+
+def alembic_verb(project: Project, verb: str, *args: object, **kwargs: object) -> None:
+    """history, show, branches, edit: Alembic prints these itself."""
+    try:
+        getattr(alembic_command, verb)(project.config, *args, **kwargs)
+    except CommandError as exc:
+        raise RollbackError(str(exc)) from None

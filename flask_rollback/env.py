@@ -1,0 +1,37 @@
+"""What a project's ``migrations/env.py`` calls: the whole Alembic environment lives here.
+
+Keeping it in the package (not copied into projects) means a fix here reaches every project.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from .database import connect
+from .errors import RollbackError
+from .project import PROJECT_ATTRIBUTE, Project
+
+
+def run_env() -> None:
+    """Configure Alembic's context for the current command and run it."""
+    project: Project | None = context.config.attributes.get(PROJECT_ATTRIBUTE)
+    if project is None:
+        raise RollbackError(
+            "this migrations folder is run by flask-rollback: use 'flask db ...', "
+            "not the alembic command"
+        )
+    if context.is_offline_mode():
+        context.configure(
+            url=project.url,
+            literal_binds=True,
+            **project.context_options(project.url.get_backend_name()),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    with connect(project.url) as connection:
+        context.configure(
+            connection=connection, **project.context_options(connection.dialect.name)
+        )
+        with context.begin_transaction():
+            context.run_migrations()

@@ -1,0 +1,167 @@
+"""The revision graph seen per app: which migrations an app has, what is applied, what a name means.
+
+Alembic keeps one graph with one branch per app; "where is app X" cannot be read off
+``alembic_version`` (a head that another app depends on is not stored there), so it is derived
+here from the applied closure of the stored heads.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.script import Script, ScriptDirectory
+from alembic.util import to_tuple
+
+from .apps import AppRegistry
+from .errors import RollbackError
+from .loader import migration_name
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file: its revision id, app, Django-style name and file."""
+
+    revision: str
+    app: str
+    name: str
+    path: Path
+    parents: tuple[str, ...]
+    dependencies: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+
+class MigrationGraph:
+    """Migrations in a global topological order (parents and dependencies first)."""
+
+    def __init__(self, script: ScriptDirectory, registry: AppRegistry) -> None:
+        self.script = script
+        self.registry = registry
+        app_by_dir = {d.resolve(): label for label, d in registry.directories().items()}
+        found: dict[str, Migration] = {}
+        for rev in script.walk_revisions():
+            path = Path(rev.path).resolve()
+            app = app_by_dir.get(path.parent)
+            if app is None:  # pragma: no cover - version_locations are exactly the app folders
+                raise RollbackError(f"migration {path} is outside every app folder")
+            found[rev.revision] = Migration(
+                revision=rev.revision,
+                app=app,
+                name=migration_name(rev),
+                path=path,
+                parents=to_tuple(rev.down_revision, default=()),
+                dependencies=tuple(rev._resolved_dependencies),
+            )
+        self.migrations = _topological(found, registry.labels)
+        self._check_branches()
+
+    def _check_branches(self) -> None:
+        """A revision must stay in its app's branch: its parent lives in the same folder."""
+        for migration in self.migrations.values():
+            for parent in migration.parents:
+                if self.migrations[parent].app != migration.app:
+                    raise RollbackError(
+                        f"migration {migration.path} has down_revision {parent!r} from app "
+                        f"{self.migrations[parent].app!r}; cross-app links belong in depends_on"
+                    )
+
+    def scripts(self, revisions: Iterable[str]) -> list[Script]:
+        return [self.script.get_revision(rev) for rev in revisions]
+
+    def of_app(self, label: str) -> list[Migration]:
+        return [m for m in self.migrations.values() if m.app == label]
+
+    def app_heads(self, label: str) -> list[str]:
+        """Revisions of the app that no other revision of the app builds on."""
+        members = self.of_app(label)
+        parents = {p for m in members for p in m.parents}
+        return [m.revision for m in members if m.revision not in parents]
+
+    def heads(self) -> list[str]:
+        return [rev for label in self.registry.labels for rev in self.app_heads(label)]
+
+    def closure(self, revisions: Iterable[str]) -> set[str]:
+        """The revisions plus everything they stand on (parents and depends_on)."""
+        seen: set[str] = set()
+        stack = [rev for rev in revisions if rev in self.migrations]
+        while stack:
+            rev = stack.pop()
+            if rev in seen:
+                continue
+            seen.add(rev)
+            migration = self.migrations[rev]
+            stack.extend(migration.parents)
+            stack.extend(migration.dependencies)
+        return seen
+
+    def unknown(self, revisions: Iterable[str]) -> list[str]:
+        """Revisions stored in the database that no file provides."""
+        return [rev for rev in revisions if rev not in self.migrations]
+
+    def position(self, label: str, applied: set[str]) -> list[str]:
+        """Where an app stands: its applied revisions that no applied revision of it builds on."""
+        members = [m for m in self.of_app(label) if m.revision in applied]
+        parents = {p for m in members for p in m.parents}
+        return [m.revision for m in members if m.revision not in parents]
+
+    def stored_heads(self, applied: set[str]) -> tuple[str, ...]:
+        """The rows Alembic keeps for an applied set: members nothing else applied stands on."""
+        below = set()
+        for rev in applied:
+            migration = self.migrations[rev]
+            below.update(migration.parents)
+            below.update(migration.dependencies)
+        return tuple(rev for rev in self.migrations if rev in applied and rev not in below)
+
+    def find(self, text: str, app: str | None = None) -> Migration:
+        """A revision by id, unique id prefix, name or unique name prefix (within ``app``)."""
+        pool = [m for m in self.migrations.values() if app is None or m.app == app]
+        exact = [m for m in pool if text in (m.revision, m.name)]
+        matches = exact or [
+            m for m in pool if m.revision.startswith(text) or m.name.startswith(text)
+        ]
+        where = f" in app {app!r}" if app else ""
+        if not matches:
+            what = f"no migration{where}" if app else "no app or migration"
+            raise RollbackError(f"{what} matches {text!r}; see 'flask db showmigrations'")
+        if len(matches) > 1:
+            names = ", ".join(f"{m.label} ({m.revision})" for m in matches[:6])
+            raise RollbackError(
+                f"{text!r} is ambiguous{where}: it matches {names}; give more characters"
+            )
+        return matches[0]
+
+
+def _topological(found: dict[str, Migration], labels: list[str]) -> dict[str, Migration]:
+    """Parents and dependencies first; ties broken by app order, then file name, so the
+    order (and every plan) is the same on every machine."""
+    rank = {label: index for index, label in enumerate(labels)}
+    waiting = {rev: set(m.parents + m.dependencies) for rev, m in found.items()}
+    children: dict[str, list[str]] = {}
+    for rev, needs in waiting.items():
+        for need in needs:
+            children.setdefault(need, []).append(rev)
+
+    def key(rev: str) -> tuple[int, str, str]:
+        migration = found[rev]
+        return rank.get(migration.app, len(rank)), migration.name, rev
+
+    ready = [key(rev) for rev, needs in waiting.items() if not needs]
+    heapq.heapify(ready)
+    ordered: dict[str, Migration] = {}
+    while ready:
+        rev = heapq.heappop(ready)[2]
+        ordered[rev] = found[rev]
+        for child in children.get(rev, ()):
+            waiting[child].discard(rev)
+            if not waiting[child]:
+                heapq.heappush(ready, key(child))
+    if len(ordered) != len(found):
+        stuck = sorted(found[rev].label for rev in found if rev not in ordered)
+        raise RollbackError(f"migrations depend on each other in a cycle: {', '.join(stuck)}")
+    return ordered

@@ -1,0 +1,286 @@
+"""Where plans are computed: a target on the command line becomes an ordered list of steps.
+
+Plans are computed from sets (what must be applied, what must be reverted) over the graph, so
+the whole effect of a downgrade, including other apps' migrations that depend on the target,
+is known and shown before anything runs. Alembic executes the resulting steps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from alembic.runtime.migration import MigrationStep
+
+from .apps import validate_label
+from .errors import RollbackError
+from .graph import Migration, MigrationGraph
+
+Kind = Literal["upgrade", "downgrade", "stamp"]
+RELATIVE_RE = re.compile(r"^([+-])(\d+)$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration applied (``up``) or reverted (``down``)."""
+
+    migration: Migration
+    direction: Literal["up", "down"]
+
+    @property
+    def app(self) -> str:
+        return self.migration.app
+
+
+@dataclass
+class Plan:
+    """What a command will do, in order; computed before the database is touched."""
+
+    kind: Kind
+    target: str
+    steps: list[Step]
+    heads_before: tuple[str, ...]
+    heads_after: tuple[str, ...]
+    cascaded: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def apps(self) -> list[str]:
+        return list(dict.fromkeys(step.app for step in self.steps))
+
+    def by_app(self) -> dict[str, list[Step]]:
+        grouped: dict[str, list[Step]] = {}
+        for step in self.steps:
+            grouped.setdefault(step.app, []).append(step)
+        return grouped
+
+    def alembic_steps(self, graph: MigrationGraph) -> list[MigrationStep]:
+        revision_map = graph.script.revision_map
+        return [
+            MigrationStep.upgrade_from_script(revision_map, script)
+            if step.direction == "up"
+            else MigrationStep.downgrade_from_script(revision_map, script)
+            for step, script in zip(
+                self.steps, graph.scripts(s.migration.revision for s in self.steps)
+            )
+        ]
+
+
+class Planner:
+    """Turns targets into plans for one graph and one database state."""
+
+    def __init__(
+        self, graph: MigrationGraph, stored_heads: Sequence[str], recent: Sequence[str] = ()
+    ) -> None:
+        unknown = graph.unknown(stored_heads)
+        if unknown:
+            raise RollbackError(
+                f"the database is at revision {', '.join(unknown)}, which no migration file "
+                "provides; restore the file or run 'flask db stamp --purge TARGET'"
+            )
+        self.graph = graph
+        self.stored_heads = tuple(stored_heads)
+        self.applied = graph.closure(stored_heads)
+        #: Applied revisions, most recently applied first (from the applied log).
+        self.recent = [rev for rev in recent if rev in self.applied]
+
+    # -- upgrade -------------------------------------------------------------------------------
+
+    def upgrade(self, words: Sequence[str] = ()) -> Plan:
+        graph = self.graph
+        target = " ".join(words) or "heads"
+        limit: int | None = None
+        if not words or words[0] in ("head", "heads"):
+            goal = graph.heads()
+            if len(words) > 1:
+                raise RollbackError(f"unexpected {words[1]!r} after {words[0]!r}")
+        elif len(words) == 1 and RELATIVE_RE.match(words[0]):
+            sign, count = RELATIVE_RE.match(words[0]).groups()  # type: ignore[union-attr]
+            if sign == "-":
+                raise RollbackError(f"{target!r} goes down; use 'flask db downgrade {target}'")
+            goal, limit = graph.heads(), int(count)
+        else:
+            app, rest = self._split(words)
+            if rest is None:
+                goal = graph.app_heads(app)
+            elif rest in ("zero", "base"):
+                if graph.position(app, self.applied):
+                    raise RollbackError(
+                        f"{target!r} goes down; use 'flask db downgrade {app} zero'"
+                    )
+                goal = []
+            elif RELATIVE_RE.match(rest):
+                sign, count = RELATIVE_RE.match(rest).groups()  # type: ignore[union-attr]
+                if sign == "-":
+                    raise RollbackError(f"{target!r} goes down; use 'flask db downgrade {target}'")
+                pending = [m.revision for m in graph.of_app(app) if m.revision not in self.applied]
+                if int(count) > len(pending):
+                    raise RollbackError(
+                        f"app {app!r} has only {len(pending)} pending migration(s), not {count}"
+                    )
+                goal = pending[: int(count)]
+            else:
+                migration = graph.find(rest, app)
+                self._check_not_below(migration, target)
+                goal = [migration.revision]
+        wanted = graph.closure(goal) - self.applied
+        order = [rev for rev in graph.migrations if rev in wanted]
+        if limit is not None:
+            order = order[:limit]
+        return self._plan("upgrade", target, order, "up")
+
+    def _check_not_below(self, migration: Migration, target: str) -> None:
+        if migration.revision not in self.applied:
+            return
+        above = [
+            rev for rev in self.graph.position(migration.app, self.applied)
+            if rev != migration.revision
+        ]
+        if above:
+            raise RollbackError(
+                f"{target!r} is below app {migration.app!r}'s current revision; "
+                f"use 'flask db downgrade {target}'"
+            )
+
+    # -- downgrade -----------------------------------------------------------------------------
+
+    def downgrade(self, words: Sequence[str] = (), cascade: bool = False) -> Plan:
+        graph = self.graph
+        target = " ".join(words) or "-1"
+        if not words or RELATIVE_RE.match(words[0]):
+            sign, count = RELATIVE_RE.match(words[0] if words else "-1").groups()  # type: ignore[union-attr]
+            if sign == "+":
+                raise RollbackError(f"{target!r} goes up; use 'flask db upgrade {target}'")
+            roots = self._most_recent(int(count))
+            aimed = {graph.migrations[rev].app for rev in roots}
+        elif words[0] == "base":
+            roots, aimed = set(self.applied), set(graph.registry.labels)
+        elif words[0] in ("head", "heads"):
+            raise RollbackError(f"{target!r} goes up; use 'flask db upgrade'")
+        else:
+            app, rest = self._split(words)
+            applied_in_app = [m.revision for m in graph.of_app(app) if m.revision in self.applied]
+            aimed = {app}
+            if rest is None or RELATIVE_RE.match(rest):
+                sign, count = RELATIVE_RE.match(rest or "-1").groups()  # type: ignore[union-attr]
+                if sign == "+":
+                    raise RollbackError(f"{target!r} goes up; use 'flask db upgrade {target}'")
+                if int(count) > len(applied_in_app):
+                    raise RollbackError(
+                        f"app {app!r} has {len(applied_in_app)} applied migration(s); "
+                        f"cannot go down {count}"
+                    )
+                roots = set(applied_in_app[len(applied_in_app) - int(count) :])
+            elif rest in ("zero", "base"):
+                roots = set(applied_in_app)
+            else:
+                migration = graph.find(rest, app)
+                if migration.revision not in self.applied:
+                    raise RollbackError(
+                        f"{migration.label} is not applied; use 'flask db upgrade {target}'"
+                    )
+                roots = {
+                    rev for rev in applied_in_app
+                    if rev != migration.revision and migration.revision in graph.closure([rev])
+                }
+        removed = self._dependents(roots) & self.applied
+        order = [rev for rev in reversed(graph.migrations) if rev in removed]
+        plan = self._plan("downgrade", target, order, "down")
+        plan.cascaded = [s.migration.label for s in plan.steps if s.app not in aimed]
+        if plan.cascaded and not cascade:
+            raise RollbackError(
+                f"downgrading {target} would also revert migrations of other apps that depend "
+                f"on it: {', '.join(plan.cascaded)}; re-run with --cascade to revert them too"
+            )
+        return plan
+
+    def _most_recent(self, count: int) -> set[str]:
+        if count > len(self.recent):
+            if not self.recent:
+                raise RollbackError(
+                    "the applied log records no applied migration to revert; give a target, "
+                    "e.g. 'flask db downgrade APP@-1'"
+                )
+            raise RollbackError(
+                f"the applied log records only {len(self.recent)} applied migration(s); "
+                "give a target instead"
+            )
+        return set(self.recent[:count])
+
+    def _dependents(self, roots: set[str]) -> set[str]:
+        """The roots plus every revision standing on them, in any app."""
+        result = set(roots)
+        for rev, migration in self.graph.migrations.items():  # topological: parents first
+            if rev not in result and result.intersection(migration.parents + migration.dependencies):
+                result.add(rev)
+        return result
+
+    # -- stamp ---------------------------------------------------------------------------------
+
+    def stamp(self, words: Sequence[str], purge: bool = False) -> Plan:
+        """Record a position without running migrations (Django's ``--fake``)."""
+        graph = self.graph
+        applied = set() if purge else set(self.applied)
+        target = " ".join(words)
+        if not words:
+            raise RollbackError("stamp needs a target, e.g. 'flask db stamp heads'")
+        if words[0] in ("head", "heads"):
+            new = set(graph.migrations)
+        elif words[0] == "base":
+            new = set()
+        else:
+            app, rest = self._split(words)
+            mine = {m.revision for m in graph.of_app(app)}
+            if rest is None:
+                new = applied | graph.closure(graph.app_heads(app))
+            elif rest in ("zero", "base"):
+                new = applied - self._dependents(mine & applied)
+            else:
+                migration = graph.find(rest, app)
+                above = {
+                    rev for rev in mine
+                    if rev != migration.revision and migration.revision in graph.closure([rev])
+                }
+                new = (applied - self._dependents(above)) | graph.closure([migration.revision])
+        before = applied
+        order = [rev for rev in reversed(graph.migrations) if rev in before - new]
+        order += [rev for rev in graph.migrations if rev in new - before]
+        steps = [
+            Step(graph.migrations[rev], "up" if rev in new else "down") for rev in order
+        ]
+        return Plan("stamp", target, steps, self.stored_heads, graph.stored_heads(new))
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _split(self, words: Sequence[str]) -> tuple[str, str | None]:
+        """``APP``, ``APP REV``, ``APP@REV`` or a bare revision → (app, rest)."""
+        if len(words) > 2:
+            raise RollbackError(f"too many target words: {' '.join(words)!r}")
+        first = words[0]
+        if "@" in first:
+            if len(words) > 1:
+                raise RollbackError(f"unexpected {words[1]!r} after {first!r}")
+            app, _, rest = first.partition("@")
+            if not rest:
+                raise RollbackError(f"bad target {first!r}: expected APP@REV, APP@+N or APP@base")
+            validate_label(app)
+            self.graph.registry.get(app)
+            return app, None if rest == "head" else rest
+        if len(words) == 2:
+            validate_label(first)
+            self.graph.registry.get(first)
+            return first, words[1]
+        if first in self.graph.registry:
+            return first, None
+        migration = self.graph.find(first)
+        return migration.app, migration.revision
+
+    def _plan(self, kind: Kind, target: str, order: list[str], direction: str) -> Plan:
+        graph = self.graph
+        steps = [Step(graph.migrations[rev], direction) for rev in order]  # type: ignore[arg-type]
+        applied = set(self.applied)
+        applied = applied | set(order) if direction == "up" else applied - set(order)
+        return Plan(kind, target, steps, self.stored_heads, graph.stored_heads(applied))

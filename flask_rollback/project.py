@@ -1,0 +1,106 @@
+"""Everything one command needs about one Flask app, resolved lazily and once."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from flask import Flask
+from sqlalchemy.engine import URL
+
+from .apps import AppRegistry, AppSpec, blueprint_specs, resolve_apps
+from .errors import RollbackError
+from .graph import MigrationGraph
+from .loader import alembic_config, check_layout, load_scripts
+from .recorder import Recorder
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+#: Key under which the Project travels to ``migrations/env.py`` through Alembic's Config.
+PROJECT_ATTRIBUTE = "flask_rollback.project"
+
+
+class Project:
+    """The apps, migration files, graph and database of one Flask app."""
+
+    def __init__(
+        self, flask_app: Flask, db: SQLAlchemy, settings: Settings, specs: list[AppSpec]
+    ) -> None:
+        self.flask_app = flask_app
+        self.db = db
+        self.settings = settings
+        self._specs = specs
+        self.root = Path(settings.directory)
+        self.recorder = Recorder(settings)
+        #: ``-x`` arguments for migrations (``context.get_x_argument()``).
+        self.x_args: list[str] = []
+
+    @property
+    def metadata(self) -> sa.MetaData:
+        return self.db.metadata
+
+    @cached_property
+    def url(self) -> URL:
+        with self.flask_app.app_context():
+            try:
+                return self.db.engine.url
+            except (KeyError, RuntimeError) as exc:
+                raise RollbackError(
+                    f"no database configured ({exc}); set SQLALCHEMY_DATABASE_URI"
+                ) from None
+
+    @cached_property
+    def registry(self) -> AppRegistry:
+        mapped = [m.class_ for m in self.db.Model.registry.mappers]
+        specs = blueprint_specs(self.flask_app) + self._specs
+        return resolve_apps(self.metadata, mapped, specs, self.settings)
+
+    @cached_property
+    def config(self) -> Config:
+        return alembic_config(self.root, self.registry, {PROJECT_ATTRIBUTE: self}, self.x_args)
+
+    @cached_property
+    def quiet_config(self) -> Config:
+        """For commands that write files: Alembic's "Generating ..." lines are ours to print."""
+        return alembic_config(
+            self.root, self.registry, {PROJECT_ATTRIBUTE: self}, self.x_args, quiet=True
+        )
+
+    @cached_property
+    def script(self) -> ScriptDirectory:
+        check_layout(self.root)
+        return load_scripts(self.config, self.registry)
+
+    @cached_property
+    def graph(self) -> MigrationGraph:
+        return MigrationGraph(self.script, self.registry)
+
+    def reload(self) -> None:
+        """Forget loaded files after new migrations were written."""
+        for name in ("config", "quiet_config", "script", "graph"):
+            self.__dict__.pop(name, None)
+
+    def include_name(self, name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+        """Autogenerate ignores flask-rollback's own tables."""
+        return not (type_ == "table" and name in self.recorder.own_tables)
+
+    def context_options(self, dialect_name: str) -> dict[str, Any]:
+        """Options for ``EnvironmentContext.configure``, shared by every run and by env.py."""
+        sqlite = dialect_name == "sqlite"
+        batch = self.settings.render_as_batch
+        return {
+            "target_metadata": self.metadata,
+            "version_table": self.settings.version_table,
+            "compare_type": self.settings.compare_type,
+            "compare_server_default": self.settings.compare_server_default,
+            "render_as_batch": sqlite if batch is None else batch,
+            "include_name": self.include_name,
+            # Our SQLite engine really BEGINs, so DDL is transactional there too.
+            "transactional_ddl": True if sqlite else None,
+        }

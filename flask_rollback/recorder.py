@@ -1,0 +1,160 @@
+"""Where the applied log is written and the stored heads are read.
+
+The log has one row per migration applied or reverted, written inside that migration's
+transaction, so the log and the schema can never disagree.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from .graph import Migration
+from .settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def who() -> tuple[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return socket.gethostname(), user
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """A row of the applied log."""
+
+    id: int
+    app: str
+    revision: str
+    name: str
+    direction: str
+    fake: bool
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: float
+    sha256: str
+    host: str
+    user: str
+
+
+class Recorder:
+    """Reads and writes the version table and the applied log of one database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        metadata = sa.MetaData()
+        self.log = sa.Table(
+            settings.log_table,
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("app", sa.String(64), nullable=False),
+            sa.Column("revision", sa.String(64), nullable=False),
+            sa.Column("name", sa.String(255), nullable=False),
+            sa.Column("direction", sa.String(8), nullable=False),
+            sa.Column("fake", sa.Boolean, nullable=False, default=False),
+            sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("duration_ms", sa.Float, nullable=False),
+            sa.Column("sha256", sa.String(64), nullable=False),
+            sa.Column("host", sa.String(255), nullable=False),
+            sa.Column("user", sa.String(255), nullable=False),
+        )
+        self.version = sa.Table(
+            settings.version_table,
+            metadata,
+            sa.Column("version_num", sa.String(32), nullable=False),
+            sa.PrimaryKeyConstraint("version_num", name=f"{settings.version_table}_pkc"),
+        )
+
+    @property
+    def own_tables(self) -> set[str]:
+        """Tables autogenerate must never touch."""
+        return {self.settings.log_table, self.settings.version_table}
+
+    def stored_heads(self, connection: Connection) -> tuple[str, ...]:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": self.settings.version_table}
+        )
+        return tuple(context.get_current_heads())
+
+    def ensure_log(self, connection: Connection) -> None:
+        with connection.begin_nested() if connection.in_transaction() else connection.begin():
+            self.log.create(connection, checkfirst=True)
+
+    def write(
+        self,
+        connection: Connection,
+        migration: Migration,
+        direction: str,
+        started_at: datetime,
+        fake: bool = False,
+    ) -> None:
+        finished = utcnow()
+        host, user = who()
+        connection.execute(
+            self.log.insert().values(
+                app=migration.app,
+                revision=migration.revision,
+                name=migration.name,
+                direction=direction,
+                fake=fake,
+                started_at=started_at,
+                finished_at=finished,
+                duration_ms=(finished - started_at).total_seconds() * 1000,
+                sha256=file_sha256(migration.path),
+                host=host,
+                user=user,
+            )
+        )
+
+    def set_heads(self, connection: Connection, heads: tuple[str, ...]) -> None:
+        """Rewrite the version table (stamp); caller owns the transaction."""
+        self.version.create(connection, checkfirst=True)
+        connection.execute(self.version.delete())
+        if heads:
+            connection.execute(self.version.insert(), [{"version_num": h} for h in heads])
+
+    def entries(self, connection: Connection) -> list[LogEntry]:
+        """All rows, oldest first; empty when the log does not exist yet."""
+        if not sa.inspect(connection).has_table(self.settings.log_table):
+            return []
+        rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
+        return [LogEntry(**row) for row in rows]
+
+    def applied_times(self, entries: list[LogEntry]) -> dict[str, datetime]:
+        """When each revision was last applied."""
+        times: dict[str, datetime] = {}
+        for entry in entries:
+            if entry.direction == "up":
+                times[entry.revision] = entry.finished_at
+            else:
+                times.pop(entry.revision, None)
+        return times
+
+    def most_recent_first(self, entries: list[LogEntry]) -> list[str]:
+        """Revisions still applied, by when they were last applied, newest first."""
+        last_up: dict[str, int] = {}
+        for entry in entries:
+            if entry.direction == "up":
+                last_up[entry.revision] = entry.id
+            else:
+                last_up.pop(entry.revision, None)
+        return sorted(last_up, key=last_up.__getitem__, reverse=True)

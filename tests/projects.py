@@ -1,0 +1,200 @@
+"""Real throwaway Flask projects on disk for the tests: a package with blueprints and models,
+its own migrations folder, and helpers to run ``flask db`` on it in-process or as a subprocess.
+
+Each test gets a uniquely named package, so models can be edited between commands and the
+package re-imported, exactly as a developer edits code between two ``flask db`` runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from click.testing import Result
+from flask import Flask
+
+FACTORY = '''
+import os
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+from flask_rollback import NAMING_CONVENTION, Rollback
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+rollback = Rollback()
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
+    app.config["ROLLBACK_DIRECTORY"] = os.environ["TEST_MIGRATIONS"]
+    for key, value in CONFIG.items():
+        app.config[key] = value
+    db.init_app(app)
+    for name in BLUEPRINTS:
+        module = __import__(f"{__name__}.{name}", fromlist=["bp"])
+        app.register_blueprint(module.bp)
+    for module_name in EXTRA_MODULES:
+        __import__(f"{__name__}.{module_name}")
+    rollback.init_app(app, db)
+    return app
+'''
+
+BLUEPRINT = '''
+from flask import Blueprint
+
+bp = Blueprint("{name}", __name__)
+
+from . import models  # noqa: E402,F401
+'''
+
+#: The issue's example: accounts.User, blog.Post -> users.id.
+ACCOUNTS_MODELS = '''
+from sqlalchemy.orm import Mapped, mapped_column
+from .. import db
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(db.String(120), unique=True)
+'''
+
+BLOG_MODELS = '''
+from sqlalchemy.orm import Mapped, mapped_column
+from .. import db
+
+
+class Post(db.Model):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(db.String(200))
+    author_id: Mapped[int] = mapped_column(db.ForeignKey("users.id"))
+'''
+
+
+@dataclass
+class Project:
+    """A project package under ``root`` named ``package``, using database ``url``."""
+
+    root: Path
+    package: str
+    url: str
+
+    @property
+    def package_dir(self) -> Path:
+        return self.root / self.package
+
+    @property
+    def migrations(self) -> Path:
+        return self.root / "migrations"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TEST_DATABASE_URL": self.url,
+            "TEST_MIGRATIONS": str(self.migrations),
+            "FLASK_APP": self.package,
+            "PYTHONPATH": os.pathsep.join([str(self.root), str(Path(__file__).parents[1])]),
+        }
+
+    def write(self, relative: str, text: str) -> Path:
+        """Write a file of the package (e.g. ``blog/models.py``)."""
+        path = self.package_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    def set_factory(
+        self,
+        blueprints: list[str],
+        config: dict[str, object] | None = None,
+        extra_modules: list[str] | None = None,
+    ) -> None:
+        self.write(
+            "__init__.py",
+            FACTORY
+            + f"\nBLUEPRINTS = {blueprints!r}\nCONFIG = {config or {}!r}\n"
+            + f"EXTRA_MODULES = {extra_modules or []!r}\n",
+        )
+
+    def add_blueprint(self, name: str, models: str) -> None:
+        self.write(f"{name}/__init__.py", BLUEPRINT.format(name=name))
+        self.write(f"{name}/models.py", models)
+
+    def app(self) -> Flask:
+        """A fresh app from a fresh import of the package (models may have changed)."""
+        for name in [m for m in sys.modules if m == self.package or m.startswith(self.package + ".")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        if str(self.root) not in sys.path:
+            sys.path.insert(0, str(self.root))
+        saved = {k: os.environ.get(k) for k in ("TEST_DATABASE_URL", "TEST_MIGRATIONS")}
+        os.environ["TEST_DATABASE_URL"] = self.url
+        os.environ["TEST_MIGRATIONS"] = str(self.migrations)
+        try:
+            return importlib.import_module(self.package).create_app()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def db(self, *args: str) -> Result:
+        """``flask db ARGS`` in-process through Flask's CLI runner, on a fresh app."""
+        app = self.app()
+        return app.test_cli_runner().invoke(args=["db", *args])
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``flask db ARGS`` as a real subprocess (what a user types)."""
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "db", *args],
+            cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=timeout,
+        )
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+
+    def tables(self) -> set[str]:
+        engine = self.engine()
+        try:
+            return set(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    def query(self, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+        engine = self.engine()
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.exec_driver_sql(sql)]
+        finally:
+            engine.dispose()
+
+    def files(self, app: str) -> list[str]:
+        return sorted(p.name for p in (self.migrations / app).glob("*.py"))
+
+
+def new_project(tmp_path: Path, url: str, with_blog: bool = True) -> Project:
+    """The issue's example project: accounts (User) and blog (Post -> users.id)."""
+    project = Project(tmp_path, f"proj_{uuid.uuid4().hex[:10]}", url)
+    project.add_blueprint("accounts", ACCOUNTS_MODELS)
+    blueprints = ["accounts"]
+    if with_blog:
+        project.add_blueprint("blog", BLOG_MODELS)
+        blueprints.append("blog")
+    project.set_factory(blueprints)
+    return project
