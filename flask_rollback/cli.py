@@ -16,7 +16,7 @@ from flask.cli import AppGroup
 from . import commands
 from .errors import RollbackError
 from .executor import Progress
-from .plan import Plan, Step
+from .plan import RELATIVE_RE, Plan, Step
 from .project import Project
 
 
@@ -211,38 +211,78 @@ def _finish(result: commands.RunResult) -> None:
     click.echo(f"{verb} {len(report.done)} migration(s) ({counts}) in {report.seconds:.2f}s.")
 
 
-_target = click.argument("target", nargs=-1)
+def _check_target(ctx: click.Context, _param: click.Parameter, words: tuple[str, ...]) -> tuple[str, ...]:
+    """``-N`` is a target (``flask db downgrade -2``), not an option; other dashes still are."""
+    for word in words:
+        if word.startswith("-") and not RELATIVE_RE.match(word):
+            raise click.NoSuchOption(word, ctx=ctx)
+    return words
 
 
-@db_group.command("upgrade")
+#: Targets may be ``-N``: these commands let unknown "options" through to _check_target.
+_TARGET_SETTINGS = {"ignore_unknown_options": True}
+_target = click.argument("target", nargs=-1, callback=_check_target)
+_lock_timeout = click.option(
+    "--lock-timeout", type=float, default=None,
+    help="Seconds to wait for the migration lock (default ROLLBACK_LOCK_TIMEOUT, 300).",
+)
+
+
+def _announce(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@db_group.command("upgrade", context_settings=_TARGET_SETTINGS)
 @_target
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan; apply nothing.")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
-def upgrade_command(target: tuple[str, ...], plan_only: bool, sql: bool) -> None:
+@_lock_timeout
+def upgrade_command(target: tuple[str, ...], plan_only: bool, sql: bool, lock_timeout: float | None) -> None:
     """Apply migrations: every app to its head, or TARGET (APP, APP@REV, APP@+N, REV, heads)."""
-    _finish(commands.upgrade(_project(), target, plan_only=plan_only, sql=sql, progress=_progress()))
-
-
-@db_group.command("downgrade")
-@_target
-@click.option("--plan", "plan_only", is_flag=True, help="Print the plan; revert nothing.")
-@click.option("--cascade", is_flag=True, help="Also revert other apps' migrations that depend on TARGET.")
-@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
-def downgrade_command(target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool) -> None:
-    """Revert migrations: the most recent one, or down to TARGET (APP zero, APP@REV, APP@-N, REV)."""
     _finish(
-        commands.downgrade(
-            _project(), target, cascade=cascade, plan_only=plan_only, sql=sql, progress=_progress()
+        commands.upgrade(
+            _project(), target, plan_only=plan_only, sql=sql, progress=_progress(),
+            lock_timeout=lock_timeout, announce=_announce,
         )
     )
 
 
-@db_group.command("stamp")
+@db_group.command("downgrade", context_settings=_TARGET_SETTINGS)
+@_target
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan; revert nothing.")
+@click.option("--cascade", is_flag=True, help="Also revert other apps' migrations that depend on TARGET.")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@_lock_timeout
+def downgrade_command(
+    target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None
+) -> None:
+    """Revert migrations: the most recent one, or down to TARGET (APP zero, APP@REV, APP@-N, REV)."""
+    _finish(
+        commands.downgrade(
+            _project(), target, cascade=cascade, plan_only=plan_only, sql=sql,
+            progress=_progress(), lock_timeout=lock_timeout, announce=_announce,
+        )
+    )
+
+
+@db_group.command("stamp", context_settings=_TARGET_SETTINGS)
 @_target
 @click.option("--purge", is_flag=True, help="Ignore the version table's current content.")
-def stamp_command(target: tuple[str, ...], purge: bool) -> None:
+@_lock_timeout
+def stamp_command(target: tuple[str, ...], purge: bool, lock_timeout: float | None) -> None:
     """Record TARGET as applied without running migrations."""
-    _finish(commands.stamp(_project(), target, purge=purge))
+    _finish(
+        commands.stamp(
+            _project(), target, purge=purge, lock_timeout=lock_timeout, announce=_announce
+        )
+    )
+
+
+@db_group.command("unlock")
+def unlock_command() -> None:
+    """Clear a lock-table row left by a crashed run (only with ROLLBACK_LOCK = "table")."""
+    cleared = commands.unlock(_project())
+    click.echo("Cleared the migration lock." if cleared else "The migration lock was not held.")
 
 
 @db_group.command("sqlmigrate")

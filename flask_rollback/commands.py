@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +19,11 @@ from sqlalchemy.engine import Connection
 
 from .autodetect import AppSplitter, NewMigration, django_filename
 from .checks import downgrade_problem
-from .database import connect
+from .database import apply_timeouts, connect
 from .errors import RollbackError
 from .executor import Progress, RunReport, execute, stamp as execute_stamp
 from .graph import Migration
+from .lock import Announce, migration_lock, release_lock_table
 from .loader import TEMPLATES, check_layout
 from .plan import Plan, Planner, Step
 from .project import Project
@@ -73,15 +74,43 @@ def _ensure_app_folders(project: Project) -> None:
 
 
 @contextmanager
-def _database(project: Project) -> Iterator[tuple[Connection, Planner]]:
-    """A connection and a planner for the database's current state."""
+def _database(
+    project: Project,
+    *,
+    lock: bool = False,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    purge: bool = False,
+) -> Iterator[tuple[Connection, Planner]]:
+    """A connection and a planner for the database's current state.
+
+    With ``lock``, the migration lock is taken first and the state read after it, so a process
+    that waited for another one plans against what that one left. ``purge`` ignores the
+    stored heads (to stamp over revisions no file provides any more).
+    """
     graph = project.graph
+    settings = project.settings
     with connect(project.url) as connection:
-        recorder = project.recorder
-        heads = recorder.stored_heads(connection)
-        recent = recorder.most_recent_first(recorder.entries(connection))
-        connection.rollback()
-        yield connection, Planner(graph, heads, recent)
+        guard = (
+            migration_lock(
+                connection,
+                settings.version_table,
+                settings.lock_timeout if lock_timeout is None else lock_timeout,
+                announce,
+                lock_table=settings.lock_table,
+                use_table=settings.lock == "table",
+            )
+            if lock
+            else nullcontext()
+        )
+        with guard:
+            if lock:
+                apply_timeouts(connection, settings)
+            recorder = project.recorder
+            heads = () if purge else recorder.stored_heads(connection)
+            recent = recorder.most_recent_first(recorder.entries(connection))
+            connection.rollback()
+            yield connection, Planner(graph, heads, recent)
 
 
 @dataclass
@@ -165,9 +194,15 @@ def upgrade(
     plan_only: bool = False,
     sql: bool = False,
     progress: Progress | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
 ) -> RunResult:
     """Apply migrations up to ``target`` (default: every app's head)."""
-    with _database(project) as (connection, planner):
+    changes = not (plan_only or sql)
+    with _database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
         plan = planner.upgrade(target)
         return _run(project, connection, plan, {}, plan_only, sql, progress)
 
@@ -180,9 +215,15 @@ def downgrade(
     plan_only: bool = False,
     sql: bool = False,
     progress: Progress | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
 ) -> RunResult:
     """Revert migrations down to ``target`` (default: the most recently applied one)."""
-    with _database(project) as (connection, planner):
+    changes = not (plan_only or sql)
+    with _database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
         plan = planner.downgrade(target, cascade=cascade)
         problems = irreversible_steps(project, plan)
         if problems and not plan_only:
@@ -221,23 +262,38 @@ def _run(
     return RunResult(execute(project, connection, plan, progress))
 
 
-def stamp(project: Project, target: Sequence[str], *, purge: bool = False, sql: bool = False) -> RunResult:
+def stamp(
+    project: Project,
+    target: Sequence[str],
+    *,
+    purge: bool = False,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> RunResult:
     """Record a position without running migrations (Flask-Migrate's stamp, Django's --fake)."""
-    graph = project.graph
-    with connect(project.url) as connection:
-        recorder = project.recorder
-        heads = () if purge else recorder.stored_heads(connection)
-        connection.rollback()
-        plan = Planner(graph, heads).stamp(target, purge=purge)
-        if sql:
-            return RunResult(RunReport(plan, planned_only=True), sql=render_sql(project, plan))
+    with _database(
+        project, lock=True, lock_timeout=lock_timeout, announce=announce, purge=purge
+    ) as (connection, planner):
+        plan = planner.stamp(target)
         return RunResult(execute_stamp(project, connection, plan))
+
+
+def unlock(project: Project) -> bool:
+    """Delete the fallback lock row a crashed run left behind; True if there was one.
+
+    PostgreSQL advisory locks and SQLite file locks die with their process and need no unlock.
+    """
+    if project.settings.lock != "table" and project.url.get_backend_name() in ("postgresql", "sqlite"):
+        raise RollbackError(
+            f"the {project.url.get_backend_name()} migration lock is released by the server when "
+            "its process ends; there is nothing to unlock"
+        )
+    with connect(project.url) as connection:
+        return release_lock_table(connection, project.settings.lock_table)
 
 
 def render_sql(project: Project, plan: Plan) -> str:
     """The SQL a plan would run (Alembic offline mode), without touching the database."""
-    if plan.kind == "stamp":
-        raise RollbackError("--sql is not available for stamp; stamp writes only the version table")
     buffer = io.StringIO()
     steps = plan.alembic_steps(project.graph)
     with EnvironmentContext(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from .errors import RollbackError
+from .settings import Settings
 
 
 def display_url(url: URL) -> str:
@@ -64,3 +65,17 @@ def connect(url: URL) -> Iterator[Connection]:
             yield connection
     finally:
         engine.dispose()
+
+
+def apply_timeouts(connection: Connection, settings: Settings) -> None:
+    """PostgreSQL lock/statement timeouts for the migration session (strong_migrations' advice:
+    a migration waiting on a busy table must fail rather than block every query behind it)."""
+    if connection.dialect.name != "postgresql":
+        return
+    for name, value in (
+        ("lock_timeout", settings.pg_lock_timeout),
+        ("statement_timeout", settings.pg_statement_timeout),
+    ):
+        if value is not None:
+            connection.execute(sa.text("SELECT set_config(:n, :v, false)"), {"n": name, "v": str(value)})
+    connection.commit()

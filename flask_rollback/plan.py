@@ -220,10 +220,10 @@ class Planner:
 
     # -- stamp ---------------------------------------------------------------------------------
 
-    def stamp(self, words: Sequence[str], purge: bool = False) -> Plan:
+    def stamp(self, words: Sequence[str]) -> Plan:
         """Record a position without running migrations (Django's ``--fake``)."""
         graph = self.graph
-        applied = set() if purge else set(self.applied)
+        applied = set(self.applied)
         target = " ".join(words)
         if not words:
             raise RollbackError("stamp needs a target, e.g. 'flask db stamp heads'")
@@ -231,6 +231,13 @@ class Planner:
             new = set(graph.migrations)
         elif words[0] == "base":
             new = set()
+        elif len(words) == 1 and RELATIVE_RE.match(words[0]):
+            sign, count = RELATIVE_RE.match(words[0]).groups()  # type: ignore[union-attr]
+            if sign == "+":
+                pending = [rev for rev in graph.migrations if rev not in applied]
+                new = applied | graph.closure(pending[: int(count)])
+            else:
+                new = applied - self._dependents(self._most_recent(int(count)))
         else:
             app, rest = self._split(words)
             mine = {m.revision for m in graph.of_app(app)}
@@ -238,6 +245,23 @@ class Planner:
                 new = applied | graph.closure(graph.app_heads(app))
             elif rest in ("zero", "base"):
                 new = applied - self._dependents(mine & applied)
+            elif RELATIVE_RE.match(rest):
+                sign, count = RELATIVE_RE.match(rest).groups()  # type: ignore[union-attr]
+                ordered = [m.revision for m in graph.of_app(app)]
+                if sign == "+":
+                    pending = [rev for rev in ordered if rev not in applied]
+                    if int(count) > len(pending):
+                        raise RollbackError(
+                            f"app {app!r} has only {len(pending)} pending migration(s), not {count}"
+                        )
+                    new = applied | graph.closure(pending[: int(count)])
+                else:
+                    done = [rev for rev in ordered if rev in applied]
+                    if int(count) > len(done):
+                        raise RollbackError(
+                            f"app {app!r} has {len(done)} applied migration(s); cannot go down {count}"
+                        )
+                    new = applied - self._dependents(set(done[len(done) - int(count) :]))
             else:
                 migration = graph.find(rest, app)
                 above = {

@@ -87,7 +87,7 @@ class Recorder:
     @property
     def own_tables(self) -> set[str]:
         """Tables autogenerate must never touch."""
-        return {self.settings.log_table, self.settings.version_table}
+        return {self.settings.log_table, self.settings.version_table, self.settings.lock_table}
 
     def stored_heads(self, connection: Connection) -> tuple[str, ...]:
         context = MigrationContext.configure(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,16 @@ class Settings:
     version_table: str = "alembic_version"
     #: The applied-log table, one row per applied or reverted migration.
     log_table: str = "rollback_log"
+    #: Seconds to wait for the migration lock before giving up (``--lock-timeout``).
+    lock_timeout: float = 300.0
+    #: ``auto`` (PostgreSQL advisory lock, SQLite file lock, else the lock table) or ``table``.
+    lock: str = "auto"
+    #: The fallback lock table.
+    lock_table: str = "rollback_lock"
+    #: PostgreSQL ``lock_timeout`` for migration statements, e.g. ``"5s"`` (None: server default).
+    pg_lock_timeout: str | None = None
+    #: PostgreSQL ``statement_timeout`` for migration statements, e.g. ``"10min"``.
+    pg_statement_timeout: str | None = None
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -63,13 +74,38 @@ def resolve_settings(
             continue
         if key not in config_names:
             raise RollbackError(
-                f"unknown config key {key}{_suggest(key, config_names)}; "
+                f"unknown config key {key}{_suggest(key, config_names, CONFIG_PREFIX)}; "
                 "see the README for the ROLLBACK_* keys"
             )
         merged[key[len(CONFIG_PREFIX) :].lower()] = value
-    return Settings(**merged)
+    settings = Settings(**merged)
+    _validate(settings)
+    return settings
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+DURATION_RE = re.compile(r"^\d+\s*(ms|s|min|h|d)?$")
+
+
+def _validate(settings: Settings) -> None:
+    if settings.lock not in ("auto", "table"):
+        raise RollbackError(f"ROLLBACK_LOCK must be 'auto' or 'table', not {settings.lock!r}")
+    try:
+        if float(settings.lock_timeout) < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise RollbackError(
+            f"ROLLBACK_LOCK_TIMEOUT must be a number of seconds, not {settings.lock_timeout!r}"
+        ) from None
+    for key in ("pg_lock_timeout", "pg_statement_timeout"):
+        value = getattr(settings, key)
+        if value is not None and not DURATION_RE.match(str(value)):
+            raise RollbackError(
+                f"ROLLBACK_{key.upper()} must look like '500ms', '5s' or '10min', not {value!r}"
+            )
+
+
+def _suggest(word: str, choices: list[str], prefix: str = "") -> str:
+    """The closest choice, compared without the shared prefix (every key starts ROLLBACK_)."""
+    stems = {choice[len(prefix) :]: choice for choice in choices}
+    close = difflib.get_close_matches(word[len(prefix) :], list(stems), n=1)
+    return f" (did you mean {stems[close[0]]}?)" if close else ""

@@ -184,6 +184,16 @@ class Project:
         finally:
             engine.dispose()
 
+    def query_write(self, *statements: str) -> None:
+        """Run statements in one committed transaction."""
+        engine = self.engine()
+        try:
+            with engine.begin() as connection:
+                for statement in statements:
+                    connection.exec_driver_sql(statement)
+        finally:
+            engine.dispose()
+
     def files(self, app: str) -> list[str]:
         return sorted(p.name for p in (self.migrations / app).glob("*.py"))
 
@@ -198,3 +208,49 @@ def new_project(tmp_path: Path, url: str, with_blog: bool = True) -> Project:
         blueprints.append("blog")
     project.set_factory(blueprints)
     return project
+
+
+CHAIN_MIGRATION = '''"""step {number}"""
+
+import time
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {parent!r}
+branch_labels = {labels!r}
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("t{number:04d}", sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.String(20)))
+    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i, "v": "x"}} for i in range({rows})])
+    time.sleep({sleep})
+
+
+def downgrade() -> None:
+    op.drop_table("t{number:04d}")
+'''
+
+
+def write_chain(project: Project, app: str, count: int, rows: int = 20, sleep: float = 0.0) -> list[str]:
+    """``count`` hand-written migrations in ``app``, each creating table tNNNN with ``rows`` rows;
+    returns their revision ids in order. Ids are ``<app>NNNN`` so tests can name them."""
+    folder = project.migrations / app
+    folder.mkdir(parents=True, exist_ok=True)
+    revisions = []
+    for number in range(1, count + 1):
+        revision = f"{app}{number:04d}"
+        (folder / f"{number:04d}_step.py").write_text(
+            CHAIN_MIGRATION.format(
+                number=number,
+                revision=revision,
+                parent=revisions[-1] if revisions else None,
+                labels=(app,) if number == 1 else None,
+                rows=rows,
+                sleep=sleep,
+            )
+        )
+        revisions.append(revision)
+    return revisions
