@@ -137,8 +137,12 @@ def resolve_apps(
 
     for cls in mapped_classes:
         mapper = sa.inspect(cls)
+        # A subclass owns only the tables it adds: its parent's table stays the parent's.
+        inherited = mapper.inherits.tables if mapper.inherits is not None else []
         for table in mapper.tables:
             if not isinstance(table, sa.Table) or table.metadata is not metadata:
+                continue
+            if any(table is parent for parent in inherited):
                 continue
             label, why = _label_for_class(cls, table, by_label, default)
             claim(table.name, label, why)
@@ -174,7 +178,15 @@ def resolve_apps(
     if default in owners and default not in labels:
         labels.append(default)
     labels += sorted(owners - set(labels))
-    labels += sorted(_labels_on_disk(root) - set(labels))
+    # Apps whose own folder (an override) still holds migrations count even without models.
+    overrides = {**{s.label: s.directory for s in by_label.values() if s.directory},
+                 **settings.app_directories}
+    labels += sorted(
+        label for label, folder in overrides.items()
+        if label not in labels and folder and _has_migrations(Path(folder))
+    )
+    taken = {Path(folder).resolve() for folder in overrides.values() if folder}
+    labels += sorted(_labels_on_disk(root, taken) - set(labels))
 
     apps = []
     for label in labels:
@@ -195,7 +207,7 @@ def resolve_apps(
 def _label_for_class(
     cls: type, table: sa.Table, specs: Mapping[str, AppSpec], default: str
 ) -> tuple[str, str]:
-    label = getattr(cls, "__app_label__", None) or table.info.get("app")
+    label = _explicit_label(cls) or table.info.get("app")
     if label:
         return validate_label(label), f"explicit label on {cls.__name__}"
     module = cls.__module__
@@ -209,12 +221,29 @@ def _label_for_class(
     return default, f"{cls.__name__} is outside every blueprint"
 
 
-def _labels_on_disk(root: Path) -> set[str]:
-    """Folders with migrations under the root are apps even when their models are gone."""
+def _explicit_label(cls: type) -> str | None:
+    """``__app_label__`` of the class itself or of an unmapped base (a mixin); a mapped parent's
+    label names the parent's table, not the tables a subclass adds in another app."""
+    for klass in cls.__mro__:
+        if klass is not cls and sa.inspect(klass, raiseerr=False) is not None:
+            return None
+        if "__app_label__" in vars(klass):
+            return vars(klass)["__app_label__"]
+    return None
+
+
+def _has_migrations(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.py"))
+
+
+def _labels_on_disk(root: Path, taken: frozenset[Path] | set[Path] = frozenset()) -> set[str]:
+    """Folders with migrations under the root are apps even when their models are gone;
+    a folder that is already some app's configured directory is not another app."""
     if not root.is_dir():
         return set()
     return {
         child.name
         for child in root.iterdir()
-        if child.is_dir() and LABEL_RE.match(child.name) and any(child.glob("*.py"))
+        if child.is_dir() and LABEL_RE.match(child.name) and _has_migrations(child)
+        and child.resolve() not in taken
     }

@@ -16,6 +16,7 @@ from flask.cli import AppGroup
 from . import commands
 from .errors import RollbackError
 from .executor import Progress
+from .gate import GateReport
 from .plan import RELATIVE_RE, Plan, Step
 from .project import Project
 
@@ -424,3 +425,118 @@ def show_command(revision: str) -> None:
 def branches_command(verbose: bool) -> None:
     """Show branch points."""
     commands.alembic_verb(_project(), "branches", verbose=verbose)
+
+
+# -- safe deploys -----------------------------------------------------------------------------
+
+
+def _print_report(report: GateReport) -> None:
+    for check in report.checks:
+        click.echo(f"{check.level:<8} {check.name}: {check.message}")
+        for detail in check.details:
+            click.echo(f"           - {detail}")
+    errors = sum(c.level == "error" for c in report.checks)
+    warnings = sum(c.level == "warning" for c in report.checks)
+    if report.blocked:
+        strict = " (--strict: warnings count)" if report.strict and warnings else ""
+        click.echo(f"Blocked: {errors} error(s), {warnings} warning(s){strict}.")
+    elif report.pending:
+        click.echo(f"Ready: {len(report.pending)} pending migration(s) can be deployed and rolled back.")
+    else:
+        click.echo("Ready: no pending migrations.")
+
+
+@db_group.command("predeploy")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--strict", is_flag=True, help="Warnings block too.")
+def predeploy_command(as_json: bool, strict: bool) -> None:
+    """Prove pending migrations can be deployed and rolled back; apply nothing.
+
+    Exit 0 ready, 1 blocked, 2 could not run.
+    """
+    try:
+        report = commands.predeploy(_project(), strict=strict)
+    except RollbackError as exc:
+        raise RollbackError(exc.message, exit_code=2) from exc
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        _print_report(report)
+    if report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)
+
+
+@db_group.command("deploy")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--strict", is_flag=True, help="Gate warnings block too.")
+@click.option("--label", default=None, help="A name for this deploy (e.g. a release tag).")
+@click.option("--git-sha", default=None, help="The commit being deployed.")
+@_lock_timeout
+def deploy_command(
+    as_json: bool, strict: bool, label: str | None, git_sha: str | None, lock_timeout: float | None
+) -> None:
+    """Lock, run the gate, apply every pending migration and record the deploy."""
+    result = commands.deploy(
+        _project(), strict=strict, label=label, git_sha=git_sha, lock_timeout=lock_timeout,
+        announce=_announce, progress=_progress(),
+    )
+    if as_json:
+        _emit_json({"report": result.report.as_dict(),
+                    "deploy": result.record.as_dict() if result.record else None})
+    else:
+        _print_report(result.report)
+        if result.record:
+            click.echo(
+                f"Deploy {result.record.id} applied {len(result.record.migrations)} migration(s); "
+                f"undo it with 'flask db rollback {result.record.id}'."
+            )
+    if result.report.blocked:
+        if not as_json:
+            click.echo("Error: the gate blocked the deploy; nothing was applied.", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@db_group.command("deploys")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--repair", is_flag=True, help="Close records left 'running' by a crashed deploy.")
+def deploys_command(as_json: bool, repair: bool) -> None:
+    """Deploy records, newest first."""
+    records = commands.deploys(_project(), repair=repair)
+    if as_json:
+        _emit_json([record.as_dict() for record in records])
+        return
+    if not records:
+        click.echo("No deploys recorded.")
+    for record in records:
+        name = f" {record.label}" if record.label else ""
+        sha = f" {record.git_sha[:12]}" if record.git_sha else ""
+        click.echo(
+            f"{record.id:>4}  {record.status:<12} {record.started_at:%Y-%m-%d %H:%M:%S}  "
+            f"{len(record.migrations)} migration(s){name}{sha}  {record.user}@{record.host}"
+            + (f"  error: {record.error}" if record.error else "")
+        )
+
+
+@db_group.command("rollback")
+@click.argument("deploy_id", type=int, required=False)
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan; revert nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@_lock_timeout
+def rollback_command(deploy_id: int | None, plan_only: bool, yes: bool, lock_timeout: float | None) -> None:
+    """Undo a deploy (default: the latest): every app back to the heads recorded before it."""
+
+    def confirm(plan: Plan) -> bool:
+        _print_plan(plan)
+        if not sys.stdin.isatty():
+            raise RollbackError("rollback needs confirmation: re-run with --yes")
+        return click.confirm("Roll back?", default=False)
+
+    result = commands.rollback(
+        _project(), deploy_id, plan_only=plan_only, confirm=None if yes else confirm,
+        lock_timeout=lock_timeout, announce=_announce, progress=_progress(),
+    )
+    if plan_only:
+        _print_plan(result.plan, result.problems)
+        return
+    reverted = len(result.run.done) if result.run else 0
+    click.echo(f"Rolled back deploy {result.record.id}: reverted {reverted} migration(s).")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command as alembic_command
 from alembic.runtime.environment import EnvironmentContext
@@ -17,11 +18,15 @@ from alembic.util import CommandError
 from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
+from . import signals
 from .autodetect import AppSplitter, NewMigration, django_filename
+from .backup import backup_database
 from .checks import downgrade_problem
 from .database import apply_timeouts, connect
+from .deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRecord
 from .errors import RollbackError
 from .executor import Progress, RunReport, execute, stamp as execute_stamp
+from .gate import GateReport, graph_failure, run_gate
 from .graph import Migration
 from .lock import Announce, migration_lock, release_lock_table
 from .loader import TEMPLATES, check_layout
@@ -481,3 +486,196 @@ def alembic_verb(project: Project, verb: str, *args: object, **kwargs: object) -
         getattr(alembic_command, verb)(project.config, *args, **kwargs)
     except CommandError as exc:
         raise RollbackError(str(exc)) from None
+
+
+# -- safe deploys -----------------------------------------------------------------------------
+
+
+def predeploy(project: Project, *, strict: bool = False) -> GateReport:
+    """Run every gate check against the configured database; apply nothing to it."""
+    try:
+        project.graph  # noqa: B018 - broken files are a gate error, not a crash
+        with _database(project) as (connection, planner):
+            return run_gate(project, connection, planner, strict)
+    except RollbackError as exc:
+        if exc.message.startswith("cannot connect"):
+            raise RollbackError(exc.message, exit_code=2) from None
+        return graph_failure(exc.message)
+
+
+@dataclass
+class DeployResult:
+    """The gate's report, and the record and run of the deploy when it happened."""
+
+    report: GateReport
+    record: DeployRecord | None = None
+    run: RunReport | None = None
+
+
+def deploy(
+    project: Project,
+    *,
+    strict: bool = False,
+    label: str | None = None,
+    git_sha: str | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    progress: Progress | None = None,
+) -> DeployResult:
+    """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks."""
+    deploy_log = DeployLog(project.settings.deploy_table)
+    with _database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
+        report = run_gate(project, connection, planner, strict)
+        plan = planner.upgrade()
+        if report.blocked or not plan.steps:
+            return DeployResult(report)
+        backup = None
+        if project.settings.backup_dir:
+            backup = str(backup_database(project.url, project.settings.backup_dir))
+        _run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
+        deploy_id = deploy_log.start(
+            connection,
+            stored_heads_before=list(planner.stored_heads),
+            heads_before=_positions(project, planner.applied),
+            migrations=[],
+            report=report.as_dict(),
+            label=label,
+            git_sha=git_sha,
+            backup=backup,
+        )
+        try:
+            run = execute(project, connection, plan, progress)
+        except RollbackError as exc:
+            done = _applied_so_far(project, connection, plan)
+            deploy_log.finish(
+                connection, deploy_id, FAILED, migrations=done, error=exc.message,
+                stored_heads_after=list(project.recorder.stored_heads(connection)),
+            )
+            raise RollbackError(f"deploy {deploy_id} failed: {exc.message}") from exc
+        applied = planner.applied | {step.migration.revision for step in plan.steps}
+        deploy_log.finish(
+            connection, deploy_id, APPLIED,
+            stored_heads_after=list(plan.heads_after),
+            heads_after=_positions(project, applied),
+            migrations=[step.migration.revision for step in plan.steps],
+        )
+        record = deploy_log.get(connection, deploy_id)
+        connection.rollback()
+    _run_hooks(project, "after_deploy", signals.after_deploy, plan=plan, deploy=record)
+    return DeployResult(report, record, run)
+
+
+def _positions(project: Project, applied: set[str]) -> dict[str, list[str]]:
+    return {label: project.graph.position(label, applied) for label in project.registry.labels}
+
+
+def _applied_so_far(project: Project, connection: Connection, plan: Plan) -> list[str]:
+    """The plan's migrations that committed before a failure."""
+    applied = project.graph.closure(project.recorder.stored_heads(connection))
+    connection.rollback()
+    return [step.migration.revision for step in plan.steps if step.migration.revision in applied]
+
+
+def _run_hooks(project: Project, name: str, signal: Any, **kwargs: Any) -> None:
+    """Hooks and signal receivers; one that raises stops the operation with its message."""
+    receivers = [*project.hooks.get(name, [])]
+    try:
+        for hook in receivers:
+            hook(**kwargs)
+        signal.send(project.flask_app, **kwargs)
+    except RollbackError:
+        raise
+    except Exception as exc:
+        raise RollbackError(f"{name} hook failed: {exc}; nothing was changed") from exc
+
+
+def deploys(project: Project, *, repair: bool = False, lock_timeout: float | None = None) -> list[DeployRecord]:
+    """Deploy records, newest first; ``repair`` closes records left running by a crash."""
+    deploy_log = DeployLog(project.settings.deploy_table)
+    with _database(project, lock=repair, lock_timeout=lock_timeout) as (connection, _planner):
+        if repair:
+            deploy_log.repair(connection)
+        records = deploy_log.all(connection)
+        connection.rollback()
+    return records
+
+
+@dataclass
+class RollbackResult:
+    """The deploy being undone, the plan, and the run (None with --plan)."""
+
+    record: DeployRecord
+    plan: Plan
+    problems: dict[str, str] = field(default_factory=dict)
+    run: RunReport | None = None
+
+
+def rollback(
+    project: Project,
+    deploy_id: int | None = None,
+    *,
+    plan_only: bool = False,
+    confirm: Callable[[Plan], bool] | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    progress: Progress | None = None,
+) -> RollbackResult:
+    """Return every app to the heads recorded before a deploy (default: the latest one)."""
+    deploy_log = DeployLog(project.settings.deploy_table)
+    with _database(project, lock=not plan_only, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
+        records = deploy_log.all(connection)
+        connection.rollback()
+        record = _deploy_to_undo(records, deploy_id)
+        plan = planner.revert_to(record.stored_heads_before, f"before deploy {record.id}")
+        problems = irreversible_steps(project, plan)
+        result = RollbackResult(record, plan, problems)
+        if problems:
+            listed = "; ".join(
+                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+            )
+            if plan_only:
+                return result
+            raise RollbackError(f"cannot roll back deploy {record.id}: {listed}; nothing was run")
+        if plan_only:
+            return result
+        if confirm is not None and not confirm(plan):
+            raise RollbackError("rollback cancelled; nothing was changed")
+        _run_hooks(project, "before_rollback", signals.before_rollback, plan=plan, deploy=record)
+        if not plan.steps:
+            with connection.begin():
+                deploy_log.mark_rolled_back(connection, record.id)
+            return result
+        finalize = lambda conn: deploy_log.mark_rolled_back(conn, record.id)  # noqa: E731
+        result.run = execute(project, connection, plan, progress, finalize=finalize)
+        return result
+
+
+def _deploy_to_undo(records: list[DeployRecord], deploy_id: int | None) -> DeployRecord:
+    live = [r for r in records if r.status in (APPLIED, FAILED)]
+    if deploy_id is None:
+        if not live:
+            raise RollbackError("there is no deploy to roll back; see 'flask db deploys'")
+        return live[0]
+    record = next((r for r in records if r.id == deploy_id), None)
+    if record is None:
+        raise RollbackError(f"no deploy with id {deploy_id}; see 'flask db deploys'")
+    if record.status == ROLLED_BACK:
+        raise RollbackError(f"deploy {deploy_id} was already rolled back")
+    if record.status == RUNNING:
+        raise RollbackError(
+            f"deploy {deploy_id} is marked running: if its process is gone, run "
+            "'flask db deploys --repair' first"
+        )
+    later = [r.id for r in live if r.id > record.id]
+    if later:
+        raise RollbackError(
+            f"deploy {deploy_id} is not the latest; roll back deploy(s) "
+            f"{', '.join(map(str, later))} first"
+        )
+    return record

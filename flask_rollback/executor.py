@@ -36,9 +36,17 @@ class RunReport:
 
 
 def execute(
-    project: Project, connection: Connection, plan: Plan, progress: Progress | None = None
+    project: Project,
+    connection: Connection,
+    plan: Plan,
+    progress: Progress | None = None,
+    finalize: Callable[[Connection], None] | None = None,
 ) -> RunReport:
-    """Run an upgrade or downgrade plan on ``connection`` (which holds no open transaction)."""
+    """Run an upgrade or downgrade plan on ``connection`` (which holds no open transaction).
+
+    ``finalize`` runs inside the last migration's transaction (e.g. to mark a deploy rolled
+    back), so it happens exactly when the last step commits.
+    """
     report = RunReport(plan)
     if not plan.steps:
         return report
@@ -55,6 +63,8 @@ def execute(
         finished = utcnow()
         report.done.append((planned, (finished - clock[0]).total_seconds() * 1000))
         clock[0] = finished
+        if finalize and len(report.done) == len(plan.steps):
+            finalize(ctx.connection)
         if progress:
             progress(len(report.done), len(plan.steps), planned)
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from .apps import AppSpec, validate_label
+from .apps import AppSpec
 from .errors import RollbackError
 from .project import Project
 from .settings import Settings, resolve_settings
+
+Hook = Callable[..., Any]
+HOOK_NAMES = ("before_deploy", "after_deploy", "before_rollback")
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -33,7 +37,10 @@ class RollbackState:
 
     def project(self, app: Flask, directory: str | None = None) -> Project:
         """Resolved per command, so config and blueprints added after init_app count."""
-        return Project(app, self.db, self.settings(app, directory), list(self.extension.specs))
+        return Project(
+            app, self.db, self.settings(app, directory), list(self.extension.specs),
+            self.extension.hooks,
+        )
 
 
 class Rollback:
@@ -44,6 +51,7 @@ class Rollback:
         self.db = db
         self.options = options
         self.specs: list[AppSpec] = []
+        self.hooks: dict[str, list[Hook]] = {name: [] for name in HOOK_NAMES}
         if app is not None:
             self.init_app(app, db)
 
@@ -58,11 +66,29 @@ class Rollback:
         name = app.config.get("ROLLBACK_COMMAND", settings.command)
         app.cli.add_command(db_group, name)
 
+    def before_deploy(self, hook: Hook) -> Hook:
+        """Decorator: ``hook(plan)`` runs before a deploy applies anything; raising blocks it."""
+        self.hooks["before_deploy"].append(hook)
+        return hook
+
+    def after_deploy(self, hook: Hook) -> Hook:
+        """Decorator: ``hook(plan)`` runs after a deploy applied its migrations."""
+        self.hooks["after_deploy"].append(hook)
+        return hook
+
+    def before_rollback(self, hook: Hook) -> Hook:
+        """Decorator: ``hook(plan)`` runs before a rollback reverts anything; raising blocks it."""
+        self.hooks["before_rollback"].append(hook)
+        return hook
+
     def register_app(
         self, label: str, import_name: str | None = None, directory: str | None = None
     ) -> None:
-        """Declare an app that is not a blueprint: models under ``import_name`` belong to it."""
-        validate_label(label)
+        """Declare an app that is not a blueprint: models under ``import_name`` belong to it.
+
+        The label is checked when a ``flask db`` command resolves the apps, so a bad label is
+        one ``Error:`` line there rather than a traceback while the app factory runs.
+        """
         if any(spec.label == label for spec in self.specs):
             raise RollbackError(f"app {label!r} is registered twice")
         self.specs.append(AppSpec(label, import_name, directory, source="registered"))

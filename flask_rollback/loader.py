@@ -10,7 +10,9 @@ import argparse
 import ast
 import os
 import re
+import traceback
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from .errors import RollbackError
 
 TEMPLATES = Path(__file__).parent / "templates"
 REVISION_RE = re.compile(r"^[0-9A-Za-z_]{1,64}$")
-MIGRATION_FILE_RE = re.compile(r"^(?!__)[^.]+\.py$")
+#: The files Alembic loads from a version location (its own rule), so every one is checked.
+MIGRATION_FILE_RE = re.compile(r"^(?!\.#|__init__).*\.py$")
 
 
 def validate_revision_id(revision: str) -> str:
@@ -73,7 +76,7 @@ def scan_files(registry: AppRegistry) -> dict[str, Path]:
         if not app.directory.is_dir():
             continue
         for path in sorted(app.directory.iterdir()):
-            if not MIGRATION_FILE_RE.match(path.name):
+            if not MIGRATION_FILE_RE.match(path.name) or not path.is_file():
                 continue
             revision = _declared_revision(path)
             if revision in seen:
@@ -109,7 +112,7 @@ def _declared_revision(path: Path) -> str:
 
 def load_scripts(config: Config, registry: AppRegistry) -> ScriptDirectory:
     """Build the ScriptDirectory and load its revision map, turning failures into one line."""
-    scan_files(registry)
+    files = scan_files(registry)
     script = ScriptDirectory.from_config(config)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -119,9 +122,20 @@ def load_scripts(config: Config, registry: AppRegistry) -> ScriptDirectory:
             raise RollbackError(f"cannot read the migrations: {exc}") from None
         except Exception as exc:  # a migration module failed at import time
             raise RollbackError(
-                f"a migration file failed to import: {type(exc).__name__}: {exc}"
+                f"{_failing_file(exc, files.values())} failed to import: "
+                f"{type(exc).__name__}: {exc}; fix or remove it"
             ) from None
     return script
+
+
+def _failing_file(exc: BaseException, files: Iterable[Path]) -> str:
+    """Name the migration file (and line) an import-time exception came from."""
+    known = {os.path.realpath(path): path for path in files}
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = known.get(os.path.realpath(frame.filename))
+        if path is not None:
+            return f"migration file {path} (line {frame.lineno})"
+    return "a migration file"
 
 
 def migration_name(script: Script) -> str:

@@ -197,6 +197,14 @@ class Planner:
             )
         return plan
 
+    def revert_to(self, stored_heads: Sequence[str], target: str) -> Plan:
+        """Revert everything applied since the database stood at ``stored_heads`` (a deploy's
+        "before"), in dependency order."""
+        keep = self.graph.closure(stored_heads)
+        removed = self.applied - keep
+        order = [rev for rev in reversed(self.graph.migrations) if rev in removed]
+        return self._plan("downgrade", target, order, "down")
+
     def _most_recent(self, count: int) -> set[str]:
         if count > len(self.recent):
             if not self.recent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,16 @@ class Project:
     """The apps, migration files, graph and database of one Flask app."""
 
     def __init__(
-        self, flask_app: Flask, db: SQLAlchemy, settings: Settings, specs: list[AppSpec]
+        self,
+        flask_app: Flask,
+        db: SQLAlchemy,
+        settings: Settings,
+        specs: list[AppSpec],
+        hooks: dict[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         self.flask_app = flask_app
+        #: Deploy hooks by name (before_deploy, after_deploy, before_rollback).
+        self.hooks = hooks or {}
         self.db = db
         self.settings = settings
         self._specs = specs

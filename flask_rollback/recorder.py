@@ -87,7 +87,8 @@ class Recorder:
     @property
     def own_tables(self) -> set[str]:
         """Tables autogenerate must never touch."""
-        return {self.settings.log_table, self.settings.version_table, self.settings.lock_table}
+        settings = self.settings
+        return {settings.log_table, settings.version_table, settings.lock_table, settings.deploy_table}
 
     def stored_heads(self, connection: Connection) -> tuple[str, ...]:
         context = MigrationContext.configure(

@@ -45,6 +45,10 @@ class Settings:
     lock: str = "auto"
     #: The fallback lock table.
     lock_table: str = "rollback_lock"
+    #: The deploy-records table.
+    deploy_table: str = "rollback_deploys"
+    #: Folder for the backup hook (SQLite copy / pg_dump) run before each deploy; None: off.
+    backup_dir: str | None = None
     #: PostgreSQL ``lock_timeout`` for migration statements, e.g. ``"5s"`` (None: server default).
     pg_lock_timeout: str | None = None
     #: PostgreSQL ``statement_timeout`` for migration statements, e.g. ``"10min"``.

@@ -1,0 +1,168 @@
+"""The predeploy gate: every check a deploy must pass, as one report.
+
+Checks: graph integrity, applied-history integrity (checksums), reversibility of pending
+migrations, rehearsal on a scratch copy (with drift: models vs migrations), data at risk.
+Nothing here writes to the target database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection
+
+from .checks import downgrade_problem
+from .errors import RollbackError
+from .plan import Plan, Planner
+from .project import Project
+from .recorder import file_sha256
+from .rehearsal import rehearse
+
+Level = Literal["ok", "warning", "error"]
+
+
+@dataclass
+class CheckResult:
+    """One line of the report, with the migrations or objects concerned."""
+
+    name: str
+    level: Level
+    message: str
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GateReport:
+    """The gate's verdict: blocked on any error (and, with ``strict``, any warning)."""
+
+    checks: list[CheckResult]
+    pending: list[str]
+    strict: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        bad = {"error", "warning"} if self.strict else {"error"}
+        return any(check.level in bad for check in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.blocked else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ready": not self.blocked,
+            "strict": self.strict,
+            "pending": self.pending,
+            "checks": [check.__dict__ for check in self.checks],
+        }
+
+
+def graph_failure(message: str) -> GateReport:
+    """The migrations cannot even be read: the only check that could run failed."""
+    return GateReport([CheckResult("graph integrity", "error", message)], [])
+
+
+def run_gate(project: Project, connection: Connection, planner: Planner, strict: bool) -> GateReport:
+    plan = planner.upgrade()
+    pending = [step.migration.label for step in plan.steps]
+    checks = [
+        _graph(project),
+        _history(project, connection, planner),
+        _reversibility(project, plan),
+    ]
+    checks += _rehearsal(project, connection, plan)
+    return GateReport(checks, pending, strict)
+
+
+def _graph(project: Project) -> CheckResult:
+    graph = project.graph
+    split = {label: graph.app_heads(label) for label in project.registry.labels}
+    several = [f"{label}: {', '.join(heads)}" for label, heads in split.items() if len(heads) > 1]
+    if several:
+        return CheckResult(
+            "graph integrity", "error",
+            "an app has more than one head; run 'flask db merge APP'", several,
+        )
+    return CheckResult(
+        "graph integrity", "ok",
+        f"{len(graph.migrations)} migrations in {len(split)} apps, one head each",
+    )
+
+
+def _history(project: Project, connection: Connection, planner: Planner) -> CheckResult:
+    entries = project.recorder.entries(connection)
+    connection.rollback()
+    recorded: dict[str, str] = {}
+    for entry in entries:
+        if entry.direction == "up" and not entry.fake:
+            recorded[entry.revision] = entry.sha256
+    edited, unrecorded = [], 0
+    for revision in planner.applied:
+        migration = project.graph.migrations[revision]
+        if revision not in recorded:
+            unrecorded += 1
+        elif recorded[revision] != file_sha256(migration.path):
+            edited.append(f"{migration.label} ({migration.path})")
+    if edited:
+        return CheckResult(
+            "applied history", "error",
+            "applied migrations were edited after they ran; restore them and put changes in a new migration",
+            edited,
+        )
+    note = f"; {unrecorded} applied without a recorded checksum" if unrecorded else ""
+    return CheckResult("applied history", "ok", f"{len(recorded)} applied migrations unchanged{note}")
+
+
+def _reversibility(project: Project, plan: Plan) -> CheckResult:
+    barriers, broken = [], []
+    for step in plan.steps:
+        module = project.script.get_revision(step.migration.revision).module
+        problem = downgrade_problem(module)
+        if problem and problem.startswith("declared irreversible"):
+            barriers.append(f"{step.migration.label}: {problem}")
+        elif problem:
+            broken.append(f"{step.migration.label}: {problem}")
+    if broken:
+        return CheckResult(
+            "reversibility", "error", "pending migrations cannot be rolled back", broken + barriers
+        )
+    if barriers:
+        return CheckResult(
+            "reversibility", "warning",
+            "pending migrations are rollback barriers: this deploy cannot be rolled back past them",
+            barriers,
+        )
+    return CheckResult("reversibility", "ok", f"{len(plan.steps)} pending migrations have a real downgrade")
+
+
+def _rehearsal(project: Project, connection: Connection, plan: Plan) -> list[CheckResult]:
+    try:
+        result = rehearse(project, connection, plan)
+    except RollbackError as exc:
+        return [CheckResult("rehearsal", "error", exc.message)]
+    checks = []
+    if result.failed:
+        checks.append(
+            CheckResult(
+                "rehearsal", "error", f"{result.failed}: {result.problem}", result.differences
+            )
+        )
+        return checks
+    checks.append(
+        CheckResult(
+            "rehearsal", "ok",
+            f"{len(result.steps)} pending migrations applied, reverted (schema identical) and re-applied on a scratch copy",
+        )
+    )
+    if result.drift:
+        checks.append(
+            CheckResult(
+                "drift", "error",
+                "the models differ from the migrations; run 'flask db makemigrations'",
+                result.drift,
+            )
+        )
+    else:
+        checks.append(CheckResult("drift", "ok", "the models match the migrations"))
+    return checks

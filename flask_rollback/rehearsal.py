@@ -1,0 +1,239 @@
+"""Rehearsal: pending migrations run up, down and up again on a scratch copy of the schema.
+
+The scratch database gets the target's schema (never its rows, so the time does not grow with
+the data) and version table. PostgreSQL: a temporary database; SQLite: a temporary file. The
+scratch database is removed in a ``finally``, so a failure or Ctrl-C never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import URL, Connection
+
+from .database import connect, display_url, mask
+from .errors import RollbackError
+from .executor import execute
+from .plan import Plan, Step
+from .project import Project
+
+SCRATCH_PREFIX = "rollback_rehearsal_"
+Snapshot = dict[str, dict[str, Any]]
+
+
+@dataclass
+class Rehearsal:
+    """Outcome: which step failed and how, and what the models still differ in."""
+
+    steps: list[str] = field(default_factory=list)
+    failed: str | None = None
+    problem: str | None = None
+    differences: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    scratch: str = ""
+
+
+def snapshot(connection: Connection, exclude: set[str]) -> Snapshot:
+    """Everything a rollback must restore: tables, columns (type, nullability, default),
+    primary keys, foreign keys, indexes, unique and check constraints."""
+    inspector = sa.inspect(connection)
+    result: Snapshot = {}
+    for table in sorted(set(inspector.get_table_names()) - exclude):
+        columns = {
+            c["name"]: (
+                str(c["type"].compile(dialect=connection.dialect)),
+                c["nullable"],
+                str(c.get("default")),
+            )
+            for c in inspector.get_columns(table)
+        }
+        result[table] = {
+            "columns": columns,
+            "primary key": tuple(inspector.get_pk_constraint(table).get("constrained_columns") or ()),
+            "foreign keys": sorted(
+                (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (ix["name"] or "", tuple(ix["column_names"]), bool(ix["unique"]))
+                for ix in inspector.get_indexes(table)
+            ),
+            "unique constraints": sorted(
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+            ),
+            "check constraints": sorted(
+                " ".join(str(c["sqltext"]).split()) for c in _checks(inspector, table)
+            ),
+        }
+    return result
+
+
+def _checks(inspector: sa.Inspector, table: str) -> list[dict[str, Any]]:
+    try:
+        return list(inspector.get_check_constraints(table))
+    except NotImplementedError:
+        return []
+
+
+def differences(before: Snapshot, after: Snapshot) -> list[str]:
+    """Human lines for every way two snapshots differ."""
+    lines = []
+    for table in sorted(set(before) | set(after)):
+        if table not in after:
+            lines.append(f"table {table} is missing")
+            continue
+        if table not in before:
+            lines.append(f"table {table} was left behind")
+            continue
+        old, new = before[table], after[table]
+        for column in sorted(set(old["columns"]) | set(new["columns"])):
+            if column not in new["columns"]:
+                lines.append(f"column {table}.{column} is missing")
+            elif column not in old["columns"]:
+                lines.append(f"column {table}.{column} was left behind")
+            elif old["columns"][column] != new["columns"][column]:
+                lines.append(
+                    f"column {table}.{column} changed: {old['columns'][column]} -> {new['columns'][column]}"
+                )
+        for key in ("primary key", "foreign keys", "indexes", "unique constraints", "check constraints"):
+            if old[key] != new[key]:
+                lines.append(f"{key} of {table} changed: {old[key]} -> {new[key]}")
+    return lines
+
+
+@contextmanager
+def scratch_database(url: URL) -> Iterator[URL]:
+    """A new empty database of the same backend, always removed afterwards."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        handle, path = tempfile.mkstemp(prefix=SCRATCH_PREFIX, suffix=".db")
+        os.close(handle)
+        try:
+            yield url.set(database=path)
+        finally:
+            for leftover in (path, path + "-journal", path + ".rollback-lock"):
+                Path(leftover).unlink(missing_ok=True)
+        return
+    if backend != "postgresql":
+        raise RollbackError(f"the rehearsal supports SQLite and PostgreSQL, not {backend}")
+    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.DBAPIError as exc:
+        admin.dispose()
+        raise RollbackError(
+            f"cannot create the rehearsal database on {display_url(url)}: "
+            f"{mask(str(exc.orig).splitlines()[0], url)}; the gate needs CREATEDB"
+        ) from None
+    try:
+        yield url.set(database=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def copy_schema(source: Connection, target: Connection, version_table: str) -> None:
+    """Recreate the source's tables (no rows) and its version rows in the target."""
+    if source.dialect.name == "sqlite":
+        statements = source.execute(
+            sa.text(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid"
+            )
+        ).scalars().all()
+        with target.begin():
+            for statement in statements:
+                target.exec_driver_sql(statement)
+    else:
+        metadata = sa.MetaData()
+        metadata.reflect(source)
+        with target.begin():
+            metadata.create_all(target)
+    version = sa.table(version_table, sa.column("version_num"))
+    if sa.inspect(source).has_table(version_table):
+        rows = [dict(r) for r in source.execute(sa.select(version.c.version_num)).mappings()]
+        if rows:
+            with target.begin():
+                target.execute(version.insert(), rows)
+    source.rollback()
+
+
+def rehearse(project: Project, source: Connection, pending: Plan) -> Rehearsal:
+    """Apply, revert and re-apply each pending migration on a scratch copy; then compare the
+    result with the models."""
+    result = Rehearsal()
+    exclude = project.recorder.own_tables
+    with scratch_database(project.url) as scratch_url, connect(scratch_url) as scratch:
+        result.scratch = display_url(scratch_url)
+        copy_schema(source, scratch, project.settings.version_table)
+        for step in pending.steps:
+            result.steps.append(step.migration.label)
+            before = snapshot(scratch, exclude)
+            try:
+                for direction in ("up", "down"):
+                    execute(project, scratch, _single(project, scratch, step, direction))
+            except RollbackError as exc:
+                result.failed, result.problem = step.migration.label, exc.message
+                return result
+            after = snapshot(scratch, exclude)
+            result.differences = differences(before, after)
+            if result.differences:
+                result.failed = step.migration.label
+                result.problem = "its downgrade does not restore the schema"
+                return result
+            execute(project, scratch, _single(project, scratch, step, "up"))
+        result.drift = _drift(project, scratch)
+    return result
+
+
+def _single(project: Project, connection: Connection, step: Step, direction: str) -> Plan:
+    heads = project.recorder.stored_heads(connection)
+    connection.rollback()
+    return Plan(
+        "upgrade" if direction == "up" else "downgrade",
+        step.migration.label,
+        [Step(step.migration, direction)],  # type: ignore[arg-type]
+        heads,
+        (),
+    )
+
+
+def _drift(project: Project, connection: Connection) -> list[str]:
+    """What autogenerate would still write after every migration: models ≠ migrations."""
+    context = MigrationContext.configure(
+        connection,
+        opts={
+            key: value
+            for key, value in project.context_options(connection.dialect.name).items()
+            if key in ("target_metadata", "compare_type", "compare_server_default", "include_name")
+        },
+    )
+    diffs = compare_metadata(context, project.metadata)
+    connection.rollback()
+    return [_describe_diff(diff) for diff in diffs]
+
+
+def _describe_diff(diff: Any) -> str:
+    """('add_column', None, 'users', Column('age')) -> 'add_column users age'."""
+    if isinstance(diff, list):
+        return "; ".join(_describe_diff(d) for d in diff)
+    parts = [diff[0]]
+    for item in diff[1:]:
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(getattr(item, "name", None), str):
+            parts.append(item.name)
+    return " ".join(parts)
