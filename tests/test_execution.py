@@ -1,0 +1,246 @@
+"""How migrations run: one transaction per migration, an applied log written inside it, SQLite
+batch mode for ALTERs, and a migrations root whose env.py only calls into the package."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config
+
+from flask_rollback import RollbackError
+from tests.projects import Project, new_project
+from tests.test_bad_input import USERS_UP, write_migration
+
+PROFILES_UP = """
+op.create_table("profiles", sa.Column("id", sa.Integer, primary_key=True), sa.Column("bio", sa.Text))
+op.execute("INSERT INTO profiles (id, bio) VALUES (1, 'half-way')")
+"""
+FAILURE = 'raise RuntimeError("boom: the disk is on fire")'
+SETTINGS_UP = 'op.create_table("settings", sa.Column("id", sa.Integer, primary_key=True))'
+
+
+def log_rows(project: Project) -> list[dict[str, Any]]:
+    engine = project.engine()
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("rollback_log"):
+                return []
+            rows = connection.exec_driver_sql('SELECT * FROM rollback_log ORDER BY id').mappings()
+            return [dict(row) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def as_utc(value: Any) -> datetime:
+    """A log timestamp as an aware UTC datetime (SQLite hands back text, naive UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def versions(project: Project) -> list[str]:
+    return sorted(row[0] for row in project.query("SELECT version_num FROM alembic_version"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_log_row(row: dict[str, Any], path: Path, direction: str, window: tuple[datetime, datetime]) -> None:
+    """A log row: the file's sha256, started <= finished within the run, duration, host, user."""
+    assert row["app"] == "accounts"
+    assert row["name"] == path.stem
+    assert row["direction"] == direction
+    assert not row["fake"]
+    assert row["sha256"] == sha256(path)
+    started, finished = as_utc(row["started_at"]), as_utc(row["finished_at"])
+    slack = timedelta(seconds=1)
+    assert window[0] - slack <= started <= finished <= window[1] + slack
+    assert row["duration_ms"] >= 0
+    assert abs(row["duration_ms"] - (finished - started).total_seconds() * 1000) < 1.0
+    assert row["host"] == socket.gethostname()
+    assert row["user"] == getpass.getuser()
+
+
+def test_one_transaction_per_migration(tmp_path: Path, db_url: str) -> None:
+    project = new_project(tmp_path, db_url, with_blog=False)
+    assert project.db("init").exit_code == 0
+    first = write_migration(
+        project, "accounts", "0001_initial.py", "acc001", branch_labels=("accounts",),
+        upgrade=USERS_UP, downgrade='op.drop_table("users")',
+    )
+    second = write_migration(
+        project, "accounts", "0002_profiles.py", "acc002", down_revision="acc001",
+        upgrade=PROFILES_UP + FAILURE, downgrade='op.drop_table("profiles")',
+    )
+    third = write_migration(
+        project, "accounts", "0003_settings.py", "acc003", down_revision="acc002",
+        upgrade=SETTINGS_UP, downgrade='op.drop_table("settings")',
+    )
+
+    start = datetime.now(timezone.utc)
+    result = project.run("upgrade")
+    end = datetime.now(timezone.utc)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    assert "accounts.0002_profiles" in errors[0]
+    assert "RuntimeError" in errors[0] and "boom: the disk is on fire" in errors[0]
+
+    # The first migration stays applied; the failing one left no trace; the third never ran.
+    tables = project.tables()
+    assert "users" in tables
+    assert "profiles" not in tables
+    assert "settings" not in tables
+    assert versions(project) == ["acc001"]
+    rows = log_rows(project)
+    assert [(r["revision"], r["direction"]) for r in rows] == [("acc001", "up")]
+    assert_log_row(rows[0], first, "up", (start, end))
+
+    # Fix the file: the next upgrade continues from there.
+    second.write_text(second.read_text().replace(FAILURE, "pass"))
+    start = datetime.now(timezone.utc)
+    result = project.db("upgrade")
+    end = datetime.now(timezone.utc)
+    assert result.exit_code == 0, result.output
+    assert "Applied 2 migration(s)" in result.output
+    assert {"users", "profiles", "settings"} <= project.tables()
+    assert project.query("SELECT id, bio FROM profiles") == [(1, "half-way")]
+    assert versions(project) == ["acc003"]
+    rows = log_rows(project)
+    assert [(r["revision"], r["direction"]) for r in rows] == [
+        ("acc001", "up"), ("acc002", "up"), ("acc003", "up"),
+    ]
+    assert_log_row(rows[1], second, "up", (start, end))
+    assert_log_row(rows[2], third, "up", (start, end))
+    assert as_utc(rows[1]["finished_at"]) <= as_utc(rows[2]["started_at"])
+
+    # Reverting writes 'down' rows, newest first.
+    start = datetime.now(timezone.utc)
+    result = project.db("downgrade", "accounts@acc001")
+    end = datetime.now(timezone.utc)
+    assert result.exit_code == 0, result.output
+    assert "profiles" not in project.tables() and "settings" not in project.tables()
+    assert versions(project) == ["acc001"]
+    rows = log_rows(project)
+    assert [(r["revision"], r["direction"]) for r in rows[3:]] == [("acc003", "down"), ("acc002", "down")]
+    assert_log_row(rows[3], third, "down", (start, end))
+    assert_log_row(rows[4], second, "down", (start, end))
+
+
+ACCOUNTS_BEFORE = '''
+from sqlalchemy.orm import Mapped, mapped_column
+from .. import db
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(db.String(120), unique=True)
+    nickname: Mapped[str] = mapped_column(db.String(50))
+'''
+
+#: nickname: String(50) NOT NULL -> String(80) NULL with a unique constraint.
+ACCOUNTS_AFTER = ACCOUNTS_BEFORE.replace(
+    "nickname: Mapped[str] = mapped_column(db.String(50))",
+    "nickname: Mapped[str | None] = mapped_column(db.String(80), unique=True)",
+)
+
+
+def nickname_state(project: Project) -> tuple[int | None, bool, bool, bool]:
+    """(length, nullable, unique on nickname, unique on email) as the database has them."""
+    engine = project.engine()
+    try:
+        inspector = sa.inspect(engine)
+        column = next(c for c in inspector.get_columns("users") if c["name"] == "nickname")
+        uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints("users")]
+        uniques += [tuple(i["column_names"]) for i in inspector.get_indexes("users") if i["unique"]]
+        return column["type"].length, column["nullable"], ("nickname",) in uniques, ("email",) in uniques
+    finally:
+        engine.dispose()
+
+
+def test_alter_column_uses_batch_mode_on_sqlite(tmp_path: Path, db_url: str) -> None:
+    sqlite = db_url.startswith("sqlite")
+    project = new_project(tmp_path, db_url, with_blog=False)
+    project.write("accounts/models.py", ACCOUNTS_BEFORE)
+    assert project.db("init").exit_code == 0
+    for args in (("makemigrations",), ("upgrade",)):
+        result = project.db(*args)
+        assert result.exit_code == 0, result.output
+    _insert(project)
+    data = [(1, "ann@x.org", "ann"), (2, "bob@x.org", "bob")]
+    assert nickname_state(project) == (50, False, False, True)
+
+    project.write("accounts/models.py", ACCOUNTS_AFTER)
+    result = project.db("makemigrations", "-m", "nickname")
+    assert result.exit_code == 0, result.output
+    assert project.files("accounts") == ["0001_initial.py", "0002_nickname.py"]
+    code = (project.migrations / "accounts" / "0002_nickname.py").read_text()
+    assert ("batch_alter_table" in code) == sqlite, code
+    assert "alter_column" in code and "create_unique_constraint" in code
+
+    result = project.db("upgrade")
+    assert result.exit_code == 0, result.output
+    assert project.query("SELECT id, email, nickname FROM users ORDER BY id") == data
+    assert nickname_state(project) == (80, True, True, True)
+    engine = project.engine()
+    try:
+        with engine.begin() as connection:  # NULL is now allowed...
+            connection.exec_driver_sql("INSERT INTO users (id, email) VALUES (3, 'c@x.org')")
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:  # ...duplicates not
+            connection.exec_driver_sql("INSERT INTO users (id, email, nickname) VALUES (4, 'd@x.org', 'ann')")
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM users WHERE id = 3")
+    finally:
+        engine.dispose()
+
+    result = project.db("downgrade", "accounts@-1")
+    assert result.exit_code == 0, result.output
+    assert project.query("SELECT id, email, nickname FROM users ORDER BY id") == data
+    assert nickname_state(project) == (50, False, False, True)
+
+    result = project.db("check")
+    assert result.exit_code != 0  # the database is behind the 0002 migration again
+    result = project.db("upgrade")
+    assert result.exit_code == 0, result.output
+    assert project.query("SELECT id, email, nickname FROM users ORDER BY id") == data
+    assert nickname_state(project) == (80, True, True, True)
+
+
+def _insert(project: Project) -> None:
+    engine = project.engine()
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO users (id, email, nickname) VALUES (1, 'ann@x.org', 'ann')")
+            connection.exec_driver_sql("INSERT INTO users (id, email, nickname) VALUES (2, 'bob@x.org', 'bob')")
+    finally:
+        engine.dispose()
+
+
+def test_env_py_is_a_few_lines_calling_the_package(tmp_path: Path, sqlite_url: str) -> None:
+    project = new_project(tmp_path, sqlite_url)
+    assert project.db("init").exit_code == 0
+    shipped = Path(__file__).parents[1] / "migrations" / "env.py"
+    for env in (project.migrations / "env.py", shipped):
+        lines = [line for line in env.read_text().splitlines() if line.strip()]
+        assert len(lines) <= 10, env
+        code = [line for line in lines if not line.lstrip().startswith(("#", '"""'))]
+        assert "from flask_rollback.env import run_env" in code
+        assert "run_env()" in code
+    # Run by plain Alembic (not 'flask db'), it says so instead of doing anything.
+    config = Config()
+    config.set_main_option("script_location", str(project.migrations))
+    with pytest.raises(RollbackError, match="flask db"):
+        alembic_command.upgrade(config, "heads")
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
