@@ -22,19 +22,30 @@ from .errors import RollbackError
 def backup_database(url: URL, directory: str) -> Path:
     """Write a backup file and return its path."""
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RollbackError(
+            f"cannot create the backup folder {folder} (ROLLBACK_BACKUP_DIR): {exc.strerror or exc}"
+        ) from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     backend = url.get_backend_name()
     if backend == "sqlite":
         target = folder / f"{Path(url.database or 'memory').stem}-{stamp}.sqlite3"
-        source = sqlite3.connect(url.database or ":memory:")
         try:
-            destination = sqlite3.connect(target)
-            with destination:
-                source.backup(destination)
-            destination.close()
-        finally:
-            source.close()
+            source = sqlite3.connect(url.database or ":memory:")
+            try:
+                destination = sqlite3.connect(target)
+                try:
+                    with destination:
+                        source.backup(destination)
+                finally:
+                    destination.close()
+            finally:
+                source.close()
+        except (OSError, sqlite3.Error) as exc:
+            target.unlink(missing_ok=True)
+            raise RollbackError(f"the SQLite backup to {target} failed: {exc}") from None
         return target
     if backend == "postgresql":
         pg_dump = shutil.which("pg_dump")
