@@ -841,36 +841,43 @@ def test_backup_hook_saves_the_database_as_it_was_before_the_deploy(
     assert deploy_ids == [(1, "applied")]
 
 
-@pytest.mark.parametrize("problem", ["folder-is-a-file", "no-pg_dump"])
-def test_a_failing_backup_blocks_the_deploy(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, problem: str
-) -> None:
-    postgres = db_url.startswith("postgresql")
-    if problem == "no-pg_dump" and not postgres:
-        return  # pg_dump only matters to PostgreSQL; the SQLite backup is in-process
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the backup folder should be\n")
-    backups = blocker / "backups" if problem == "folder-is-a-file" else tmp_path / "backups"
-    project = new_project(tmp_path, db_url)
-    project.set_factory(["accounts", "blog"], config={"ROLLBACK_BACKUP_DIR": str(backups)})
-    if problem == "no-pg_dump":
-        empty_bin = tmp_path / "bin"
-        empty_bin.mkdir()
-        monkeypatch.setenv("PATH", str(empty_bin))
-    elif postgres:
-        with_pg_dump(monkeypatch)
+def assert_backup_blocks_deploy(project: Project, *fragments: str) -> None:
+    """The deploy fails with one ``Error:`` line naming the problem and applies nothing."""
     db(project, "init")
     db(project, "makemigrations")
     before = state(project)
     result = db(project, "deploy", code=1)
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("Error: "), result.output
-    if problem == "no-pg_dump":
-        assert "pg_dump" in errors[0]
-    else:
-        assert str(backups) in errors[0] and "backup" in errors[0], errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
     assert state(project) == before
     assert app_tables(project) == set() and records(project) == []
+
+
+def test_an_unusable_backup_folder_blocks_the_deploy(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backup folder should be\n")
+    backups = blocker / "backups"
+    project = new_project(tmp_path, db_url)
+    project.set_factory(["accounts", "blog"], config={"ROLLBACK_BACKUP_DIR": str(backups)})
+    if db_url.startswith("postgresql"):
+        with_pg_dump(monkeypatch)
+    assert_backup_blocks_deploy(project, "backup", str(backups))
+
+
+def test_a_missing_pg_dump_blocks_the_deploy(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = new_project(tmp_path, pg_url)
+    project.set_factory(["accounts", "blog"], config={"ROLLBACK_BACKUP_DIR": str(tmp_path / "backups")})
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))  # no pg_dump anywhere on PATH
+    assert_backup_blocks_deploy(project, "the backup hook needs pg_dump on PATH")
+    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
 
 
 # -- 6. a deploy killed mid-run -------------------------------------------------------------------------
