@@ -57,12 +57,13 @@ def init(project: Project) -> list[Path]:
     root = project.root
     if (root / "env.py").exists():
         raise RollbackError(f"{root} is already initialised; delete it first to start over")
+    apps = list(project.registry)  # label errors surface before anything is written
     created = []
     root.mkdir(parents=True, exist_ok=True)
     for name in ("env.py", "script.py.mako"):
         shutil.copyfile(TEMPLATES / name, root / name)
         created.append(root / name)
-    for app in project.registry:
+    for app in apps:
         if not app.directory.exists():
             app.directory.mkdir(parents=True)
             created.append(app.directory)
@@ -657,19 +658,24 @@ def rollback(
 
 
 def _deploy_to_undo(records: list[DeployRecord], deploy_id: int | None) -> DeployRecord:
+    """The deploy to undo; refuses anything but the latest live one, and refuses while a newer
+    deploy is marked running (undoing under it would act as if it had never happened)."""
     live = [r for r in records if r.status in (APPLIED, FAILED)]
     if deploy_id is None:
         if not live:
             raise RollbackError("there is no deploy to roll back; see 'flask db deploys'")
-        return live[0]
-    record = next((r for r in records if r.id == deploy_id), None)
-    if record is None:
-        raise RollbackError(f"no deploy with id {deploy_id}; see 'flask db deploys'")
-    if record.status == ROLLED_BACK:
-        raise RollbackError(f"deploy {deploy_id} was already rolled back")
-    if record.status == RUNNING:
+        record = live[0]
+    else:
+        found = next((r for r in records if r.id == deploy_id), None)
+        if found is None:
+            raise RollbackError(f"no deploy with id {deploy_id}; see 'flask db deploys'")
+        if found.status == ROLLED_BACK:
+            raise RollbackError(f"deploy {deploy_id} was already rolled back")
+        record = found
+    running = [r.id for r in records if r.status == RUNNING and r.id >= record.id]
+    if running:
         raise RollbackError(
-            f"deploy {deploy_id} is marked running: if its process is gone, run "
+            f"deploy {running[0]} is marked running: if its process is gone, run "
             "'flask db deploys --repair' first"
         )
     later = [r.id for r in live if r.id > record.id]

@@ -10,6 +10,7 @@ import argparse
 import ast
 import os
 import re
+import sys
 import traceback
 import warnings
 from collections.abc import Iterable
@@ -46,7 +47,10 @@ def alembic_config(
     quiet: bool = False,
 ) -> Config:
     """An in-memory Alembic Config: no alembic.ini to keep in sync."""
-    config = Config(cmd_opts=argparse.Namespace(x=x_args or None, quiet=quiet))
+    config = Config(
+        cmd_opts=argparse.Namespace(x=x_args or None, quiet=quiet),
+        stdout=sys.stdout,  # read now, so output goes where click (or a test runner) points it
+    )
     config.set_main_option("script_location", _escape(str(root)))
     config.set_main_option("path_separator", "os")
     config.set_main_option(

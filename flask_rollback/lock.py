@@ -53,12 +53,24 @@ def migration_lock(
         lock = _table(connection, lock_table, timeout, announce)
     elif backend == "postgresql":
         lock = _advisory(connection, name, timeout, announce)
-    elif database in ("", ":memory:") or database.startswith("file:"):
+    elif (path := _sqlite_file(database)) is None:
         lock = _nothing()  # a private in-memory database has a single user
     else:
-        lock = _flock(Path(database), timeout, announce)
+        lock = _flock(path, timeout, announce)
     with lock:
         yield
+
+
+def _sqlite_file(database: str) -> Path | None:
+    """The file behind a SQLite database name (plain path or ``file:`` URI); None in memory."""
+    if database.startswith("file:"):
+        path, _, query = database[len("file:"):].partition("?")
+        if "mode=memory" in query.split("&"):
+            return None
+        database = path
+    if database in ("", ":memory:"):
+        return None
+    return Path(database)
 
 
 def _wait(try_once: Callable[[], bool], timeout: float, holder: Callable[[], str], announce: Announce | None) -> None:
