@@ -14,6 +14,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import commands
+from .archive import ArchiveSpec
+from .dataloss import DataLossError, DataLossReport
 from .errors import RollbackError
 from .executor import Progress
 from .gate import GateReport
@@ -28,6 +30,8 @@ class RollbackGroup(AppGroup):
         try:
             return super().invoke(ctx)
         except RollbackError as exc:
+            if isinstance(exc, DataLossError):
+                _print_risks(exc.report, err=True)
             _fail(ctx, exc.message, exc.exit_code, exc)
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
@@ -196,6 +200,44 @@ def _print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
         click.echo(f"  (cascade into other apps: {', '.join(plan.cascaded)})")
 
 
+def _print_risks(report: DataLossReport | None, err: bool = False) -> None:
+    """The data-loss table: migration, app, object, rows/values lost, why."""
+    if report is None or not report.risks:
+        return
+    rows = [("migration", "app", "object", "lost", "operation")] + [
+        (
+            f"{'-' if risk.step.direction == 'down' else '+'} {risk.step.migration.label}",
+            risk.step.app,
+            risk.object,
+            risk.amount,
+            risk.operation.reason,
+        )
+        for risk in report.risks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    click.echo("Data at risk:", err=err)
+    for row in rows:
+        click.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4], err=err)
+
+
+def _print_archived(specs: list[ArchiveSpec]) -> None:
+    for spec in specs:
+        what = f"{spec.table}.{spec.column}" if spec.column else spec.table
+        click.echo(
+            f"Archived {what} into {spec.name} before {spec.step.migration.label}; "
+            f"'flask db restore {spec.name}' writes it back."
+        )
+
+
+def _warn_unreviewed(report: DataLossReport | None) -> None:
+    for risk in report.unreviewed if report else []:
+        click.echo(
+            f"Warning: {risk.step.migration.label}: {risk.operation.reason}; "
+            "it was not checked for data loss",
+            err=True,
+        )
+
+
 def _finish(result: commands.RunResult) -> None:
     if result.sql is not None:
         click.echo(result.sql, nl=False)
@@ -203,7 +245,10 @@ def _finish(result: commands.RunResult) -> None:
     report = result.report
     if report.planned_only:
         _print_plan(report.plan, result.problems)
+        _print_risks(result.risks)
         return
+    _warn_unreviewed(result.risks)
+    _print_archived(result.archived)
     if not report.done:
         click.echo(f"Nothing to {report.plan.kind}: already at {report.plan.target}.")
         return
@@ -227,6 +272,14 @@ _lock_timeout = click.option(
     "--lock-timeout", type=float, default=None,
     help="Seconds to wait for the migration lock (default ROLLBACK_LOCK_TIMEOUT, 300).",
 )
+_allow_data_loss = click.option(
+    "--allow-data-loss", is_flag=True,
+    help="Run steps that destroy existing data (refused by default).",
+)
+_archive = click.option(
+    "--archive/--no-archive", default=None,
+    help="Copy what destructive steps remove into archive tables first (default ROLLBACK_ARCHIVE).",
+)
 
 
 def _announce(message: str) -> None:
@@ -238,12 +291,18 @@ def _announce(message: str) -> None:
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan; apply nothing.")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
 @_lock_timeout
-def upgrade_command(target: tuple[str, ...], plan_only: bool, sql: bool, lock_timeout: float | None) -> None:
+@_allow_data_loss
+@_archive
+def upgrade_command(
+    target: tuple[str, ...], plan_only: bool, sql: bool, lock_timeout: float | None,
+    allow_data_loss: bool, archive: bool | None,
+) -> None:
     """Apply migrations: every app to its head, or TARGET (APP, APP@REV, APP@+N, REV, heads)."""
     _finish(
         commands.upgrade(
             _project(), target, plan_only=plan_only, sql=sql, progress=_progress(),
             lock_timeout=lock_timeout, announce=_announce,
+            allow_data_loss=allow_data_loss, archive=archive,
         )
     )
 
@@ -254,14 +313,18 @@ def upgrade_command(target: tuple[str, ...], plan_only: bool, sql: bool, lock_ti
 @click.option("--cascade", is_flag=True, help="Also revert other apps' migrations that depend on TARGET.")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
 @_lock_timeout
+@_allow_data_loss
+@_archive
 def downgrade_command(
-    target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None
+    target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None,
+    allow_data_loss: bool, archive: bool | None,
 ) -> None:
     """Revert migrations: the most recent one, or down to TARGET (APP zero, APP@REV, APP@-N, REV)."""
     _finish(
         commands.downgrade(
             _project(), target, cascade=cascade, plan_only=plan_only, sql=sql,
             progress=_progress(), lock_timeout=lock_timeout, announce=_announce,
+            allow_data_loss=allow_data_loss, archive=archive,
         )
     )
 
@@ -472,19 +535,23 @@ def predeploy_command(as_json: bool, strict: bool) -> None:
 @click.option("--label", default=None, help="A name for this deploy (e.g. a release tag).")
 @click.option("--git-sha", default=None, help="The commit being deployed.")
 @_lock_timeout
+@_allow_data_loss
+@_archive
 def deploy_command(
-    as_json: bool, strict: bool, label: str | None, git_sha: str | None, lock_timeout: float | None
+    as_json: bool, strict: bool, label: str | None, git_sha: str | None, lock_timeout: float | None,
+    allow_data_loss: bool, archive: bool | None,
 ) -> None:
     """Lock, run the gate, apply every pending migration and record the deploy."""
     result = commands.deploy(
         _project(), strict=strict, label=label, git_sha=git_sha, lock_timeout=lock_timeout,
-        announce=_announce, progress=_progress(),
+        announce=_announce, progress=_progress(), allow_data_loss=allow_data_loss, archive=archive,
     )
     if as_json:
         _emit_json({"report": result.report.as_dict(),
                     "deploy": result.record.as_dict() if result.record else None})
     else:
         _print_report(result.report)
+        _print_archived(result.archived)
         if result.record:
             click.echo(
                 f"Deploy {result.record.id} applied {len(result.record.migrations)} migration(s); "
@@ -522,7 +589,12 @@ def deploys_command(as_json: bool, repair: bool) -> None:
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan; revert nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @_lock_timeout
-def rollback_command(deploy_id: int | None, plan_only: bool, yes: bool, lock_timeout: float | None) -> None:
+@_allow_data_loss
+@_archive
+def rollback_command(
+    deploy_id: int | None, plan_only: bool, yes: bool, lock_timeout: float | None,
+    allow_data_loss: bool, archive: bool | None,
+) -> None:
     """Undo a deploy (default: the latest): every app back to the heads recorded before it."""
 
     def confirm(plan: Plan) -> bool:
@@ -534,9 +606,57 @@ def rollback_command(deploy_id: int | None, plan_only: bool, yes: bool, lock_tim
     result = commands.rollback(
         _project(), deploy_id, plan_only=plan_only, confirm=None if yes else confirm,
         lock_timeout=lock_timeout, announce=_announce, progress=_progress(),
+        allow_data_loss=allow_data_loss, archive=archive,
     )
     if plan_only:
         _print_plan(result.plan, result.problems)
+        _print_risks(result.risks)
         return
+    _warn_unreviewed(result.risks)
+    _print_archived(result.archived)
     reverted = len(result.run.done) if result.run else 0
     click.echo(f"Rolled back deploy {result.record.id}: reverted {reverted} migration(s).")
+
+
+@db_group.command("archives")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--drop", "drop", default=None, metavar="ARCHIVE", help="Discard this archive.")
+@_lock_timeout
+def archives_command(as_json: bool, drop: str | None, lock_timeout: float | None) -> None:
+    """Archives kept by --archive runs, newest first (or discard one with --drop)."""
+    if drop is not None:
+        record = commands.drop_archive(_project(), drop, lock_timeout=lock_timeout, announce=_announce)
+        click.echo(f"Dropped archive {record.name} ({record.rows} row(s) of {record.object}).")
+        return
+    records = commands.archives(_project())
+    if as_json:
+        _emit_json([record.as_dict() for record in records])
+        return
+    if not records:
+        click.echo("No archives.")
+    for record in records:
+        click.echo(
+            f"{record.name}  {record.object}  {record.rows} row(s)  from {record.migration} "
+            f"({record.direction})  {record.created_at:%Y-%m-%d %H:%M:%S}"
+        )
+
+
+@db_group.command("restore")
+@click.argument("archive")
+@_lock_timeout
+def restore_command(archive: str, lock_timeout: float | None) -> None:
+    """Write an archive's values back (matched by primary key), then drop the archive."""
+    result = commands.restore(_project(), archive, lock_timeout=lock_timeout, announce=_announce)
+    record = result.archive
+    click.echo(
+        f"Restored {record.object} from {record.name}: {result.updated} row(s) updated, "
+        f"{result.inserted} inserted."
+    )
+    if result.dropped:
+        click.echo(f"Dropped archive {record.name}.")
+    else:
+        click.echo(
+            f"Warning: {result.unmatched} archived row(s) found no row with the same key; "
+            f"the archive is kept ('flask db archives --drop {record.name}' discards it).",
+            err=True,
+        )

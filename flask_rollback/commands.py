@@ -19,10 +19,12 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
 from . import signals
+from .archive import ArchiveLog, ArchiveRecord, ArchiveSpec, RestoreResult
 from .autodetect import AppSplitter, NewMigration, django_filename
 from .backup import backup_database
 from .checks import downgrade_problem
 from .database import apply_timeouts, connect
+from .dataloss import DataLossError, DataLossReport, assess
 from .deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRecord
 from .errors import RollbackError
 from .executor import Progress, RunReport, execute, stamp as execute_stamp
@@ -187,6 +189,8 @@ class RunResult:
     report: RunReport
     problems: dict[str, str] = field(default_factory=dict)
     sql: str | None = None
+    risks: DataLossReport | None = None
+    archived: list[ArchiveSpec] = field(default_factory=list)
 
     @property
     def plan(self) -> Plan:
@@ -202,15 +206,22 @@ def upgrade(
     progress: Progress | None = None,
     lock_timeout: float | None = None,
     announce: Announce | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
 ) -> RunResult:
-    """Apply migrations up to ``target`` (default: every app's head)."""
+    """Apply migrations up to ``target`` (default: every app's head).
+
+    A plan that would destroy existing data is refused unless ``allow_data_loss`` or
+    ``archive`` (default: the ``archive`` setting) is given.
+    """
     changes = not (plan_only or sql)
     with _database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
         connection,
         planner,
     ):
         plan = planner.upgrade(target)
-        return _run(project, connection, plan, {}, plan_only, sql, progress)
+        guard = _DataGuard(project, allow_data_loss, archive)
+        return _run(project, connection, plan, {}, plan_only, sql, progress, guard)
 
 
 def downgrade(
@@ -223,8 +234,13 @@ def downgrade(
     progress: Progress | None = None,
     lock_timeout: float | None = None,
     announce: Announce | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
 ) -> RunResult:
-    """Revert migrations down to ``target`` (default: the most recently applied one)."""
+    """Revert migrations down to ``target`` (default: the most recently applied one).
+
+    Refused before anything runs if a step is irreversible, or would destroy existing data
+    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy first)."""
     changes = not (plan_only or sql)
     with _database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -237,7 +253,8 @@ def downgrade(
                 f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
             )
             raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
-        return _run(project, connection, plan, problems, plan_only, sql, progress)
+        guard = _DataGuard(project, allow_data_loss, archive)
+        return _run(project, connection, plan, problems, plan_only, sql, progress, guard)
 
 
 def irreversible_steps(project: Project, plan: Plan) -> dict[str, str]:
@@ -252,6 +269,63 @@ def irreversible_steps(project: Project, plan: Plan) -> dict[str, str]:
     return problems
 
 
+class _DataGuard:
+    """Refuses plans that would destroy existing data, or archives that data as they run."""
+
+    def __init__(self, project: Project, allow_data_loss: bool, archive: bool | None) -> None:
+        self.project = project
+        self.allow_data_loss = allow_data_loss
+        self.archive = project.settings.archive if archive is None else archive
+        self.log = ArchiveLog(project.settings.archive_table)
+
+    def check(self, connection: Connection, plan: Plan) -> tuple[DataLossReport, list[ArchiveSpec]]:
+        """Counts what ``plan`` would destroy; raises unless allowed, or plans the archives."""
+        report = assess(self.project, connection, plan)
+        if not report.losses:
+            return report, []
+        if self.archive:
+            return report, self.log.plan(connection, report, skip_unarchivable=self.allow_data_loss)
+        if self.allow_data_loss:
+            return report, []
+        raise DataLossError(
+            DataLossReport(report.losses),
+            f"{plan.kind} {plan.target} would destroy existing data in "
+            f"{len(report.losses)} place(s); nothing was run. Re-run with --archive to keep a "
+            "copy you can restore, or with --allow-data-loss",
+        )
+
+    def run(
+        self,
+        connection: Connection,
+        plan: Plan,
+        progress: Progress | None,
+        finalize: Callable[[Connection], None] | None = None,
+    ) -> RunResult:
+        """Check, then execute the plan, writing each step's archives in its transaction."""
+        report, specs = self.check(connection, plan)
+        run = execute(
+            self.project, connection, plan, progress,
+            finalize=finalize, before_step=self.archiver(connection, specs),
+        )
+        return RunResult(run, risks=report, archived=specs)
+
+    def archiver(
+        self, connection: Connection, specs: list[ArchiveSpec]
+    ) -> Callable[[Connection, Step], None] | None:
+        """The ``before_step`` hook that writes each step's archives (None: nothing to keep)."""
+        if not specs:
+            return None
+        self.log.ensure(connection)
+        connection.commit()
+
+        def write_archives(conn: Connection, step: Step) -> None:
+            for spec in specs:
+                if spec.step == step:
+                    self.log.write(conn, spec)
+
+        return write_archives
+
+
 def _run(
     project: Project,
     connection: Connection,
@@ -260,12 +334,14 @@ def _run(
     plan_only: bool,
     sql: bool,
     progress: Progress | None,
+    guard: _DataGuard,
 ) -> RunResult:
-    if plan_only:
-        return RunResult(RunReport(plan, planned_only=True), problems)
     if sql:
         return RunResult(RunReport(plan, planned_only=True), problems, render_sql(project, plan))
-    return RunResult(execute(project, connection, plan, progress))
+    if plan_only:
+        risks = assess(project, connection, plan)
+        return RunResult(RunReport(plan, planned_only=True), problems, risks=risks)
+    return guard.run(connection, plan, progress)
 
 
 def stamp(
@@ -511,6 +587,7 @@ class DeployResult:
     report: GateReport
     record: DeployRecord | None = None
     run: RunReport | None = None
+    archived: list[ArchiveSpec] = field(default_factory=list)
 
 
 def deploy(
@@ -522,8 +599,13 @@ def deploy(
     lock_timeout: float | None = None,
     announce: Announce | None = None,
     progress: Progress | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
 ) -> DeployResult:
-    """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks."""
+    """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks.
+
+    Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``.
+    """
     deploy_log = DeployLog(project.settings.deploy_table)
     with _database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -533,6 +615,8 @@ def deploy(
         plan = planner.upgrade()
         if report.blocked or not plan.steps:
             return DeployResult(report)
+        guard = _DataGuard(project, allow_data_loss, archive)
+        _risks, specs = guard.check(connection, plan)
         backup = None
         if project.settings.backup_dir:
             backup = str(backup_database(project.url, project.settings.backup_dir))
@@ -548,7 +632,9 @@ def deploy(
             backup=backup,
         )
         try:
-            run = execute(project, connection, plan, progress)
+            run = execute(
+                project, connection, plan, progress, before_step=guard.archiver(connection, specs)
+            )
         except RollbackError as exc:
             done = _applied_so_far(project, connection, plan)
             deploy_log.finish(
@@ -566,7 +652,7 @@ def deploy(
         record = deploy_log.get(connection, deploy_id)
         connection.rollback()
     _run_hooks(project, "after_deploy", signals.after_deploy, plan=plan, deploy=record)
-    return DeployResult(report, record, run)
+    return DeployResult(report, record, run, specs)
 
 
 def _positions(project: Project, applied: set[str]) -> dict[str, list[str]]:
@@ -612,6 +698,8 @@ class RollbackResult:
     plan: Plan
     problems: dict[str, str] = field(default_factory=dict)
     run: RunReport | None = None
+    risks: DataLossReport | None = None
+    archived: list[ArchiveSpec] = field(default_factory=list)
 
 
 def rollback(
@@ -623,8 +711,13 @@ def rollback(
     lock_timeout: float | None = None,
     announce: Announce | None = None,
     progress: Progress | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
 ) -> RollbackResult:
-    """Return every app to the heads recorded before a deploy (default: the latest one)."""
+    """Return every app to the heads recorded before a deploy (default: the latest one).
+
+    Refused before anything runs if a step is irreversible or would destroy data written
+    since the deploy (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy)."""
     deploy_log = DeployLog(project.settings.deploy_table)
     with _database(project, lock=not plan_only, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -643,8 +736,11 @@ def rollback(
             if plan_only:
                 return result
             raise RollbackError(f"cannot roll back deploy {record.id}: {listed}; nothing was run")
+        guard = _DataGuard(project, allow_data_loss, archive)
         if plan_only:
+            result.risks = assess(project, connection, plan)
             return result
+        result.risks, _ = guard.check(connection, plan)  # refuse before asking to confirm
         if confirm is not None and not confirm(plan):
             raise RollbackError("rollback cancelled; nothing was changed")
         _run_hooks(project, "before_rollback", signals.before_rollback, plan=plan, deploy=record)
@@ -653,7 +749,8 @@ def rollback(
                 deploy_log.mark_rolled_back(connection, record.id)
             return result
         finalize = lambda conn: deploy_log.mark_rolled_back(conn, record.id)  # noqa: E731
-        result.run = execute(project, connection, plan, progress, finalize=finalize)
+        ran = guard.run(connection, plan, progress, finalize)
+        result.run, result.archived = ran.report, ran.archived
         return result
 
 
@@ -685,3 +782,48 @@ def _deploy_to_undo(records: list[DeployRecord], deploy_id: int | None) -> Deplo
             f"{', '.join(map(str, later))} first"
         )
     return record
+
+
+# -- archives ---------------------------------------------------------------------------------
+
+
+def archives(project: Project) -> list[ArchiveRecord]:
+    """The archives kept by ``--archive`` runs, newest first."""
+    with connect(project.url) as connection:
+        return ArchiveLog(project.settings.archive_table).all(connection)
+
+
+def restore(
+    project: Project,
+    name: str,
+    *,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> RestoreResult:
+    """Write an archive's values back by primary key (in one transaction), then drop it."""
+    log = ArchiveLog(project.settings.archive_table)
+    with _database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        _planner,
+    ):
+        with connection.begin():
+            return log.restore(connection, log.get(connection, name))
+
+
+def drop_archive(
+    project: Project,
+    name: str,
+    *,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> ArchiveRecord:
+    """Discard an archive: its table and its registry row."""
+    log = ArchiveLog(project.settings.archive_table)
+    with _database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        _planner,
+    ):
+        with connection.begin():
+            record = log.get(connection, name)
+            log.drop(connection, record)
+            return record

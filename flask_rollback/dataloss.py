@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+import sqlparse
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.engine import Inspector
 from sqlalchemy.sql import sqltypes
 
-from .analysis import Operation, integer_limit, whole_targets
+from .analysis import Operation, Target, integer_limit, operations, whole_targets
+from .errors import RollbackError
+from .plan import Plan, Step
+from .project import Project
 
 #: ``rows`` when a statement's loss cannot be counted up front.
 UNKNOWN = -1
@@ -30,6 +34,7 @@ class Loss:
     column: str | None  # None = the whole table
     rows: int  # rows of a table, or rows whose value is lost; UNKNOWN (-1) if not countable
     reason: str
+    schema: str | None = None  # as the migration names it (None: the default schema)
 
 
 def count_losses(connection: sa.Connection, ops: Iterable[Operation]) -> list[Loss]:
@@ -90,13 +95,13 @@ class _Counter:
         if not self._exists(table, schema):
             return []
         rows = self._rows(table, schema)
-        return [Loss(table, None, rows, f"{reason}: {rows} rows")]
+        return [Loss(table, None, rows, f"{reason}: {rows} rows", schema)]
 
     def _column(self, table: str, column: str, schema: str | None, reason: str) -> list[Loss]:
         if not self._exists(table, schema, column):
             return []
         rows = self._values(table, column, schema)
-        return [Loss(table, column, rows, f"{reason}: {rows} non-NULL values")]
+        return [Loss(table, column, rows, f"{reason}: {rows} non-NULL values", schema)]
 
     def _narrowed(self, source: alembic_ops.AlterColumnOp, reason: str) -> list[Loss]:
         table, column, schema = source.table_name, source.column_name, source.schema
@@ -107,7 +112,7 @@ class _Counter:
         condition = _misfits(old, new)
         rows = self._values(table, column, schema, condition)
         what = "values that do not fit" if condition is not None else "non-NULL values converted"
-        return [Loss(table, column, rows, f"{reason}: {rows} {what}")]
+        return [Loss(table, column, rows, f"{reason}: {rows} {what}", schema)]
 
     def _sql(self, op: Operation) -> list[Loss]:
         """Raw SQL: whole tables/columns are counted, anything partial is UNKNOWN."""
@@ -120,7 +125,38 @@ class _Counter:
                 found += self._table(target.table, target.schema, op.reason)
             else:
                 found += self._column(target.table, target.column, target.schema, op.reason)
+        if _truncate_cascade(op.sql or ""):
+            for table, schema in self._referencing(targets):
+                found += self._table(table, schema, f"{op.reason} (cascaded)")
         return found
+
+    def _referencing(self, targets: list[Target]) -> list[tuple[str, str | None]]:
+        """Tables whose foreign keys lead, directly or through others, to ``targets``: what
+        PostgreSQL's ``TRUNCATE ... CASCADE`` empties too."""
+        reached = {(t.table, t.schema) for t in targets}
+        found: list[tuple[str, str | None]] = []
+        for schema in {t.schema for t in targets}:
+            tables = self.inspector.get_table_names(schema=schema)
+            keys = {t: self.inspector.get_foreign_keys(t, schema=schema) for t in tables}
+            grown = True
+            while grown:
+                grown = False
+                for table, fks in keys.items():
+                    if (table, schema) not in reached and any(
+                        (fk["referred_table"], fk.get("referred_schema") or schema) in reached
+                        for fk in fks
+                    ):
+                        reached.add((table, schema))
+                        found.append((table, schema))
+                        grown = True
+        return found
+
+
+def _truncate_cascade(sql: str) -> bool:
+    """``TRUNCATE ... CASCADE``: the tables referencing the named ones are emptied too."""
+    statements = sqlparse.parse(sql) if sql.strip() else []
+    words = [t.normalized.upper() for s in statements[:1] for t in s.flatten() if t.is_keyword]
+    return bool(words) and words[0] == "TRUNCATE" and "CASCADE" in words
 
 
 def _misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any:
@@ -148,3 +184,106 @@ def _misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> An
             return sa.or_(*conditions)
         return unfit
     return None
+
+
+# --- A whole plan ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRisk:
+    """One operation of a plan's step that destroys data or cannot be judged.
+
+    ``loss`` is the live count for a destructive operation whose object exists; it is None
+    for an operation that needs review (its effect cannot be read without running it).
+    """
+
+    step: Step
+    operation: Operation
+    loss: Loss | None = None
+
+    @property
+    def loses_data(self) -> bool:
+        """Existing rows or values would be gone (or cannot be counted, so may be)."""
+        return self.loss is not None and self.loss.rows != 0
+
+    @property
+    def needs_review(self) -> bool:
+        return self.operation.risk == "review"
+
+    @property
+    def object(self) -> str:
+        where = self.loss or self.operation
+        if where.table is None:
+            return "?"
+        table = f"{self.loss.schema}.{where.table}" if self.loss and self.loss.schema else where.table
+        return f"{table}.{where.column}" if where.column else str(table)
+
+    @property
+    def amount(self) -> str:
+        """What would be lost, for a person: "120 rows", "3 values", "unknown", "review"."""
+        if self.loss is None:
+            return "needs review"
+        if self.loss.rows == UNKNOWN:
+            return "unknown"
+        noun = "value" if self.loss.column else "row"
+        return f"{self.loss.rows} {noun}{'' if self.loss.rows == 1 else 's'}"
+
+
+@dataclass
+class DataLossReport:
+    """Every destructive or unreadable operation of a plan, with live counts."""
+
+    risks: list[StepRisk]
+
+    @property
+    def losses(self) -> list[StepRisk]:
+        """What makes the plan destroy existing data: the reason to refuse it."""
+        return [risk for risk in self.risks if risk.loses_data]
+
+    @property
+    def unreviewed(self) -> list[StepRisk]:
+        return [risk for risk in self.risks if risk.needs_review]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "migration": risk.step.migration.label,
+                "revision": risk.step.migration.revision,
+                "app": risk.step.app,
+                "direction": risk.step.direction,
+                "object": risk.object,
+                "rows": risk.loss.rows if risk.loss else None,
+                "reason": risk.loss.reason if risk.loss else risk.operation.reason,
+            }
+            for risk in self.risks
+        ]
+
+
+class DataLossError(RollbackError):
+    """A plan refused because it would destroy existing data; ``report`` says where."""
+
+    def __init__(self, report: DataLossReport, message: str) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def assess(project: Project, connection: sa.Connection, plan: Plan) -> DataLossReport:
+    """Analyse each step of ``plan`` and count, on the live database, what it would destroy.
+
+    Destructive operations on objects that do not exist or hold nothing are kept with a count
+    of 0 (dropping an empty table loses nothing and is not a reason to refuse).
+    """
+    dialect = connection.dialect.name
+    risks: list[StepRisk] = []
+    for step in plan.steps:
+        module = project.script.get_revision(step.migration.revision).module
+        direction = "upgrade" if step.direction == "up" else "downgrade"
+        found = operations(module, direction, dialect)
+        for operation in found:
+            if operation.risk == "review":
+                risks.append(StepRisk(step, operation))
+        destroying = [operation for operation in found if operation.risk == "destroys"]
+        for operation in destroying:
+            for loss in count_losses(connection, [operation]):
+                risks.append(StepRisk(step, operation, loss))
+    return DataLossReport(risks)

@@ -41,11 +41,13 @@ def execute(
     plan: Plan,
     progress: Progress | None = None,
     finalize: Callable[[Connection], None] | None = None,
+    before_step: Callable[[Connection, Step], None] | None = None,
 ) -> RunReport:
     """Run an upgrade or downgrade plan on ``connection`` (which holds no open transaction).
 
     ``finalize`` runs inside the last migration's transaction (e.g. to mark a deploy rolled
-    back), so it happens exactly when the last step commits.
+    back), so it happens exactly when the last step commits. ``before_step`` runs inside each
+    step's transaction just before the migration (e.g. to archive what it will drop).
     """
     report = RunReport(plan)
     if not plan.steps:
@@ -55,6 +57,9 @@ def execute(
     connection.commit()
     graph = project.graph
     steps = plan.alembic_steps(graph)
+    if before_step is not None:
+        for planned, step in zip(plan.steps, steps):
+            step.migration_fn = _preceded(step.migration_fn, before_step, connection, planned)
     clock: list[datetime] = [utcnow()]
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
@@ -86,6 +91,19 @@ def execute(
                 f"{len(report.done)} earlier step(s) of this run stay done"
             ) from exc
     return report
+
+
+def _preceded(
+    migration_fn: Callable[..., None],
+    before_step: Callable[[Connection, Step], None],
+    connection: Connection,
+    step: Step,
+) -> Callable[..., None]:
+    def run(**kw: object) -> None:
+        before_step(connection, step)
+        migration_fn(**kw)
+
+    return run
 
 
 def stamp(project: Project, connection: Connection, plan: Plan) -> RunReport:

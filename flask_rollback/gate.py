@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 
+from .analysis import destructive, operations
 from .checks import downgrade_problem
+from .dataloss import assess
 from .errors import RollbackError
 from .plan import Plan, Planner
 from .project import Project
@@ -72,6 +74,7 @@ def run_gate(project: Project, connection: Connection, planner: Planner, strict:
         _reversibility(project, plan),
     ]
     checks += _rehearsal(project, connection, plan)
+    checks.append(_data_at_risk(project, connection, plan))
     return GateReport(checks, pending, strict)
 
 
@@ -135,6 +138,44 @@ def _reversibility(project: Project, plan: Plan) -> CheckResult:
             barriers,
         )
     return CheckResult("reversibility", "ok", f"{len(plan.steps)} pending migrations have a real downgrade")
+
+
+def _data_at_risk(project: Project, connection: Connection, plan: Plan) -> CheckResult:
+    """Pending upgrades that destroy existing data (counted live) or cannot be analysed; and,
+    for information, what rolling this deploy back would drop (data written after it)."""
+    report = assess(project, connection, plan)
+    connection.rollback()
+    found = [
+        f"{risk.step.migration.label}: {risk.operation.reason} ({risk.amount})"
+        for risk in report.losses + report.unreviewed
+    ]
+    dialect = connection.dialect.name
+    on_rollback = [
+        f"rolling back {step.migration.label} {operation.reason}"
+        for step in plan.steps
+        for operation in destructive(
+            operations(project.script.get_revision(step.migration.revision).module, "downgrade", dialect)
+        )
+    ]
+    hint = (
+        "; roll back with --archive to keep data written after the deploy" if on_rollback else ""
+    )
+    if report.losses:
+        return CheckResult(
+            "data at risk", "warning",
+            f"{len(report.losses)} pending step(s) destroy existing data; deploy needs --archive "
+            "or --allow-data-loss",
+            found + on_rollback,
+        )
+    if report.unreviewed:
+        return CheckResult(
+            "data at risk", "warning",
+            f"{len(report.unreviewed)} pending operation(s) cannot be analysed: review them",
+            found + on_rollback,
+        )
+    return CheckResult(
+        "data at risk", "ok", f"no pending step destroys existing data{hint}", on_rollback
+    )
 
 
 def _rehearsal(project: Project, connection: Connection, plan: Plan) -> list[CheckResult]:

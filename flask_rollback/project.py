@@ -96,7 +96,7 @@ class Project:
 
     def include_name(self, name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
         """Autogenerate ignores flask-rollback's own tables."""
-        return not (type_ == "table" and name in self.recorder.own_tables)
+        return not (type_ == "table" and name is not None and self.recorder.is_own_table(name))
 
     def context_options(self, dialect_name: str) -> dict[str, Any]:
         """Options for ``EnvironmentContext.configure``, shared by every run and by env.py."""

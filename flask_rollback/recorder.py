@@ -88,7 +88,14 @@ class Recorder:
     def own_tables(self) -> set[str]:
         """Tables autogenerate must never touch."""
         settings = self.settings
-        return {settings.log_table, settings.version_table, settings.lock_table, settings.deploy_table}
+        return {
+            settings.log_table, settings.version_table, settings.lock_table,
+            settings.deploy_table, settings.archive_table,
+        }
+
+    def is_own_table(self, name: str) -> bool:
+        """One of the tables above, or an archive table (named after the archive registry)."""
+        return name in self.own_tables or name.startswith(f"{self.settings.archive_table}_")
 
     def stored_heads(self, connection: Connection) -> tuple[str, ...]:
         context = MigrationContext.configure(

@@ -175,10 +175,13 @@ def rehearse(project: Project, source: Connection, pending: Plan) -> Rehearsal:
     """Apply, revert and re-apply each pending migration on a scratch copy; then compare the
     result with the models."""
     result = Rehearsal()
-    exclude = project.recorder.own_tables
     with scratch_database(project.url) as scratch_url, connect(scratch_url) as scratch:
         result.scratch = display_url(scratch_url)
         copy_schema(source, scratch, project.settings.version_table)
+        exclude = project.recorder.own_tables | {
+            t for t in sa.inspect(scratch).get_table_names() if project.recorder.is_own_table(t)
+        }
+        scratch.rollback()
         for step in pending.steps:
             result.steps.append(step.migration.label)
             before = snapshot(scratch, exclude)

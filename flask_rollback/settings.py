@@ -47,6 +47,10 @@ class Settings:
     lock_table: str = "rollback_lock"
     #: The deploy-records table.
     deploy_table: str = "rollback_deploys"
+    #: Archive what destructive steps would remove before they run (``--archive`` by default).
+    archive: bool = False
+    #: The archive registry; archive tables are named ``<archive_table>_<revision>_<object>``.
+    archive_table: str = "rollback_archives"
     #: Folder for the backup hook (SQLite copy / pg_dump) run before each deploy; None: off.
     backup_dir: str | None = None
     #: PostgreSQL ``lock_timeout`` for migration statements, e.g. ``"5s"`` (None: server default).

@@ -197,7 +197,7 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     assert report["ready"] is True and report["strict"] is False
     assert report["pending"] == ["accounts.0001_initial", "blog.0001_initial"]
     assert [c["name"] for c in report["checks"]] == [
-        "graph integrity", "applied history", "reversibility", "rehearsal", "drift",
+        "graph integrity", "applied history", "reversibility", "rehearsal", "drift", "data at risk",
     ]
     assert all(c["level"] == "ok" for c in report["checks"]), report["checks"]
     text = db(project, "predeploy").output
@@ -261,9 +261,10 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     # rollback --plan: prints the plan, changes nothing.
     unchanged = state(project)
     out = db(project, "rollback", "--plan").output
-    assert out.splitlines() == [
+    assert out.splitlines()[:3] == [
         "Plan: downgrade before deploy 2: 1 migration(s) (accounts 1)",
         f"    1. - {second_name}  ({accounts_2})",
+        "Data at risk:",
     ]
     assert state(project) == unchanged
 
@@ -280,8 +281,12 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
         (2, "rolled back"), (1, "applied"),
     ]
 
-    # Then deploy 1: back to an empty schema (only the library's own tables remain).
-    assert db(project, "rollback", "1", "--yes").output.strip() == (
+    # Then deploy 1: users holds a row, so it is refused until the loss is accepted; then back
+    # to an empty schema (only the library's own tables remain).
+    refused = db(project, "rollback", "1", "--yes", code=1).output
+    assert re.search(r"- accounts\.0001_initial\s+accounts\s+users\s+1 row\s+drops table users", refused)
+    assert "posts" not in refused  # empty: dropping it loses nothing
+    assert db(project, "rollback", "1", "--yes", "--allow-data-loss").output.strip() == (
         "Rolled back deploy 1: reverted 2 migration(s)."
     )
     assert app_tables(project) == set()
@@ -422,7 +427,7 @@ def test_irreversible_migration_is_a_warning_and_blocks_with_strict(tmp_path: Pa
     assert report["ready"] is True
     levels = {c["name"]: c["level"] for c in report["checks"]}
     assert levels == {"graph integrity": "ok", "applied history": "ok", "reversibility": "warning",
-                      "rehearsal": "ok", "drift": "ok"}
+                      "rehearsal": "ok", "drift": "ok", "data at risk": "warning"}
     (reversibility,) = [c for c in report["checks"] if c["name"] == "reversibility"]
     assert reversibility["details"] == [barrier]
     out = db(project, "predeploy").output
@@ -430,14 +435,19 @@ def test_irreversible_migration_is_a_warning_and_blocks_with_strict(tmp_path: Pa
 
     strict = db(project, "predeploy", "--strict", code=1).output
     assert barrier in strict
-    assert strict.splitlines()[-1] == "Blocked: 0 error(s), 1 warning(s) (--strict: warnings count)."
+    assert strict.splitlines()[-1] == "Blocked: 0 error(s), 2 warning(s) (--strict: warnings count)."
     blocked = db(project, "deploy", "--strict", code=1)
     assert barrier in blocked.stdout
     assert blocked.stderr.strip() == "Error: the gate blocked the deploy; nothing was applied."
     assert state(project) == before
 
-    # Without --strict the deploy goes ahead, and the barrier then refuses its rollback.
-    db(project, "deploy", "--label", "v2")
+    # Without --strict the gate lets it through, but its UPDATE overwrites values nobody can
+    # count up front: the deploy needs --allow-data-loss. The barrier then refuses its rollback.
+    refused = db(project, "deploy", "--label", "v2", code=1).output
+    assert re.search(r"\+ accounts\.0002_lowercase\s+accounts\s+users\s+unknown\s+overwrites values", refused)
+    assert "would destroy existing data" in refused and "--allow-data-loss" in refused
+    assert state(project) == before
+    db(project, "deploy", "--label", "v2", "--allow-data-loss")
     assert project.query("SELECT email FROM users") == [("ada@example.org",)]
     assert versions(project) == sorted(["low0002", revision_of(project, "blog", "0001")])
     applied = state(project)
@@ -961,7 +971,7 @@ def test_a_deploy_killed_mid_run_is_repaired_then_rolled_back(tmp_path: Path, db
     assert repaired["stored_heads_before"] == versions_before
     assert schema(project) == crashed[0] and versions(project) == crashed[1]  # repair only closes the record
 
-    out = db(project, "rollback", "--yes").output
+    out = db(project, "rollback", "--yes", "--allow-data-loss").output
     assert out.strip() == f"Rolled back deploy 2: reverted {done} migration(s)."
     assert schema(project) == before
     assert versions(project) == versions_before

@@ -150,8 +150,14 @@ def test_example_app_end_to_end(db_url: str, untouched_example: None) -> None:
         assert fragment in errors[0], errors[0]
     assert state(db_url) == before
 
-    # --cascade reverts all three apps, dependents first.
-    output = ok(flask_db(db_url, "downgrade", "accounts", "zero", "--cascade"))
+    # The tables hold rows: the cascade is refused until data loss is accepted.
+    result = flask_db(db_url, "downgrade", "accounts", "zero", "--cascade")
+    assert result.returncode == 1 and "Data at risk:" in result.stderr, result.stderr
+    assert "  order_lines  2 rows  " in result.stderr and "  users        1 row   " in result.stderr
+    assert state(db_url) == before
+
+    # --cascade --allow-data-loss reverts all three apps, dependents first.
+    output = ok(flask_db(db_url, "downgrade", "accounts", "zero", "--cascade", "--allow-data-loss"))
     assert "Reverted 3 migration(s)" in output
     tables, versions, _ = state(db_url)
     assert tables == OWN_TABLES

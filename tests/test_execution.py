@@ -127,7 +127,7 @@ def test_one_transaction_per_migration(tmp_path: Path, db_url: str) -> None:
 
     # Reverting writes 'down' rows, newest first.
     start = datetime.now(timezone.utc)
-    result = project.db("downgrade", "accounts@acc001")
+    result = project.db("downgrade", "accounts@acc001", "--allow-data-loss")
     end = datetime.now(timezone.utc)
     assert result.exit_code == 0, result.output
     assert "profiles" not in project.tables() and "settings" not in project.tables()
