@@ -684,7 +684,19 @@ def deploys(project: Project, *, repair: bool = False, lock_timeout: float | Non
     deploy_log = DeployLog(project.settings.deploy_table)
     with _database(project, lock=repair, lock_timeout=lock_timeout) as (connection, _planner):
         if repair:
-            deploy_log.repair(connection)
+            heads = list(project.recorder.stored_heads(connection))
+            applied = project.graph.closure(heads)
+            connection.rollback()
+
+            def outcome(record: DeployRecord) -> dict[str, Any]:
+                before = project.graph.closure(record.stored_heads_before)
+                return {
+                    "migrations": [r for r in project.graph.migrations if r in applied - before],
+                    "stored_heads_after": heads,
+                    "heads_after": _positions(project, applied),
+                }
+
+            deploy_log.repair(connection, outcome)
         records = deploy_log.all(connection)
         connection.rollback()
     return records

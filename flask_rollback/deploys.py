@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -151,10 +152,16 @@ class DeployLog:
                 return record
         raise RollbackError(f"no deploy with id {deploy_id}; see 'flask db deploys'")
 
-    def repair(self, connection: Connection) -> list[int]:
-        """Close records left ``running`` by a crash. Only call while holding the migration
-        lock: then no deploy can really be running."""
-        stale = [r.id for r in self.all(connection) if r.status == RUNNING]
-        for deploy_id in stale:
-            self.finish(connection, deploy_id, FAILED, error="interrupted: the process ended mid-deploy")
-        return stale
+    def repair(
+        self, connection: Connection, outcome: Callable[[DeployRecord], dict[str, Any]]
+    ) -> list[int]:
+        """Close records left ``running`` by a crash, with what the database shows they got
+        done (``outcome``: finish() keywords). Only call while holding the migration lock:
+        then no deploy can really be running."""
+        stale = [r for r in self.all(connection) if r.status == RUNNING]
+        for record in stale:
+            self.finish(
+                connection, record.id, FAILED,
+                error="interrupted: the process ended mid-deploy", **outcome(record),
+            )
+        return [record.id for record in stale]

@@ -969,6 +969,8 @@ def test_a_deploy_killed_mid_run_is_repaired_then_rolled_back(tmp_path: Path, db
     assert repaired["status"] == "failed" and repaired["finished_at"] is not None
     assert repaired["error"].startswith("interrupted")
     assert repaired["stored_heads_before"] == versions_before
+    assert repaired["migrations"] == chain[:done]  # what the crashed deploy got done
+    assert sorted(repaired["stored_heads_after"]) == crashed[1] != versions_before
     assert schema(project) == crashed[0] and versions(project) == crashed[1]  # repair only closes the record
 
     out = db(project, "rollback", "--yes", "--allow-data-loss").output
