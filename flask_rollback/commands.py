@@ -814,12 +814,8 @@ def restore(
 ) -> RestoreResult:
     """Write an archive's values back by primary key (in one transaction), then drop it."""
     log = ArchiveLog(project.settings.archive_table)
-    with _database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
-        connection,
-        _planner,
-    ):
-        with connection.begin():
-            return log.restore(connection, log.get(connection, name))
+    with _archive_transaction(project, lock_timeout, announce) as connection:
+        return log.restore(connection, log.get(connection, name))
 
 
 def drop_archive(
@@ -831,11 +827,20 @@ def drop_archive(
 ) -> ArchiveRecord:
     """Discard an archive: its table and its registry row."""
     log = ArchiveLog(project.settings.archive_table)
+    with _archive_transaction(project, lock_timeout, announce) as connection:
+        record = log.get(connection, name)
+        log.drop(connection, record)
+        return record
+
+
+@contextmanager
+def _archive_transaction(
+    project: Project, lock_timeout: float | None, announce: Announce | None
+) -> Iterator[Connection]:
+    """One transaction under the migration lock: archives change the database too."""
     with _database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
         connection,
         _planner,
     ):
         with connection.begin():
-            record = log.get(connection, name)
-            log.drop(connection, record)
-            return record
+            yield connection
