@@ -265,7 +265,7 @@ class Tool:
 
 class FlaskRollback(Tool):
     def __init__(self) -> None:
-        super().__init__("flask-rollback", True, ("upgrade",), ("downgrade", CHAIN_APP, "zero"), CHAIN_APP)
+        super().__init__("flask-rollback", True, ("upgrade",), ("downgrade", CHAIN_APP, "zero", "--allow-data-loss"), CHAIN_APP)
 
     def versions_dir(self, project: Project) -> Path:
         return project.migrations / CHAIN_APP

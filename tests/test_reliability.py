@@ -146,7 +146,7 @@ def test_sigkill_at_random_points_leaves_a_consistent_database(tmp_path: Path, d
     rng = random.Random(20261125)
     killed_mid_run = 0
     for trial in range(KILL_TRIALS):
-        direction = ("upgrade",) if trial % 2 == 0 else ("downgrade", "chain", "zero")
+        direction = ("upgrade",) if trial % 2 == 0 else ("downgrade", "chain", "zero", "--allow-data-loss")
         before = applied_count(project, revisions)
         logged = log_rows(project)
         process = popen_db(project, *direction)
