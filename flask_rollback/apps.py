@@ -8,6 +8,7 @@ point into; otherwise the default app.
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -174,6 +175,7 @@ def resolve_apps(
         tables_by_app.setdefault(label, []).append(table)
 
     root = Path(settings.directory)
+    _check_folder(root, "the migrations folder")
     labels: list[str] = [s.label for s in by_label.values() if s.label in owners or s.source == "registered"]
     if default in owners and default not in labels:
         labels.append(default)
@@ -188,6 +190,14 @@ def resolve_apps(
     taken = {Path(folder).resolve() for folder in overrides.values() if folder}
     labels += sorted(_labels_on_disk(root, taken) - set(labels))
 
+    unknown = sorted(set(settings.app_directories) - set(labels))
+    if unknown:
+        raise RollbackError(
+            f"ROLLBACK_APP_DIRECTORIES names app {unknown[0]!r}, which has no models and no "
+            f"migrations{_suggest_label(unknown[0], labels)}; known apps: "
+            f"{', '.join(labels) or 'none yet'}"
+        )
+
     apps = []
     for label in labels:
         validate_label(label)
@@ -201,7 +211,24 @@ def resolve_apps(
                 source=spec.source if spec else ("default" if label == default else "folder"),
             )
         )
+    for app in apps:
+        _check_folder(app.directory, f"the migrations folder of app {app.label!r}")
     return AppRegistry(apps, {t: c[0] for t, c in claims.items()}, default)
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """A folder that exists or can be created: neither it nor a parent is a file."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == folder else f"is inside {path}, which is a file"
+                raise RollbackError(f"{what} {folder} {where}; choose another folder")
+            return
+
+
+def _suggest_label(word: str, labels: list[str]) -> str:
+    close = difflib.get_close_matches(word, labels, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _label_for_class(

@@ -14,11 +14,13 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 from .apps import AppRegistry
@@ -73,45 +75,116 @@ def check_layout(root: Path) -> None:
         )
 
 
+@dataclass
+class Declared:
+    """What a migration file declares at module level, read without importing it.
+
+    ``down_revision``, ``depends_on`` and ``branch_labels`` are None when the file computes them
+    (not plain string constants): Alembic then checks them when it loads the file."""
+
+    path: Path
+    revision: str
+    down_revision: tuple[str, ...] | None = ()
+    depends_on: tuple[str, ...] | None = ()
+    branch_labels: tuple[str, ...] | None = ()
+
+
 def scan_files(registry: AppRegistry) -> dict[str, Path]:
     """Check every migration file statically; return revision id → file."""
-    seen: dict[str, Path] = {}
+    declared = _scan(registry)
+    _check_references(declared)
+    return {revision: item.path for revision, item in declared.items()}
+
+
+def _scan(registry: AppRegistry) -> dict[str, Declared]:
+    seen: dict[str, Declared] = {}
     for app in registry:
         if not app.directory.is_dir():
             continue
         for path in sorted(app.directory.iterdir()):
             if not MIGRATION_FILE_RE.match(path.name) or not path.is_file():
                 continue
-            revision = _declared_revision(path)
+            declared = _declared(path)
+            revision = declared.revision
             if revision in seen:
                 raise RollbackError(
-                    f"revision id {revision!r} is used by two files: {seen[revision]} and {path}; "
-                    "give one of them a new id"
+                    f"revision id {revision!r} is used by two files: {seen[revision].path} and "
+                    f"{path}; give one of them a new id"
                 )
-            seen[revision] = path
+            seen[revision] = declared
     return seen
 
 
-def _declared_revision(path: Path) -> str:
+def _check_references(declared: dict[str, Declared]) -> None:
+    """Every down_revision names a migration file, every depends_on a revision or a branch
+    label: a dangling one is reported with the file that declares it."""
+    labels = {
+        label for item in declared.values() for label in item.branch_labels or ()
+    }
+    dynamic_labels = any(item.branch_labels is None for item in declared.values())
+    for item in declared.values():
+        for parent in item.down_revision or ():
+            if parent not in declared:
+                raise RollbackError(
+                    f"migration file {item.path} has down_revision {parent!r}, which no "
+                    "migration file declares; restore that migration or fix down_revision"
+                )
+        for dependency in item.depends_on or ():
+            if dependency not in declared and dependency not in labels and not dynamic_labels:
+                raise RollbackError(
+                    f"migration file {item.path} depends on {dependency!r}, which is neither "
+                    "the revision id nor the branch label of any migration file; fix depends_on"
+                )
+
+
+def _declared(path: Path) -> Declared:
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes, before Python 3.11.4
+        line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        reason = getattr(exc, "msg", None) or str(exc)
         raise RollbackError(
-            f"migration file {path} has a syntax error at line {exc.lineno}: {exc.msg}; "
-            "fix or remove it"
+            f"migration file {path} has a syntax error{line}: {reason}; fix or remove it"
         ) from None
+    except OSError as exc:
+        raise RollbackError(f"cannot read migration file {path}: {exc.strerror}") from None
+    values: dict[str, ast.expr | None] = {}
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else (
             [node.target] if isinstance(node, ast.AnnAssign) else []
         )
         for target in targets:
-            if isinstance(target, ast.Name) and target.id == "revision":
-                value = getattr(node, "value", None)
-                if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                    return validate_revision_id(value.value)
-    raise RollbackError(
-        f"migration file {path} declares no revision = '...'; fix or remove it"
+            if isinstance(target, ast.Name):
+                values[target.id] = getattr(node, "value", None)
+    value = values.get("revision")
+    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+        raise RollbackError(
+            f"migration file {path} declares no revision = '...'; fix or remove it"
+        )
+    try:
+        revision = validate_revision_id(value.value)
+    except RollbackError as exc:
+        raise RollbackError(f"migration file {path}: {exc.message}; fix or remove it") from None
+    return Declared(
+        path=path,
+        revision=revision,
+        down_revision=_names(values.get("down_revision")),
+        depends_on=_names(values.get("depends_on")),
+        branch_labels=_names(values.get("branch_labels")),
     )
+
+
+def _names(node: ast.expr | None) -> tuple[str, ...] | None:
+    """A constant None, string, or tuple/list of strings as a tuple; None if computed."""
+    if node is None or (isinstance(node, ast.Constant) and node.value is None):
+        return ()
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return (node.value,)
+    if isinstance(node, (ast.Tuple, ast.List)) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
+    ):
+        return tuple(e.value for e in node.elts)  # type: ignore[attr-defined]
+    return None
 
 
 def load_scripts(config: Config, registry: AppRegistry) -> ScriptDirectory:
@@ -122,24 +195,29 @@ def load_scripts(config: Config, registry: AppRegistry) -> ScriptDirectory:
         warnings.simplefilter("error")
         try:
             script.revision_map.heads  # noqa: B018 - forces loading every file
-        except (CommandError, Warning) as exc:
+        except (CommandError, RevisionError, Warning) as exc:
             raise RollbackError(f"cannot read the migrations: {exc}") from None
         except Exception as exc:  # a migration module failed at import time
+            where = _failing_file(exc, files.values())
+            if where is None:  # not raised by a migration file: Alembic's own graph checks
+                raise RollbackError(
+                    f"cannot read the migrations: {type(exc).__name__}: {exc}"
+                ) from None
             raise RollbackError(
-                f"{_failing_file(exc, files.values())} failed to import: "
-                f"{type(exc).__name__}: {exc}; fix or remove it"
+                f"{where} failed to import: {type(exc).__name__}: {exc}; fix or remove it"
             ) from None
     return script
 
 
-def _failing_file(exc: BaseException, files: Iterable[Path]) -> str:
-    """Name the migration file (and line) an import-time exception came from."""
+def _failing_file(exc: BaseException, files: Iterable[Path]) -> str | None:
+    """Name the migration file (and line) an import-time exception came from, or None when
+    no migration file is on the traceback."""
     known = {os.path.realpath(path): path for path in files}
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         path = known.get(os.path.realpath(frame.filename))
         if path is not None:
             return f"migration file {path} (line {frame.lineno})"
-    return "a migration file"
+    return None
 
 
 def migration_name(script: Script) -> str:

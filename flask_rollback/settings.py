@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,22 +89,29 @@ def resolve_settings(
             )
         merged[key[len(CONFIG_PREFIX) :].lower()] = value
     settings = Settings(**merged)
-    _validate(settings)
-    return settings
+    return _validate(settings)
 
 
 DURATION_RE = re.compile(r"^\d+\s*(ms|s|min|h|d)?$")
+#: App labels and table names: identifiers (PostgreSQL keeps 63 characters of a name).
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-def _validate(settings: Settings) -> None:
+def _validate(settings: Settings) -> Settings:
+    """Refuse values that would otherwise fail later with a traceback (or silently do the
+    wrong thing); return the settings with the lock timeout as a float."""
     if settings.lock not in ("auto", "table"):
         raise RollbackError(f"ROLLBACK_LOCK must be 'auto' or 'table', not {settings.lock!r}")
+    timeout = settings.lock_timeout
     try:
-        if float(settings.lock_timeout) < 0:
+        if isinstance(timeout, bool):
+            raise ValueError
+        seconds = float(timeout)
+        if math.isnan(seconds) or seconds < 0:
             raise ValueError
     except (TypeError, ValueError):
         raise RollbackError(
-            f"ROLLBACK_LOCK_TIMEOUT must be a number of seconds, not {settings.lock_timeout!r}"
+            f"ROLLBACK_LOCK_TIMEOUT must be a number of seconds, zero or more, not {timeout!r}"
         ) from None
     for key in ("pg_lock_timeout", "pg_statement_timeout"):
         value = getattr(settings, key)
@@ -110,6 +119,43 @@ def _validate(settings: Settings) -> None:
             raise RollbackError(
                 f"ROLLBACK_{key.upper()} must look like '500ms', '5s' or '10min', not {value!r}"
             )
+    if not _is_path(settings.directory):
+        raise RollbackError(
+            f"ROLLBACK_DIRECTORY must be a folder path, not {settings.directory!r}"
+        )
+    folders = settings.app_directories
+    if not isinstance(folders, Mapping):
+        raise RollbackError(
+            "ROLLBACK_APP_DIRECTORIES must be a dict {app label: folder}, "
+            f"not {type(folders).__name__} {folders!r}"
+        )
+    for label, folder in folders.items():
+        if not isinstance(label, str) or not IDENTIFIER_RE.match(label):
+            raise RollbackError(
+                f"ROLLBACK_APP_DIRECTORIES: invalid app label {label!r}: use a Python identifier "
+                "(letters, digits, underscore; no '/', '.' or '-')"
+            )
+        if not _is_path(folder):
+            raise RollbackError(
+                f"ROLLBACK_APP_DIRECTORIES[{label!r}] must be a folder path, not {folder!r}"
+            )
+    for name in Settings.option_names():
+        value = getattr(settings, name)
+        if name.endswith("_table") and not (isinstance(value, str) and IDENTIFIER_RE.match(value)):
+            raise RollbackError(
+                f"ROLLBACK_{name.upper()} must be a table name (letters, digits, underscore, "
+                f"at most 63 characters), not {value!r}"
+            )
+    if type(timeout) is not float:  # e.g. "30" or 30 from the config: one type downstream
+        settings = dataclasses.replace(settings, lock_timeout=seconds)
+    return settings
+
+
+def _is_path(value: Any) -> bool:
+    """A non-empty folder path (str or os.PathLike)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return isinstance(value, str) and value.strip() != "" and "\0" not in value
 
 
 def _suggest(word: str, choices: list[str], prefix: str = "") -> str:
