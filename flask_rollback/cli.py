@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, has_app_context
 from flask.cli import AppGroup
 
 from . import commands
 from .archive import ArchiveSpec
+from .database import mask
 from .dataloss import DataLossError, DataLossReport
 from .errors import RollbackError
 from .executor import Progress
@@ -35,7 +36,7 @@ class RollbackGroup(AppGroup):
             _fail(ctx, exc.message, exc.exit_code, exc)
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            _fail(ctx, f"database error: {_mask(reason)}", 1, exc)
+            _fail(ctx, f"database error: {_mask(ctx, reason)}", 1, exc)
 
 
 def _fail(ctx: click.Context, message: str, code: int, exc: BaseException) -> None:
@@ -45,10 +46,19 @@ def _fail(ctx: click.Context, message: str, code: int, exc: BaseException) -> No
     ctx.exit(code)
 
 
-def _mask(text: str) -> str:
-    uri = current_app.config.get("SQLALCHEMY_DATABASE_URI")
-    password = sa.engine.make_url(uri).password if uri else None
-    return text.replace(str(password), "***") if password else text
+def _mask(ctx: click.Context, text: str) -> str:
+    """Hide the password; the project is remembered because the app context may be gone."""
+    project: Project | None = ctx.meta.get("rollback.project")
+    if project is not None:
+        try:
+            return mask(text, project.url)
+        except RollbackError:  # no database configured: no password to hide
+            return text
+    if has_app_context():
+        uri = current_app.config.get("SQLALCHEMY_DATABASE_URI")
+        if uri:
+            return mask(text, sa.engine.make_url(uri))
+    return text
 
 
 @click.group(cls=RollbackGroup)
@@ -67,6 +77,7 @@ def _project() -> Project:
     ctx = click.get_current_context()
     project = commands.get_project(directory=ctx.meta.get("rollback.directory"))
     project.x_args = ctx.meta.get("rollback.x") or []
+    ctx.meta["rollback.project"] = project
     return project
 
 

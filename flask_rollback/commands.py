@@ -60,15 +60,18 @@ def init(project: Project) -> list[Path]:
     if (root / "env.py").exists():
         raise RollbackError(f"{root} is already initialised; delete it first to start over")
     apps = list(project.registry)  # label errors surface before anything is written
-    created = []
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copyfile(TEMPLATES / name, root / name)
-        created.append(root / name)
-    for app in apps:
-        if not app.directory.exists():
-            app.directory.mkdir(parents=True)
-            created.append(app.directory)
+    created: list[Path] = []
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for name in ("env.py", "script.py.mako"):
+            shutil.copyfile(TEMPLATES / name, root / name)
+            created.append(root / name)
+        for app in apps:
+            if not app.directory.exists():
+                app.directory.mkdir(parents=True)
+                created.append(app.directory)
+    except OSError as exc:
+        raise RollbackError(f"cannot create {exc.filename}: {exc.strerror}") from None
     return created
 
 
