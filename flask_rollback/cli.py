@@ -559,7 +559,8 @@ def deploy_command(
     )
     if as_json:
         _emit_json({"report": result.report.as_dict(),
-                    "deploy": result.record.as_dict() if result.record else None})
+                    "deploy": result.record.as_dict() if result.record else None,
+                    "archived": [spec.name for spec in result.archived]})
     else:
         _print_report(result.report)
         _print_archived(result.archived)
