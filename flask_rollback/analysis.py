@@ -42,7 +42,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import singledispatch
+from functools import lru_cache, singledispatch
 from types import ModuleType
 from typing import Any, Literal, NoReturn
 
@@ -108,7 +108,7 @@ def operations(
     function = getattr(module, direction, None)
     if function is None:
         return [_python(direction, f"the module has no {direction}()")]
-    sa_dialect = sa.engine.make_url(f"{dialect}://").get_dialect()()
+    sa_dialect = _dialect(dialect)
     context = _Context(sa_dialect, None, {"as_sql": True, "output_buffer": io.StringIO()})
     recorder = _Recorder(context)
     context.on_bind = recorder.stop
@@ -130,6 +130,12 @@ def operations(
     if why:
         found.append(_python(direction, why))
     return found
+
+
+@lru_cache(maxsize=None)
+def _dialect(name: str) -> Dialect:
+    """One dialect object per backend name: building it costs more than recording a migration."""
+    return sa.engine.make_url(f"{name}://").get_dialect()()
 
 
 def whole_targets(sql: str) -> list[Target]:

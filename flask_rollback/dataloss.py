@@ -7,7 +7,8 @@ describe the database as it is now, step by step, not after earlier steps of the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +45,20 @@ def count_losses(connection: sa.Connection, ops: Iterable[Operation]) -> list[Lo
     decides); dropped columns their non-NULL values; narrowing type changes the values that
     do not fit the new type; raw SQL the row count only for whole-table/column forms, else -1.
     """
+    with _read_only(connection) as counter:
+        return [loss for op in ops if op.risk == "destroys" for loss in counter.losses(op)]
+
+
+@contextmanager
+def _read_only(connection: sa.Connection) -> Iterator[_Counter]:
+    """A counter inside a transaction (or savepoint) that is always rolled back; one per plan,
+    so its Inspector's cache serves every step."""
     nested = connection.in_transaction()
     transaction = connection.begin_nested() if nested else connection.begin()
     try:
         if not nested and connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-        counter = _Counter(connection)
-        return [loss for op in ops if op.risk == "destroys" for loss in counter.losses(op)]
+        yield _Counter(connection)
     finally:
         transaction.rollback()
 
@@ -274,16 +282,21 @@ def assess(project: Project, connection: sa.Connection, plan: Plan) -> DataLossR
     of 0 (dropping an empty table loses nothing and is not a reason to refuse).
     """
     dialect = connection.dialect.name
+    found = [
+        (step, operation)
+        for step in plan.steps
+        for operation in operations(
+            project.script.get_revision(step.migration.revision).module,
+            "upgrade" if step.direction == "up" else "downgrade",
+            dialect,
+        )
+    ]
     risks: list[StepRisk] = []
-    for step in plan.steps:
-        module = project.script.get_revision(step.migration.revision).module
-        direction = "upgrade" if step.direction == "up" else "downgrade"
-        found = operations(module, direction, dialect)
-        for operation in found:
-            if operation.risk == "review":
+    counting = any(operation.risk == "destroys" for _, operation in found)
+    with _read_only(connection) if counting else nullcontext() as counter:
+        for step, operation in found:
+            if operation.risk == "destroys":
+                risks += [StepRisk(step, operation, loss) for loss in counter.losses(operation)]
+            elif operation.risk == "review":
                 risks.append(StepRisk(step, operation))
-        destroying = [operation for operation in found if operation.risk == "destroys"]
-        for operation in destroying:
-            for loss in count_losses(connection, [operation]):
-                risks.append(StepRisk(step, operation, loss))
     return DataLossReport(risks)
