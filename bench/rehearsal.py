@@ -61,7 +61,7 @@ import sqlalchemy as sa  # noqa: E402
 import flask_rollback.gate as gate_module  # noqa: E402
 import flask_rollback.rehearsal as rehearsal_module  # noqa: E402
 from flask_rollback.commands import get_project, predeploy  # noqa: E402
-from reliability import FLASK_MIGRATE_FACTORY, LoadSampler, Report, log  # noqa: E402
+from reliability import FLASK_MIGRATE_FACTORY, LoadSampler, Report, log, machine_info  # noqa: E402
 from tests.pgserver import PostgresServer, find_postgres_bin  # noqa: E402
 from tests.projects import Project  # noqa: E402
 
@@ -810,23 +810,6 @@ def measure(report: Report, backend: Backend, sides: list[Side], repeat: int, cl
                 side.samples.values[key].clear()
         rounds("naive", lambda side: run_naive(side, backend, deployed_revision))
     return report_scenario(report, backend, sides, title, probe)
-
-
-def machine_info(server: PostgresServer | None) -> str:
-    import sqlite3
-    from importlib.metadata import version as dist_version
-
-    pg = "PostgreSQL not used"
-    if server is not None and server.tmpdir is not None:
-        with server.connect() as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        pg = f"PostgreSQL {row[0] if row else '?'} (fsync=off, synchronous_commit=off)"
-    return (
-        f"nproc {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
-        f"{pg}, SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, "
-        f"Flask {dist_version('flask')}, alembic {dist_version('alembic')}, SQLAlchemy {sa.__version__}, "
-        f"flask-rollback {dist_version('flask-rollback')}, Flask-Migrate {dist_version('Flask-Migrate')}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
