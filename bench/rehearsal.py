@@ -43,6 +43,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -346,25 +347,27 @@ def write_flask_migrate(project: Project, migrations: list[Migration]) -> None:
 # -- backends ---------------------------------------------------------------------------------
 
 
-class Backend:
+class Backend(ABC):
+    """What the benchmark needs from a database server kind (SQLite files, PostgreSQL)."""
+
     name = ""
     copy_method = ""
 
-    def new_url(self, tag: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def new_url(self, tag: str) -> str: ...
 
-    def drop(self, url: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def drop(self, url: str) -> None: ...
 
+    @abstractmethod
     def copy(self, source: str, target: str) -> None:
         """The naive rehearsal's first step: a full copy of the database, data included."""
-        raise NotImplementedError
 
-    def load_rows(self, url: str, rows: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def load_rows(self, url: str, rows: int) -> None: ...
 
-    def size(self, url: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def size(self, url: str) -> str: ...
 
 
 class SQLite(Backend):

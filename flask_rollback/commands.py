@@ -34,6 +34,7 @@ from .lock import Announce, migration_lock, release_lock_table
 from .loader import TEMPLATES, check_layout
 from .plan import Plan, Planner, Step
 from .project import Project
+from .settings import lock_seconds
 
 EXIT_MODELS_DIFFER = 3
 EXIT_DATABASE_BEHIND = 4
@@ -106,7 +107,9 @@ def _database(
             migration_lock(
                 connection,
                 settings.version_table,
-                settings.lock_timeout if lock_timeout is None else lock_timeout,
+                settings.lock_timeout
+                if lock_timeout is None
+                else lock_seconds(lock_timeout, "the lock timeout", "; check --lock-timeout"),
                 announce,
                 lock_table=settings.lock_table,
                 use_table=settings.lock == "table",
@@ -281,15 +284,15 @@ class _DataGuard:
         self.archive = project.settings.archive if archive is None else archive
         self.log = ArchiveLog(project.settings.archive_table)
 
-    def check(self, connection: Connection, plan: Plan) -> tuple[DataLossReport, list[ArchiveSpec]]:
-        """Counts what ``plan`` would destroy; raises unless allowed, or plans the archives."""
-        report = assess(self.project, connection, plan)
+    def decide(self, connection: Connection, plan: Plan, report: DataLossReport) -> list[ArchiveSpec]:
+        """Given what ``plan`` would destroy (``assess``): raise unless allowed, or plan the
+        archives that keep it."""
         if not report.losses:
-            return report, []
+            return []
         if self.archive:
-            return report, self.log.plan(connection, report, skip_unarchivable=self.allow_data_loss)
+            return self.log.plan(connection, report, skip_unarchivable=self.allow_data_loss)
         if self.allow_data_loss:
-            return report, []
+            return []
         raise DataLossError(
             DataLossReport(report.losses),
             f"{plan.kind} {plan.target} would destroy existing data in "
@@ -297,18 +300,12 @@ class _DataGuard:
             "copy you can restore, or with --allow-data-loss",
         )
 
-    def run(
-        self,
-        connection: Connection,
-        plan: Plan,
-        progress: Progress | None,
-        finalize: Callable[[Connection], None] | None = None,
-    ) -> RunResult:
+    def run(self, connection: Connection, plan: Plan, progress: Progress | None) -> RunResult:
         """Check, then execute the plan, writing each step's archives in its transaction."""
-        report, specs = self.check(connection, plan)
+        report = assess(self.project, connection, plan)
+        specs = self.decide(connection, plan, report)
         run = execute(
-            self.project, connection, plan, progress,
-            finalize=finalize, before_step=self.archiver(connection, specs),
+            self.project, connection, plan, progress, before_step=self.archiver(connection, specs)
         )
         return RunResult(run, risks=report, archived=specs)
 
@@ -619,7 +616,7 @@ def deploy(
         if report.blocked or not plan.steps:
             return DeployResult(report)
         guard = _DataGuard(project, allow_data_loss, archive)
-        _risks, specs = guard.check(connection, plan)
+        specs = guard.decide(connection, plan, report.data_loss)
         backup = None
         if project.settings.backup_dir:
             backup = str(backup_database(project.url, project.settings.backup_dir))
@@ -755,7 +752,8 @@ def rollback(
         if plan_only:
             result.risks = assess(project, connection, plan)
             return result
-        result.risks, _ = guard.check(connection, plan)  # refuse before asking to confirm
+        result.risks = assess(project, connection, plan)
+        specs = guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
         if confirm is not None and not confirm(plan):
             raise RollbackError("rollback cancelled; nothing was changed")
         _run_hooks(project, "before_rollback", signals.before_rollback, plan=plan, deploy=record)
@@ -764,8 +762,11 @@ def rollback(
                 deploy_log.mark_rolled_back(connection, record.id)
             return result
         finalize = lambda conn: deploy_log.mark_rolled_back(conn, record.id)  # noqa: E731
-        ran = guard.run(connection, plan, progress, finalize)
-        result.run, result.archived = ran.report, ran.archived
+        result.run = execute(
+            project, connection, plan, progress,
+            finalize=finalize, before_step=guard.archiver(connection, specs),
+        )
+        result.archived = specs
         return result
 
 

@@ -252,20 +252,6 @@ class DataLossReport:
     def unreviewed(self) -> list[StepRisk]:
         return [risk for risk in self.risks if risk.needs_review]
 
-    def as_dicts(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "migration": risk.step.migration.label,
-                "revision": risk.step.migration.revision,
-                "app": risk.step.app,
-                "direction": risk.step.direction,
-                "object": risk.object,
-                "rows": risk.loss.rows if risk.loss else None,
-                "reason": risk.loss.reason if risk.loss else risk.operation.reason,
-            }
-            for risk in self.risks
-        ]
-
 
 class DataLossError(RollbackError):
     """A plan refused because it would destroy existing data; ``report`` says where."""

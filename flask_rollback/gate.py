@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from .analysis import destructive, operations
 from .checks import downgrade_problem
-from .dataloss import assess
+from .dataloss import DataLossReport, assess
 from .errors import RollbackError
 from .plan import Plan, Planner
 from .project import Project
@@ -41,6 +41,8 @@ class GateReport:
     checks: list[CheckResult]
     pending: list[str]
     strict: bool = False
+    #: What the pending upgrades would destroy, for ``deploy`` to refuse or archive.
+    data_loss: DataLossReport = field(default_factory=lambda: DataLossReport([]))
 
     @property
     def blocked(self) -> bool:
@@ -74,8 +76,10 @@ def run_gate(project: Project, connection: Connection, planner: Planner, strict:
         _reversibility(project, plan),
     ]
     checks += _rehearsal(project, connection, plan)
-    checks.append(_data_at_risk(project, connection, plan))
-    return GateReport(checks, pending, strict)
+    data_loss = assess(project, connection, plan)
+    connection.rollback()
+    checks.append(_data_at_risk(project, connection, plan, data_loss))
+    return GateReport(checks, pending, strict, data_loss)
 
 
 def _graph(project: Project) -> CheckResult:
@@ -140,11 +144,11 @@ def _reversibility(project: Project, plan: Plan) -> CheckResult:
     return CheckResult("reversibility", "ok", f"{len(plan.steps)} pending migrations have a real downgrade")
 
 
-def _data_at_risk(project: Project, connection: Connection, plan: Plan) -> CheckResult:
+def _data_at_risk(
+    project: Project, connection: Connection, plan: Plan, report: DataLossReport
+) -> CheckResult:
     """Pending upgrades that destroy existing data (counted live) or cannot be analysed; and,
     for information, what rolling this deploy back would drop (data written after it)."""
-    report = assess(project, connection, plan)
-    connection.rollback()
     found = [
         f"{risk.step.migration.label}: {risk.operation.reason} ({risk.amount})"
         for risk in report.losses + report.unreviewed

@@ -47,11 +47,6 @@ def migration_lock(
     use_table: bool = False,
 ) -> Iterator[None]:
     """Hold the lock named ``name`` for the duration of the block."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-        raise RollbackError(
-            f"the lock timeout must be a number of seconds, zero or more, not {timeout!r}; "
-            "check --lock-timeout"
-        )
     backend = connection.dialect.name
     database = connection.engine.url.database or ""
     if use_table or backend not in ("postgresql", "sqlite"):

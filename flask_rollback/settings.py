@@ -102,17 +102,7 @@ def _validate(settings: Settings) -> Settings:
     wrong thing); return the settings with the lock timeout as a float."""
     if settings.lock not in ("auto", "table"):
         raise RollbackError(f"ROLLBACK_LOCK must be 'auto' or 'table', not {settings.lock!r}")
-    timeout = settings.lock_timeout
-    try:
-        if isinstance(timeout, bool):
-            raise ValueError
-        seconds = float(timeout)
-        if math.isnan(seconds) or seconds < 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise RollbackError(
-            f"ROLLBACK_LOCK_TIMEOUT must be a number of seconds, zero or more, not {timeout!r}"
-        ) from None
+    seconds = lock_seconds(settings.lock_timeout, "ROLLBACK_LOCK_TIMEOUT")
     for key in ("pg_lock_timeout", "pg_statement_timeout"):
         value = getattr(settings, key)
         if value is not None and not DURATION_RE.match(str(value)):
@@ -146,9 +136,24 @@ def _validate(settings: Settings) -> Settings:
                 f"ROLLBACK_{name.upper()} must be a table name (letters, digits, underscore, "
                 f"at most 63 characters), not {value!r}"
             )
-    if type(timeout) is not float:  # e.g. "30" or 30 from the config: one type downstream
+    if type(settings.lock_timeout) is not float:  # "30" or 30 from the config: one type downstream
         settings = dataclasses.replace(settings, lock_timeout=seconds)
     return settings
+
+
+def lock_seconds(value: Any, name: str, hint: str = "") -> float:
+    """A lock timeout as seconds (zero or more), from the config or ``--lock-timeout``."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        seconds = float(value)
+        if math.isnan(seconds) or seconds < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise RollbackError(
+            f"{name} must be a number of seconds, zero or more, not {value!r}{hint}"
+        ) from None
+    return seconds
 
 
 def _is_path(value: Any) -> bool:

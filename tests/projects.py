@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -254,3 +255,33 @@ def write_chain(project: Project, app: str, count: int, rows: int = 20, sleep: f
         )
         revisions.append(revision)
     return revisions
+
+
+def revision_of(project: Project, app: str, number: str) -> str:
+    """The revision id of ``migrations/APP/NUMBER_*.py``."""
+    (path,) = (project.migrations / app).glob(f"{number}_*.py")
+    match = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.M)
+    assert match, path
+    return match.group(1)
+
+
+def write_migration(
+    project: Project,
+    app: str,
+    filename: str,
+    revision: str,
+    down_revision: str | None,
+    upgrade: str,
+    downgrade: str = "pass",
+    header: str = "",
+) -> Path:
+    """A hand-written migration file in ``migrations/APP``; ``header`` adds module-level lines."""
+    body = lambda code: textwrap.indent(textwrap.dedent(code).strip(), "    ")  # noqa: E731
+    path = project.migrations / app / filename
+    path.write_text(
+        f'"""{filename}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        f"revision = {revision!r}\ndown_revision = {down_revision!r}\n"
+        f"branch_labels = None\ndepends_on = None\n{header}\n\n"
+        f"def upgrade():\n{body(upgrade)}\n\n\ndef downgrade():\n{body(downgrade)}\n"
+    )
+    return path

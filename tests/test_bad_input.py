@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
-import subprocess
 import textwrap
 import traceback
 import uuid

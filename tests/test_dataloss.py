@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import Result
 
-from tests.projects import BLOG_MODELS, Project, new_project
+from tests.projects import BLOG_MODELS, Project, new_project, revision_of, write_migration
 
 #: blog.Post with a nullable title, so "non-NULL values" differ from rows.
 BLOG_NULLABLE_TITLE = BLOG_MODELS.replace("title: Mapped[str]", "title: Mapped[str | None]")
@@ -79,38 +78,12 @@ def risk_rows(text: str) -> list[list[str]]:
     return rows
 
 
-def revision_of(project: Project, app: str, number: str) -> str:
-    """The revision id of ``migrations/APP/NUMBER_*.py``."""
-    (path,) = (project.migrations / app).glob(f"{number}_*.py")
-    match = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.M)
-    assert match, path
-    return match.group(1)
-
 
 def label_of(project: Project, app: str, number: str) -> str:
     (path,) = (project.migrations / app).glob(f"{number}_*.py")
     return f"{app}.{path.stem}"
 
 
-def write_migration(
-    project: Project,
-    app: str,
-    filename: str,
-    revision: str,
-    down_revision: str | None,
-    upgrade: str,
-    downgrade: str = "pass",
-) -> Path:
-    """A hand-written migration file in ``migrations/APP``."""
-    body = lambda code: textwrap.indent(textwrap.dedent(code).strip(), "    ")  # noqa: E731
-    path = project.migrations / app / filename
-    path.write_text(
-        f'"""{filename}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        f"revision = {revision!r}\ndown_revision = {down_revision!r}\n"
-        f"branch_labels = None\ndepends_on = None\n\n\n"
-        f"def upgrade():\n{body(upgrade)}\n\n\ndef downgrade():\n{body(downgrade)}\n"
-    )
-    return path
 
 
 def columns(project: Project, table: str) -> list[str]:

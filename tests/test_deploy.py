@@ -29,7 +29,9 @@ from click.testing import Result
 
 from flask_rollback.rehearsal import SCRATCH_PREFIX, snapshot
 
-from tests.projects import ACCOUNTS_MODELS, Project, new_project, write_chain
+from tests.projects import (
+    ACCOUNTS_MODELS, Project, new_project, revision_of, write_chain, write_migration,
+)
 
 OWN_TABLES = {"alembic_version", "rollback_log", "rollback_deploys", "rollback_lock"}
 SECRET = "hunter2-secret"
@@ -110,35 +112,6 @@ def state(project: Project) -> tuple[Any, ...]:
     """Everything a blocked deploy must leave alone."""
     return schema(project), versions(project), records(project), log_count(project)
 
-
-def revision_of(project: Project, app: str, number: str) -> str:
-    """The revision id of ``migrations/APP/NUMBER_*.py``."""
-    (path,) = (project.migrations / app).glob(f"{number}_*.py")
-    match = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.M)
-    assert match, path
-    return match.group(1)
-
-
-def write_migration(
-    project: Project,
-    app: str,
-    filename: str,
-    revision: str,
-    down_revision: str | None,
-    upgrade: str,
-    downgrade: str,
-    header: str = "",
-) -> Path:
-    """A hand-written migration file in ``migrations/APP``."""
-    body = lambda code: textwrap.indent(textwrap.dedent(code).strip(), "    ")  # noqa: E731
-    path = project.migrations / app / filename
-    path.write_text(
-        f'"""{filename}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        f"revision = {revision!r}\ndown_revision = {down_revision!r}\n"
-        f"branch_labels = None\ndepends_on = None\n{header}\n\n"
-        f"def upgrade():\n{body(upgrade)}\n\n\ndef downgrade():\n{body(downgrade)}\n"
-    )
-    return path
 
 
 def deployed_project(tmp_path: Path, url: str) -> Project:
