@@ -7,6 +7,7 @@ package re-imported, exactly as a developer edits code between two ``flask db`` 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import re
@@ -285,3 +286,14 @@ def write_migration(
         f"def upgrade():\n{body(upgrade)}\n\n\ndef downgrade():\n{body(downgrade)}\n"
     )
     return path
+
+
+def folder_state(project: Project) -> dict[str, str]:
+    """Every file under the migrations folder and its content hash (nothing written or renamed)."""
+    if not project.migrations.exists():
+        return {}
+    return {
+        str(path.relative_to(project.migrations)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(project.migrations.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.projects import Project, new_project
+from tests.projects import Project, folder_state, new_project
 
 SECRET = "hunter2-secret"
 
@@ -149,16 +149,6 @@ def snapshot(url: str) -> Any:
     finally:
         engine.dispose()
 
-
-def folder_state(project: Project) -> dict[str, str]:
-    """Every migration file and its content hash (so nothing was written or renamed)."""
-    if not project.migrations.exists():
-        return {}
-    return {
-        str(path.relative_to(project.migrations)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(project.migrations.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
-    }
 
 
 def invoke(project: Project, *args: str) -> tuple[int, str]:

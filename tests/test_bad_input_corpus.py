@@ -38,7 +38,7 @@ import pytest
 import sqlalchemy as sa
 
 from flask_rollback.lock import ADVISORY_CLASS, _advisory_key
-from tests.projects import ACCOUNTS_MODELS, BLOG_MODELS, BLUEPRINT, Project, new_project
+from tests.projects import ACCOUNTS_MODELS, BLOG_MODELS, BLUEPRINT, Project, folder_state, new_project
 from tests.test_bad_input import POSTS_UP, USERS_UP, write_migration
 
 #: The password of the URLs in the PostgreSQL connection cases: it must never be printed.
@@ -157,16 +157,6 @@ def snapshot(url: str) -> Any:
     finally:
         engine.dispose()
 
-
-def folder_state(project: Project) -> dict[str, str]:
-    """Every file under the migrations folder and its content hash."""
-    if not project.migrations.exists():
-        return {}
-    return {
-        str(path.relative_to(project.migrations)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(project.migrations.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
-    }
 
 
 def run_subprocess(project: Project, args: tuple[str, ...]) -> tuple[int, str]:
