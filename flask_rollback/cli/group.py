@@ -1,0 +1,112 @@
+"""The ``flask db`` group: options, the current project, one-line errors and exit codes,
+and the options several commands share."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+from flask.cli import AppGroup
+
+from .. import commands
+from ..database import mask
+from ..dataloss import DataLossError
+from ..errors import RollbackError
+from ..plan import RELATIVE_RE
+from ..project import Project
+from .output import print_risks
+
+
+class RollbackGroup(AppGroup):
+    """Turns RollbackError (and database errors) into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RollbackError as exc:
+            if isinstance(exc, DataLossError):
+                print_risks(exc.report, err=True)
+            _fail(ctx, exc.message, exc.exit_code, exc)
+        except sa.exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            _fail(ctx, f"database error: {_mask(ctx, reason)}", 1, exc)
+
+
+def _fail(ctx: click.Context, message: str, code: int, exc: BaseException) -> None:
+    if ctx.meta.get("rollback.verbose"):
+        traceback.print_exception(exc)
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(code)
+
+
+def _mask(ctx: click.Context, text: str) -> str:
+    """Hide the password; the project is remembered because the app context may be gone."""
+    project: Project | None = ctx.meta.get("rollback.project")
+    if project is not None:
+        try:
+            return mask(text, project.url)
+        except RollbackError:  # no database configured: no password to hide
+            return text
+    if has_app_context():
+        uri = current_app.config.get("SQLALCHEMY_DATABASE_URI")
+        if uri:
+            return mask(text, sa.engine.make_url(uri))
+    return text
+
+
+@click.group(cls=RollbackGroup)
+@click.option("-d", "--directory", default=None, help="Migrations root (default: ROLLBACK_DIRECTORY or 'migrations').")
+@click.option("-x", "--x-arg", multiple=True, help="Extra argument for migrations (context.get_x_argument()).")
+@click.option("--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def db_group(ctx: click.Context, directory: str | None, x_arg: tuple[str, ...], verbose: bool) -> None:
+    """Per-app database migrations with safe rollbacks (flask-rollback)."""
+    ctx.meta["rollback.verbose"] = verbose
+    ctx.meta["rollback.directory"] = directory
+    ctx.meta["rollback.x"] = list(x_arg)
+
+
+def current_project() -> Project:
+    ctx = click.get_current_context()
+    project = commands.get_project(directory=ctx.meta.get("rollback.directory"))
+    project.x_args = ctx.meta.get("rollback.x") or []
+    ctx.meta["rollback.project"] = project
+    return project
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _check_target(ctx: click.Context, _param: click.Parameter, words: tuple[str, ...]) -> tuple[str, ...]:
+    """``-N`` is a target (``flask db downgrade -2``), not an option; other dashes still are."""
+    for word in words:
+        if word.startswith("-") and not RELATIVE_RE.match(word):
+            raise click.NoSuchOption(word, ctx=ctx)
+    return words
+
+
+#: Targets may be ``-N``: these commands let unknown "options" through to _check_target.
+TARGET_SETTINGS = {"ignore_unknown_options": True}
+target_argument = click.argument("target", nargs=-1, callback=_check_target)
+lock_timeout_option = click.option(
+    "--lock-timeout", type=float, default=None,
+    help="Seconds to wait for the migration lock (default ROLLBACK_LOCK_TIMEOUT, 300).",
+)
+allow_data_loss_option = click.option(
+    "--allow-data-loss", is_flag=True,
+    help="Run steps that destroy existing data (refused by default).",
+)
+archive_option = click.option(
+    "--archive/--no-archive", default=None,
+    help="Copy what destructive steps remove into archive tables first (default ROLLBACK_ARCHIVE).",
+)
+
+
+def announce(message: str) -> None:
+    click.echo(message, err=True)
+

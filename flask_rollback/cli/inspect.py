@@ -1,0 +1,140 @@
+"""Commands that look: showmigrations, current, heads, check, history, show, branches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import commands
+from .group import current_project, db_group, emit_json
+
+
+def _status_json(status: commands.Status) -> dict[str, Any]:
+    return {
+        "apps": [
+            {
+                "app": app.label,
+                "directory": str(app.directory),
+                "heads": app.heads,
+                "current": app.current,
+                "migrations": [
+                    {
+                        "name": s.migration.name,
+                        "revision": s.migration.revision,
+                        "applied": s.applied,
+                        "applied_at": s.applied_at.isoformat() if s.applied_at else None,
+                    }
+                    for s in app.migrations
+                ],
+            }
+            for app in status.apps
+        ]
+    }
+
+
+@db_group.command("showmigrations")
+@click.argument("apps", nargs=-1)
+@click.option("--plan", "as_plan", is_flag=True, help="One list in the order migrations apply.")
+@click.option("--json", "as_json", is_flag=True)
+def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) -> None:
+    """[X] applied / [ ] pending, per app, with applied times."""
+    status = commands.status(current_project(), apps)
+    if as_json:
+        emit_json(_status_json(status))
+        return
+    if as_plan:
+        for item in status.order:
+            if not apps or item.migration.app in apps:
+                click.echo(f"[{'X' if item.applied else ' '}]  {item.migration.label}")
+        return
+    for app in status.apps:
+        click.echo(app.label)
+        if not app.migrations:
+            click.echo(" (no migrations)")
+        for item in app.migrations:
+            when = f"  (applied {item.applied_at:%Y-%m-%d %H:%M:%S})" if item.applied_at else ""
+            click.echo(f" [{'X' if item.applied else ' '}] {item.migration.name}{when}")
+
+
+@db_group.command("current")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show file paths.")
+def current_command(as_json: bool, verbose: bool) -> None:
+    """Where the database stands, per app."""
+    status = commands.status(current_project())
+    if as_json:
+        emit_json({"apps": {a.label: a.current for a in status.apps}, "stored_heads": list(status.stored_heads)})
+        return
+    graph_names = {s.migration.revision: s.migration for s in status.order}
+    for app in status.apps:
+        if not app.current:
+            click.echo(f"{app.label}: (none)")
+        for rev in app.current:
+            migration = graph_names[rev]
+            flag = " (head)" if rev in app.heads else ""
+            path = f"  {migration.path}" if verbose else ""
+            click.echo(f"{app.label}: {rev} {migration.name}{flag}{path}")
+
+
+@db_group.command("heads")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True)
+def heads_command(as_json: bool, verbose: bool) -> None:
+    """The head migration(s) of each app."""
+    project = current_project()
+    graph = project.graph
+    heads = {label: graph.app_heads(label) for label in project.registry.labels}
+    if as_json:
+        emit_json({"apps": heads})
+        return
+    for label, revs in heads.items():
+        for rev in revs or ["(none)"]:
+            migration = graph.migrations.get(rev)
+            name = f" {migration.name}" if migration else ""
+            path = f"  {migration.path}" if verbose and migration else ""
+            click.echo(f"{label}: {rev}{name}{path}")
+
+
+@db_group.command("check")
+@click.option("--json", "as_json", is_flag=True)
+def check_command(as_json: bool) -> None:
+    """Exit 0 when all is current; 3 models differ, 4 database behind, 5 several heads in an app."""
+    report = commands.check(current_project())
+    if as_json:
+        emit_json({"ok": not report.problems, "exit_code": report.exit_code,
+                    "problems": [{"code": c, "message": m} for c, m in report.problems]})
+    elif not report.problems:
+        click.echo("No problems: single heads, database current, models match the migrations.")
+    for _code, message in report.problems if not as_json else []:
+        click.echo(message)
+    if report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)
+
+
+@db_group.command("history")
+@click.option("-r", "--rev-range", default=None)
+@click.option("-v", "--verbose", is_flag=True)
+@click.option("-i", "--indicate-current", is_flag=True)
+def history_command(rev_range: str | None, verbose: bool, indicate_current: bool) -> None:
+    """List migrations in chronological order (Alembic's history)."""
+    commands.alembic_verb(
+        current_project(), "history", rev_range=rev_range, verbose=verbose, indicate_current=indicate_current
+    )
+
+
+@db_group.command("show")
+@click.argument("revision", default="heads")
+def show_command(revision: str) -> None:
+    """Show a migration."""
+    project = current_project()
+    rev = project.graph.find(revision).revision if revision != "heads" else revision
+    commands.alembic_verb(project, "show", rev)
+
+
+@db_group.command("branches")
+@click.option("-v", "--verbose", is_flag=True)
+def branches_command(verbose: bool) -> None:
+    """Show branch points."""
+    commands.alembic_verb(current_project(), "branches", verbose=verbose)
+

@@ -1,0 +1,91 @@
+"""Commands that run migrations: upgrade, downgrade, stamp, unlock, sqlmigrate."""
+
+from __future__ import annotations
+
+import click
+
+from .. import commands
+from .group import (
+    TARGET_SETTINGS,
+    allow_data_loss_option,
+    announce,
+    archive_option,
+    current_project,
+    db_group,
+    lock_timeout_option,
+    target_argument,
+)
+from .output import finish, progress
+
+
+@db_group.command("upgrade", context_settings=TARGET_SETTINGS)
+@target_argument
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan; apply nothing.")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@lock_timeout_option
+@allow_data_loss_option
+@archive_option
+def upgrade_command(
+    target: tuple[str, ...], plan_only: bool, sql: bool, lock_timeout: float | None,
+    allow_data_loss: bool, archive: bool | None,
+) -> None:
+    """Apply migrations: every app to its head, or TARGET (APP, APP@REV, APP@+N, REV, heads)."""
+    finish(
+        commands.upgrade(
+            current_project(), target, plan_only=plan_only, sql=sql, progress=progress(),
+            lock_timeout=lock_timeout, announce=announce,
+            allow_data_loss=allow_data_loss, archive=archive,
+        )
+    )
+
+
+@db_group.command("downgrade", context_settings=TARGET_SETTINGS)
+@target_argument
+@click.option("--plan", "plan_only", is_flag=True, help="Print the plan; revert nothing.")
+@click.option("--cascade", is_flag=True, help="Also revert other apps' migrations that depend on TARGET.")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@lock_timeout_option
+@allow_data_loss_option
+@archive_option
+def downgrade_command(
+    target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None,
+    allow_data_loss: bool, archive: bool | None,
+) -> None:
+    """Revert migrations: the most recent one, or down to TARGET (APP zero, APP@REV, APP@-N, REV)."""
+    finish(
+        commands.downgrade(
+            current_project(), target, cascade=cascade, plan_only=plan_only, sql=sql,
+            progress=progress(), lock_timeout=lock_timeout, announce=announce,
+            allow_data_loss=allow_data_loss, archive=archive,
+        )
+    )
+
+
+@db_group.command("stamp", context_settings=TARGET_SETTINGS)
+@target_argument
+@click.option("--purge", is_flag=True, help="Ignore the version table's current content.")
+@lock_timeout_option
+def stamp_command(target: tuple[str, ...], purge: bool, lock_timeout: float | None) -> None:
+    """Record TARGET as applied without running migrations."""
+    finish(
+        commands.stamp(
+            current_project(), target, purge=purge, lock_timeout=lock_timeout, announce=announce
+        )
+    )
+
+
+@db_group.command("unlock")
+def unlock_command() -> None:
+    """Clear a lock-table row left by a crashed run (only with ROLLBACK_LOCK = "table")."""
+    cleared = commands.unlock(current_project())
+    click.echo("Cleared the migration lock." if cleared else "The migration lock was not held.")
+
+
+@db_group.command("sqlmigrate")
+@click.argument("app")
+@click.argument("revision")
+@click.option("--backwards", is_flag=True, help="The SQL of the downgrade.")
+def sqlmigrate_command(app: str, revision: str, backwards: bool) -> None:
+    """Print the SQL of one migration."""
+    click.echo(commands.sqlmigrate(current_project(), app, revision, backwards), nl=False)
+

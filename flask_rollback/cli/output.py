@@ -1,0 +1,131 @@
+"""How results are shown: plans, data-at-risk tables, archives, run summaries, gate reports."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from .. import commands
+from ..archive import ArchiveSpec
+from ..dataloss import DataLossReport
+from ..executor import Progress
+from ..gate import GateReport
+from ..plan import Plan, Step
+
+
+def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int = 0) -> None:
+    if not new:
+        click.echo("No changes detected.")
+        return
+    for item in new:
+        where = item.path or f"{item.app}/(new) {item.message}"
+        verb = "Would create" if dry_run else "Created"
+        click.echo(f"{verb} migration {where}")
+        for operation in item.operations:
+            click.echo(f"  - {operation}")
+        if item.depends_on:
+            click.echo(f"  depends on {', '.join(item.depends_on)}")
+        if verbose and item.code:
+            click.echo(item.code)
+
+def progress() -> Progress | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, step: Step) -> None:
+        if total < 3:
+            return
+        arrow = "+" if step.direction == "up" else "-"
+        click.echo(f"\r[{done}/{total}] {arrow} {step.migration.label}\033[K", nl=done == total, err=True)
+
+    return show
+
+
+def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
+    if not plan.steps:
+        click.echo(f"Nothing to {plan.kind}: already at {plan.target}.")
+        return
+    counts = ", ".join(f"{app} {len(steps)}" for app, steps in plan.by_app().items())
+    click.echo(f"Plan: {plan.kind} {plan.target}: {len(plan)} migration(s) ({counts})")
+    for number, step in enumerate(plan.steps, 1):
+        arrow = "+" if step.direction == "up" else "-"
+        note = (problems or {}).get(step.migration.revision)
+        extra = f"  IRREVERSIBLE: {note}" if note else ""
+        click.echo(f"  {number:>3}. {arrow} {step.migration.label}  ({step.migration.revision}){extra}")
+    if plan.cascaded:
+        click.echo(f"  (cascade into other apps: {', '.join(plan.cascaded)})")
+
+
+def print_risks(report: DataLossReport | None, err: bool = False) -> None:
+    """The data-loss table: migration, app, object, rows/values lost, why."""
+    if report is None or not report.risks:
+        return
+    rows = [("migration", "app", "object", "lost", "operation")] + [
+        (
+            f"{'-' if risk.step.direction == 'down' else '+'} {risk.step.migration.label}",
+            risk.step.app,
+            risk.object,
+            risk.amount,
+            risk.operation.reason,
+        )
+        for risk in report.risks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    click.echo("Data at risk:", err=err)
+    for row in rows:
+        click.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4], err=err)
+
+
+def print_archived(specs: list[ArchiveSpec]) -> None:
+    for spec in specs:
+        what = f"{spec.table}.{spec.column}" if spec.column else spec.table
+        click.echo(
+            f"Archived {what} into {spec.name} before {spec.step.migration.label}; "
+            f"'flask db restore {spec.name}' writes it back."
+        )
+
+
+def warn_unreviewed(report: DataLossReport | None) -> None:
+    for risk in report.unreviewed if report else []:
+        click.echo(
+            f"Warning: {risk.step.migration.label}: {risk.operation.reason}; "
+            "it was not checked for data loss",
+            err=True,
+        )
+
+
+def finish(result: commands.RunResult) -> None:
+    if result.sql is not None:
+        click.echo(result.sql, nl=False)
+        return
+    report = result.report
+    if report.planned_only:
+        print_plan(report.plan, result.problems)
+        print_risks(result.risks)
+        return
+    warn_unreviewed(result.risks)
+    print_archived(result.archived)
+    if not report.done:
+        click.echo(f"Nothing to {report.plan.kind}: already at {report.plan.target}.")
+        return
+    verb = {"upgrade": "Applied", "downgrade": "Reverted", "stamp": "Stamped"}[report.plan.kind]
+    counts = ", ".join(f"{app} {len(steps)}" for app, steps in report.plan.by_app().items())
+    click.echo(f"{verb} {len(report.done)} migration(s) ({counts}) in {report.seconds:.2f}s.")
+
+def print_report(report: GateReport) -> None:
+    for check in report.checks:
+        click.echo(f"{check.level:<8} {check.name}: {check.message}")
+        for detail in check.details:
+            click.echo(f"           - {detail}")
+    errors = sum(c.level == "error" for c in report.checks)
+    warnings = sum(c.level == "warning" for c in report.checks)
+    if report.blocked:
+        strict = " (--strict: warnings count)" if report.strict and warnings else ""
+        click.echo(f"Blocked: {errors} error(s), {warnings} warning(s){strict}.")
+    elif report.pending:
+        click.echo(f"Ready: {len(report.pending)} pending migration(s) can be deployed and rolled back.")
+    else:
+        click.echo("Ready: no pending migrations.")
+

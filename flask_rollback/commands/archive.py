@@ -1,0 +1,63 @@
+"""Archives kept by --archive runs: list, restore, drop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection
+
+from ..archive import ArchiveLog, ArchiveRecord, RestoreResult
+from ..database import connect
+from ..lock import Announce
+from ..project import Project
+from .context import open_database
+
+# -- archives ---------------------------------------------------------------------------------
+
+
+def archives(project: Project) -> list[ArchiveRecord]:
+    """The archives kept by ``--archive`` runs, newest first."""
+    with connect(project.url) as connection:
+        return ArchiveLog(project.settings.archive_table).all(connection)
+
+
+def restore(
+    project: Project,
+    name: str,
+    *,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> RestoreResult:
+    """Write an archive's values back by primary key (in one transaction), then drop it."""
+    log = ArchiveLog(project.settings.archive_table)
+    with _archive_transaction(project, lock_timeout, announce) as connection:
+        return log.restore(connection, log.get(connection, name))
+
+
+def drop_archive(
+    project: Project,
+    name: str,
+    *,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> ArchiveRecord:
+    """Discard an archive: its table and its registry row."""
+    log = ArchiveLog(project.settings.archive_table)
+    with _archive_transaction(project, lock_timeout, announce) as connection:
+        record = log.get(connection, name)
+        log.drop(connection, record)
+        return record
+
+
+@contextmanager
+def _archive_transaction(
+    project: Project, lock_timeout: float | None, announce: Announce | None
+) -> Iterator[Connection]:
+    """One transaction under the migration lock: archives change the database too."""
+    with open_database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        _planner,
+    ):
+        with connection.begin():
+            yield connection

@@ -1,0 +1,97 @@
+"""What every command family shares: the project of the current app, a connection and
+planner under the migration lock, hooks, positions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy.engine import Connection
+
+from ..database import apply_timeouts, connect
+from ..errors import RollbackError
+from ..lock import Announce, migration_lock
+from ..plan import Plan, Planner
+from ..project import Project
+from ..settings import lock_seconds
+
+
+def get_project(app: Flask | None = None, directory: str | None = None) -> Project:
+    """The Project of ``app`` (default: the current app)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get("rollback")
+    if state is None:
+        raise RollbackError(
+            "flask-rollback is not set up for this app: call rollback.init_app(app, db)"
+        )
+    return state.project(app, directory)
+
+# -- the database state ---------------------------------------------------------------------
+
+
+@contextmanager
+def open_database(
+    project: Project,
+    *,
+    lock: bool = False,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    purge: bool = False,
+) -> Iterator[tuple[Connection, Planner]]:
+    """A connection and a planner for the database's current state.
+
+    With ``lock``, the migration lock is taken first and the state read after it, so a process
+    that waited for another one plans against what that one left. ``purge`` ignores the
+    stored heads (to stamp over revisions no file provides any more).
+    """
+    graph = project.graph
+    settings = project.settings
+    with connect(project.url) as connection:
+        guard = (
+            migration_lock(
+                connection,
+                settings.version_table,
+                settings.lock_timeout
+                if lock_timeout is None
+                else lock_seconds(lock_timeout, "the lock timeout", "; check --lock-timeout"),
+                announce,
+                lock_table=settings.lock_table,
+                use_table=settings.lock == "table",
+            )
+            if lock
+            else nullcontext()
+        )
+        with guard:
+            if lock:
+                apply_timeouts(connection, settings)
+            recorder = project.recorder
+            heads = () if purge else recorder.stored_heads(connection)
+            recent = recorder.most_recent_first(recorder.entries(connection))
+            connection.rollback()
+            yield connection, Planner(graph, heads, recent)
+
+def positions(project: Project, applied: set[str]) -> dict[str, list[str]]:
+    return {label: project.graph.position(label, applied) for label in project.registry.labels}
+
+
+def _applied_so_far(project: Project, connection: Connection, plan: Plan) -> list[str]:
+    """The plan's migrations that committed before a failure."""
+    applied = project.graph.closure(project.recorder.stored_heads(connection))
+    connection.rollback()
+    return [step.migration.revision for step in plan.steps if step.migration.revision in applied]
+
+
+def run_hooks(project: Project, name: str, signal: Any, **kwargs: Any) -> None:
+    """Hooks and signal receivers; one that raises stops the operation with its message."""
+    receivers = [*project.hooks.get(name, [])]
+    try:
+        for hook in receivers:
+            hook(**kwargs)
+        signal.send(project.flask_app, **kwargs)
+    except RollbackError:
+        raise
+    except Exception as exc:
+        raise RollbackError(f"{name} hook failed: {exc}; nothing was changed") from exc
+

@@ -1,0 +1,242 @@
+"""Safe deploys: the predeploy gate, deploy, deploy records and rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from .. import signals
+from ..archive import ArchiveSpec
+from ..backup import backup_database
+from ..dataloss import DataLossReport, assess
+from ..deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRecord
+from ..errors import RollbackError
+from ..executor import Progress, RunReport, execute
+from ..gate import GateReport, graph_failure, run_gate
+from ..guard import DataGuard
+from ..lock import Announce
+from ..plan import Plan
+from ..project import Project
+from .context import open_database, positions, run_hooks
+from .migrate import irreversible_steps
+
+# -- safe deploys -----------------------------------------------------------------------------
+
+
+def predeploy(project: Project, *, strict: bool = False) -> GateReport:
+    """Run every gate check against the configured database; apply nothing to it."""
+    try:
+        project.graph  # noqa: B018 - broken files are a gate error, not a crash
+        with open_database(project) as (connection, planner):
+            return run_gate(project, connection, planner, strict)
+    except RollbackError as exc:
+        if exc.message.startswith("cannot connect"):
+            raise RollbackError(exc.message, exit_code=2) from None
+        return graph_failure(exc.message)
+
+
+@dataclass
+class DeployResult:
+    """The gate's report, and the record and run of the deploy when it happened."""
+
+    report: GateReport
+    record: DeployRecord | None = None
+    run: RunReport | None = None
+    archived: list[ArchiveSpec] = field(default_factory=list)
+
+
+def deploy(
+    project: Project,
+    *,
+    strict: bool = False,
+    label: str | None = None,
+    git_sha: str | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    progress: Progress | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
+) -> DeployResult:
+    """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks.
+
+    Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``.
+    """
+    deploy_log = DeployLog(project.settings.deploy_table)
+    with open_database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
+        report = run_gate(project, connection, planner, strict)
+        plan = planner.upgrade()
+        if report.blocked or not plan.steps:
+            return DeployResult(report)
+        guard = DataGuard(project, allow_data_loss, archive)
+        specs = guard.decide(connection, plan, report.data_loss)
+        backup = None
+        if project.settings.backup_dir:
+            backup = str(backup_database(project.url, project.settings.backup_dir))
+        run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
+        deploy_id = deploy_log.start(
+            connection,
+            stored_heads_before=list(planner.stored_heads),
+            heads_before=positions(project, planner.applied),
+            migrations=[],
+            report=report.as_dict(),
+            label=label,
+            git_sha=git_sha,
+            backup=backup,
+        )
+        try:
+            run = execute(
+                project, connection, plan, progress, before_step=guard.archiver(connection, specs)
+            )
+        except RollbackError as exc:
+            done = _applied_so_far(project, connection, plan)
+            deploy_log.finish(
+                connection, deploy_id, FAILED, migrations=done, error=exc.message,
+                stored_heads_after=list(project.recorder.stored_heads(connection)),
+            )
+            raise RollbackError(f"deploy {deploy_id} failed: {exc.message}") from exc
+        applied = planner.applied | {step.migration.revision for step in plan.steps}
+        deploy_log.finish(
+            connection, deploy_id, APPLIED,
+            stored_heads_after=list(plan.heads_after),
+            heads_after=positions(project, applied),
+            migrations=[step.migration.revision for step in plan.steps],
+        )
+        record = deploy_log.get(connection, deploy_id)
+        connection.rollback()
+    run_hooks(project, "after_deploy", signals.after_deploy, plan=plan, deploy=record)
+    return DeployResult(report, record, run, specs)
+
+
+def _applied_so_far(project: Project, connection: Connection, plan: Plan) -> list[str]:
+    """The plan's migrations that committed before a failure."""
+    applied = project.graph.closure(project.recorder.stored_heads(connection))
+    connection.rollback()
+    return [step.migration.revision for step in plan.steps if step.migration.revision in applied]
+
+
+def deploys(project: Project, *, repair: bool = False, lock_timeout: float | None = None) -> list[DeployRecord]:
+    """Deploy records, newest first; ``repair`` closes records left running by a crash."""
+    deploy_log = DeployLog(project.settings.deploy_table)
+    with open_database(project, lock=repair, lock_timeout=lock_timeout) as (connection, _planner):
+        if repair:
+            heads = list(project.recorder.stored_heads(connection))
+            applied = project.graph.closure(heads)
+            connection.rollback()
+
+            def outcome(record: DeployRecord) -> dict[str, Any]:
+                before = project.graph.closure(record.stored_heads_before)
+                return {
+                    "migrations": [r for r in project.graph.migrations if r in applied - before],
+                    "stored_heads_after": heads,
+                    "heads_after": positions(project, applied),
+                }
+
+            deploy_log.repair(connection, outcome)
+        records = deploy_log.all(connection)
+        connection.rollback()
+    return records
+
+
+@dataclass
+class RollbackResult:
+    """The deploy being undone, the plan, and the run (None with --plan)."""
+
+    record: DeployRecord
+    plan: Plan
+    problems: dict[str, str] = field(default_factory=dict)
+    run: RunReport | None = None
+    risks: DataLossReport | None = None
+    archived: list[ArchiveSpec] = field(default_factory=list)
+
+
+def rollback(
+    project: Project,
+    deploy_id: int | None = None,
+    *,
+    plan_only: bool = False,
+    confirm: Callable[[Plan], bool] | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    progress: Progress | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
+) -> RollbackResult:
+    """Return every app to the heads recorded before a deploy (default: the latest one).
+
+    Refused before anything runs if a step is irreversible or would destroy data written
+    since the deploy (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy)."""
+    deploy_log = DeployLog(project.settings.deploy_table)
+    with open_database(project, lock=not plan_only, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
+        records = deploy_log.all(connection)
+        connection.rollback()
+        record = _deploy_to_undo(records, deploy_id)
+        plan = planner.revert_to(record.stored_heads_before, f"before deploy {record.id}")
+        problems = irreversible_steps(project, plan)
+        result = RollbackResult(record, plan, problems)
+        if problems:
+            listed = "; ".join(
+                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+            )
+            if plan_only:
+                return result
+            raise RollbackError(f"cannot roll back deploy {record.id}: {listed}; nothing was run")
+        guard = DataGuard(project, allow_data_loss, archive)
+        if plan_only:
+            result.risks = assess(project, connection, plan)
+            return result
+        result.risks = assess(project, connection, plan)
+        specs = guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
+        if confirm is not None and not confirm(plan):
+            raise RollbackError("rollback cancelled; nothing was changed")
+        run_hooks(project, "before_rollback", signals.before_rollback, plan=plan, deploy=record)
+        if not plan.steps:
+            with connection.begin():
+                deploy_log.mark_rolled_back(connection, record.id)
+            return result
+        finalize = lambda conn: deploy_log.mark_rolled_back(conn, record.id)  # noqa: E731
+        result.run = execute(
+            project, connection, plan, progress,
+            finalize=finalize, before_step=guard.archiver(connection, specs),
+        )
+        result.archived = specs
+        return result
+
+
+def _deploy_to_undo(records: list[DeployRecord], deploy_id: int | None) -> DeployRecord:
+    """The deploy to undo; refuses anything but the latest live one, and refuses while a newer
+    deploy is marked running (undoing under it would act as if it had never happened)."""
+    live = [r for r in records if r.status in (APPLIED, FAILED)]
+    if deploy_id is None:
+        if not live:
+            raise RollbackError("there is no deploy to roll back; see 'flask db deploys'")
+        record = live[0]
+    else:
+        found = next((r for r in records if r.id == deploy_id), None)
+        if found is None:
+            raise RollbackError(f"no deploy with id {deploy_id}; see 'flask db deploys'")
+        if found.status == ROLLED_BACK:
+            raise RollbackError(f"deploy {deploy_id} was already rolled back")
+        record = found
+    running = [r.id for r in records if r.status == RUNNING and r.id >= record.id]
+    if running:
+        raise RollbackError(
+            f"deploy {running[0]} is marked running: if its process is gone, run "
+            "'flask db deploys --repair' first"
+        )
+    later = [r.id for r in live if r.id > record.id]
+    if later:
+        raise RollbackError(
+            f"deploy {deploy_id} is not the latest; roll back deploy(s) "
+            f"{', '.join(map(str, later))} first"
+        )
+    return record
+

@@ -1,0 +1,200 @@
+"""Running migrations: upgrade, downgrade, stamp, the SQL they would run, the lock."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from alembic.runtime.environment import EnvironmentContext
+from sqlalchemy.engine import Connection
+
+from ..archive import ArchiveSpec
+from ..checks import downgrade_problem
+from ..database import connect
+from ..dataloss import DataLossReport, assess
+from ..errors import RollbackError
+from ..executor import Progress, RunReport
+from ..executor import stamp as execute_stamp
+from ..guard import DataGuard
+from ..lock import Announce, release_lock_table
+from ..plan import Plan, Step
+from ..project import Project
+from .context import open_database
+
+# -- running --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """A plan, what ran, and (with --plan) the problems found without running."""
+
+    report: RunReport
+    problems: dict[str, str] = field(default_factory=dict)
+    sql: str | None = None
+    risks: DataLossReport | None = None
+    archived: list[ArchiveSpec] = field(default_factory=list)
+
+    @property
+    def plan(self) -> Plan:
+        return self.report.plan
+
+
+def upgrade(
+    project: Project,
+    target: Sequence[str] = (),
+    *,
+    plan_only: bool = False,
+    sql: bool = False,
+    progress: Progress | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
+) -> RunResult:
+    """Apply migrations up to ``target`` (default: every app's head).
+
+    A plan that would destroy existing data is refused unless ``allow_data_loss`` or
+    ``archive`` (default: the ``archive`` setting) is given.
+    """
+    changes = not (plan_only or sql)
+    with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
+        plan = planner.upgrade(target)
+        guard = DataGuard(project, allow_data_loss, archive)
+        return _run(project, connection, plan, {}, plan_only, sql, progress, guard)
+
+
+def downgrade(
+    project: Project,
+    target: Sequence[str] = (),
+    *,
+    cascade: bool = False,
+    plan_only: bool = False,
+    sql: bool = False,
+    progress: Progress | None = None,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+    allow_data_loss: bool = False,
+    archive: bool | None = None,
+) -> RunResult:
+    """Revert migrations down to ``target`` (default: the most recently applied one).
+
+    Refused before anything runs if a step is irreversible, or would destroy existing data
+    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy first)."""
+    changes = not (plan_only or sql)
+    with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
+        connection,
+        planner,
+    ):
+        plan = planner.downgrade(target, cascade=cascade)
+        problems = irreversible_steps(project, plan)
+        if problems and not plan_only:
+            listed = "; ".join(
+                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+            )
+            raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
+        guard = DataGuard(project, allow_data_loss, archive)
+        return _run(project, connection, plan, problems, plan_only, sql, progress, guard)
+
+
+def irreversible_steps(project: Project, plan: Plan) -> dict[str, str]:
+    """Downgrade steps that cannot really run, by revision."""
+    problems = {}
+    for step in plan.steps:
+        if step.direction == "down":
+            module = project.script.get_revision(step.migration.revision).module
+            why = downgrade_problem(module)
+            if why:
+                problems[step.migration.revision] = why
+    return problems
+
+
+def _run(
+    project: Project,
+    connection: Connection,
+    plan: Plan,
+    problems: dict[str, str],
+    plan_only: bool,
+    sql: bool,
+    progress: Progress | None,
+    guard: DataGuard,
+) -> RunResult:
+    if sql:
+        return RunResult(RunReport(plan, planned_only=True), problems, render_sql(project, plan))
+    if plan_only:
+        risks = assess(project, connection, plan)
+        return RunResult(RunReport(plan, planned_only=True), problems, risks=risks)
+    run, risks, archived = guard.run(connection, plan, progress)
+    return RunResult(run, risks=risks, archived=archived)
+
+
+def stamp(
+    project: Project,
+    target: Sequence[str],
+    *,
+    purge: bool = False,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> RunResult:
+    """Record a position without running migrations (Flask-Migrate's stamp, Django's --fake)."""
+    with open_database(
+        project, lock=True, lock_timeout=lock_timeout, announce=announce, purge=purge
+    ) as (connection, planner):
+        plan = planner.stamp(target)
+        return RunResult(execute_stamp(project, connection, plan))
+
+
+def unlock(project: Project) -> bool:
+    """Delete the fallback lock row a crashed run left behind; True if there was one.
+
+    PostgreSQL advisory locks and SQLite file locks die with their process and need no unlock.
+    """
+    if project.settings.lock != "table" and project.url.get_backend_name() in ("postgresql", "sqlite"):
+        raise RollbackError(
+            f"the {project.url.get_backend_name()} migration lock is released by the server when "
+            "its process ends; there is nothing to unlock"
+        )
+    with connect(project.url) as connection:
+        return release_lock_table(connection, project.settings.lock_table)
+
+
+def render_sql(project: Project, plan: Plan) -> str:
+    """The SQL a plan would run (Alembic offline mode), without touching the database."""
+    buffer = io.StringIO()
+    steps = plan.alembic_steps(project.graph)
+    with EnvironmentContext(
+        project.config,
+        project.script,
+        fn=lambda heads, ctx: steps,
+        as_sql=True,
+        starting_rev=",".join(plan.heads_before) or None,
+    ) as env:
+        env.configure(
+            url=project.url,
+            output_buffer=buffer,
+            literal_binds=True,
+            transaction_per_migration=True,
+            **project.context_options(project.url.get_backend_name()),
+        )
+        env.run_migrations()
+    return buffer.getvalue()
+
+
+def sqlmigrate(project: Project, app: str, revision: str, backwards: bool = False) -> str:
+    """The SQL of one migration (Django's sqlmigrate)."""
+    project.registry.get(app)
+    migration = project.graph.find(revision, app)
+    parents = migration.parents if not backwards else (migration.revision,)
+    after = (migration.revision,) if not backwards else migration.parents
+    plan = Plan(
+        "upgrade" if not backwards else "downgrade",
+        migration.label,
+        [Step(migration, "down" if backwards else "up")],
+        parents,
+        after,
+    )
+    return render_sql(project, plan)
+
