@@ -1,15 +1,38 @@
-"""The one exception type users see: a message meant for a person and an exit code."""
+"""The one exception type users see, and the exit codes of every command (one table, in the README).
+
+A boot script that retries ``flask db upgrade`` can tell "try again later" (2: could not run,
+e.g. the database is unreachable or the lock is busy) from "a person must decide" (6: refused
+to protect data) and from a real error (1).
+"""
 
 from __future__ import annotations
+
+#: Done, or nothing to do.
+EXIT_OK = 0
+#: An error: a migration failed, a bad target, a refused plan (cascade, irreversible step).
+EXIT_ERROR = 1
+#: Usage error, or the command could not run (database unreachable, lock timeout, no scratch copy).
+EXIT_COULD_NOT_RUN = 2
+#: ``check`` / ``makemigrations --check``: the models differ from the migrations.
+EXIT_MODELS_DIFFER = 3
+#: ``check``: the database is behind its migrations.
+EXIT_DATABASE_BEHIND = 4
+#: ``check``: an app has more than one head.
+EXIT_MULTIPLE_HEADS = 5
+#: Refused to protect data: the plan (or a step, counted again as it ran) would destroy data
+#: that ``--allow-data-loss`` did not accept and ``--archive`` did not keep.
+EXIT_REFUSED = 6
+#: Stopped by SIGTERM (or SIGINT): the running migration was rolled back.
+EXIT_TERMINATED = 143
 
 
 class RollbackError(Exception):
     """A failure the user can act on; the CLI prints it as one line and exits non-zero.
 
-    ``message`` says what is wrong and what to do; ``exit_code`` is documented in the README.
+    ``message`` says what is wrong and what to do; ``exit_code`` is one of the codes above.
     """
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import commands
-from ..errors import RollbackError
+from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..plan import Plan
 from .group import (
     allow_data_loss_option,
@@ -32,7 +32,7 @@ def predeploy_command(as_json: bool, strict: bool) -> None:
     try:
         report = commands.predeploy(current_project(), strict=strict)
     except RollbackError as exc:
-        raise RollbackError(exc.message, exit_code=2) from exc
+        raise RollbackError(exc.message, exit_code=EXIT_COULD_NOT_RUN) from exc
     if as_json:
         emit_json(report.as_dict())
     else:

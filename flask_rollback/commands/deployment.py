@@ -13,7 +13,7 @@ from ..archive import ArchiveSpec
 from ..backup import backup_database
 from ..dataloss import DataLossReport, assess
 from ..deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRecord
-from ..errors import RollbackError
+from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..executor import Progress, RunReport, execute
 from ..gate import GateReport, graph_failure, run_gate
 from ..guard import DataGuard
@@ -34,7 +34,7 @@ def predeploy(project: Project, *, strict: bool = False) -> GateReport:
             return run_gate(project, connection, planner, strict)
     except RollbackError as exc:
         if exc.message.startswith("cannot connect"):
-            raise RollbackError(exc.message, exit_code=2) from None
+            raise RollbackError(exc.message, exit_code=EXIT_COULD_NOT_RUN) from None
         return graph_failure(exc.message)
 
 

@@ -10,15 +10,12 @@ from pathlib import Path
 from alembic import command as alembic_command
 from alembic.util import CommandError
 
-from ..errors import RollbackError
+from ..errors import EXIT_DATABASE_BEHIND, EXIT_MODELS_DIFFER, EXIT_MULTIPLE_HEADS, RollbackError
 from ..graph import Migration
 from ..project import Project
 from .author import makemigrations
 from .context import open_database
 
-EXIT_MODELS_DIFFER = 3
-EXIT_DATABASE_BEHIND = 4
-EXIT_MULTIPLE_HEADS = 5
 
 @dataclass
 class MigrationStatus:
