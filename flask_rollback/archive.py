@@ -5,6 +5,11 @@ the primary key plus the column's non-NULL values are copied with ``CREATE TABLE
 into ``<archive_table>_<revision>_<table>[__<column>]``, inside the step's own transaction, and
 registered in the archive table. ``restore`` writes the values back by primary key once the
 object exists again, then drops the archive.
+
+An archive must not get in the way of the migration it protects: on PostgreSQL, values of types
+and collations created in the database (enums, domains, extension types) are copied as text, so
+the migration can still ``DROP TYPE`` them; ``restore`` casts them back to the column's type.
+Names fit the backend's identifier limit (in bytes on PostgreSQL) and never collide.
 """
 
 from __future__ import annotations
@@ -23,8 +28,41 @@ from .errors import RollbackError
 from .plan import Step
 from .recorder import utcnow
 
-#: PostgreSQL truncates identifiers longer than this; archive names stay within it.
-MAX_NAME = 63
+#: PostgreSQL's first OID for objects created after initdb (``FirstNormalObjectId``): a type or
+#: collation from ``CREATE TYPE/DOMAIN/COLLATION/EXTENSION`` has one at least this large.
+FIRST_USER_OID = 16384
+
+
+@dataclass(frozen=True)
+class IdentifierLimit:
+    """How long a table name the backend keeps: PostgreSQL silently truncates past 63 bytes
+    (NAMEDATALEN - 1, UTF-8 bytes, not characters), MySQL/MariaDB refuse past 64 characters."""
+
+    size: int
+    in_bytes: bool
+
+    def length(self, name: str) -> int:
+        return len(name.encode()) if self.in_bytes else len(name)
+
+    def clip(self, text: str, room: int) -> str:
+        """The longest start of ``text`` within ``room``, never cutting a character in two."""
+        room = max(room, 0)
+        if not self.in_bytes:
+            return text[:room]
+        return text.encode()[:room].decode(errors="ignore")
+
+
+#: By dialect name; any other backend (SQLite included) gets PostgreSQL's, the strictest, so
+#: archive names stay portable.
+IDENTIFIER_LIMITS = {
+    "mysql": IdentifierLimit(64, in_bytes=False),
+    "mariadb": IdentifierLimit(64, in_bytes=False),
+}
+PORTABLE_LIMIT = IdentifierLimit(63, in_bytes=True)
+
+
+def identifier_limit(dialect: str) -> IdentifierLimit:
+    return IDENTIFIER_LIMITS.get(dialect, PORTABLE_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -86,7 +124,8 @@ class ArchiveLog:
         self.table = sa.Table(
             table_name,
             sa.MetaData(),
-            sa.Column("name", sa.String(MAX_NAME), primary_key=True),
+            # 64: the longest archive name of any backend (MySQL counts characters).
+            sa.Column("name", sa.String(64), primary_key=True),
             sa.Column("app", sa.String(64), nullable=False),
             sa.Column("migration", sa.String(255), nullable=False),
             sa.Column("revision", sa.String(64), nullable=False),
@@ -111,7 +150,8 @@ class ArchiveLog:
         one that cannot be archived (no primary key, or a loss that cannot be delimited);
         ``skip_unarchivable`` (with --allow-data-loss) lets those go unarchived instead."""
         inspector = sa.inspect(connection)
-        taken = set(inspector.get_table_names())
+        limit = identifier_limit(connection.dialect.name)
+        taken = _names_in_use(connection) | {r.name.lower() for r in self.all(connection)}
         specs: list[ArchiveSpec] = []
         for risk in report.losses:
             loss = risk.loss
@@ -145,24 +185,37 @@ class ArchiveLog:
                 for s in specs
             ):
                 continue  # already kept by this step's whole-table or same-column archive
-            name = self._name(migration.revision, loss.table, loss.column, taken)
-            taken.add(name)
+            name = self._name(migration.revision, loss.table, loss.column, taken, limit)
+            taken.add(name.lower())
             specs.append(ArchiveSpec(name, risk.step, loss.table, loss.column, key))
         connection.rollback()
         return specs
 
-    def _name(self, revision: str, table: str, column: str | None, taken: set[str]) -> str:
+    def _name(
+        self, revision: str, table: str, column: str | None, taken: set[str], limit: IdentifierLimit
+    ) -> str:
+        """``<prefix><revision>_<table>[__<column>]`` when it fits and is free. Too long: its
+        start, cut to fit, plus ``_`` and 8 hex digits of the whole name, so that long names
+        sharing a start still differ. Taken: ``_2``, ``_3``... ``taken`` holds lower-cased
+        names: SQLite and MySQL compare table names without case."""
         base = f"{self.prefix}{revision}_{table}" + (f"__{column}" if column else "")
-        name, number = base, 1
-        while name in taken or len(name) > MAX_NAME:
-            number += 1
+        digest = "_" + hashlib.sha256(base.encode()).hexdigest()[:8]
+        number = 1
+        while True:
             suffix = "" if number == 1 else f"_{number}"
-            if len(base) + len(suffix) > MAX_NAME:
-                digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-                name = f"{base[: MAX_NAME - len(suffix) - 9]}_{digest}{suffix}"
-            else:
-                name = base + suffix
-        return name
+            name = base + suffix
+            if limit.length(name) > limit.size:
+                room = limit.size - limit.length(digest + suffix)
+                name = limit.clip(base, room) + digest + suffix
+                if not name.startswith(self.prefix):
+                    raise RollbackError(
+                        f"archive table name {self.table.name!r} is too long to name archives "
+                        f"within {limit.size} {'bytes' if limit.in_bytes else 'characters'}; "
+                        "set a shorter ROLLBACK_ARCHIVE_TABLE"
+                    )
+            if name.lower() not in taken:
+                return name
+            number += 1
 
     # -- writing ------------------------------------------------------------------------
 
@@ -173,11 +226,9 @@ class ArchiveLog:
     def write(self, connection: Connection, spec: ArchiveSpec) -> int:
         """Copy the object into its archive and register it; runs in the step's transaction."""
         quote = connection.dialect.identifier_preparer.quote
-        if spec.column is None:
-            selected, where = "*", ""
-        else:
-            selected = ", ".join(quote(c) for c in (*spec.key, spec.column))
-            where = f" WHERE {quote(spec.column)} IS NOT NULL"
+        columns = None if spec.column is None else (*spec.key, spec.column)
+        where = "" if spec.column is None else f" WHERE {quote(spec.column)} IS NOT NULL"
+        selected = _copied_columns(connection, spec.table, columns)
         connection.exec_driver_sql(
             f"CREATE TABLE {quote(spec.name)} AS SELECT {selected} FROM {quote(spec.table)}{where}"
         )
@@ -254,7 +305,13 @@ class ArchiveLog:
         values = [c for c in archived if c not in record.key]
         target = sa.table(record.table, *(sa.column(c) for c in archived))
         archive = sa.table(record.name, *(sa.column(c) for c in archived))
-        match = sa.and_(*(archive.c[k] == target.c[k] for k in record.key))
+        casts = _restore_casts(connection, record)
+
+        def archived_value(column: str) -> Any:
+            value = archive.c[column]
+            return sa.cast(value, _TypeNamed(casts[column])) if column in casts else value
+
+        match = sa.and_(*(archived_value(k) == target.c[k] for k in record.key))
         # Counted up front: drivers do not all report rowcount for UPDATE/INSERT ... SELECT.
         matched = connection.execute(
             sa.select(sa.func.count()).select_from(archive).where(sa.exists().where(match))
@@ -263,14 +320,15 @@ class ArchiveLog:
             connection.execute(
                 sa.update(target)
                 .where(sa.exists().where(match))
-                .values({c: sa.select(archive.c[c]).where(match).scalar_subquery() for c in values})
+                .values({c: sa.select(archived_value(c)).where(match).scalar_subquery() for c in values})
             )
         inserted = 0
         if record.column is None:
             inserted = record.rows - matched
             connection.execute(
                 sa.insert(target).from_select(
-                    archived, sa.select(*(archive.c[c] for c in archived)).where(~sa.exists().where(match))
+                    archived,
+                    sa.select(*(archived_value(c) for c in archived)).where(~sa.exists().where(match)),
                 )
             )
             _advance_sequence(connection, record.table, record.key)
@@ -280,6 +338,26 @@ class ArchiveLog:
         if result.dropped:
             self.drop(connection, record)
         return result
+
+
+def _names_in_use(connection: Connection) -> set[str]:
+    """Lower-cased names a new table of the default schema cannot take: on PostgreSQL every
+    relation (table, view, sequence, index) and type, on SQLite every table, index, view and
+    trigger; elsewhere tables and views."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        query = (
+            "SELECT relname FROM pg_catalog.pg_class "
+            "WHERE relnamespace = CAST(current_schema() AS regnamespace) "
+            "UNION SELECT typname FROM pg_catalog.pg_type "
+            "WHERE typnamespace = CAST(current_schema() AS regnamespace)"
+        )
+    elif dialect == "sqlite":
+        query = "SELECT name FROM sqlite_master"
+    else:
+        inspector = sa.inspect(connection)
+        return {name.lower() for name in (*inspector.get_table_names(), *inspector.get_view_names())}
+    return {name.lower() for name in connection.exec_driver_sql(query).scalars()}
 
 
 def _advance_sequence(connection: Connection, table: str, key: Sequence[str]) -> None:
@@ -296,3 +374,85 @@ def _advance_sequence(connection: Connection, table: str, key: Sequence[str]) ->
             f"SELECT setval(%(sequence)s, (SELECT max({quote(key[0])}) FROM {quote(table)}))",
             {"sequence": sequence},
         )
+
+
+# -- PostgreSQL: archives that depend on no type the migration may drop -----------------------
+
+#: Every column of a table, in order, and whether its type or collation was created in this
+#: database (an array's own OID is as new as its element type's).
+_OWN_TYPES = sa.text(
+    f"""
+    SELECT attname, atttypid >= {FIRST_USER_OID}, attcollation >= {FIRST_USER_OID}
+    FROM pg_catalog.pg_attribute
+    WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 AND NOT attisdropped
+    ORDER BY attnum
+    """
+)
+
+#: For each column of :table whose type differs from the same column of :archive, the type to
+#: cast the archived value to: the column's type with domains unwrapped and without a length,
+#: so that writing it still checks the domain's constraints and the column's length instead of
+#: an explicit cast silently truncating.
+_CASTS = sa.text(
+    """
+    WITH RECURSIVE target(attname, declared, typid) AS (
+        SELECT attname, atttypid, atttypid FROM pg_catalog.pg_attribute
+        WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 AND NOT attisdropped
+      UNION ALL
+        SELECT target.attname, target.declared, typ.typbasetype
+        FROM target JOIN pg_catalog.pg_type typ ON typ.oid = target.typid
+        WHERE typ.typtype = 'd'
+    )
+    SELECT target.attname, pg_catalog.format_type(target.typid, NULL)
+    FROM target
+    JOIN pg_catalog.pg_type typ ON typ.oid = target.typid AND typ.typtype <> 'd'
+    JOIN pg_catalog.pg_attribute archived
+      ON archived.attrelid = CAST(:archive AS regclass) AND archived.attname = target.attname
+    WHERE archived.atttypid <> target.declared
+    """
+)
+
+
+def _copied_columns(connection: Connection, table: str, columns: Sequence[str] | None) -> str:
+    """The SELECT list that copies ``columns`` (None: all) of ``table`` into an archive.
+
+    ``CREATE TABLE ... AS`` keeps each column's type and collation, and so a dependency on
+    them: an archived enum column would make the migration's own ``DROP TYPE`` fail. On
+    PostgreSQL, values of a type created in the database are copied as text and a collation
+    created in it is replaced by the default one; other backends have no such objects.
+    """
+    quote = connection.dialect.identifier_preparer.quote
+    if connection.dialect.name != "postgresql":
+        return "*" if columns is None else ", ".join(quote(c) for c in columns)
+    found = connection.execute(_OWN_TYPES, {"table": quote(table)}).all()
+    own = {name: (own_type, own_collation) for name, own_type, own_collation in found}
+    selected = []
+    for column in [name for name, *_ in found] if columns is None else columns:
+        own_type, own_collation = own[column]
+        value = f"CAST({quote(column)} AS text)" if own_type else quote(column)
+        if own_collation:
+            value += ' COLLATE "default"'
+        selected.append(f"{value} AS {quote(column)}")
+    return ", ".join(selected)
+
+
+def _restore_casts(connection: Connection, record: ArchiveRecord) -> dict[str, str]:
+    """PostgreSQL: ``{column: type}`` for the archived values to cast to their column's current
+    type (an enum archived as text, restored once the migration re-created the type)."""
+    if connection.dialect.name != "postgresql":
+        return {}
+    quote = connection.dialect.identifier_preparer.quote
+    found = connection.execute(_CASTS, {"table": quote(record.table), "archive": quote(record.name)})
+    return {name: type_name for name, type_name in found}
+
+
+class _TypeNamed(sa.types.UserDefinedType[Any]):
+    """A type known only by its SQL name (``format_type``'s), for ``CAST(... AS name)``."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.name

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..archive import ArchiveLog, ArchiveRecord, RestoreResult
-from ..database import connect
+from ..database import connect, mask
+from ..errors import RollbackError
 from ..lock import Announce
 from ..project import Project
 from .context import open_database
@@ -29,10 +31,20 @@ def restore(
     lock_timeout: float | None = None,
     announce: Announce | None = None,
 ) -> RestoreResult:
-    """Write an archive's values back by primary key (in one transaction), then drop it."""
+    """Write an archive's values back by primary key (in one transaction), then drop it.
+
+    A value the column no longer accepts (an enum re-created without its label, a longer string
+    than the new length) fails the whole transaction: said as such, since the archive is kept."""
     log = ArchiveLog(project.settings.archive_table)
-    with _archive_transaction(project, lock_timeout, announce) as connection:
-        return log.restore(connection, log.get(connection, name))
+    try:
+        with _archive_transaction(project, lock_timeout, announce) as connection:
+            return log.restore(connection, log.get(connection, name))
+    except sa.exc.DBAPIError as exc:
+        lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+        raise RollbackError(
+            f"cannot restore {name}: {mask(lines[0], project.url)}; nothing was written, "
+            "the archive is kept"
+        ) from exc
 
 
 def drop_archive(
