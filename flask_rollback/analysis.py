@@ -47,18 +47,18 @@ from types import ModuleType
 from typing import Any, Literal, NoReturn
 
 import sqlalchemy as sa
-import sqlparse
 from alembic.operations import BatchOperations, Operations
 from alembic.operations import ops as alembic_ops
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import sqltypes
-from sqlparse import tokens as T
-from sqlparse.exceptions import SQLParseError
-from sqlparse.sql import Comment, Function, Identifier, IdentifierList, Statement, Token
 
-Risk = Literal["destroys", "may_fail", "review", "safe"]
+from . import statements
+from .statements import (
+    AddColumn, CreateTable, DropColumns, DropTables, Effect, Narrow, Rename, Risk, Target,
+)
+
 #: Most severe first; ``worst`` returns the first present.
 SEVERITY: tuple[Risk, ...] = ("destroys", "may_fail", "review", "safe")
 
@@ -74,17 +74,10 @@ class Operation:
     reason: str
     sql: str | None = None
     in_batch: bool = False
-    #: The Alembic operation recorded (types, schema, ...), for ``dataloss``; not compared.
+    #: The Alembic operation recorded (types, schema, ...); not compared.
     source: alembic_ops.MigrateOperation | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A table (``column=None``) or column that a SQL statement removes entirely."""
-
-    table: str
-    column: str | None = None
-    schema: str | None = None
+    #: What it does to tables, columns and rows, for the data-loss simulation (``dataloss``).
+    effects: tuple[Effect, ...] = field(default=(), repr=False, compare=False)
 
 
 def worst(ops: Iterable[Operation]) -> Risk:
@@ -136,17 +129,6 @@ def operations(
 def _dialect(name: str) -> Dialect:
     """One dialect object per backend name: building it costs more than recording a migration."""
     return sa.engine.make_url(f"{name}://").get_dialect()()
-
-
-def whole_targets(sql: str) -> list[Target]:
-    """Tables/columns a SQL text removes entirely: ``DROP TABLE t``, ``TRUNCATE t``,
-    ``DELETE FROM t`` without a WHERE, ``ALTER TABLE t DROP [COLUMN] c``; nothing for
-    partial or unparsed statements, whose loss cannot be counted up front."""
-    try:
-        statements = sqlparse.parse(sql)
-    except SQLParseError:
-        return []
-    return [target for statement in statements for target in _read(statement).whole]
 
 
 def _python(direction: str, why: str) -> Operation:
@@ -274,10 +256,11 @@ def _kind(operation: alembic_ops.MigrateOperation) -> str:
 def _row(
     operation: Any, risk: Risk, reason: str, in_batch: bool,
     table: str | None = None, column: str | None = None, sql: str | None = None,
+    effects: tuple[Effect, ...] = (),
 ) -> Operation:
     return Operation(
         kind=_kind(operation), table=table, column=column, risk=risk, reason=reason,
-        sql=sql, in_batch=in_batch, source=operation,
+        sql=sql, in_batch=in_batch, source=operation, effects=effects,
     )
 
 
@@ -291,14 +274,18 @@ def _classify(operation: Any, dialect: Dialect, in_batch: bool) -> list[Operatio
 @_classify.register
 def _(operation: alembic_ops.CreateTableOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
     where = _name(operation.table_name, operation.schema)
-    return [_row(operation, "safe", f"creates table {where}", in_batch, operation.table_name)]
+    columns = tuple(c.name for c in operation.columns if isinstance(c, sa.Column))
+    created = CreateTable(Target(operation.table_name, None, operation.schema), columns)
+    return [_row(operation, "safe", f"creates table {where}", in_batch, operation.table_name,
+                 effects=(created,))]
 
 
 @_classify.register
 def _(operation: alembic_ops.DropTableOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
     where = _name(operation.table_name, operation.schema)
     reason = f"drops table {where} and every row in it"
-    return [_row(operation, "destroys", reason, in_batch, operation.table_name)]
+    dropped = DropTables((Target(operation.table_name, None, operation.schema),))
+    return [_row(operation, "destroys", reason, in_batch, operation.table_name, effects=(dropped,))]
 
 
 @_classify.register
@@ -308,7 +295,8 @@ def _(operation: alembic_ops.RenameTableOp, dialect: Dialect, in_batch: bool) ->
         f"renames table {where} to {operation.new_table_name}: data kept, but running "
         "clients that use the old name break"
     )
-    return [_row(operation, "safe", reason, in_batch, operation.table_name)]
+    renamed = Rename(Target(operation.table_name, None, operation.schema), operation.new_table_name)
+    return [_row(operation, "safe", reason, in_batch, operation.table_name, effects=(renamed,))]
 
 
 @_classify.register(alembic_ops.CreateTableCommentOp)
@@ -324,38 +312,47 @@ def _(operation: alembic_ops.AddColumnOp, dialect: Dialect, in_batch: bool) -> l
     column = operation.column
     where = f"{_name(operation.table_name, operation.schema)}.{column.name}"
     table, name = operation.table_name, column.name
+    added = (AddColumn(Target(table, name, operation.schema), column.type),)
     if not column.nullable and column.server_default is None:
         reason = f"adds NOT NULL column {where} without a server default: fails if the table has rows"
-        return [_row(operation, "may_fail", reason, in_batch, table, name)]
-    return [_row(operation, "safe", f"adds column {where}", in_batch, table, name)]
+        return [_row(operation, "may_fail", reason, in_batch, table, name, effects=added)]
+    return [_row(operation, "safe", f"adds column {where}", in_batch, table, name, effects=added)]
 
 
 @_classify.register
 def _(operation: alembic_ops.DropColumnOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
     where = f"{_name(operation.table_name, operation.schema)}.{operation.column_name}"
+    dropped = DropColumns((Target(operation.table_name, operation.column_name, operation.schema),))
     return [_row(operation, "destroys", f"drops column {where} and its values", in_batch,
-                 operation.table_name, operation.column_name)]
+                 operation.table_name, operation.column_name, effects=(dropped,))]
 
 
 @_classify.register
 def _(operation: alembic_ops.AlterColumnOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
     table, name = operation.table_name, operation.column_name
     where = f"{_name(table, operation.schema)}.{name}"
-    found: list[tuple[Risk, str]] = []
+    column = Target(table, name, operation.schema)
+    found: list[tuple[Risk, str, tuple[Effect, ...]]] = []
     if operation.modify_type is not None:
-        found.append(_type_change(where, operation.existing_type, operation.modify_type, dialect))
+        risk, reason = _type_change(where, operation.existing_type, operation.modify_type, dialect)
+        narrowed = (Narrow(column, operation.existing_type, operation.modify_type),)
+        found.append((risk, reason, narrowed if risk == "destroys" else ()))
     if operation.modify_nullable is False:
-        found.append(("may_fail", f"sets NOT NULL on {where}: fails if any row is NULL"))
+        found.append(("may_fail", f"sets NOT NULL on {where}: fails if any row is NULL", ()))
     elif operation.modify_nullable:
-        found.append(("safe", f"drops NOT NULL on {where}"))
+        found.append(("safe", f"drops NOT NULL on {where}", ()))
     if operation.modify_name:
         found.append(("safe", f"renames column {where} to {operation.modify_name}: data kept, "
-                              "but running clients that use the old name break"))
+                              "but running clients that use the old name break",
+                      (Rename(column, operation.modify_name),)))
     if operation.modify_server_default is not False or operation.modify_comment is not False:
-        found.append(("safe", f"changes the default or comment of {where}"))
+        found.append(("safe", f"changes the default or comment of {where}", ()))
     if not found:
-        found.append(("safe", f"alters {where} without changing it"))
-    return [_row(operation, risk, reason, in_batch, table, name) for risk, reason in found]
+        found.append(("safe", f"alters {where} without changing it", ()))
+    return [
+        _row(operation, risk, reason, in_batch, table, name, effects=effects)
+        for risk, reason, effects in found
+    ]
 
 
 def _type_change(where: str, old: Any, new: Any, dialect: Dialect) -> tuple[Risk, str]:
@@ -514,188 +511,29 @@ def _(operation: alembic_ops.ExecuteSQLOp, dialect: Dialect, in_batch: bool) -> 
     text = operation.sqltext
     if not isinstance(text, str):
         try:
-            text = str(text.compile(dialect=dialect))  # type: ignore[attr-defined]
-        except (SQLAlchemyError, AttributeError) as exc:
+            text = _compiled_sql(text, dialect)
+        except (SQLAlchemyError, AttributeError, NotImplementedError) as exc:
             reason = f"executes {type(text).__name__} that cannot be compiled: {exc}"
             return [_row(operation, "review", reason, in_batch)]
-    try:
-        statements = [s for s in sqlparse.parse(text) if _words(s)]
-    except SQLParseError as exc:
-        return [_row(operation, "review", f"SQL cannot be parsed ({exc}): {_short(text)}",
-                     in_batch, sql=text)]
-    if not statements:
+    readings = statements.read(text)
+    if not readings:
         return [_row(operation, "safe", "executes no SQL statement", in_batch, sql=text)]
-    rows = []
-    for statement in statements:
-        reading = _read(statement)
-        rows.append(_row(operation, reading.risk, reading.reason, in_batch,
-                         reading.table, reading.column, _text(statement)))
-    return rows
-
-
-# --- Raw SQL --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Reading:
-    risk: Risk
-    reason: str
-    table: str | None = None
-    column: str | None = None
-    whole: tuple[Target, ...] = ()
-
-
-def _short(sql: str, limit: int = 70) -> str:
-    line = " ".join(sql.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _text(statement: Statement) -> str:
-    return str(statement).strip().removesuffix(";").rstrip()
-
-
-def _words(statement: Statement) -> list[Token]:
-    """Top-level tokens without whitespace, comments and the closing semicolon."""
-    words = [
-        t for t in statement.tokens
-        if not t.is_whitespace and t.ttype not in T.Comment and not isinstance(t, Comment)
+    return [
+        _row(operation, reading.risk, reading.reason, in_batch, reading.table, reading.column,
+             reading.sql, reading.effects)
+        for reading in readings
     ]
-    while words and words[-1].match(T.Punctuation, ";"):
-        words.pop()
-    return words
 
 
-def _keyword(token: Token | None) -> str | None:
-    if token is not None and token.is_keyword:
-        return str(token.normalized).upper()
-    return None
-
-
-def _names(token: Token | None) -> list[tuple[str | None, str]]:
-    """(schema, name) pairs an identifier token names; unquoted names fold to lower case."""
-    if isinstance(token, IdentifierList):
-        return [name for item in token.get_identifiers() for name in _names(item)]
-    if isinstance(token, Function):  # "posts (id, title)" after INSERT INTO
-        return _names(token.tokens[0])
-    if isinstance(token, Identifier):
-        parts: list[str] = []
-        for piece in token.flatten():
-            if piece.ttype in T.Name or piece.ttype in T.String.Symbol:
-                parts.append(_unquote(piece.value))
-            elif not piece.match(T.Punctuation, "."):
-                break
-        if parts:
-            return [(parts[-2] if len(parts) > 1 else None, parts[-1])]
-        return []
-    if token is not None and (token.ttype in T.Name or token.ttype is T.Keyword):
-        return [(None, token.value.lower())]  # a keyword used as a name: DROP TABLE user
-    return []
-
-
-def _unquote(value: str) -> str:
-    if value[:1] in '"`[':
-        return value[1:-1].replace('""', '"')
-    return value.lower()
-
-
-def _skip(words: list[Token], start: int, *skipped: str) -> int:
-    while start < len(words) and _keyword(words[start]) in skipped:
-        start += 1
-    return start
-
-
-def _read(statement: Statement) -> _Reading:
-    """Classify one SQL statement (see the module docstring for the rules)."""
-    words = _words(statement)
-    sql = _short(_text(statement))
-    first = _keyword(words[0]) if words else None
-    dml = {str(t.normalized).upper() for t in statement.flatten() if t.ttype in T.DML}
-    if first == "WITH":
-        if dml & {"DELETE", "UPDATE"}:
-            return _Reading("destroys", f"runs a WITH that deletes or updates rows: {sql}")
-        first = statement.get_type()
-    if first == "DROP":
-        return _read_drop(words, sql)
-    if first == "TRUNCATE":
-        at = _skip(words, 1, "TABLE", "ONLY")
-        names = _names(words[at] if at < len(words) else None)
-        cascade = " (CASCADE also empties the tables that reference it)" if any(
-            _keyword(w) == "CASCADE" for w in words) else ""
-        return _emptied("empties", names, sql, cascade)
-    if first == "DELETE":
-        at = _skip(words, 1, "FROM", "ONLY")
-        names = _names(words[at] if at < len(words) else None)
-        if at == len(words) - 1:
-            return _emptied("deletes every row of", names, sql)
-        table = names[0][1] if names else None
-        return _Reading("destroys", f"deletes rows of {table or '?'}: {sql}", table)
-    if first == "UPDATE":
-        at = _skip(words, 1, "ONLY")
-        names = _names(words[at] if at < len(words) else None)
-        table = names[0][1] if names else None
-        return _Reading("destroys", f"overwrites values in {table or '?'}: {sql}", table)
-    if first == "ALTER" and _keyword(words[1] if len(words) > 1 else None) == "TABLE":
-        return _read_alter_table(words, sql)
-    if first in {"INSERT", "REPLACE"} and dml & {"UPDATE", "REPLACE"}:
-        at = _skip(words, 1, "OR", "REPLACE", "INTO")
-        names = _names(words[at] if at < len(words) else None)
-        table = names[0][1] if names else None
-        return _Reading("destroys", f"overwrites existing rows of {table or '?'} (upsert): {sql}",
-                        table)
-    if first in {"CREATE", "INSERT", "COMMENT", "GRANT"}:
-        return _Reading("safe", f"runs {first}: {sql}")
-    if first == "SELECT":
-        return _Reading("review", f"runs a query or function whose effect is unknown: {sql}")
-    return _Reading("review", f"SQL not recognised; check it by hand: {sql}")
-
-
-def _emptied(
-    verb: str, names: list[tuple[str | None, str]], sql: str, note: str = ""
-) -> _Reading:
-    if not names:
-        return _Reading("destroys", f"{verb} a table: {sql}")
-    targets = tuple(Target(name, None, schema) for schema, name in names)
-    listed = ", ".join(_name(t.table, t.schema) for t in targets)
-    return _Reading("destroys", f"{verb} {listed}{note}: {sql}", targets[0].table, whole=targets)
-
-
-def _read_drop(words: list[Token], sql: str) -> _Reading:
-    what = _keyword(words[1]) if len(words) > 1 else None
-    if what == "TABLE":
-        at = _skip(words, 2, "IF EXISTS")
-        return _emptied("drops table", _names(words[at] if at < len(words) else None), sql)
-    if what in {"SCHEMA", "DATABASE"}:
-        return _Reading("destroys", f"drops a whole {what.lower()}: {sql}")
-    if what == "INDEX":
-        return _Reading("safe", f"drops an index (no data lost): {sql}")
-    return _Reading("review", f"drops something other than a table: {sql}")
-
-
-def _read_alter_table(words: list[Token], sql: str) -> _Reading:
-    at = _skip(words, 2, "IF EXISTS", "ONLY")
-    names = _names(words[at] if at < len(words) else None)
-    if not names:
-        return _Reading("review", f"ALTER TABLE not understood: {sql}")
-    schema, table = names[0]
-    actions: list[list[Token]] = [[]]
-    for word in words[at + 1:]:
-        if word.match(T.Punctuation, ","):
-            actions.append([])
-        else:
-            actions[-1].append(word)
-    dropped: list[str] = []
-    for action in actions:
-        if _keyword(action[0] if action else None) != "DROP":
-            continue
-        start = _skip(action, 1, "COLUMN", "IF EXISTS")
-        if _keyword(action[1] if len(action) > 1 else None) == "CONSTRAINT":
-            continue
-        dropped += [name for _, name in _names(action[start] if start < len(action) else None)]
-    if not dropped:
-        return _Reading("review", f"ALTER TABLE {table}: check it by hand: {sql}", table)
-    targets = tuple(Target(table, column, schema) for column in dropped)
-    columns = ", ".join(f"{_name(table, schema)}.{c}" for c in dropped)
-    return _Reading(
-        "destroys", f"drops column {columns}: {sql}", table,
-        dropped[0] if len(dropped) == 1 else None, targets,
-    )
+def _compiled_sql(statement: Any, dialect: Dialect) -> str:
+    """A Core statement or ``text()`` as SQL with its bound values inlined (so it can be read
+    and counted); as plain SQL with placeholders when a value has no literal form."""
+    plain = statement.compile(dialect=dialect)
+    if any(value is None for value in plain.params.values()):
+        return str(plain)  # a parameter bound at run time: NULL would change its meaning
+    try:
+        sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    except (SQLAlchemyError, NotImplementedError, TypeError):
+        return str(plain)
+    # Percent signs are doubled for drivers that format parameters; none are left to format.
+    return sql.replace("%%", "%") if dialect.paramstyle in ("format", "pyformat") else sql

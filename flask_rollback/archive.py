@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .dataloss import UNKNOWN, DataLossReport
-from .errors import RollbackError
+from .errors import EXIT_REFUSED, RollbackError
 from .plan import Step
 from .recorder import utcnow
 
@@ -163,14 +163,16 @@ class ArchiveLog:
                 raise RollbackError(
                     f"cannot archive what {migration.label} does to {risk.object} "
                     f"({risk.operation.reason}): the rows it touches are not known before it "
-                    "runs; check it and re-run with --allow-data-loss"
+                    "runs; check it and re-run with --allow-data-loss",
+                    exit_code=EXIT_REFUSED,
                 )
             if loss.schema not in (None, inspector.default_schema_name):
                 if skip_unarchivable:
                     continue
                 raise RollbackError(
                     f"cannot archive {risk.object} for {migration.label}: archives keep tables "
-                    "of the default schema only; re-run with --allow-data-loss to lose it"
+                    "of the default schema only; re-run with --allow-data-loss to lose it",
+                    exit_code=EXIT_REFUSED,
                 )
             key = tuple(inspector.get_pk_constraint(loss.table).get("constrained_columns") or ())
             if not key:
@@ -178,7 +180,8 @@ class ArchiveLog:
                     continue
                 raise RollbackError(
                     f"cannot archive {risk.object} for {migration.label}: table {loss.table} has "
-                    "no primary key to restore by; re-run with --allow-data-loss to lose it"
+                    "no primary key to restore by; re-run with --allow-data-loss to lose it",
+                    exit_code=EXIT_REFUSED,
                 )
             if any(
                 s.step == risk.step and s.table == loss.table and s.column in (None, loss.column)
@@ -188,7 +191,6 @@ class ArchiveLog:
             name = self._name(migration.revision, loss.table, loss.column, taken, limit)
             taken.add(name.lower())
             specs.append(ArchiveSpec(name, risk.step, loss.table, loss.column, key))
-        connection.rollback()
         return specs
 
     def _name(

@@ -1,7 +1,11 @@
 """Safety checks on migration code that need no database: is a downgrade real?
 
-A migration can declare itself irreversible with a module-level ``irreversible = "reason"``;
-it is then a rollback barrier, reported by name, never silently accepted.
+A migration declares what its downgrade means at module level:
+
+- ``irreversible = "reason"``: it cannot be undone; a rollback barrier, reported by name;
+- ``noop_downgrade = "reason"``: its downgrade is empty on purpose (what Django's
+  ``RunPython.noop`` says), e.g. a backfill that has nothing to undo. It covers reversibility
+  only: what the migration destroys is still counted and refused like any other loss.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ def downgrade_problem(module: ModuleType) -> str | None:
     if down == "raises":
         return "downgrade() raises NotImplementedError"
     if down == "empty" and _body_kind(getattr(module, "upgrade", None)) != "empty":
-        return "downgrade() is empty but upgrade() is not"
+        if getattr(module, "noop_downgrade", None):
+            return None
+        return (
+            "downgrade() is empty but upgrade() is not; if nothing needs undoing, declare "
+            'noop_downgrade = "why", if it cannot be undone, irreversible = "why"'
+        )
     return None
 
 

@@ -25,6 +25,11 @@ def mask(text: str, url: URL) -> str:
     return text
 
 
+#: ``connection.info`` key: the statements that begin a transaction on SQLite (the executor sets
+#: ``PRAGMA foreign_keys`` and ``BEGIN IMMEDIATE`` per step; plain ``BEGIN`` otherwise).
+BEGIN_STATEMENT = "flask_rollback.begin"
+
+
 def migration_engine(url: URL) -> Engine:
     """An engine of our own: no pooling between commands, real transactions on SQLite.
 
@@ -40,7 +45,8 @@ def migration_engine(url: URL) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN")
+            for statement in connection.info.get(BEGIN_STATEMENT, ("BEGIN",)):
+                connection.exec_driver_sql(statement)
 
     return engine
 

@@ -1,173 +1,636 @@
-"""How much data the destructive steps of a migration would lose, counted on the live database.
+"""How much data a plan would destroy, counted on the live database by following the plan.
 
-Only read-only ``SELECT count(...)`` queries run, inside a transaction (or savepoint) that is
-always rolled back; on PostgreSQL a transaction of our own is also declared READ ONLY. Counts
-describe the database as it is now, step by step, not after earlier steps of the migration.
+The plan is simulated operation by operation on a *shadow* of the schema: each table and column
+keeps its current name (renames are followed, also inside ``batch_alter_table`` and raw
+``ALTER TABLE ... RENAME``) and remembers where its data is in the database being counted.
+Tables and columns created by the plan start empty; a column filled by a plain copy
+(``UPDATE t SET new = old``, ``INSERT INTO t2 SELECT ... FROM t``) keeps the data of its source,
+so dropping the source afterwards loses nothing. Losses are counted with read-only queries:
+rows of a dropped or emptied table, non-NULL values of a dropped column, values a narrowing type
+cannot hold, rows a ``DELETE ... WHERE`` removes (and the rows ``ON DELETE CASCADE`` removes with
+them), non-NULL values an ``UPDATE`` overwrites.
+
+Two clocks, one simulation: ``assess`` counts a whole plan on the database as it is before the
+plan (``Shadow(counting="baseline")``); the guard counts each step again inside its own
+transaction as it runs, and follows statements of steps that could not be read as they reach
+the database (``Shadow(counting="current")``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import sqlalchemy as sa
-import sqlparse
-from alembic.operations import ops as alembic_ops
-from sqlalchemy.engine import Inspector
+from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.sql import sqltypes
 
-from .analysis import Operation, Target, integer_limit, operations, whole_targets
-from .errors import RollbackError
+from .analysis import Operation, integer_limit, operations
+from .errors import EXIT_REFUSED, RollbackError
 from .plan import Plan, Step
 from .project import Project
+from .statements import (
+    AddColumn, Clause, CopyRows, CreateTable, DeleteRows, DropColumns, DropTables, Effect, Narrow,
+    Overwrite, Rename, Target, Uncountable, UpdateRows, plain_column,
+)
 
-#: ``rows`` when a statement's loss cannot be counted up front.
+#: ``rows`` when a loss cannot be counted before it happens.
 UNKNOWN = -1
+Counting = Literal["baseline", "current"]
 
 
 @dataclass(frozen=True)
 class Loss:
-    """What one destructive step would take away."""
+    """What one operation would take away from data that exists now.
+
+    ``table``/``column`` name where the data is when it is counted (before a plan: the live
+    name; as a step runs: its name at that moment); ``rows`` is rows of a table, or values of a
+    column, or UNKNOWN (-1) with the reason why it cannot be counted."""
 
     table: str
-    column: str | None  # None = the whole table
-    rows: int  # rows of a table, or rows whose value is lost; UNKNOWN (-1) if not countable
+    column: str | None  # None = whole rows of the table
+    rows: int
     reason: str
-    schema: str | None = None  # as the migration names it (None: the default schema)
+    schema: str | None = None
 
 
-def count_losses(connection: sa.Connection, ops: Iterable[Operation]) -> list[Loss]:
-    """Count, for each "destroys" operation whose table/column exists, the rows it would lose.
+class _Column:
+    """A column as the plan sees it: whose data it holds and whether the run wrote it."""
 
-    Dropped tables give their row count (0 for an empty table: harmless, but the caller
-    decides); dropped columns their non-NULL values; narrowing type changes the values that
-    do not fit the new type; raw SQL the row count only for whole-table/column forms, else -1.
+    __slots__ = ("source", "created")
+
+    def __init__(self, source: tuple[str | None, str, str] | object, created: bool) -> None:
+        #: (schema, table, column) in the counted database, or a marker unique to this column
+        #: when the run created it (nothing to count).
+        self.source = source
+        self.created = created
+
+    def copy(self) -> _Column:
+        return _Column(self.source, self.created)
+
+
+_fresh = itertools.count()
+
+
+def _created() -> _Column:
+    return _Column(("created", next(_fresh)), created=True)
+
+
+@dataclass
+class _Table:
+    """A table as the plan sees it; ``origin`` is its name in the counted database (None: the
+    run created it)."""
+
+    name: str
+    schema: str | None
+    origin: str | None
+    columns: dict[str, _Column]
+
+
+class Shadow:
+    """The schema as a plan (or a running step) changes it; ``apply`` returns what each
+    operation would destroy.
+
+    ``counting="baseline"``: the database is as it was before the first operation (a plan
+    being assessed): counts go to the origin of each object. ``counting="current"``: the
+    database moves with the operations (statements seen as they run): counts go to the
+    current names. ``exempt`` names tables ``(table, None)`` and columns ``(table, column)``
+    an earlier step of this run created: what they hold, the run wrote.
     """
-    with _read_only(connection) as counter:
-        return [loss for op in ops if op.risk == "destroys" for loss in counter.losses(op)]
 
-
-@contextmanager
-def _read_only(connection: sa.Connection) -> Iterator[_Counter]:
-    """A counter inside a transaction (or savepoint) that is always rolled back; one per plan,
-    so its Inspector's cache serves every step."""
-    nested = connection.in_transaction()
-    transaction = connection.begin_nested() if nested else connection.begin()
-    try:
-        if not nested and connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-        yield _Counter(connection)
-    finally:
-        transaction.rollback()
-
-
-class _Counter:
-    """Existence checks and counts on one connection."""
-
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        counting: Counting = "baseline",
+        exempt: Iterable[tuple[str, str | None]] = (),
+        dry: bool = False,
+    ) -> None:
         self.connection = connection
+        self.counting = counting
+        self.exempt = set(exempt)
         self.inspector: Inspector = sa.inspect(connection)
+        self.tables: dict[tuple[str | None, str], _Table | None] = {}
+        self.dialect = connection.dialect
+        self.quote = connection.dialect.identifier_preparer.quote
+        #: With ``dry``, nothing is counted: the tables a count would read are collected in
+        #: ``touched`` (to lock them before counting for real).
+        self.dry = dry
+        self.touched: set[tuple[str | None, str]] = set()
+        self.params: Any = None  # bind parameters of the statement being followed
+        self._cascades = self._enforces_foreign_keys()
+        self._fk_cache: dict[str | None, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
 
-    def losses(self, op: Operation) -> list[Loss]:
-        source = op.source
-        if isinstance(source, alembic_ops.DropTableOp):
-            return self._table(source.table_name, source.schema, op.reason)
-        if isinstance(source, alembic_ops.DropColumnOp):
-            return self._column(source.table_name, source.column_name, source.schema, op.reason)
-        if isinstance(source, alembic_ops.AlterColumnOp):
-            return self._narrowed(source, op.reason)
-        return self._sql(op)
+    # -- the shadow schema -------------------------------------------------------------------
 
-    def _exists(self, table: str, schema: str | None, column: str | None = None) -> bool:
-        if not self.inspector.has_table(table, schema=schema):
-            return False
-        if column is None:
+    def table(self, name: str, schema: str | None = None) -> _Table | None:
+        """The table now called ``name``, or None if it does not exist (as far as we know)."""
+        key = (schema, name)
+        if key not in self.tables:
+            self.tables[key] = self._from_database(name, schema)
+        return self.tables[key]
+
+    def _from_database(self, name: str, schema: str | None) -> _Table | None:
+        if not self.inspector.has_table(name, schema=schema):
+            return None
+        whole = (name, None) in self.exempt
+        columns = {
+            c["name"]: _created() if whole or (name, c["name"]) in self.exempt
+            else _Column((schema, name, c["name"]), created=False)
+            for c in self.inspector.get_columns(name, schema=schema)
+        }
+        return _Table(name, schema, None if whole else name, columns)
+
+    def created_names(self) -> set[tuple[str, str | None]]:
+        """What the run created, under today's names: the next step's ``exempt``."""
+        names = {entry for entry in self.exempt if (None, entry[0]) not in self.tables}
+        for table in self.tables.values():
+            if table is None:
+                continue
+            if table.origin is None and all(c.created for c in table.columns.values()):
+                names.add((table.name, None))
+            names.update((table.name, name) for name, c in table.columns.items() if c.created)
+        return names
+
+    def _holders(self, source: object, skip: _Table | None = None, column: str | None = None) -> bool:
+        """Does a column other than ``skip.column`` (or any column of ``skip`` when ``column``
+        is None) still hold the data of ``source``?"""
+        for table in self.tables.values():
+            if table is None:
+                continue
+            for name, held in table.columns.items():
+                if held.source != source:
+                    continue
+                if table is skip and (column is None or name == column):
+                    continue
+                return True
+        return False
+
+    # -- applying operations -----------------------------------------------------------------
+
+    def apply(self, effects: Sequence[Effect], reason: str) -> list[Loss]:
+        """What ``effects`` (one operation's) destroy, counted now; then the shadow changes."""
+        losses: list[Loss] = []
+        for effect in effects:
+            losses += self._apply(effect, reason)
+        return losses
+
+    def _apply(self, effect: Effect, reason: str) -> list[Loss]:
+        if isinstance(effect, CreateTable):
+            target = effect.table
+            self.tables[(target.schema, target.table)] = _Table(
+                target.table, target.schema, None, {c: _created() for c in effect.columns}
+            )
+            return []
+        if isinstance(effect, AddColumn):
+            table = self.table(effect.column.table, effect.column.schema)
+            if table is not None and effect.column.column:
+                table.columns[effect.column.column] = _created()
+            return []
+        if isinstance(effect, Rename):
+            return self._rename(effect)
+        if isinstance(effect, DropTables):
+            return self._drop_tables(effect, reason)
+        if isinstance(effect, DropColumns):
+            losses = []
+            for target in effect.columns:
+                table = self.table(target.table, target.schema)
+                if table is None or target.column not in table.columns:
+                    continue
+                losses += self._column_loss(table, target.column, reason)
+                del table.columns[target.column]
+            return losses
+        if isinstance(effect, Narrow):
+            return self._narrow(effect, reason)
+        if isinstance(effect, DeleteRows):
+            return self._delete(effect, reason)
+        if isinstance(effect, UpdateRows):
+            return self._update(effect, reason)
+        if isinstance(effect, CopyRows):
+            self._copy(effect)
+            return []
+        if isinstance(effect, Overwrite):
+            return self._overwrite(effect.table, reason)
+        if isinstance(effect, Uncountable):
+            return self._uncountable(effect, reason)
+        return []  # pragma: no cover - every Effect kind is handled above
+
+    def _rename(self, effect: Rename) -> list[Loss]:
+        target = effect.target
+        table = self.table(target.table, target.schema)
+        if table is None:
+            return []
+        if target.column is None:
+            self.tables[(target.schema, target.table)] = None
+            table.name = effect.new_name
+            self.tables[(target.schema, effect.new_name)] = table
+        elif target.column in table.columns:
+            table.columns[effect.new_name] = table.columns.pop(target.column)
+        return []
+
+    def _drop_tables(self, effect: DropTables, reason: str) -> list[Loss]:
+        losses: list[Loss] = []
+        for target in effect.tables:
+            table = self.table(target.table, target.schema)
+            if table is None:
+                continue
+            losses += self._table_loss(table, reason)
+            if self._cascades and self.dialect.name == "sqlite" and not effect.truncate:
+                # SQLite with foreign keys on: DROP TABLE deletes every row first
+                losses += self._cascaded(table, None, reason)
+            if effect.truncate:
+                table.columns = {name: _created() for name in table.columns}
+            else:
+                self.tables[(target.schema, target.table)] = None
+        if effect.truncate and effect.cascade:
+            losses += self._truncate_cascade(effect.tables, reason)
+        return losses
+
+    def _copy(self, effect: CopyRows) -> None:
+        if effect.partial:
+            return
+        source = self.table(effect.source.table, effect.source.schema)
+        table = self.table(effect.table.table, effect.table.schema)
+        if source is None or table is None:
+            return
+        taken = list(effect.source_columns or source.columns)
+        into = list(effect.columns or table.columns or taken)
+        for name, source_name in zip(into, taken):
+            if source_name in source.columns:
+                table.columns[name] = source.columns[source_name].copy()
+
+    # -- losses ------------------------------------------------------------------------------
+
+    def _where(self, table: _Table, column: str | None = None) -> tuple[str | None, str, str | None]:
+        """(schema, table, column) to count for an object as the shadow names it now."""
+        if self.counting == "current" or column is None:
+            return table.schema, table.origin if self.counting == "baseline" else table.name, column
+        source = table.columns[column].source
+        assert isinstance(source, tuple) and len(source) == 3
+        return source[0], source[1], source[2]
+
+    def _column_loss(self, table: _Table, name: str, reason: str) -> list[Loss]:
+        held = table.columns[name]
+        if held.created or self._holders(held.source, table, name):
+            return []
+        schema, where, column = self._where(table, name)
+        values = self._values(schema, where, column)
+        return [Loss(where, column, values, f"{reason}: {values} non-NULL values", schema)]
+
+    def _table_loss(self, table: _Table, reason: str) -> list[Loss]:
+        existing = [name for name, c in table.columns.items() if not c.created]
+        lost = [name for name in existing if not self._holders(table.columns[name].source, table)]
+        if not lost:
+            return []
+        if len(lost) == len(existing) and table.origin is not None:
+            schema, where, _ = self._where(table)
+            rows = self._rows(schema, where)
+            return [Loss(where, None, rows, f"{reason}: {rows} rows", schema)]
+        return [loss for name in lost for loss in self._column_loss(table, name, reason)]
+
+    def _narrow(self, effect: Narrow, reason: str) -> list[Loss]:
+        target = effect.column
+        table = self.table(target.table, target.schema)
+        if table is None or target.column not in table.columns:
+            return []
+        if table.columns[target.column].created:
+            return []
+        old = sqltypes.to_instance(effect.old)
+        new = sqltypes.to_instance(effect.new)
+        condition = misfits(old, new)
+        schema, where, column = self._where(table, target.column)
+        assert column is not None
+        values = self._values(schema, where, column, condition)
+        what = "values that do not fit" if condition is not None else "non-NULL values converted"
+        return [Loss(where, column, values, f"{reason}: {values} {what}", schema)]
+
+    def _delete(self, effect: DeleteRows, reason: str) -> list[Loss]:
+        table = self.table(effect.table.table, effect.table.schema)
+        if table is None or not _holds_existing(table):
+            return []
+        schema, where, _ = self._where(table)
+        if where is None:  # a table the plan made from copies: nothing to count it on yet
+            return [Loss(table.name, None, UNKNOWN, f"{reason}: not countable before it runs")]
+        alias = effect.alias or effect.table.table
+        matched = _Matched(self._source(table), alias, effect.using, effect.where, effect.prefix)
+        count = self._count(matched.count_sql(self.quote), matched.positions(), (schema, where))
+        losses = [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')}", schema)]
+        if self._cascades and count != 0:
+            losses += self._cascaded(table, matched, reason)
+        return losses
+
+    def _update(self, effect: UpdateRows, reason: str) -> list[Loss]:
+        table = self.table(effect.table.table, effect.table.schema)
+        if table is None:
+            return []
+        alias = effect.alias or effect.table.table
+        overwritten = [
+            column for column, _ in effect.assignments
+            if column in table.columns and not table.columns[column].created
+            and not self._holders(table.columns[column].source, table, column)
+        ]
+        losses: list[Loss] = []
+        schema, where, _ = self._where(table)
+        if overwritten and where is None:
+            losses.append(Loss(table.name, None, UNKNOWN, f"{reason}: not countable before it runs"))
+        elif overwritten:
+            matched = _Matched(self._source(table), alias, effect.from_, effect.where, effect.prefix)
+            filled = " OR ".join(
+                f"{self.quote(alias)}.{self.quote(column)} IS NOT NULL" for column in overwritten
+            )
+            count = self._count(
+                matched.count_sql(self.quote, filled), matched.positions(), (schema, where)
+            )
+            listed = ", ".join(overwritten)
+            column = self._where(table, overwritten[0])[2] if len(overwritten) == 1 else None
+            losses.append(Loss(
+                where, column, count,
+                f"{reason}: {_amount(count, 'rows')} with non-NULL {listed} overwritten", schema,
+            ))
+        for column, expression in effect.assignments:
+            if column not in table.columns:
+                continue
+            copied = plain_column(expression)
+            whole = effect.from_ is None and (
+                effect.where is None
+                or _only_fills(effect.where.text, column, copied, table.columns[column].created)
+            )
+            if copied in table.columns and whole:
+                table.columns[column] = table.columns[copied].copy()
+            elif effect.where is None and effect.from_ is None:
+                table.columns[column] = _created()  # every value is now the run's own
+        return losses
+
+    def _overwrite(self, target: Target, reason: str) -> list[Loss]:
+        table = self.table(target.table, target.schema)
+        if table is None or not _holds_existing(table):
+            return []
+        schema, where, _ = self._where(table)
+        rows = self._rows(schema, where) if where is not None else UNKNOWN
+        if rows == 0:
+            return []
+        return [Loss(where, None, UNKNOWN, f"{reason}: the table has {rows} rows; which of them "
+                     "it overwrites is not known before it runs", schema)]
+
+    def _uncountable(self, effect: Uncountable, reason: str) -> list[Loss]:
+        target = effect.table
+        table = self.table(target.table, target.schema) if target else None
+        if target is not None and table is None:
+            return []
+        if table is not None:
+            if not _holds_existing(table):
+                return []
+            schema, where, _ = self._where(table)
+            if where is not None and self._rows(schema, where) == 0:
+                return []
+            return [Loss(where, None, UNKNOWN, f"{reason}: not countable ({effect.reason})", schema)]
+        return [Loss("?", None, UNKNOWN, f"{reason}: not countable ({effect.reason})")]
+
+    # -- cascades ----------------------------------------------------------------------------
+
+    def _enforces_foreign_keys(self) -> bool:
+        """Does deleting a parent row act on its children on this connection? Always on
+        PostgreSQL and MySQL; on SQLite only with ``PRAGMA foreign_keys=ON`` (a common
+        connect listener)."""
+        if self.dialect.name != "sqlite":
             return True
-        return column in {c["name"] for c in self.inspector.get_columns(table, schema=schema)}
+        return bool(self.connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
 
-    def _rows(self, table: str, schema: str | None) -> int:
-        query = sa.select(sa.func.count()).select_from(sa.table(table, schema=schema))
-        return int(self.connection.execute(query).scalar_one())
+    def _cascaded(self, table: _Table, matched: _Matched | None, reason: str) -> list[Loss]:
+        """Rows ``ON DELETE CASCADE`` removes with the deleted ones (and values ``SET NULL`` /
+        ``SET DEFAULT`` overwrite), through every level of children. ``matched`` None: every
+        row of ``table`` is deleted."""
+        schema, parent, _ = self._where(table)
+        if parent is None:
+            return []
+        if matched is None:
+            matched = _Matched(self._name(schema, parent), "rollback_p", None, None, None)
+        positions = matched.positions()
+        prefix = f"{matched.prefix.text} " if matched.prefix and matched.prefix.text else ""
+        # (schema, table, how its rows are read, alias, condition true for its deleted rows)
+        level = [(schema, parent, matched.source, matched.alias, matched.condition())]
+        seen = {(schema, parent)}
+        losses: list[Loss] = []
+        for depth in range(1, 9):
+            following = []
+            for parent_schema, parent_name, source, alias, condition in level:
+                for child, fk, action in self._children(parent_schema, parent_name):
+                    child_alias = f"rollback_c{depth}"
+                    pairs = " AND ".join(
+                        f"{self.quote(alias)}.{self.quote(remote)} = "
+                        f"{self.quote(child_alias)}.{self.quote(local)}"
+                        for local, remote in zip(fk["constrained_columns"], fk["referred_columns"])
+                    )
+                    deleted = (f"EXISTS (SELECT 1 FROM {source} AS {self.quote(alias)} "
+                               f"WHERE ({condition}) AND {pairs})")
+                    count = self._count(
+                        f"{prefix}SELECT count(*) FROM {self._name(*child)} AS "
+                        f"{self.quote(child_alias)} WHERE {deleted}", positions, child,
+                    )
+                    if action == "CASCADE":
+                        losses.append(Loss(child[1], None, count, f"{reason}: {_amount(count, 'rows')}"
+                                           f" of {child[1]} deleted by ON DELETE CASCADE", child[0]))
+                        if child not in seen and count != 0:
+                            seen.add(child)
+                            following.append((*child, self._name(*child), child_alias, deleted))
+                    else:
+                        column = fk["constrained_columns"][0]
+                        losses.append(Loss(child[1], column, count, f"{reason}: {_amount(count, 'values')}"
+                                           f" of {child[1]}.{column} overwritten by ON DELETE {action}",
+                                           child[0]))
+            if not following:
+                break
+            level = following
+        return losses
 
-    def _values(self, table: str, column: str, schema: str | None, condition: Any = None) -> int:
-        """Non-NULL values of a column, or only those meeting ``condition(column)``."""
+    def _children(
+        self, schema: str | None, parent: str
+    ) -> Iterator[tuple[tuple[str | None, str], dict[str, Any], str]]:
+        """Foreign keys of tables that act when a row of ``parent`` is deleted."""
+        for (child_schema, child), keys in self._foreign_keys(schema).items():
+            for fk in keys:
+                action = str((fk.get("options") or {}).get("ondelete") or "").upper()
+                if (fk.get("referred_schema") or schema) == schema and fk["referred_table"] == parent \
+                        and action in ("CASCADE", "SET NULL", "SET DEFAULT"):
+                    yield (child_schema if child_schema is not None else schema, child), fk, action
+
+    def _foreign_keys(self, schema: str | None) -> dict[tuple[str | None, str], list[dict[str, Any]]]:
+        """Every foreign key of the schema by table, with its ``ondelete`` option."""
+        if schema not in self._fk_cache:
+            if self.dialect.name == "sqlite" and schema is None:
+                found = self._sqlite_foreign_keys()
+            else:
+                found = self.inspector.get_multi_foreign_keys(schema=schema)
+            self._fk_cache[schema] = {key: value for key, value in found.items() if value}
+        return self._fk_cache[schema]
+
+    def _sqlite_foreign_keys(self) -> dict[tuple[str | None, str], list[dict[str, Any]]]:
+        """SQLite's own list (SQLAlchemy's reflection drops ``ON DELETE`` of inline keys)."""
+        found: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
+        for table in self.inspector.get_table_names():
+            rows = self.connection.exec_driver_sql(
+                f"PRAGMA foreign_key_list({self.quote(table)})"
+            ).all()
+            keys: dict[int, dict[str, Any]] = {}
+            for key_id, _seq, referred, local, remote, _update, on_delete, _match in rows:
+                fk = keys.setdefault(key_id, {
+                    "constrained_columns": [], "referred_columns": [], "referred_schema": None,
+                    "referred_table": referred, "options": {"ondelete": on_delete},
+                })
+                fk["constrained_columns"].append(local)
+                fk["referred_columns"].append(remote)
+            found[(None, table)] = list(keys.values())
+        return found
+
+    def _truncate_cascade(self, targets: Sequence[Target], reason: str) -> list[Loss]:
+        """PostgreSQL ``TRUNCATE ... CASCADE`` empties every table whose foreign keys lead,
+        directly or through others, to the named ones."""
+        reached = {(t.schema, t.table) for t in targets}
+        losses: list[Loss] = []
+        grown = True
+        while grown:
+            grown = False
+            for schema in {s for s, _ in reached}:
+                for (child_schema, child), keys in self._foreign_keys(schema).items():
+                    key = (child_schema if child_schema is not None else schema, child)
+                    if key in reached:
+                        continue
+                    if any((fk.get("referred_schema") or schema, fk["referred_table"]) in reached
+                           for fk in keys):
+                        reached.add(key)
+                        grown = True
+                        table = self.table(child, key[0])
+                        if table is not None:
+                            losses += self._table_loss(table, f"{reason} (cascaded)")
+                            table.columns = {name: _created() for name in table.columns}
+        return losses
+
+    # -- counting ----------------------------------------------------------------------------
+
+    def _name(self, schema: str | None, table: str) -> str:
+        return f"{self.quote(schema)}.{self.quote(table)}" if schema else self.quote(table)
+
+    def _source(self, table: _Table) -> str:
+        """What a statement on ``table`` reads, in the counted database: the table itself, or,
+        when the plan renamed or added columns, a subquery that shows them under their plan
+        names (added ones as NULL)."""
+        schema, where, _ = self._where(table)
+        if self.counting == "current":
+            return self._name(schema, where)
+        plain = all(
+            isinstance(c.source, tuple) and len(c.source) == 3 and c.source[1:] == (where, name)
+            for name, c in table.columns.items()
+        ) and table.origin == table.name
+        if plain:
+            return self._name(schema, where)
+        listed = []
+        for name, held in table.columns.items():
+            if held.created or not (isinstance(held.source, tuple) and held.source[1] == where):
+                listed.append(f"NULL AS {self.quote(name)}")
+            else:
+                listed.append(f"{self.quote(held.source[2])} AS {self.quote(name)}")
+        return f"(SELECT {', '.join(listed) or '1 AS one'} FROM {self._name(schema, where)})"
+
+    def _rows(self, schema: str | None, table: str | None) -> int:
+        if table is None:
+            return 0
+        return self._count(f"SELECT count(*) FROM {self._name(schema, table)}", [], (schema, table))
+
+    def _values(self, schema: str | None, table: str | None, column: str | None, condition: Any = None) -> int:
+        if table is None or column is None:
+            return 0
         target = sa.table(table, sa.column(column), schema=schema)
         query = sa.select(sa.func.count(target.c[column])).select_from(target)
         if condition is not None:
             query = query.where(condition(target.c[column]))
-        return int(self.connection.execute(query).scalar_one())
+        sql = str(query.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
+        return self._count(sql, [], (schema, table))
 
-    def _table(self, table: str, schema: str | None, reason: str) -> list[Loss]:
-        if not self._exists(table, schema):
-            return []
-        rows = self._rows(table, schema)
-        return [Loss(table, None, rows, f"{reason}: {rows} rows", schema)]
+    def _count(self, sql: str, positions: Sequence[int], table: tuple[str | None, str]) -> int:
+        """One count, in a savepoint so a query the database rejects (UNKNOWN) leaves the
+        caller's transaction usable. In a dry run, only note the table it would read."""
+        if self.dry:
+            self.touched.add(table)
+            return 0
+        params = _subset(self.params, positions)
+        savepoint = self.connection.begin_nested()
+        try:
+            cursor = self.connection.connection.cursor()
+            try:
+                if params is None:
+                    cursor.execute(sql)
+                else:
+                    cursor.execute(sql, params)
+                value = cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        except Exception:  # noqa: BLE001 - the database's own refusal: cannot be counted
+            savepoint.rollback()
+            return UNKNOWN
+        savepoint.commit()
+        return int(value)
 
-    def _column(self, table: str, column: str, schema: str | None, reason: str) -> list[Loss]:
-        if not self._exists(table, schema, column):
-            return []
-        rows = self._values(table, column, schema)
-        return [Loss(table, column, rows, f"{reason}: {rows} non-NULL values", schema)]
 
-    def _narrowed(self, source: alembic_ops.AlterColumnOp, reason: str) -> list[Loss]:
-        table, column, schema = source.table_name, source.column_name, source.schema
-        if not self._exists(table, schema, column):
-            return []
-        old = sqltypes.to_instance(source.existing_type)
-        new = sqltypes.to_instance(source.modify_type)
-        condition = _misfits(old, new)
-        rows = self._values(table, column, schema, condition)
-        what = "values that do not fit" if condition is not None else "non-NULL values converted"
-        return [Loss(table, column, rows, f"{reason}: {rows} {what}", schema)]
+def _subset(params: Any, positions: Sequence[int]) -> Any:
+    """The bind parameters a derived query keeps: all of a mapping, the given positions of a
+    sequence (positional paramstyles)."""
+    if params is None or isinstance(params, dict):
+        return params
+    return tuple(params[i] for i in positions)
 
-    def _sql(self, op: Operation) -> list[Loss]:
-        """Raw SQL: whole tables/columns are counted, anything partial is UNKNOWN."""
-        targets = whole_targets(op.sql or "")
-        if not targets:
-            return [Loss(op.table or "?", op.column, UNKNOWN, f"{op.reason}: not countable")]
-        found = []
-        for target in targets:
-            if target.column is None:
-                found += self._table(target.table, target.schema, op.reason)
-            else:
-                found += self._column(target.table, target.column, target.schema, op.reason)
-        if _truncate_cascade(op.sql or ""):
-            for table, schema in self._referencing(targets):
-                found += self._table(table, schema, f"{op.reason} (cascaded)")
+
+def _amount(count: int, noun: str) -> str:
+    return "an unknown number of " + noun if count == UNKNOWN else f"{count} {noun}"
+
+
+def _holds_existing(table: _Table) -> bool:
+    """Does the table hold data that was there before the run (not only what it wrote)?"""
+    return any(not column.created for column in table.columns.values())
+
+
+def _only_fills(where: str, column: str, copied: str | None, column_is_new: bool) -> bool:
+    """A WHERE that still makes ``SET column = copied`` a whole copy: ``copied IS NOT NULL``, or
+    ``column IS NULL`` on a column the run created (every value of it is NULL)."""
+    condition = " ".join(where.lower().split())
+    if copied and condition == f"{copied.lower()} is not null":
+        return True
+    return column_is_new and condition == f"{column.lower()} is null"
+
+
+@dataclass
+class _Matched:
+    """The rows a DELETE/UPDATE acts on, as a condition over ``source AS alias``."""
+
+    source: str
+    alias: str
+    joined: Clause | None
+    where: Clause | None
+    prefix: Clause | None
+
+    def condition(self) -> str:
+        if self.joined is not None:
+            inner = f"SELECT 1 FROM {self.joined.text}"
+            if self.where is not None:
+                inner += f" WHERE {self.where.text}"
+            return f"EXISTS ({inner})"
+        return f"({self.where.text})" if self.where is not None else "1 = 1"
+
+    def count_sql(self, quote: Any, extra: str | None = None) -> str:
+        condition = self.condition() + (f" AND ({extra})" if extra else "")
+        prefix = f"{self.prefix.text} " if self.prefix and self.prefix.text else ""
+        return f"{prefix}SELECT count(*) FROM {self.source} AS {quote(self.alias)} WHERE {condition}"
+
+    def positions(self) -> list[int]:
+        found: list[int] = []
+        for clause in (self.prefix, self.joined, self.where):
+            if clause is not None:
+                found += clause.params
         return found
 
-    def _referencing(self, targets: list[Target]) -> list[tuple[str, str | None]]:
-        """Tables whose foreign keys lead, directly or through others, to ``targets``: what
-        PostgreSQL's ``TRUNCATE ... CASCADE`` empties too."""
-        reached = {(t.table, t.schema) for t in targets}
-        found: list[tuple[str, str | None]] = []
-        for schema in {t.schema for t in targets}:
-            tables = self.inspector.get_table_names(schema=schema)
-            keys = {t: self.inspector.get_foreign_keys(t, schema=schema) for t in tables}
-            grown = True
-            while grown:
-                grown = False
-                for table, fks in keys.items():
-                    if (table, schema) not in reached and any(
-                        (fk["referred_table"], fk.get("referred_schema") or schema) in reached
-                        for fk in fks
-                    ):
-                        reached.add((table, schema))
-                        found.append((table, schema))
-                        grown = True
-        return found
 
-
-def _truncate_cascade(sql: str) -> bool:
-    """``TRUNCATE ... CASCADE``: the tables referencing the named ones are emptied too."""
-    statements = sqlparse.parse(sql) if sql.strip() else []
-    words = [t.normalized.upper() for s in statements[:1] for t in s.flatten() if t.is_keyword]
-    return bool(words) and words[0] == "TRUNCATE" and "CASCADE" in words
-
-
-def _misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any:
+def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any:
     """``column -> condition`` true for values the new type cannot hold; None when that
     cannot be said in portable SQL (then every non-NULL value counts)."""
     if isinstance(new, sa.String) and new.length is not None:
@@ -194,16 +657,35 @@ def _misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> An
     return None
 
 
-# --- A whole plan ----------------------------------------------------------------------------
+# --- Plans and steps ------------------------------------------------------------------------
+
+
+@contextmanager
+def read_only(connection: Connection) -> Iterator[Connection]:
+    """A transaction (or savepoint) that is always rolled back; READ ONLY on PostgreSQL."""
+    nested = connection.in_transaction()
+    transaction = connection.begin_nested() if nested else connection.begin()
+    try:
+        if not nested and connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        yield connection
+    finally:
+        transaction.rollback()
+
+
+def count_losses(connection: Connection, ops: Iterable[Operation]) -> list[Loss]:
+    """Follow ``ops`` (one migration's, in order) on the database as it is; what they lose."""
+    with read_only(connection):
+        shadow = Shadow(connection)
+        return [loss for op in ops for loss in shadow.apply(op.effects, op.reason)]
 
 
 @dataclass(frozen=True)
 class StepRisk:
     """One operation of a plan's step that destroys data or cannot be judged.
 
-    ``loss`` is the live count for a destructive operation whose object exists; it is None
-    for an operation that needs review (its effect cannot be read without running it).
-    """
+    ``loss`` is the count for a destructive operation whose object holds data now; it is
+    None for an operation that needs review (its effect cannot be read without running it)."""
 
     step: Step
     operation: Operation
@@ -220,11 +702,13 @@ class StepRisk:
 
     @property
     def object(self) -> str:
-        where = self.loss or self.operation
-        if where.table is None:
-            return "?"
-        table = f"{self.loss.schema}.{where.table}" if self.loss and self.loss.schema else where.table
-        return f"{table}.{where.column}" if where.column else str(table)
+        if self.loss is None:
+            where = self.operation
+            if where.table is None:
+                return "?"
+            return f"{where.table}.{where.column}" if where.column else where.table
+        table = f"{self.loss.schema}.{self.loss.table}" if self.loss.schema else self.loss.table
+        return f"{table}.{self.loss.column}" if self.loss.column else table
 
     @property
     def amount(self) -> str:
@@ -239,9 +723,9 @@ class StepRisk:
 
 @dataclass
 class DataLossReport:
-    """Every destructive or unreadable operation of a plan, with live counts."""
+    """Every destructive or unreadable operation of a plan, with counts."""
 
-    risks: list[StepRisk]
+    risks: list[StepRisk] = field(default_factory=list)
 
     @property
     def losses(self) -> list[StepRisk]:
@@ -254,35 +738,40 @@ class DataLossReport:
 
 
 class DataLossError(RollbackError):
-    """A plan refused because it would destroy existing data; ``report`` says where."""
+    """A plan (or a step, counted again as it ran) refused because it would destroy existing
+    data; ``report`` says where. Exit code 6: a person must decide, retrying will not help."""
 
     def __init__(self, report: DataLossReport, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, exit_code=EXIT_REFUSED)
         self.report = report
 
 
-def assess(project: Project, connection: sa.Connection, plan: Plan) -> DataLossReport:
-    """Analyse each step of ``plan`` and count, on the live database, what it would destroy.
+def step_operations(project: Project, step: Step, dialect: str) -> list[Operation]:
+    """What one step does (its migration's upgrade or downgrade, recorded), read once per run."""
+    cache: dict[tuple[str, str, str], list[Operation]] = project.__dict__.setdefault(
+        "_step_operations", {}
+    )
+    key = (step.migration.revision, step.direction, dialect)
+    if key not in cache:
+        module = project.script.get_revision(step.migration.revision).module
+        cache[key] = operations(module, "upgrade" if step.direction == "up" else "downgrade", dialect)
+    return cache[key]
 
-    Destructive operations on objects that do not exist or hold nothing are kept with a count
-    of 0 (dropping an empty table loses nothing and is not a reason to refuse).
-    """
+
+def assess(project: Project, connection: Connection, plan: Plan) -> DataLossReport:
+    """Follow ``plan`` step by step on a shadow of the schema and count, on the live
+    database and read-only, what each operation would destroy of the data that exists now."""
     dialect = connection.dialect.name
-    found = [
-        (step, operation)
-        for step in plan.steps
-        for operation in operations(
-            project.script.get_revision(step.migration.revision).module,
-            "upgrade" if step.direction == "up" else "downgrade",
-            dialect,
-        )
-    ]
-    risks: list[StepRisk] = []
-    counting = any(operation.risk == "destroys" for _, operation in found)
-    with _read_only(connection) if counting else nullcontext() as counter:
-        for step, operation in found:
-            if operation.risk == "destroys":
-                risks += [StepRisk(step, operation, loss) for loss in counter.losses(operation)]
-            elif operation.risk == "review":
-                risks.append(StepRisk(step, operation))
-    return DataLossReport(risks)
+    found = [(step, op) for step in plan.steps for op in step_operations(project, step, dialect)]
+    report = DataLossReport()
+    if not any(op.risk == "destroys" for _, op in found):
+        report.risks = [StepRisk(step, op) for step, op in found if op.risk == "review"]
+        return report
+    with read_only(connection):
+        shadow = Shadow(connection)
+        for step, op in found:
+            if op.risk == "review":
+                report.risks.append(StepRisk(step, op))
+            for loss in shadow.apply(op.effects, op.reason):
+                report.risks.append(StepRisk(step, op, loss))
+    return report

@@ -1,7 +1,11 @@
 """Where migrations are executed: a plan runs through Alembic, one transaction per migration.
 
 Each migration's applied-log row is written by Alembic's ``on_version_apply`` hook, inside the
-same transaction as the migration and its version-table update.
+same transaction as the migration and its version-table update. On SQLite every step's
+transaction is ``BEGIN IMMEDIATE`` (no other writer between a count and a drop), and a step that
+rebuilds tables (``batch_alter_table``) runs with foreign keys off, as SQLite's table-rebuild
+procedure says, so the rebuild's ``DROP TABLE`` never cascades into child rows; the keys are
+checked (``PRAGMA foreign_key_check``) before the step commits and the setting is restored after.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from datetime import datetime
 from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.engine import Connection
 
-from .database import mask
+from .database import BEGIN_STATEMENT, mask
+from .dataloss import DataLossError, step_operations
 from .errors import RollbackError
 from .plan import Plan, Step
 from .project import Project
 from .recorder import utcnow
 
 Progress = Callable[[int, int, Step], None]
+#: ``wrap(connection, step, migration_fn)``: what runs in place of the migration (the data-loss
+#: backstop); it runs inside the step's transaction.
+StepWrapper = Callable[[Connection, Step, Callable[..., None]], Callable[..., None]]
 
 
 @dataclass
@@ -41,13 +49,13 @@ def execute(
     plan: Plan,
     progress: Progress | None = None,
     finalize: Callable[[Connection], None] | None = None,
-    before_step: Callable[[Connection, Step], None] | None = None,
+    wrap: StepWrapper | None = None,
 ) -> RunReport:
     """Run an upgrade or downgrade plan on ``connection`` (which holds no open transaction).
 
     ``finalize`` runs inside the last migration's transaction (e.g. to mark a deploy rolled
-    back), so it happens exactly when the last step commits. ``before_step`` runs inside each
-    step's transaction just before the migration (e.g. to archive what it will drop).
+    back), so it happens exactly when the last step commits. ``wrap`` replaces each step's
+    migration function inside its transaction (e.g. to count again and archive what it drops).
     """
     report = RunReport(plan)
     if not plan.steps:
@@ -57,9 +65,14 @@ def execute(
     connection.commit()
     graph = project.graph
     steps = plan.alembic_steps(graph)
-    if before_step is not None:
-        for planned, step in zip(plan.steps, steps):
-            step.migration_fn = _preceded(step.migration_fn, before_step, connection, planned)
+    sqlite = _SQLiteSteps(project, connection, plan) if connection.dialect.name == "sqlite" else None
+    for planned, step in zip(plan.steps, steps):
+        function = step.migration_fn
+        if sqlite is not None:
+            function = sqlite.wrap(planned, function)
+        if wrap is not None:
+            function = wrap(connection, planned, function)
+        step.migration_fn = function
     clock: list[datetime] = [utcnow()]
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
@@ -70,40 +83,91 @@ def execute(
         clock[0] = finished
         if finalize and len(report.done) == len(plan.steps):
             finalize(ctx.connection)
+        if sqlite is not None and len(report.done) < len(plan.steps):
+            sqlite.prepare(plan.steps[len(report.done)])
         if progress:
             progress(len(report.done), len(plan.steps), planned)
 
-    with EnvironmentContext(project.config, graph.script, fn=lambda heads, ctx: steps) as env:
-        env.configure(
-            connection=connection,
-            transaction_per_migration=True,
-            on_version_apply=record,
-            **project.context_options(connection.dialect.name),
-        )
-        try:
-            env.run_migrations()
-        except Exception as exc:
-            failed = plan.steps[len(report.done)]
-            reason = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "", project.url)
-            raise RollbackError(
-                f"migration {failed.migration.label} ({failed.direction}) failed: "
-                f"{type(exc).__name__}: {reason}; it was rolled back, "
-                f"{len(report.done)} earlier step(s) of this run stay done"
-            ) from exc
+    try:
+        if sqlite is not None:
+            sqlite.prepare(plan.steps[0])
+        with EnvironmentContext(project.config, graph.script, fn=lambda heads, ctx: steps) as env:
+            env.configure(
+                connection=connection,
+                transaction_per_migration=True,
+                on_version_apply=record,
+                **project.context_options(connection.dialect.name),
+            )
+            try:
+                env.run_migrations()
+            except DataLossError as exc:
+                failed = plan.steps[len(report.done)]
+                raise DataLossError(
+                    exc.report,
+                    f"migration {failed.migration.label} ({failed.direction}) was stopped: "
+                    f"{exc.message}; it was rolled back, {len(report.done)} earlier step(s) of "
+                    "this run stay done",
+                ) from exc
+            except Exception as exc:
+                failed = plan.steps[len(report.done)]
+                text = str(exc).strip()
+                reason = mask(text.splitlines()[0] if text else "", project.url)
+                raise RollbackError(
+                    f"migration {failed.migration.label} ({failed.direction}) failed: "
+                    f"{type(exc).__name__}: {reason}; it was rolled back, "
+                    f"{len(report.done)} earlier step(s) of this run stay done"
+                ) from exc
+    finally:
+        if sqlite is not None:
+            sqlite.restore()
     return report
 
 
-def _preceded(
-    migration_fn: Callable[..., None],
-    before_step: Callable[[Connection, Step], None],
-    connection: Connection,
-    step: Step,
-) -> Callable[..., None]:
-    def run(**kw: object) -> None:
-        before_step(connection, step)
-        migration_fn(**kw)
+class _SQLiteSteps:
+    """Per-step transaction settings on SQLite: ``BEGIN IMMEDIATE``, and foreign keys off for
+    steps that rebuild tables (only when the connection enforces them)."""
 
-    return run
+    def __init__(self, project: Project, connection: Connection, plan: Plan) -> None:
+        self.project = project
+        self.connection = connection
+        self.enforced = bool(connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
+        connection.rollback()
+        self.current = self.enforced
+
+    def rebuilds(self, step: Step) -> bool:
+        """Does the step rebuild a table (Alembic batch mode)? Only asked when keys are on."""
+        return any(op.in_batch for op in step_operations(self.project, step, "sqlite"))
+
+    def prepare(self, step: Step) -> None:
+        """Before the step's BEGIN (``PRAGMA foreign_keys`` is a no-op inside a transaction)."""
+        wanted = self.enforced and not self.rebuilds(step)
+        pragmas = [] if wanted == self.current else [f"PRAGMA foreign_keys={'ON' if wanted else 'OFF'}"]
+        self.current = wanted
+        self.connection.info[BEGIN_STATEMENT] = [*pragmas, "BEGIN IMMEDIATE"]
+
+    def wrap(self, step: Step, function: Callable[..., None]) -> Callable[..., None]:
+        """Check the foreign keys a rebuild with keys off may have broken, before commit."""
+
+        def run(**kw: object) -> None:
+            function(**kw)
+            if self.enforced and not self.current:
+                broken = self.connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    tables = sorted({row[0] for row in broken})
+                    raise RollbackError(
+                        f"it leaves {len(broken)} row(s) whose foreign keys point nowhere "
+                        f"(in {', '.join(tables)})"
+                    )
+
+        return run
+
+    def restore(self) -> None:
+        self.connection.info.pop(BEGIN_STATEMENT, None)
+        if self.connection.in_transaction():
+            self.connection.rollback()
+        if self.current != self.enforced:
+            self.connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if self.enforced else 'OFF'}")
+            self.current = self.enforced
 
 
 def stamp(project: Project, connection: Connection, plan: Plan) -> RunReport:

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 
-from .analysis import destructive, operations
+from .analysis import destructive
 from .checks import downgrade_problem
-from .dataloss import DataLossReport, assess
+from .dataloss import DataLossReport, assess, step_operations
+from .guard import TRANSACTIONAL_DDL
 from .errors import RollbackError
 from .plan import Plan, Planner
 from .project import Project
@@ -147,38 +148,39 @@ def _reversibility(project: Project, plan: Plan) -> CheckResult:
 def _data_at_risk(
     project: Project, connection: Connection, plan: Plan, report: DataLossReport
 ) -> CheckResult:
-    """Pending upgrades that destroy existing data (counted live) or cannot be analysed; and,
+    """Pending upgrades that destroy existing data (counted on the live database, following the
+    plan); operations that cannot be read (counted statement by statement as they run); and,
     for information, what rolling this deploy back would drop (data written after it)."""
-    found = [
-        f"{risk.step.migration.label}: {risk.operation.reason} ({risk.amount})"
-        for risk in report.losses + report.unreviewed
-    ]
     dialect = connection.dialect.name
     on_rollback = [
         f"rolling back {step.migration.label} {operation.reason}"
         for step in plan.steps
-        for operation in destructive(
-            operations(project.script.get_revision(step.migration.revision).module, "downgrade", dialect)
-        )
+        for operation in destructive(step_operations(project, step.reversed(), dialect))
     ]
-    hint = (
-        "; roll back with --archive to keep data written after the deploy" if on_rollback else ""
-    )
     if report.losses:
         return CheckResult(
             "data at risk", "warning",
             f"{len(report.losses)} pending step(s) destroy existing data; deploy needs --archive "
             "or --allow-data-loss",
-            found + on_rollback,
+            [f"{risk.step.migration.label}: {risk.operation.reason} ({risk.amount})"
+             for risk in report.losses] + on_rollback,
         )
-    if report.unreviewed:
+    hint = (
+        "; roll back with --archive to keep data written after the deploy" if on_rollback else ""
+    )
+    unread = [
+        f"{risk.step.migration.label}: {risk.operation.reason} (checked as it runs)"
+        for risk in report.unreviewed
+    ]
+    if unread and dialect not in TRANSACTIONAL_DDL:
         return CheckResult(
             "data at risk", "warning",
-            f"{len(report.unreviewed)} pending operation(s) cannot be analysed: review them",
-            found + on_rollback,
+            f"{len(unread)} pending operation(s) cannot be read; their statements are checked as "
+            "they run, but a partial step cannot be rolled back on this database",
+            unread + on_rollback,
         )
     return CheckResult(
-        "data at risk", "ok", f"no pending step destroys existing data{hint}", on_rollback
+        "data at risk", "ok", f"no pending step destroys existing data{hint}", unread + on_rollback
     )
 
 

@@ -1,34 +1,68 @@
-"""Where data loss is decided: refuse a plan that would destroy existing data, or archive it."""
+"""Where data loss is decided, before a plan runs and again as each step runs.
+
+Before: ``decide`` refuses a plan whose assessment (``dataloss.assess``) finds data it would
+destroy, unless the run accepts it (``--allow-data-loss``) or keeps it (``--archive``).
+
+As it runs: ``DataGuard.wrap`` replaces each step's migration function (inside the step's own
+transaction, see ``executor``). A step that can destroy data first locks the tables it would
+count (PostgreSQL: ``LOCK TABLE ... IN EXCLUSIVE MODE``; SQLite steps run in ``BEGIN
+IMMEDIATE``), counts again, and archives or refuses: no row written between the assessment and
+the drop can slip through. A step whose code could not be read (``op.get_bind()``, SQL the
+reader does not know) runs under a savepoint with every statement it sends read and counted
+before it reaches the database; afterwards the catalog is compared, and on PostgreSQL the
+transaction's own delete counters, so a table, column or rows that vanished through code no
+reader understood (a function, a ``DO`` block) are counted after rolling back to the savepoint,
+and refused like any other loss.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .analysis import Operation
 from .archive import ArchiveLog, ArchiveSpec
-from .dataloss import DataLossError, DataLossReport, assess
+from .dataloss import (
+    DataLossError, DataLossReport, Loss, Shadow, StepRisk, assess, step_operations,
+)
 from .executor import Progress, RunReport, execute
 from .plan import Plan, Step
 from .project import Project
+from .statements import DeleteRows, DropColumns, DropTables, Rename, Target, read
+
+#: Backends whose DDL rolls back with its transaction (a savepoint can undo a step's drops).
+TRANSACTIONAL_DDL = ("sqlite", "postgresql")
 
 
 class DataGuard:
-    """Refuses plans that would destroy existing data, or archives that data as they run."""
+    """Refuses plans and steps that would destroy existing data, or archives that data."""
 
     def __init__(self, project: Project, allow_data_loss: bool, archive: bool | None) -> None:
         self.project = project
         self.allow_data_loss = allow_data_loss
         self.archive = project.settings.archive if archive is None else archive
         self.log = ArchiveLog(project.settings.archive_table)
+        #: Tables ``(name, None)`` and columns this run created, under their current names:
+        #: what they hold, the run wrote.
+        self.created: set[tuple[str, str | None]] = set()
+        #: Archives written as the run went.
+        self.archived: list[ArchiveSpec] = []
+
+    # -- before the run ----------------------------------------------------------------------
 
     def decide(self, connection: Connection, plan: Plan, report: DataLossReport) -> list[ArchiveSpec]:
         """Given what ``plan`` would destroy (``assess``): raise unless allowed, or plan the
-        archives that keep it."""
+        archives that keep it (refusing what cannot be archived)."""
         if not report.losses:
             return []
         if self.archive:
-            return self.log.plan(connection, report, skip_unarchivable=self.allow_data_loss)
+            specs = self.log.plan(connection, report, skip_unarchivable=self.allow_data_loss)
+            connection.rollback()
+            return specs
         if self.allow_data_loss:
             return []
         raise DataLossError(
@@ -39,28 +73,256 @@ class DataGuard:
         )
 
     def run(
-        self, connection: Connection, plan: Plan, progress: Progress | None
-    ) -> tuple[RunReport, DataLossReport, list[ArchiveSpec]]:
-        """Check, then execute the plan, writing each step's archives in its transaction."""
+        self, connection: Connection, plan: Plan, progress: Progress | None,
+        finalize: Callable[[Connection], None] | None = None,
+    ) -> tuple[RunReport, DataLossReport]:
+        """Assess, decide, then execute the plan with every step counted again as it runs."""
         report = assess(self.project, connection, plan)
-        specs = self.decide(connection, plan, report)
-        run = execute(
-            self.project, connection, plan, progress, before_step=self.archiver(connection, specs)
-        )
-        return run, report, specs
+        self.decide(connection, plan, report)
+        return self.execute(connection, plan, progress, finalize), report
 
-    def archiver(
-        self, connection: Connection, specs: list[ArchiveSpec]
-    ) -> Callable[[Connection, Step], None] | None:
-        """The ``before_step`` hook that writes each step's archives (None: nothing to keep)."""
-        if not specs:
-            return None
-        self.log.ensure(connection)
-        connection.commit()
+    def execute(
+        self, connection: Connection, plan: Plan, progress: Progress | None,
+        finalize: Callable[[Connection], None] | None = None,
+    ) -> RunReport:
+        if self.archive:
+            self.log.ensure(connection)
+            connection.commit()
+        return execute(self.project, connection, plan, progress, finalize, wrap=self.wrap)
 
-        def write_archives(conn: Connection, step: Step) -> None:
+    # -- as each step runs -------------------------------------------------------------------
+
+    def wrap(
+        self, connection: Connection, step: Step, function: Callable[..., None]
+    ) -> Callable[..., None]:
+        """The step's migration function, preceded by the count (and archives) and, for code
+        that could not be read, watched statement by statement."""
+        if self.allow_data_loss and not self.archive:
+            return function
+        dialect = connection.dialect.name
+        ops = step_operations(self.project, step, dialect)
+        unreadable = any(op.risk == "review" for op in ops)
+
+        def run(**kw: Any) -> None:
+            self._count_step(connection, step, ops)
+            if unreadable:
+                self._watched(connection, step, function, kw)
+            else:
+                function(**kw)
+
+        return run
+
+    def _count_step(self, connection: Connection, step: Step, ops: list[Operation]) -> None:
+        """Count what the step's operations destroy now, with the tables locked, then archive
+        or refuse; remember what the step creates."""
+        if not any(op.risk == "destroys" for op in ops):
+            if any(op.effects for op in ops):
+                shadow = Shadow(connection, exempt=self.created, dry=True)
+                for op in ops:
+                    shadow.apply(op.effects, op.reason)
+                self.created = shadow.created_names()
+            return
+        dry = Shadow(connection, exempt=self.created, dry=True)
+        for op in ops:
+            dry.apply(op.effects, op.reason)
+        _lock(connection, dry.touched)
+        shadow = Shadow(connection, exempt=self.created)
+        risks = [
+            StepRisk(step, op, loss) for op in ops for loss in shadow.apply(op.effects, op.reason)
+        ]
+        self.created = shadow.created_names()
+        self._settle(connection, step, risks)
+
+    def _settle(self, connection: Connection, step: Step, risks: list[StepRisk]) -> None:
+        """Archive (``--archive``) or refuse what ``risks`` would lose, unless accepted."""
+        lost = [risk for risk in risks if risk.loses_data]
+        if not lost:
+            return
+        if self.archive:
+            specs = self.log.plan(connection, DataLossReport(lost), skip_unarchivable=self.allow_data_loss)
             for spec in specs:
-                if spec.step == step:
-                    self.log.write(conn, spec)
+                self.log.write(connection, spec)
+            self.archived += specs
+            return
+        if self.allow_data_loss:
+            return
+        first = lost[0]
+        more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+        raise DataLossError(
+            DataLossReport(lost),
+            f"counted again as it ran, it would destroy {first.amount} of {first.object}"
+            f"{more}, which this run did not accept; re-run with --archive to keep a copy, or "
+            "with --allow-data-loss",
+        )
 
-        return write_archives
+    # -- steps whose code could not be read ---------------------------------------------------
+
+    def _watched(
+        self, connection: Connection, step: Step, function: Callable[..., None], kw: dict[str, Any]
+    ) -> None:
+        """Run ``function`` with every statement read and counted before it runs; then find
+        what vanished through code no reader understood."""
+        transactional = connection.dialect.name in TRANSACTIONAL_DDL
+        watch = _StatementWatch(self, connection, step)
+        if not transactional:
+            with watch.listening():
+                function(**kw)
+            self.created = watch.shadow.created_names()
+            return
+        deletes_before = _deletes(connection)
+        savepoint = connection.begin_nested()
+        before = _catalog(connection, self.project)
+        with watch.listening():
+            function(**kw)
+        vanished = _vanished(before, _catalog(connection, self.project), watch.explained)
+        deleted = {
+            table: count - deletes_before.get(table, 0)
+            for table, count in _deletes(connection).items()
+            if count > deletes_before.get(table, 0) and table not in watch.explained
+            and (table, None) not in self.created and not self.project.recorder.is_own_table(table)
+        }
+        if not vanished and not deleted:
+            savepoint.commit()
+            self.created = watch.shadow.created_names()
+            return
+        savepoint.rollback()
+        counter = Shadow(connection, counting="current", exempt=self.created)
+        risks = []
+        for table, column in vanished:
+            found = counter.table(table)
+            if found is None:
+                continue
+            loss = (counter.apply((DropColumns((Target(table, column),)),), "vanished")
+                    if column else counter.apply((DropTables((Target(table),)),), "vanished"))
+            what = f"column {table}.{column}" if column else f"table {table}"
+            risks += [StepRisk(step, _seen(f"{what} vanished through code that could not be "
+                                           "read", table, column), item) for item in loss]
+        for table, count in deleted.items():
+            loss = Loss(table, None, count, f"{count} rows of {table} deleted by code that "
+                                            "could not be read")
+            risks.append(StepRisk(step, _seen(loss.reason, table, None), loss))
+        if deleted and self.archive and not self.allow_data_loss:
+            raise DataLossError(
+                DataLossReport([r for r in risks if r.loses_data]),
+                f"code that could not be read deleted rows of {', '.join(deleted)}: which rows is "
+                "not known, so they cannot be archived; re-run with --allow-data-loss",
+            )
+        self._settle(connection, step, risks)
+        watch = _StatementWatch(self, connection, step)
+        with watch.listening():
+            function(**kw)  # nothing vanished with data, or it is archived: run it for real
+        self.created = watch.shadow.created_names()
+
+
+class _StatementWatch:
+    """Reads each statement a step sends before the database runs it; counts what it would
+    destroy on the database as it is at that moment, and archives or refuses."""
+
+    def __init__(self, guard: DataGuard, connection: Connection, step: Step) -> None:
+        self.guard = guard
+        self.connection = connection
+        self.step = step
+        self.shadow = Shadow(connection, counting="current", exempt=guard.created)
+        #: Tables (and ``(table, column)``) whose drops, renames or deletes were read.
+        self.explained: set[Any] = set()
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        sa.event.listen(self.connection, "before_cursor_execute", self._before)
+        try:
+            yield
+        finally:
+            sa.event.remove(self.connection, "before_cursor_execute", self._before)
+
+    def _before(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
+                context: Any, executemany: bool) -> None:
+        if executemany or self.guard.project.recorder.is_own_table(_first_table(statement)):
+            return
+        for reading in read(statement):
+            if not reading.effects:
+                continue
+            self._explain(reading.effects)
+            self.shadow.params = parameters
+            losses = self.shadow.apply(reading.effects, reading.reason)
+            self.shadow.params = None
+            operation = _seen(reading.reason, reading.table, reading.column, reading.sql)
+            self.explained.update(loss.table for loss in losses)
+            self.guard._settle(conn, self.step, [StepRisk(self.step, operation, l) for l in losses])
+
+    def _explain(self, effects: tuple[Any, ...]) -> None:
+        for effect in effects:
+            if isinstance(effect, DropTables):
+                self.explained.update(t.table for t in effect.tables)
+            elif isinstance(effect, DropColumns):
+                self.explained.update((t.table, t.column) for t in effect.columns)
+            elif isinstance(effect, Rename):
+                target = effect.target
+                self.explained.add(target.table if target.column is None else (target.table, target.column))
+            elif isinstance(effect, DeleteRows):
+                self.explained.add(effect.table.table)
+
+
+def _seen(reason: str, table: str | None, column: str | None, sql: str | None = None) -> Operation:
+    """An Operation for something read as it ran (for the report's rows)."""
+    return Operation(kind="execute", table=table, column=column, risk="destroys", reason=reason, sql=sql)
+
+
+def _first_table(statement: str) -> str:
+    """Our own bookkeeping statements (version table, log, archives) are not watched."""
+    words = statement.replace('"', " ").replace("`", " ").split()
+    for index, word in enumerate(words[:-1]):
+        if word.upper() in ("INTO", "UPDATE", "TABLE", "FROM"):
+            return words[index + 1]
+    return ""
+
+
+def _catalog(connection: Connection, project: Project) -> set[Any]:
+    """Every table and ``(table, column)`` of the default schema, without our own tables."""
+    inspector = sa.inspect(connection)
+    found: set[Any] = set()
+    for (_schema, table), columns in inspector.get_multi_columns().items():
+        if project.recorder.is_own_table(table):
+            continue
+        found.add(table)
+        found.update((table, column["name"]) for column in columns)
+    return found
+
+
+def _vanished(before: set[Any], after: set[Any], explained: set[Any]) -> list[tuple[str, str | None]]:
+    """Tables and columns gone without a statement that said so (a column of a vanished table
+    is not listed on its own)."""
+    gone_tables = {t for t in before - after if isinstance(t, str) and t not in explained}
+    found: list[tuple[str, str | None]] = [(t, None) for t in sorted(gone_tables)]
+    for item in sorted(i for i in before - after if isinstance(i, tuple)):
+        table, column = item
+        if table in gone_tables or item in explained or table in explained:
+            continue
+        found.append((table, column))
+    return found
+
+
+def _deletes(connection: Connection) -> dict[str, int]:
+    """PostgreSQL: rows deleted per table by the current transaction so far (its own
+    statistics, which see inside functions and DO blocks too)."""
+    if connection.dialect.name != "postgresql":
+        return {}
+    rows = connection.exec_driver_sql(
+        "SELECT relname, n_tup_del FROM pg_stat_xact_user_tables WHERE n_tup_del > 0"
+    ).all()
+    return {name: int(count) for name, count in rows}
+
+
+def _lock(connection: Connection, tables: set[tuple[str | None, str]]) -> None:
+    """Hold the tables a step counts against writers until the step commits (PostgreSQL;
+    SQLite steps already run in BEGIN IMMEDIATE)."""
+    if connection.dialect.name != "postgresql" or not tables:
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    existing = [
+        (schema, name) for schema, name in sorted(tables, key=lambda t: (t[0] or "", t[1]))
+        if sa.inspect(connection).has_table(name, schema=schema)
+    ]
+    if existing:
+        listed = ", ".join(f"{quote(s)}.{quote(n)}" if s else quote(n) for s, n in existing)
+        connection.exec_driver_sql(f"LOCK TABLE {listed} IN EXCLUSIVE MODE")
+

@@ -33,6 +33,10 @@ class Step:
     def app(self) -> str:
         return self.migration.app
 
+    def reversed(self) -> Step:
+        """The same migration the other way (what rolling this step back runs)."""
+        return Step(self.migration, "down" if self.direction == "up" else "up")
+
 
 @dataclass
 class Plan:

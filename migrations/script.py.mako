@@ -16,8 +16,10 @@ down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
-# To mark this migration as a rollback barrier, say why:
+# If it cannot be undone (a rollback barrier), say why:
 # irreversible = "drops data that cannot be restored"
+# If an empty downgrade() is intended (nothing to undo), say why:
+# noop_downgrade = "the backfill only fills NULLs"
 
 
 def upgrade() -> None:

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import Result
 
+from flask_rollback.errors import EXIT_REFUSED as REFUSED
 from tests.projects import BLOG_MODELS, Project, new_project, revision_of, write_migration
 
 #: blog.Post with a nullable title, so "non-NULL values" differ from rows.
@@ -156,8 +157,13 @@ KINDS = {
         "posts.title", "1 value",
     ),
     "delete_all": ('op.execute("DELETE FROM posts")', "posts", "3 rows"),
-    "delete_where": ('op.execute("DELETE FROM posts WHERE author_id = 1")', "posts", "unknown"),
-    "update": ("op.execute(\"UPDATE posts SET title = 'x'\")", "posts", "unknown"),
+    "delete_where": ('op.execute("DELETE FROM posts WHERE author_id = 1")', "posts", "2 rows"),
+    "update": ("op.execute(\"UPDATE posts SET title = 'x'\")", "posts.title", "2 values"),
+    "upsert": (
+        "op.execute(\"INSERT INTO posts (id, title, author_id) VALUES (1, 'x', 1) \"\n"
+        "           \"ON CONFLICT (id) DO UPDATE SET title = excluded.title\")",
+        "posts", "unknown",
+    ),
     "truncate": ('op.execute("TRUNCATE posts")', "posts", "3 rows"),
 }
 
@@ -171,7 +177,7 @@ def test_each_destructive_kind_is_counted_and_refused_untouched(
     write_migration(project, "blog", "0002_destroy.py", "blog0002", revision_of(project, "blog", "0001"), upgrade)
     before = fingerprint(project)
 
-    refused = db(project, "upgrade", code=1)
+    refused = db(project, "upgrade", code=REFUSED)
     assert refused.stdout == ""
     (row,) = risk_rows(refused.stderr)
     assert row[:4] == ["+ blog.0002_destroy", "blog", what, lost]
@@ -181,7 +187,7 @@ def test_each_destructive_kind_is_counted_and_refused_untouched(
     assert "--archive" in error and "--allow-data-loss" in error
     assert fingerprint(project) == before
     if lost == "unknown":  # what a statement touches is not known up front: nothing to archive
-        unarchivable = db(project, "upgrade", "--archive", code=1)
+        unarchivable = db(project, "upgrade", "--archive", code=REFUSED)
         (error,) = error_lines(unarchivable)
         assert "cannot archive" in error and "not known before it runs" in error
         assert "--allow-data-loss" in error
@@ -201,12 +207,12 @@ def test_refusal_is_split_stdout_stderr_in_the_real_cli(tmp_path: Path, db_url: 
     )
     before = fingerprint(project)
     run = project.run("upgrade")
-    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert run.returncode == REFUSED, (run.stdout, run.stderr)
     assert "Data at risk" not in run.stdout and "Error" not in run.stdout
     rows = risk_rows(run.stderr)
     assert [row[:4] for row in rows] == [
         ["+ blog.0002_destroy", "blog", "posts", "3 rows"],
-        ["+ blog.0002_destroy", "blog", "users", "unknown"],
+        ["+ blog.0002_destroy", "blog", "users", "1 row"],
     ]
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "would destroy existing data in 2 place(s)" in errors[0]
@@ -298,7 +304,7 @@ def test_column_archive_round_trip(tmp_path: Path, db_url: str) -> None:
 
     planned = db(project, "rollback", "--plan")
     assert [row[:4] for row in risk_rows(planned.output)] == [[f"- {label}", "blog", "posts.tags", "2 values"]]
-    refused = db(project, "rollback", "--yes", code=1)
+    refused = db(project, "rollback", "--yes", code=REFUSED)
     assert [row[:4] for row in risk_rows(refused.stderr)] == [[f"- {label}", "blog", "posts.tags", "2 values"]]
     assert "would destroy existing data" in error_lines(refused)[0]
     assert fingerprint(project) == before
@@ -343,7 +349,7 @@ def test_whole_table_archive_round_trip(tmp_path: Path, db_url: str) -> None:
     original = project.query("SELECT id, body, post_id FROM comments ORDER BY id")
     before = fingerprint(project)
 
-    refused = db(project, "rollback", "--yes", code=1)
+    refused = db(project, "rollback", "--yes", code=REFUSED)
     assert [row[:4] for row in risk_rows(refused.stderr)] == [[f"- {label}", "blog", "comments", "3 rows"]]
     assert fingerprint(project) == before
 
@@ -394,7 +400,7 @@ def test_narrowed_values_are_archived_and_restored_after_widening(tmp_path: Path
         'op.alter_column("posts", "title", type_=sa.String(200), existing_type=sa.String(5))',
     )
     original = project.query("SELECT id, title FROM posts ORDER BY id")
-    refused = db(project, "upgrade", code=1)
+    refused = db(project, "upgrade", code=REFUSED)
     assert [row[2:4] for row in risk_rows(refused.stderr)] == [["posts.title", "1 value"]]
 
     db(project, "upgrade", "--archive")
@@ -450,7 +456,7 @@ def test_archive_setting_is_the_default_and_no_archive_overrides(tmp_path: Path,
         'op.add_column("posts", sa.Column("title", sa.String(200), nullable=True))',
     )
     before = fingerprint(project)
-    refused = db(project, "upgrade", "--no-archive", code=1)
+    refused = db(project, "upgrade", "--no-archive", code=REFUSED)
     assert [row[2:4] for row in risk_rows(refused.stderr)] == [["posts.title", "2 values"]]
     assert fingerprint(project) == before
 
@@ -498,7 +504,7 @@ def test_a_table_without_primary_key_cannot_be_archived(tmp_path: Path, db_url: 
         'op.drop_table("notes")\nop.drop_column("posts", "title")',
     )
     before = fingerprint(project)
-    refused = db(project, "upgrade", "--archive", code=1)
+    refused = db(project, "upgrade", "--archive", code=REFUSED)
     (error,) = error_lines(refused)
     assert "cannot archive notes" in error and "no primary key" in error and "--allow-data-loss" in error
     assert fingerprint(project) == before
@@ -511,7 +517,10 @@ def test_a_table_without_primary_key_cannot_be_archived(tmp_path: Path, db_url: 
     assert [a["table"] for a in archives(project)] == ["posts"]
 
 
-def test_get_bind_needs_review_in_predeploy_and_downgrade(tmp_path: Path, db_url: str) -> None:
+def test_code_that_cannot_be_read_is_counted_as_it_runs(tmp_path: Path, db_url: str) -> None:
+    """``op.get_bind()`` code cannot be read ahead: the gate says it will be checked as it
+    runs (no warning, --strict passes), and the run reads each statement before it reaches the
+    database: an UPDATE that overwrites existing titles is refused there and rolled back."""
     project = blog_project(tmp_path, db_url)
     write_migration(
         project, "blog", "0002_by_hand.py", "blog0002", revision_of(project, "blog", "0001"),
@@ -520,18 +529,23 @@ def test_get_bind_needs_review_in_predeploy_and_downgrade(tmp_path: Path, db_url
     )
     gate = json.loads(db(project, "predeploy", "--json").output)
     (check,) = [c for c in gate["checks"] if c["name"] == "data at risk"]
-    assert check["level"] == "warning" and "cannot be analysed" in check["message"], check
-    assert any("blog.0002_by_hand" in d and "op.get_bind()" in d and "needs review" in d
+    assert check["level"] == "ok", check
+    assert any("blog.0002_by_hand" in d and "op.get_bind()" in d and "checked as it runs" in d
                for d in check["details"]), check
-    db(project, "predeploy", "--strict", code=1)
+    db(project, "predeploy", "--strict")
 
-    up = db(project, "upgrade")  # not refused: nothing countable would be lost
-    assert "Data at risk" not in up.output
+    before = fingerprint(project)
+    refused = db(project, "upgrade", code=REFUSED)
+    (error,) = error_lines(refused)
+    assert error.startswith("Error: migration blog.0002_by_hand (up) was stopped: counted again as it ran")
+    assert "2 values of posts.title" in error and "rolled back" in error, error
+    assert fingerprint(project) == before
+
+    up = db(project, "upgrade", "--allow-data-loss")
     assert project.query("SELECT title FROM posts WHERE id = 1") == [("SHORT",)]
-    down = db(project, "downgrade")
-    (warning,) = [line for line in down.stderr.splitlines() if line.startswith("Warning:")]
-    assert warning.startswith("Warning: blog.0002_by_hand: downgrade() cannot be analysed")
-    assert "op.get_bind()" in warning and warning.endswith("it was not checked for data loss")
+    assert "not checked: --allow-data-loss" in up.stderr
+    db(project, "downgrade", code=REFUSED)
+    db(project, "downgrade", "--allow-data-loss")
     assert project.query("SELECT title FROM posts WHERE id = 1") == [("short",)]
 
 
@@ -564,9 +578,9 @@ def test_predeploy_warns_with_live_counts_and_deploy_refuses(tmp_path: Path, db_
     assert "Blocked: 0 error(s), 1 warning(s) (--strict: warnings count)." in strict
 
     before = fingerprint(project)
-    refused = db(project, "upgrade", code=1)
+    refused = db(project, "upgrade", code=REFUSED)
     assert [row[:4] for row in risk_rows(refused.stderr)] == [[f"+ {label}", "blog", "posts.title", "2 values"]]
-    deploy = db(project, "deploy", "--label", "v2", code=1)
+    deploy = db(project, "deploy", "--label", "v2", code=REFUSED)
     assert [row[:4] for row in risk_rows(deploy.stderr)] == [[f"+ {label}", "blog", "posts.title", "2 values"]]
     assert "would destroy existing data" in error_lines(deploy)[0]
     assert fingerprint(project) == before  # no deploy record either
@@ -593,7 +607,7 @@ def test_truncate_cascade_counts_and_archives_the_referencing_tables(tmp_path: P
     )
     users = project.query("SELECT * FROM users ORDER BY id")
     posts = project.query("SELECT * FROM posts ORDER BY id")
-    refused = db(project, "upgrade", code=1)
+    refused = db(project, "upgrade", code=REFUSED)
     assert [row[2:4] for row in risk_rows(refused.stderr)] == [["users", "2 rows"], ["posts", "3 rows"]]
 
     ran = db(project, "upgrade", "--archive")
@@ -620,9 +634,9 @@ def test_a_table_of_another_schema_is_named_and_not_archived_as_its_namesake(
         'op.drop_table("posts", schema="other")',
     )
     before = fingerprint(project)
-    refused = db(project, "upgrade", code=1)
+    refused = db(project, "upgrade", code=REFUSED)
     assert [row[2:4] for row in risk_rows(refused.stderr)] == [["other.posts", "2 rows"]]
-    archived = db(project, "upgrade", "--archive", code=1)  # not a copy of public.posts
+    archived = db(project, "upgrade", "--archive", code=REFUSED)  # not a copy of public.posts
     (error,) = error_lines(archived)
     assert "cannot archive other.posts" in error and "--allow-data-loss" in error
     assert fingerprint(project) == before

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from flask_rollback.errors import EXIT_REFUSED as REFUSED
 from flask_rollback.rehearsal import SCRATCH_PREFIX, snapshot
-
 from tests.projects import (
     ACCOUNTS_MODELS, Project, new_project, revision_of, write_chain, write_migration,
 )
@@ -256,7 +256,7 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
 
     # Then deploy 1: users holds a row, so it is refused until the loss is accepted; then back
     # to an empty schema (only the library's own tables remain).
-    refused = db(project, "rollback", "1", "--yes", code=1).output
+    refused = db(project, "rollback", "1", "--yes", code=REFUSED).output
     assert re.search(r"- accounts\.0001_initial\s+accounts\s+users\s+1 row\s+drops table users", refused)
     assert "posts" not in refused  # empty: dropping it loses nothing
     assert db(project, "rollback", "1", "--yes", "--allow-data-loss").output.strip() == (
@@ -414,10 +414,10 @@ def test_irreversible_migration_is_a_warning_and_blocks_with_strict(tmp_path: Pa
     assert blocked.stderr.strip() == "Error: the gate blocked the deploy; nothing was applied."
     assert state(project) == before
 
-    # Without --strict the gate lets it through, but its UPDATE overwrites values nobody can
-    # count up front: the deploy needs --allow-data-loss. The barrier then refuses its rollback.
-    refused = db(project, "deploy", "--label", "v2", code=1).output
-    assert re.search(r"\+ accounts\.0002_lowercase\s+accounts\s+users\s+unknown\s+overwrites values", refused)
+    # Without --strict the gate lets it through, but its UPDATE overwrites the one non-NULL
+    # email: the deploy needs --allow-data-loss. The barrier then refuses its rollback.
+    refused = db(project, "deploy", "--label", "v2", code=REFUSED).output
+    assert re.search(r"\+ accounts\.0002_lowercase\s+accounts\s+users\.email\s+1 value\s+overwrites", refused)
     assert "would destroy existing data" in refused and "--allow-data-loss" in refused
     assert state(project) == before
     db(project, "deploy", "--label", "v2", "--allow-data-loss")

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from flask_rollback.errors import EXIT_REFUSED
+
 ROOT = Path(__file__).parents[1]
 TABLES = {"users", "posts", "tags", "post_tags", "products", "orders", "order_lines"}
 OWN_TABLES = {"alembic_version", "rollback_log"}

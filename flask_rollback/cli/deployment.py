@@ -125,7 +125,7 @@ def rollback_command(
         print_plan(result.plan, result.problems)
         print_risks(result.risks)
         return
-    warn_unreviewed(result.risks)
+    warn_unreviewed(result.risks, not allow_data_loss)
     print_archived(result.archived)
     reverted = len(result.run.done) if result.run else 0
     click.echo(f"Rolled back deploy {result.record.id}: reverted {reverted} migration(s).")

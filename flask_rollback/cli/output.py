@@ -87,13 +87,12 @@ def print_archived(specs: list[ArchiveSpec]) -> None:
         )
 
 
-def warn_unreviewed(report: DataLossReport | None) -> None:
+def warn_unreviewed(report: DataLossReport | None, checked: bool) -> None:
+    """Code that could not be read ahead: say whether its statements were checked as it ran."""
+    how = "its statements are read and counted as they run" if checked else (
+        "not checked: --allow-data-loss")
     for risk in report.unreviewed if report else []:
-        click.echo(
-            f"Warning: {risk.step.migration.label}: {risk.operation.reason}; "
-            "it was not checked for data loss",
-            err=True,
-        )
+        click.echo(f"Note: {risk.step.migration.label}: {risk.operation.reason}; {how}", err=True)
 
 
 def finish(result: commands.RunResult) -> None:
@@ -105,7 +104,7 @@ def finish(result: commands.RunResult) -> None:
         print_plan(report.plan, result.problems)
         print_risks(result.risks)
         return
-    warn_unreviewed(result.risks)
+    warn_unreviewed(result.risks, not result.allow_data_loss)
     print_archived(result.archived)
     if not report.done:
         click.echo(f"Nothing to {report.plan.kind}: already at {report.plan.target}.")

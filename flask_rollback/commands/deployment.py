@@ -11,10 +11,10 @@ from sqlalchemy.engine import Connection
 from .. import signals
 from ..archive import ArchiveSpec
 from ..backup import backup_database
-from ..dataloss import DataLossReport, assess
+from ..dataloss import DataLossError, DataLossReport, assess
 from ..deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRecord
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
-from ..executor import Progress, RunReport, execute
+from ..executor import Progress, RunReport
 from ..gate import GateReport, graph_failure, run_gate
 from ..guard import DataGuard
 from ..lock import Announce
@@ -74,11 +74,14 @@ def deploy(
         if report.blocked or not plan.steps:
             return DeployResult(report)
         guard = DataGuard(project, allow_data_loss, archive)
-        specs = guard.decide(connection, plan, report.data_loss)
+        guard.decide(connection, plan, report.data_loss)
         backup = None
         if project.settings.backup_dir:
             backup = str(backup_database(project.url, project.settings.backup_dir))
         run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
+        # The backup and the hooks took time: count again on the data as it is now (each
+        # step counts once more, under its lock, as it runs).
+        guard.decide(connection, plan, assess(project, connection, plan))
         deploy_id = deploy_log.start(
             connection,
             stored_heads_before=list(planner.stored_heads),
@@ -90,16 +93,17 @@ def deploy(
             backup=backup,
         )
         try:
-            run = execute(
-                project, connection, plan, progress, before_step=guard.archiver(connection, specs)
-            )
+            run = guard.execute(connection, plan, progress)
         except RollbackError as exc:
             done = _applied_so_far(project, connection, plan)
             deploy_log.finish(
                 connection, deploy_id, FAILED, migrations=done, error=exc.message,
                 stored_heads_after=list(project.recorder.stored_heads(connection)),
             )
-            raise RollbackError(f"deploy {deploy_id} failed: {exc.message}") from exc
+            message = f"deploy {deploy_id} failed: {exc.message}"
+            if isinstance(exc, DataLossError):
+                raise DataLossError(exc.report, message) from exc
+            raise RollbackError(message, exit_code=exc.exit_code) from exc
         applied = planner.applied | {step.migration.revision for step in plan.steps}
         deploy_log.finish(
             connection, deploy_id, APPLIED,
@@ -110,7 +114,7 @@ def deploy(
         record = deploy_log.get(connection, deploy_id)
         connection.rollback()
     run_hooks(project, "after_deploy", signals.after_deploy, plan=plan, deploy=record)
-    return DeployResult(report, record, run, specs)
+    return DeployResult(report, record, run, guard.archived)
 
 
 def _applied_so_far(project: Project, connection: Connection, plan: Plan) -> list[str]:
@@ -194,7 +198,7 @@ def rollback(
             result.risks = assess(project, connection, plan)
             return result
         result.risks = assess(project, connection, plan)
-        specs = guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
+        guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
         if confirm is not None and not confirm(plan):
             raise RollbackError("rollback cancelled; nothing was changed")
         run_hooks(project, "before_rollback", signals.before_rollback, plan=plan, deploy=record)
@@ -203,11 +207,8 @@ def rollback(
                 deploy_log.mark_rolled_back(connection, record.id)
             return result
         finalize = lambda conn: deploy_log.mark_rolled_back(conn, record.id)  # noqa: E731
-        result.run = execute(
-            project, connection, plan, progress,
-            finalize=finalize, before_step=guard.archiver(connection, specs),
-        )
-        result.archived = specs
+        result.run = guard.execute(connection, plan, progress, finalize)
+        result.archived = guard.archived
         return result
 
 

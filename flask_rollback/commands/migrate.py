@@ -34,6 +34,8 @@ class RunResult:
     sql: str | None = None
     risks: DataLossReport | None = None
     archived: list[ArchiveSpec] = field(default_factory=list)
+    #: The run accepted data loss: nothing was counted as it ran.
+    allow_data_loss: bool = False
 
     @property
     def plan(self) -> Plan:
@@ -127,8 +129,8 @@ def _run(
     if plan_only:
         risks = assess(project, connection, plan)
         return RunResult(RunReport(plan, planned_only=True), problems, risks=risks)
-    run, risks, archived = guard.run(connection, plan, progress)
-    return RunResult(run, risks=risks, archived=archived)
+    run, risks = guard.run(connection, plan, progress)
+    return RunResult(run, risks=risks, archived=guard.archived, allow_data_loss=guard.allow_data_loss)
 
 
 def stamp(
