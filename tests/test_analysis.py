@@ -174,7 +174,7 @@ def test_raw_sql_as_text_core_and_several_statements(tmp_path: Path) -> None:
     assert [(o.table, o.risk, o.sql and o.sql.splitlines()[-1].strip()) for o in ops] == [
         ("sessions", "destroys", "DELETE FROM sessions WHERE expires < %(now)s"),
         ("posts", "destroys", "UPDATE posts SET title=%(title)s"),  # NullType: no literal
-        ("posts", "safe", "INSERT INTO posts (title) VALUES ('x')"),
+        ("posts", "safe", "INSERT INTO posts (title) VALUES (%(title)s)"),
         ("audit", "destroys", "TRUNCATE audit"),  # after its comment line
         ("legacy", "destroys", "DROP TABLE legacy"),
         (None, "safe", "INSERT INTO log (msg) VALUES ('cleaned')"),
