@@ -177,7 +177,7 @@ def test_raw_sql_as_text_core_and_several_statements(tmp_path: Path) -> None:
         ("posts", "safe", "INSERT INTO posts (title) VALUES (%(title)s)"),
         ("audit", "destroys", "TRUNCATE audit"),  # after its comment line
         ("legacy", "destroys", "DROP TABLE legacy"),
-        (None, "safe", "INSERT INTO log (msg) VALUES ('cleaned')"),
+        ("log", "safe", "INSERT INTO log (msg) VALUES ('cleaned')"),
     ]
 
 
