@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from .dataloss import UNKNOWN, DataLossReport
 from .errors import RollbackError
 from .plan import Step
-from .recorder import utcnow
+from .recorder import archive_prefix, utcnow
 
 #: PostgreSQL truncates identifiers longer than this; archive names stay within it.
 MAX_NAME = 63
@@ -82,7 +82,7 @@ class ArchiveLog:
     """The registry table of archives, and the archive tables it names."""
 
     def __init__(self, table_name: str) -> None:
-        self.prefix = f"{table_name}_"
+        self.prefix = archive_prefix(table_name)
         self.table = sa.Table(
             table_name,
             sa.MetaData(),

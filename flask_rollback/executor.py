@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from .database import mask
 from .errors import RollbackError
+from .interrupts import Interrupted
 from .plan import Plan, Step
 from .project import Project
 from .recorder import utcnow
@@ -82,6 +83,9 @@ def execute(
         )
         try:
             env.run_migrations()
+        except Interrupted as exc:
+            exc.outcome.append(_interrupted_at(plan, report))
+            raise
         except Exception as exc:
             failed = plan.steps[len(report.done)]
             reason = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "", project.url)
@@ -91,6 +95,19 @@ def execute(
                 f"{len(report.done)} earlier step(s) of this run stay done"
             ) from exc
     return report
+
+
+def _interrupted_at(plan: Plan, report: RunReport) -> str:
+    """What a signal left: the step in progress rolled back (its transaction), the earlier ones
+    committed."""
+    done = len(report.done)
+    if done == len(plan.steps):
+        return f"all {done} step(s) of this run were applied"
+    step = plan.steps[done]
+    return (
+        f"migration {step.migration.label} ({step.direction}) was rolled back, "
+        f"{done} earlier step(s) of this run stay done"
+    )
 
 
 def _preceded(
