@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from .dataloss import UNKNOWN, DataLossReport
 from .errors import EXIT_REFUSED, RollbackError
 from .plan import Step
-from .recorder import utcnow
+from .recorder import archive_prefix, utcnow
 
 #: PostgreSQL's first OID for objects created after initdb (``FirstNormalObjectId``): a type or
 #: collation from ``CREATE TYPE/DOMAIN/COLLATION/EXTENSION`` has one at least this large.
@@ -120,7 +120,7 @@ class ArchiveLog:
     """The registry table of archives, and the archive tables it names."""
 
     def __init__(self, table_name: str) -> None:
-        self.prefix = f"{table_name}_"
+        self.prefix = archive_prefix(table_name)
         self.table = sa.Table(
             table_name,
             sa.MetaData(),

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.pool import NullPool
 
 from .errors import RollbackError
@@ -28,6 +28,49 @@ def mask(text: str, url: URL) -> str:
 #: ``connection.info`` key: the statements that begin a transaction on SQLite (the executor sets
 #: ``PRAGMA foreign_keys`` and ``BEGIN IMMEDIATE`` per step; plain ``BEGIN`` otherwise).
 BEGIN_STATEMENT = "flask_rollback.begin"
+
+
+#: libpq connection parameters and the environment variables that set them (libpq manual,
+#: "Environment Variables"). The rest go into a conninfo; none of them is a secret.
+LIBPQ_ENVIRONMENT = {
+    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE",
+    "user": "PGUSER", "password": "PGPASSWORD", "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING", "service": "PGSERVICE", "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME", "sslmode": "PGSSLMODE", "requiressl": "PGREQUIRESSL",
+    "sslcompression": "PGSSLCOMPRESSION", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "sslcertmode": "PGSSLCERTMODE", "sslrootcert": "PGSSLROOTCERT", "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI", "requirepeer": "PGREQUIREPEER",
+    "require_auth": "PGREQUIREAUTH", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME", "gsslib": "PGGSSLIB", "gssdelegation": "PGGSSDELEGATION",
+    "connect_timeout": "PGCONNECT_TIMEOUT", "client_encoding": "PGCLIENTENCODING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+}
+#: Secrets without an environment variable: they would have to go on a command line.
+NO_ENVIRONMENT_SECRETS = ("sslpassword",)
+
+
+def libpq_environment(dialect: Dialect, url: URL) -> tuple[dict[str, str], str]:
+    """What makes a libpq tool (pg_dump, psql) connect exactly where the driver does: the
+    driver's own connection arguments for ``url`` (host, port, user, database, every query
+    parameter such as ``?host=/socket/dir`` or ``sslmode``) as PG* environment variables, plus a
+    conninfo for parameters that have no variable. The password goes only into PGPASSWORD.
+
+    Raises ValueError naming a secret that only a command line could carry."""
+    _args, arguments = dialect.create_connect_args(url)
+    environment: dict[str, str] = {}
+    conninfo: list[str] = []
+    for key, value in arguments.items():
+        if not isinstance(value, (str, int)):
+            continue  # driver objects (psycopg's adapters map), not connection parameters
+        if key in NO_ENVIRONMENT_SECRETS:
+            raise ValueError(f"the URL's {key} cannot be passed to a libpq tool without a command line")
+        if key in LIBPQ_ENVIRONMENT:
+            environment[LIBPQ_ENVIRONMENT[key]] = str(value)
+        else:
+            quoted = str(value).replace("\\", "\\\\").replace("'", "\\'")
+            conninfo.append(f"{key}='{quoted}'")
+    return environment, " ".join(conninfo)
 
 
 def migration_engine(url: URL) -> Engine:

@@ -11,7 +11,8 @@ from __future__ import annotations
 EXIT_OK = 0
 #: An error: a migration failed, a bad target, a refused plan (cascade, irreversible step).
 EXIT_ERROR = 1
-#: Usage error, or the command could not run (database unreachable, lock timeout, no scratch copy).
+#: Usage error, or the command could not run (database unreachable, lock timeout, no scratch copy:
+#: the scratch database could not be created or the schema not copied into it).
 EXIT_COULD_NOT_RUN = 2
 #: ``check`` / ``makemigrations --check``: the models differ from the migrations.
 EXIT_MODELS_DIFFER = 3
@@ -22,8 +23,10 @@ EXIT_MULTIPLE_HEADS = 5
 #: Refused to protect data: the plan (or a step, counted again as it ran) would destroy data
 #: that ``--allow-data-loss`` did not accept and ``--archive`` did not keep.
 EXIT_REFUSED = 6
-#: Stopped by SIGTERM (or SIGINT): the running migration was rolled back.
+#: Stopped by SIGTERM (128 + 15): the running migration was rolled back, the scratch database removed.
 EXIT_TERMINATED = 143
+#: Stopped by Ctrl-C (SIGINT, 128 + 2): the same cleanup as for SIGTERM.
+EXIT_INTERRUPTED = 130
 
 
 class RollbackError(Exception):

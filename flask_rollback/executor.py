@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from .database import BEGIN_STATEMENT, mask
 from .dataloss import DataLossError, step_operations
 from .errors import RollbackError
+from .interrupts import Interrupted
 from .plan import Plan, Step
 from .project import Project
 from .recorder import utcnow
@@ -100,6 +101,9 @@ def execute(
             )
             try:
                 env.run_migrations()
+            except Interrupted as exc:
+                exc.outcome.append(_interrupted_at(plan, report))
+                raise
             except DataLossError as exc:
                 failed = plan.steps[len(report.done)]
                 raise DataLossError(
@@ -121,6 +125,19 @@ def execute(
         if sqlite is not None:
             sqlite.restore()
     return report
+
+
+def _interrupted_at(plan: Plan, report: RunReport) -> str:
+    """What a signal left: the step in progress rolled back (its transaction), the earlier ones
+    committed."""
+    done = len(report.done)
+    if done == len(plan.steps):
+        return f"all {done} step(s) of this run were applied"
+    step = plan.steps[done]
+    return (
+        f"migration {step.migration.label} ({step.direction}) was rolled back, "
+        f"{done} earlier step(s) of this run stay done"
+    )
 
 
 class _SQLiteSteps:

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from .analysis import destructive
 from .checks import downgrade_problem
 from .dataloss import DataLossReport, assess, step_operations
+from .errors import EXIT_COULD_NOT_RUN, EXIT_ERROR, EXIT_OK, RollbackError
 from .guard import TRANSACTIONAL_DDL
-from .errors import RollbackError
 from .plan import Plan, Planner
 from .project import Project
 from .recorder import file_sha256
@@ -37,27 +37,34 @@ class CheckResult:
 
 @dataclass
 class GateReport:
-    """The gate's verdict: blocked on any error (and, with ``strict``, any warning)."""
+    """The gate's verdict: blocked on any error (and, with ``strict``, any warning); could not
+    run when a check needing infrastructure (the scratch copy) could not be done, which says
+    nothing about the migrations, so CI can tell "retry or fix the setup" from "fix the code"."""
 
     checks: list[CheckResult]
     pending: list[str]
     strict: bool = False
     #: What the pending upgrades would destroy, for ``deploy`` to refuse or archive.
     data_loss: DataLossReport = field(default_factory=lambda: DataLossReport([]))
+    #: Why a check could not run (e.g. the schema could not be copied into the scratch database).
+    could_not_run: str | None = None
 
     @property
     def blocked(self) -> bool:
         bad = {"error", "warning"} if self.strict else {"error"}
-        return any(check.level in bad for check in self.checks)
+        return self.could_not_run is not None or any(check.level in bad for check in self.checks)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.blocked else 0
+        if self.could_not_run is not None:
+            return EXIT_COULD_NOT_RUN
+        return EXIT_ERROR if self.blocked else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ready": not self.blocked,
             "strict": self.strict,
+            "could_not_run": self.could_not_run,
             "pending": self.pending,
             "checks": [check.__dict__ for check in self.checks],
         }
@@ -76,11 +83,12 @@ def run_gate(project: Project, connection: Connection, planner: Planner, strict:
         _history(project, connection, planner),
         _reversibility(project, plan),
     ]
-    checks += _rehearsal(project, connection, plan)
+    rehearsal_checks, could_not_run = _rehearsal(project, connection, plan)
+    checks += rehearsal_checks
     data_loss = assess(project, connection, plan)
     connection.rollback()
     checks.append(_data_at_risk(project, connection, plan, data_loss))
-    return GateReport(checks, pending, strict, data_loss)
+    return GateReport(checks, pending, strict, data_loss, could_not_run)
 
 
 def _graph(project: Project) -> CheckResult:
@@ -184,25 +192,31 @@ def _data_at_risk(
     )
 
 
-def _rehearsal(project: Project, connection: Connection, plan: Plan) -> list[CheckResult]:
+def _rehearsal(
+    project: Project, connection: Connection, plan: Plan
+) -> tuple[list[CheckResult], str | None]:
+    """The rehearsal and drift checks, and why the rehearsal could not run (no scratch copy)."""
     try:
         result = rehearse(project, connection, plan)
     except RollbackError as exc:
-        return [CheckResult("rehearsal", "error", exc.message)]
-    checks = []
+        return [CheckResult("rehearsal", "error", f"could not run: {exc.message}")], exc.message
     if result.failed:
-        checks.append(
-            CheckResult(
-                "rehearsal", "error", f"{result.failed}: {result.problem}", result.differences
-            )
-        )
-        return checks
-    checks.append(
+        return [
+            CheckResult("rehearsal", "error", f"{result.failed}: {result.problem}", result.differences)
+        ], None
+    copied = (
+        f"; the schema was copied by reflection ({result.reflected}): tables, indexes and "
+        "constraints only, no extensions, functions, views or triggers"
+        if result.reflected
+        else ""
+    )
+    checks = [
         CheckResult(
             "rehearsal", "ok",
-            f"{len(result.steps)} pending migrations applied, reverted (schema identical) and re-applied on a scratch copy",
+            f"{len(result.steps)} pending migrations applied, reverted (schema identical) and "
+            f"re-applied on a scratch copy{copied}",
         )
-    )
+    ]
     if result.drift:
         checks.append(
             CheckResult(
@@ -213,4 +227,4 @@ def _rehearsal(project: Project, connection: Connection, plan: Plan) -> list[Che
         )
     else:
         checks.append(CheckResult("drift", "ok", "the models match the migrations"))
-    return checks
+    return checks, None

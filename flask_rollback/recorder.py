@@ -29,6 +29,11 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def archive_prefix(archive_table: str) -> str:
+    """Archive tables are named ``<archive registry>_...`` (see archive.py)."""
+    return f"{archive_table}_"
+
+
 def who() -> tuple[str, str]:
     try:
         user = getpass.getuser()
@@ -95,7 +100,7 @@ class Recorder:
 
     def is_own_table(self, name: str) -> bool:
         """One of the tables above, or an archive table (named after the archive registry)."""
-        return name in self.own_tables or name.startswith(f"{self.settings.archive_table}_")
+        return name in self.own_tables or name.startswith(archive_prefix(self.settings.archive_table))
 
     def stored_heads(self, connection: Connection) -> tuple[str, ...]:
         context = MigrationContext.configure(

@@ -1,33 +1,29 @@
 """Rehearsal: pending migrations run up, down and up again on a scratch copy of the schema.
 
-The scratch database gets the target's schema (never its rows, so the time does not grow with
-the data) and version table. PostgreSQL: a temporary database; SQLite: a temporary file. The
-scratch database is removed in a ``finally``, so a failure or Ctrl-C never leaves it behind.
+The scratch database (scratch.py) gets the target's schema (never its rows, so the time does not
+grow with the data) and version table. PostgreSQL: a temporary database; SQLite: a temporary
+file. It is removed in a ``finally``, so a failure, Ctrl-C or SIGTERM never leaves it behind, and
+swept by the next rehearsal when a killed process did.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import Connection
 
-from .database import connect, display_url, mask
+from .database import connect, display_url
 from .errors import RollbackError
 from .executor import execute
+from .interrupts import Interrupted
 from .plan import Plan, Step
 from .project import Project
+from .scratch import copy_schema, scratch_database
 
-SCRATCH_PREFIX = "rollback_rehearsal_"
 Snapshot = dict[str, dict[str, Any]]
 
 
@@ -41,6 +37,9 @@ class Rehearsal:
     differences: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     scratch: str = ""
+    #: Why the tables were copied by reflection instead of pg_dump (None: the database's own
+    #: definition was copied).
+    reflected: str | None = None
 
 
 def snapshot(connection: Connection, exclude: set[str]) -> Snapshot:
@@ -117,95 +116,48 @@ def differences(before: Snapshot, after: Snapshot) -> list[str]:
     return lines
 
 
-@contextmanager
-def scratch_database(url: URL) -> Iterator[URL]:
-    """A new empty database of the same backend, always removed afterwards."""
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        handle, path = tempfile.mkstemp(prefix=SCRATCH_PREFIX, suffix=".db")
-        os.close(handle)
-        try:
-            yield url.set(database=path)
-        finally:
-            for leftover in (path, path + "-journal", path + ".rollback-lock"):
-                Path(leftover).unlink(missing_ok=True)
-        return
-    if backend != "postgresql":
-        raise RollbackError(f"the rehearsal supports SQLite and PostgreSQL, not {backend}")
-    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.DBAPIError as exc:
-        admin.dispose()
-        raise RollbackError(
-            f"cannot create the rehearsal database on {display_url(url)}: "
-            f"{mask(str(exc.orig).splitlines()[0], url)}; the gate needs CREATEDB"
-        ) from None
-    try:
-        yield url.set(database=name)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def copy_schema(source: Connection, target: Connection, version_table: str) -> None:
-    """Recreate the source's tables (no rows) and its version rows in the target."""
-    if source.dialect.name == "sqlite":
-        statements = source.execute(
-            sa.text(
-                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
-                "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid"
-            )
-        ).scalars().all()
-        with target.begin():
-            for statement in statements:
-                target.exec_driver_sql(statement)
-    else:
-        metadata = sa.MetaData()
-        metadata.reflect(source)
-        with target.begin():
-            metadata.create_all(target)
-    version = sa.table(version_table, sa.column("version_num"))
-    if sa.inspect(source).has_table(version_table):
-        rows = [dict(r) for r in source.execute(sa.select(version.c.version_num)).mappings()]
-        if rows:
-            with target.begin():
-                target.execute(version.insert(), rows)
-    source.rollback()
-
-
 def rehearse(project: Project, source: Connection, pending: Plan) -> Rehearsal:
     """Apply, revert and re-apply each pending migration on a scratch copy; then compare the
-    result with the models."""
+    result with the models.
+
+    Raises RollbackError when there is no scratch copy (the rehearsal could not run)."""
     result = Rehearsal()
-    with scratch_database(project.url) as scratch_url, connect(scratch_url) as scratch:
-        result.scratch = display_url(scratch_url)
-        copy_schema(source, scratch, project.settings.version_table)
-        exclude = project.recorder.own_tables | {
-            t for t in sa.inspect(scratch).get_table_names() if project.recorder.is_own_table(t)
-        }
-        scratch.rollback()
-        for step in pending.steps:
-            result.steps.append(step.migration.label)
-            before = snapshot(scratch, exclude)
-            try:
-                for direction in ("up", "down"):
-                    execute(project, scratch, _single(project, scratch, step, direction))
-            except RollbackError as exc:
-                result.failed, result.problem = step.migration.label, exc.message
-                return result
-            after = snapshot(scratch, exclude)
-            result.differences = differences(before, after)
+    settings = project.settings
+    try:
+        with scratch_database(project.url) as scratch_url:
+            result.scratch = display_url(scratch_url)
+            result.reflected = copy_schema(
+                source, project.url, scratch_url, settings.version_table, settings.archive_table
+            )
+            with connect(scratch_url) as scratch:
+                _rehearse_steps(project, scratch, pending, result)
+    except Interrupted as exc:
+        exc.outcome[:] = ["the rehearsal stopped and its scratch database was removed"]
+        raise
+    return result
+
+
+def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result: Rehearsal) -> None:
+    exclude = project.recorder.own_tables | {
+        t for t in sa.inspect(scratch).get_table_names() if project.recorder.is_own_table(t)
+    }
+    scratch.rollback()
+    for step in pending.steps:
+        result.steps.append(step.migration.label)
+        before = snapshot(scratch, exclude)
+        try:
+            for direction in ("up", "down"):
+                execute(project, scratch, _single(project, scratch, step, direction))
+            result.differences = differences(before, snapshot(scratch, exclude))
             if result.differences:
                 result.failed = step.migration.label
                 result.problem = "its downgrade does not restore the schema"
-                return result
+                return
             execute(project, scratch, _single(project, scratch, step, "up"))
-        result.drift = _drift(project, scratch)
-    return result
+        except RollbackError as exc:
+            result.failed, result.problem = step.migration.label, exc.message
+            return
+    result.drift = _drift(project, scratch)
 
 
 def _single(project: Project, connection: Connection, step: Step, direction: str) -> Plan:

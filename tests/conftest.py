@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,16 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of a fresh database, once on SQLite and once on PostgreSQL."""
     yield request.getfixturevalue(DB_URL_FIXTURES[request.param])
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp dir of this test's own (TMPDIR, as Python resolves it), so SQLite scratch files
+    from other processes on the machine cannot be mistaken for ours. Request it after the
+    database fixture: a PostgreSQL server started inside it would be unreadable to postgres."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # recomputed from TMPDIR on next use
+    assert tempfile.gettempdir() == str(folder)
+    return folder

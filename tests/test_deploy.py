@@ -28,7 +28,8 @@ import pytest
 from click.testing import Result
 
 from flask_rollback.errors import EXIT_REFUSED as REFUSED
-from flask_rollback.rehearsal import SCRATCH_PREFIX, snapshot
+from flask_rollback.rehearsal import snapshot
+from flask_rollback.scratch import SCRATCH_PREFIX
 from tests.projects import (
     ACCOUNTS_MODELS, Project, new_project, revision_of, write_chain, write_migration,
 )
@@ -140,18 +141,6 @@ def scratch_leftovers(url: str, pg_server: Any | None) -> list[str]:
             "SELECT datname FROM pg_database WHERE datname LIKE %s", (SCRATCH_PREFIX + "%",)
         ).fetchall()
     return sorted(row[0] for row in rows)
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temp dir of this test's own (TMPDIR, as Python resolves it), so SQLite scratch files
-    from other processes on the machine cannot be mistaken for ours."""
-    folder = tmp_path / "tmpdir"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # recomputed from TMPDIR on next use
-    assert tempfile.gettempdir() == str(folder)
-    return folder
 
 
 # -- 1. the happy path ---------------------------------------------------------------------------

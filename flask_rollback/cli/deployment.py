@@ -37,6 +37,8 @@ def predeploy_command(as_json: bool, strict: bool) -> None:
         emit_json(report.as_dict())
     else:
         print_report(report)
+    if report.could_not_run:
+        raise RollbackError(f"the gate could not run: {report.could_not_run}", report.exit_code)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
@@ -70,6 +72,11 @@ def deploy_command(
                 f"Deploy {result.record.id} applied {len(result.record.migrations)} migration(s); "
                 f"undo it with 'flask db rollback {result.record.id}'."
             )
+    if result.report.could_not_run:
+        raise RollbackError(
+            f"the gate could not run: {result.report.could_not_run}; nothing was applied",
+            result.report.exit_code,
+        )
     if result.report.blocked:
         if not as_json:
             click.echo("Error: the gate blocked the deploy; nothing was applied.", err=True)

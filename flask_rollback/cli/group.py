@@ -4,6 +4,7 @@ and the options several commands share."""
 from __future__ import annotations
 
 import json
+import signal
 import traceback
 from typing import Any
 
@@ -16,17 +17,26 @@ from .. import commands
 from ..database import mask
 from ..dataloss import DataLossError
 from ..errors import RollbackError
+from ..interrupts import Interrupted, signals_raise
 from ..plan import RELATIVE_RE
 from ..project import Project
 from .output import print_risks
 
 
 class RollbackGroup(AppGroup):
-    """Turns RollbackError (and database errors) into one line and an exit code."""
+    """Turns RollbackError (and database errors) into one line and an exit code; SIGTERM and
+    Ctrl-C unwind the command (see interrupts.py) and end as one line too."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        with signals_raise():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # Interrupted, or Ctrl-C before the handler was set
+            interrupted = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+            _fail(ctx, interrupted.summary(), interrupted.exit_code, exc)
         except RollbackError as exc:
             if isinstance(exc, DataLossError):
                 print_risks(exc.report, err=True)

@@ -118,6 +118,8 @@ def print_report(report: GateReport) -> None:
         click.echo(f"{check.level:<8} {check.name}: {check.message}")
         for detail in check.details:
             click.echo(f"           - {detail}")
+    if report.could_not_run:
+        return  # the command's Error: line says so
     errors = sum(c.level == "error" for c in report.checks)
     warnings = sum(c.level == "warning" for c in report.checks)
     if report.blocked:

@@ -17,6 +17,7 @@ from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..executor import Progress, RunReport
 from ..gate import GateReport, graph_failure, run_gate
 from ..guard import DataGuard
+from ..interrupts import Interrupted
 from ..lock import Announce
 from ..plan import Plan
 from ..project import Project
@@ -32,6 +33,9 @@ def predeploy(project: Project, *, strict: bool = False) -> GateReport:
         project.graph  # noqa: B018 - broken files are a gate error, not a crash
         with open_database(project) as (connection, planner):
             return run_gate(project, connection, planner, strict)
+    except Interrupted as exc:
+        exc.outcome.append("nothing was applied")
+        raise
     except RollbackError as exc:
         if exc.message.startswith("cannot connect"):
             raise RollbackError(exc.message, exit_code=EXIT_COULD_NOT_RUN) from None
@@ -69,19 +73,23 @@ def deploy(
         connection,
         planner,
     ):
-        report = run_gate(project, connection, planner, strict)
-        plan = planner.upgrade()
-        if report.blocked or not plan.steps:
-            return DeployResult(report)
-        guard = DataGuard(project, allow_data_loss, archive)
-        guard.decide(connection, plan, report.data_loss)
-        backup = None
-        if project.settings.backup_dir:
-            backup = str(backup_database(project.url, project.settings.backup_dir))
-        run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
-        # The backup and the hooks took time: count again on the data as it is now (each
-        # step counts once more, under its lock, as it runs).
-        guard.decide(connection, plan, assess(project, connection, plan))
+        try:
+            report = run_gate(project, connection, planner, strict)
+            plan = planner.upgrade()
+            if report.blocked or not plan.steps:
+                return DeployResult(report)
+            guard = DataGuard(project, allow_data_loss, archive)
+            guard.decide(connection, plan, report.data_loss)
+            backup = None
+            if project.settings.backup_dir:
+                backup = str(backup_database(project.url, project.settings.backup_dir))
+            run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
+            # The backup and the hooks took time: count again on the data as it is now (each
+            # step counts once more, under its lock, as it runs).
+            guard.decide(connection, plan, assess(project, connection, plan))
+        except Interrupted as exc:
+            exc.outcome.append("nothing was applied")
+            raise
         deploy_id = deploy_log.start(
             connection,
             stored_heads_before=list(planner.stored_heads),
@@ -95,15 +103,17 @@ def deploy(
         try:
             run = guard.execute(connection, plan, progress)
         except RollbackError as exc:
-            done = _applied_so_far(project, connection, plan)
-            deploy_log.finish(
-                connection, deploy_id, FAILED, migrations=done, error=exc.message,
-                stored_heads_after=list(project.recorder.stored_heads(connection)),
-            )
+            _record_failure(project, connection, deploy_log, deploy_id, plan, exc.message)
             message = f"deploy {deploy_id} failed: {exc.message}"
             if isinstance(exc, DataLossError):
                 raise DataLossError(exc.report, message) from exc
             raise RollbackError(message, exit_code=exc.exit_code) from exc
+        except Interrupted as exc:
+            _record_failure(
+                project, connection, deploy_log, deploy_id, plan, f"terminated by {exc.signal_name}"
+            )
+            exc.outcome.append(f"deploy {deploy_id} was recorded as failed")
+            raise
         applied = planner.applied | {step.migration.revision for step in plan.steps}
         deploy_log.finish(
             connection, deploy_id, APPLIED,
@@ -115,6 +125,17 @@ def deploy(
         connection.rollback()
     run_hooks(project, "after_deploy", signals.after_deploy, plan=plan, deploy=record)
     return DeployResult(report, record, run, guard.archived)
+
+
+def _record_failure(
+    project: Project, connection: Connection, deploy_log: DeployLog, deploy_id: int, plan: Plan,
+    error: str,
+) -> None:
+    """Close the deploy record as failed, with what it got done before it stopped."""
+    deploy_log.finish(
+        connection, deploy_id, FAILED, migrations=_applied_so_far(project, connection, plan),
+        error=error, stored_heads_after=list(project.recorder.stored_heads(connection)),
+    )
 
 
 def _applied_so_far(project: Project, connection: Connection, plan: Plan) -> list[str]:
