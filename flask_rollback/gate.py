@@ -1,7 +1,8 @@
 """The predeploy gate: every check a deploy must pass, as one report.
 
 Checks: graph integrity, applied-history integrity (checksums), reversibility of pending
-migrations, rehearsal on a scratch copy (with drift: models vs migrations), data at risk.
+migrations, rehearsal on a scratch copy (with drift: models vs migrations), live data (steps the
+existing rows would make fail, which the row-less rehearsal cannot see), data at risk.
 Nothing here writes to the target database.
 """
 
@@ -18,6 +19,7 @@ from .dataloss import DataLossReport, assess, step_operations
 from .errors import EXIT_COULD_NOT_RUN, EXIT_ERROR, EXIT_OK, RollbackError
 from .guard import TRANSACTIONAL_DDL
 from .plan import Plan, Planner
+from .predict import Prediction, predict
 from .project import Project
 from .recorder import file_sha256
 from .rehearsal import rehearse
@@ -86,7 +88,9 @@ def run_gate(project: Project, connection: Connection, planner: Planner, strict:
     rehearsal_checks, could_not_run = _rehearsal(project, connection, plan)
     checks += rehearsal_checks
     data_loss = assess(project, connection, plan)
+    predictions = predict(project, connection, plan)
     connection.rollback()
+    checks.append(_live_data(predictions))
     checks.append(_data_at_risk(project, connection, plan, data_loss))
     return GateReport(checks, pending, strict, data_loss, could_not_run)
 
@@ -151,6 +155,18 @@ def _reversibility(project: Project, plan: Plan) -> CheckResult:
             barriers,
         )
     return CheckResult("reversibility", "ok", f"{len(plan.steps)} pending migrations have a real downgrade")
+
+
+def _live_data(predictions: list[Prediction]) -> CheckResult:
+    """Pending steps the rows now in the database would make fail: an error, since the deploy
+    would stop there with the steps before it applied."""
+    if predictions:
+        steps = {prediction.label for prediction in predictions}
+        return CheckResult(
+            "live data", "error", f"{len(steps)} pending step(s) would fail on live data",
+            [str(prediction) for prediction in predictions],
+        )
+    return CheckResult("live data", "ok", "no pending step would fail on the live data")
 
 
 def _data_at_risk(

@@ -159,7 +159,8 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     assert report["ready"] is True and report["strict"] is False
     assert report["pending"] == ["accounts.0001_initial", "blog.0001_initial"]
     assert [c["name"] for c in report["checks"]] == [
-        "graph integrity", "applied history", "reversibility", "rehearsal", "drift", "data at risk",
+        "graph integrity", "applied history", "reversibility", "rehearsal", "drift", "live data",
+        "data at risk",
     ]
     assert all(c["level"] == "ok" for c in report["checks"]), report["checks"]
     text = db(project, "predeploy").output
@@ -389,7 +390,7 @@ def test_irreversible_migration_is_a_warning_and_blocks_with_strict(tmp_path: Pa
     assert report["ready"] is True
     levels = {c["name"]: c["level"] for c in report["checks"]}
     assert levels == {"graph integrity": "ok", "applied history": "ok", "reversibility": "warning",
-                      "rehearsal": "ok", "drift": "ok", "data at risk": "warning"}
+                      "rehearsal": "ok", "drift": "ok", "live data": "ok", "data at risk": "warning"}
     (reversibility,) = [c for c in report["checks"] if c["name"] == "reversibility"]
     assert reversibility["details"] == [barrier]
     out = db(project, "predeploy").output

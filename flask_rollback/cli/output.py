@@ -13,6 +13,7 @@ from ..dataloss import DataLossReport
 from ..executor import Progress
 from ..gate import GateReport
 from ..plan import Plan, Step
+from ..predict import Prediction
 
 
 def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int = 0) -> None:
@@ -78,6 +79,15 @@ def print_risks(report: DataLossReport | None, err: bool = False) -> None:
         click.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4], err=err)
 
 
+def print_predictions(predictions: list[Prediction]) -> None:
+    """Steps the rows now in the database would make fail, with the fix for each."""
+    if not predictions:
+        return
+    click.echo("Would fail on live data:")
+    for prediction in predictions:
+        click.echo(f"  - {prediction}")
+
+
 def print_archived(specs: list[ArchiveSpec]) -> None:
     for spec in specs:
         what = f"{spec.table}.{spec.column}" if spec.column else spec.table
@@ -103,6 +113,7 @@ def finish(result: commands.RunResult) -> None:
     if report.planned_only:
         print_plan(report.plan, result.problems)
         print_risks(result.risks)
+        print_predictions(result.predictions)
         return
     warn_unreviewed(result.risks, not result.allow_data_loss)
     print_archived(result.archived)

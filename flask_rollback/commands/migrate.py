@@ -19,6 +19,7 @@ from ..executor import stamp as execute_stamp
 from ..guard import DataGuard
 from ..lock import Announce, release_lock_table
 from ..plan import Plan, Step
+from ..predict import Prediction, predict
 from ..project import Project
 from .context import open_database
 
@@ -27,7 +28,8 @@ from .context import open_database
 
 @dataclass
 class RunResult:
-    """A plan, what ran, and (with --plan) the problems found without running."""
+    """A plan, what ran, and (with --plan) the problems found without running: irreversible
+    steps, data at risk, steps the live data would make fail."""
 
     report: RunReport
     problems: dict[str, str] = field(default_factory=dict)
@@ -36,6 +38,7 @@ class RunResult:
     archived: list[ArchiveSpec] = field(default_factory=list)
     #: The run accepted data loss: nothing was counted as it ran.
     allow_data_loss: bool = False
+    predictions: list[Prediction] = field(default_factory=list)
 
     @property
     def plan(self) -> Plan:
@@ -128,7 +131,10 @@ def _run(
         return RunResult(RunReport(plan, planned_only=True), problems, render_sql(project, plan))
     if plan_only:
         risks = assess(project, connection, plan)
-        return RunResult(RunReport(plan, planned_only=True), problems, risks=risks)
+        predictions = predict(project, connection, plan)
+        return RunResult(
+            RunReport(plan, planned_only=True), problems, risks=risks, predictions=predictions
+        )
     run, risks = guard.run(connection, plan, progress)
     return RunResult(run, risks=risks, archived=guard.archived, allow_data_loss=guard.allow_data_loss)
 

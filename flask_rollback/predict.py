@@ -1,0 +1,488 @@
+"""What would make a pending step fail on the live data, found before anything runs.
+
+The rehearsal runs every pending migration on a copy of the schema without rows, so it cannot
+see a step that only fails because of existing rows. ``predict`` reads each step's recorded
+operations (``analysis.operations``) and counts, with read-only queries on the live database,
+the rows that would make one fail:
+
+* ``add_column`` NOT NULL without a server default (nor a computed, primary key or, on
+  PostgreSQL, identity column, which fill every row): the rows of the table;
+* ``alter_column(nullable=False)``: the column's NULLs;
+* ``create_unique_constraint``, ``create_index(unique=True)``: rows in groups of equal keys
+  (a key holding a NULL is no duplicate unless ``postgresql_nulls_not_distinct``; a partial
+  index only counts the rows its WHERE keeps); ``create_primary_key``: the same, plus rows with a
+  NULL key on PostgreSQL (SQLite accepts NULL keys);
+* ``create_foreign_key``: rows whose key columns are all non-NULL and match no referent row
+  (MATCH SIMPLE); on SQLite only when the connection enforces foreign keys;
+* ``create_check_constraint``: rows for which the condition is false (NULL passes, as for
+  CHECK);
+* a narrowing ``alter_column`` type change, on PostgreSQL only (SQLite does not enforce
+  lengths or ranges): strings longer than the new length (trailing spaces are cut, not
+  refused), integers outside the new range, numbers with more integer digits than the new
+  precision leaves. Fractions are rounded, not refused: that is data loss, not a failure.
+
+Not checked: PostgreSQL ``NOT VALID`` constraints (existing rows are not validated),
+``postgresql_using`` type changes (the expression decides), expression indexes. On SQLite an
+ALTER of a column or constraint outside ``batch_alter_table`` cannot run at all (the rehearsal
+reports it), so there only ``add_column``, ``create_index`` and batch operations are predicted.
+Other backends are not predicted.
+
+No false alarms: a prediction is made only for tables and columns that exist now and that no
+earlier operation of the plan changes (rows: tables created, dropped, renamed or bulk-inserted;
+values: columns added, dropped or altered; anything at all: raw SQL, Python the recorder cannot
+see, unknown operations). Whatever those leave behind is the rehearsal's and the run's business.
+A count the database refuses (a condition it cannot evaluate) predicts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from alembic.operations import ops as alembic_ops
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import sqltypes
+
+from .analysis import Operation, integer_limit, narrows, operations
+from .dataloss import read_only
+from .plan import Plan, Step
+from .project import Project
+
+#: Backends whose failure rules are known.
+BACKENDS = ("postgresql", "sqlite")
+
+#: Operations that change no row nor value, so later counts still hold after them.
+_DATA_UNCHANGED = (
+    alembic_ops.AddConstraintOp,
+    alembic_ops.DropConstraintOp,
+    alembic_ops.CreateIndexOp,
+    alembic_ops.DropIndexOp,
+    alembic_ops.CreateTableCommentOp,
+    alembic_ops.DropTableCommentOp,
+)
+
+#: ``column -> SQL condition`` selecting the values an operation fails on.
+Condition = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A pending step that would fail on the live data: where, on how many rows, what to do."""
+
+    step: Step
+    operation: str  # the op.<name> that fails, e.g. "add_column"
+    object: str  # "posts.slug", "posts (title)", "posts"
+    rows: int
+    message: str
+    fix: str
+
+    @property
+    def label(self) -> str:
+        return self.step.migration.label
+
+    def __str__(self) -> str:
+        noun = "row" if self.rows == 1 else "rows"
+        return f"{self.label}: {self.message}: would fail on live data: {self.rows} {noun}; {self.fix}"
+
+
+def predict(project: Project, connection: Connection, plan: Plan) -> list[Prediction]:
+    """Each operation of ``plan`` that the rows now in the database would make fail."""
+    dialect = connection.dialect.name
+    if dialect not in BACKENDS:
+        return []
+    recorded = [
+        (
+            step,
+            operations(
+                project.script.get_revision(step.migration.revision).module,
+                "upgrade" if step.direction == "up" else "downgrade",
+                dialect,
+            ),
+        )
+        for step in plan.steps
+    ]
+    if not any(op.risk in ("may_fail", "destroys") for _, ops in recorded for op in ops):
+        return []
+    found: list[Prediction] = []
+    with read_only(connection):
+        live = _LiveData(connection)
+        for step, ops in recorded:
+            for op in _each_call(ops):
+                found += [
+                    Prediction(step, op.kind, *failure) for failure in live.failures(op)
+                ]
+                live.changed.record(op.source)
+    return found
+
+
+def _each_call(ops: Iterable[Operation]) -> Iterator[Operation]:
+    """The first row of each recorded Alembic call (an ``alter_column`` gives one row per change);
+    every row without a source (Python the recorder could not see)."""
+    previous = None
+    for op in ops:
+        if op.source is None or op.source is not previous:
+            yield op
+        previous = op.source
+
+
+class _Failure(NamedTuple):
+    object: str
+    rows: int
+    message: str
+    fix: str
+
+
+class _Changed:
+    """What the operations of the plan read so far change: rows of tables, values of columns,
+    or possibly anything. Tables are keyed with their schema (None: the default one)."""
+
+    def __init__(self, default_schema: str | None) -> None:
+        self.default_schema = default_schema
+        self.anything = False
+        self.tables: set[tuple[str | None, str]] = set()
+        self.columns: set[tuple[str | None, str, str]] = set()
+
+    def _key(self, schema: str | None, table: str) -> tuple[str | None, str]:
+        return (schema or self.default_schema, table)
+
+    def record(self, source: alembic_ops.MigrateOperation | None) -> None:
+        if isinstance(source, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
+            self.tables.add(self._key(source.schema, source.table_name))
+        elif isinstance(source, alembic_ops.RenameTableOp):
+            self.tables.add(self._key(source.schema, source.table_name))
+            self.tables.add(self._key(source.schema, source.new_table_name))
+        elif isinstance(source, alembic_ops.BulkInsertOp):
+            self.tables.add(self._key(getattr(source.table, "schema", None), source.table.name))
+        elif isinstance(source, alembic_ops.AddColumnOp):
+            self._column(source.schema, source.table_name, source.column.name)
+        elif isinstance(source, alembic_ops.DropColumnOp):
+            self._column(source.schema, source.table_name, source.column_name)
+        elif isinstance(source, alembic_ops.AlterColumnOp):
+            self._column(source.schema, source.table_name, source.column_name)
+            if source.modify_name:
+                self._column(source.schema, source.table_name, source.modify_name)
+        elif not isinstance(source, _DATA_UNCHANGED):  # raw SQL, Python, unknown operations
+            self.anything = True
+
+    def _column(self, schema: str | None, table: str, column: str) -> None:
+        self.columns.add((*self._key(schema, table), column))
+
+    def rows(self, schema: str | None, table: str) -> bool:
+        """Rows may have been added, removed, or the table replaced."""
+        return self.anything or self._key(schema, table) in self.tables
+
+    def values(self, schema: str | None, table: str, columns: Iterable[str]) -> bool:
+        key = self._key(schema, table)
+        return self.rows(schema, table) or any((*key, column) in self.columns for column in columns)
+
+    def table(self, schema: str | None, table: str) -> bool:
+        """Rows or any column's values (for a condition that may read every column)."""
+        key = self._key(schema, table)
+        return self.rows(schema, table) or any(column[:2] == key for column in self.columns)
+
+
+class _LiveData:
+    """The failure rules, counted on one connection inside a read-only transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect.name
+        self.inspector = sa.inspect(connection)
+        self.changed = _Changed(self.inspector.default_schema_name)
+        # PRAGMA foreign_keys is off unless a connect hook turns it on (it is a no-op inside
+        # the transaction each migration runs in, so a migration cannot).
+        self.foreign_keys_enforced = self.dialect != "sqlite" or bool(
+            connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+        )
+
+    def failures(self, op: Operation) -> list[_Failure]:
+        source = op.source
+        if isinstance(source, alembic_ops.AddColumnOp):
+            return self._not_null_added(source)
+        if isinstance(source, alembic_ops.CreateIndexOp):
+            return self._unique_index(source)
+        if self.dialect == "sqlite" and not op.in_batch:
+            return []  # SQLite cannot ALTER columns or constraints outside a batch at all
+        if isinstance(source, alembic_ops.AlterColumnOp):
+            return self._not_null_set(source) + self._narrowed(source)
+        if isinstance(source, alembic_ops.CreateUniqueConstraintOp):
+            return self._unique(
+                source.schema, source.table_name, source.columns,
+                _named("unique constraint", source.constraint_name), source.kw,
+            )
+        if isinstance(source, alembic_ops.CreatePrimaryKeyOp):
+            return self._primary_key(source)
+        if isinstance(source, alembic_ops.CreateForeignKeyOp):
+            return self._orphans(source)
+        if isinstance(source, alembic_ops.CreateCheckConstraintOp):
+            return self._violations(source)
+        return []
+
+    # -- what exists and what the database answers -------------------------------------------
+
+    def _live_columns(self, schema: str | None, table: str) -> set[str]:
+        """The table's columns now; empty if there is no such table."""
+        if not self.inspector.has_table(table, schema=schema):
+            return set()
+        return {column["name"] for column in self.inspector.get_columns(table, schema=schema)}
+
+    def _countable(self, schema: str | None, table: str, columns: Iterable[str]) -> bool:
+        """The columns exist now and no earlier operation of the plan changed their values."""
+        columns = list(columns)
+        return (
+            set(columns) <= self._live_columns(schema, table)
+            and not self.changed.values(schema, table, columns)
+        )
+
+    def _count(self, query: sa.Select[Any]) -> int | None:
+        """The number ``query`` selects, or None if the database refuses it (in a savepoint,
+        so a refusal does not end the transaction on PostgreSQL)."""
+        try:
+            with self.connection.begin_nested():
+                return int(self.connection.execute(query).scalar_one() or 0)
+        except sa.exc.SQLAlchemyError:
+            return None
+
+    def _rows(
+        self, schema: str | None, table: str,
+        where: Callable[[sa.TableClause], Any] | None = None, *columns: str,
+    ) -> int | None:
+        """Rows of the table, or those ``where(table)`` selects (``columns`` are the ones it
+        reads)."""
+        target = sa.table(table, *(sa.column(c) for c in columns), schema=schema)
+        query = sa.select(sa.func.count()).select_from(target)
+        if where is not None:
+            query = query.where(where(target))
+        return self._count(query)
+
+    def _found(self, object_: str, rows: int | None, message: str, fix: str) -> list[_Failure]:
+        """A failure when some rows are in the way; an empty table never fails."""
+        return [_Failure(object_, rows, message, fix)] if rows else []
+
+    # -- the rules --------------------------------------------------------------------------
+
+    def _not_null_added(self, source: alembic_ops.AddColumnOp) -> list[_Failure]:
+        column, schema, table = source.column, source.schema, source.table_name
+        fills_rows = (
+            column.server_default is not None
+            or column.computed is not None
+            or column.primary_key
+            or (column.identity is not None and self.dialect == "postgresql")
+        )
+        if column.nullable or fills_rows:
+            return []
+        live = self._live_columns(schema, table)
+        if not live or column.name in live or self.changed.values(schema, table, [column.name]):
+            return []
+        where = _where(schema, table, column.name)
+        return self._found(
+            where, self._rows(schema, table),
+            f"adds NOT NULL column {where} without a server default",
+            "add a server_default or backfill in an earlier migration",
+        )
+
+    def _not_null_set(self, source: alembic_ops.AlterColumnOp) -> list[_Failure]:
+        schema, table, name = source.schema, source.table_name, source.column_name
+        if source.modify_nullable is not False or not self._countable(schema, table, [name]):
+            return []
+        where = _where(schema, table, name)
+        nulls = self._rows(schema, table, lambda t: t.c[name].is_(None), name)
+        return self._found(
+            where, nulls, f"sets NOT NULL on {where}, which holds NULLs",
+            "backfill the NULLs in an earlier migration",
+        )
+
+    def _narrowed(self, source: alembic_ops.AlterColumnOp) -> list[_Failure]:
+        schema, table, name = source.schema, source.table_name, source.column_name
+        if (
+            self.dialect != "postgresql"
+            or source.modify_type is None
+            or source.existing_type is None
+            or "postgresql_using" in source.kw
+        ):
+            return []
+        old = sqltypes.to_instance(source.existing_type)
+        new = sqltypes.to_instance(source.modify_type)
+        refused = _refused_by_postgresql(old, new)
+        if refused is None or not self._countable(schema, table, [name]):
+            return []
+        where = _where(schema, table, name)
+        dialect = self.connection.dialect
+        return self._found(
+            where, self._rows(schema, table, lambda t: refused(t.c[name]), name),
+            f"narrows {where} from {old.compile(dialect=dialect)} to "
+            f"{new.compile(dialect=dialect)} over values that do not fit",
+            "correct those values in an earlier migration, or convert them with postgresql_using",
+        )
+
+    def _unique_index(self, source: alembic_ops.CreateIndexOp) -> list[_Failure]:
+        schema, table = source.schema, source.table_name
+        if not source.unique:
+            return []
+        if source.index_name in {index["name"] for index in self._indexes(schema, table)}:
+            return []  # created already: the statement fails (or does nothing) whatever the rows
+        partial = source.kw.get(f"{self.dialect}_where")
+        return self._unique(
+            schema, table, source.columns, _named("unique index", source.index_name),
+            source.kw, sa.text(partial) if isinstance(partial, str) else partial,
+        )
+
+    def _indexes(self, schema: str | None, table: str) -> list[Any]:
+        if not self.inspector.has_table(table, schema=schema):
+            return []
+        return list(self.inspector.get_indexes(table, schema=schema))
+
+    def _unique(
+        self, schema: str | None, table: str, keys: Sequence[Any], what: str,
+        options: dict[str, Any], partial: Any = None,
+    ) -> list[_Failure]:
+        columns = [key for key in keys if isinstance(key, str)]
+        if len(columns) != len(keys):
+            return []  # an expression index: which values collide is not known here
+        if not self._countable(schema, table, columns):
+            return []
+        nulls_distinct = not (
+            self.dialect == "postgresql" and options.get("postgresql_nulls_not_distinct")
+        )
+        where = f"{_where(schema, table)} ({', '.join(columns)})"
+        return self._found(
+            where, self._duplicates(schema, table, columns, nulls_distinct, partial),
+            f"adds {what} on {where} over duplicate values",
+            "remove the duplicates in an earlier migration",
+        )
+
+    def _duplicates(
+        self, schema: str | None, table: str, columns: list[str], nulls_distinct: bool,
+        partial: Any = None,
+    ) -> int | None:
+        """Rows whose key another row shares (a key with a NULL shares nothing when
+        ``nulls_distinct``)."""
+        target = sa.table(table, *(sa.column(c) for c in columns), schema=schema)
+        keys = [target.c[c] for c in columns]
+        groups = (
+            sa.select(sa.func.count().label("members"))
+            .select_from(target)
+            .group_by(*keys)
+            .having(sa.func.count() > 1)
+        )
+        if nulls_distinct:
+            groups = groups.where(*(key.is_not(None) for key in keys))
+        if partial is not None:
+            groups = groups.where(partial)
+        shared = groups.subquery()
+        return self._count(sa.select(sa.func.coalesce(sa.func.sum(shared.c.members), 0)))
+
+    def _primary_key(self, source: alembic_ops.CreatePrimaryKeyOp) -> list[_Failure]:
+        schema, table, columns = source.schema, source.table_name, list(source.columns)
+        if not self._countable(schema, table, columns):
+            return []
+        where = f"{_where(schema, table)} ({', '.join(columns)})"
+        what = _named("primary key", source.constraint_name)
+        duplicates = self._duplicates(schema, table, columns, nulls_distinct=True)
+        if self.dialect != "postgresql":
+            return self._found(
+                where, duplicates, f"adds {what} on {where} over duplicate keys",
+                "remove the duplicates in an earlier migration",
+            )
+        nulls = self._rows(
+            schema, table, lambda t: sa.or_(*(t.c[c].is_(None) for c in columns)), *columns
+        )
+        rows = None if duplicates is None or nulls is None else duplicates + nulls
+        return self._found(
+            where, rows, f"adds {what} on {where} over NULL or duplicate keys",
+            "fill the NULLs and remove the duplicates in an earlier migration",
+        )
+
+    def _orphans(self, source: alembic_ops.CreateForeignKeyOp) -> list[_Failure]:
+        schema, referent_schema = source.kw.get("source_schema"), source.kw.get("referent_schema")
+        local, remote = list(source.local_cols), list(source.remote_cols)
+        unchecked = (
+            not self.foreign_keys_enforced
+            or source.kw.get("postgresql_not_valid")
+            or (source.kw.get("match") or "SIMPLE").upper() != "SIMPLE"
+            or len(local) != len(remote)
+        )
+        if (
+            unchecked
+            or not self._countable(schema, source.source_table, local)
+            or not self._countable(referent_schema, source.referent_table, remote)
+        ):
+            return []
+        child = sa.table(source.source_table, *(sa.column(c) for c in local), schema=schema)
+        parent = sa.table(
+            source.referent_table, *(sa.column(c) for c in remote), schema=referent_schema
+        ).alias("referent")
+        matched = sa.exists().where(
+            *(parent.c[r] == child.c[c] for c, r in zip(local, remote))
+        )
+        query = (
+            sa.select(sa.func.count())
+            .select_from(child)
+            .where(*(child.c[c].is_not(None) for c in local), ~matched)
+        )
+        where = f"{_where(schema, source.source_table)} ({', '.join(local)})"
+        referent = _where(referent_schema, source.referent_table)
+        return self._found(
+            where, self._count(query),
+            f"adds {_named('foreign key', source.constraint_name)} on {where} -> "
+            f"{referent} ({', '.join(remote)}) over rows that match no {referent} row",
+            f"delete or correct those rows (or set their {', '.join(local)} to NULL) "
+            "in an earlier migration",
+        )
+
+    def _violations(self, source: alembic_ops.CreateCheckConstraintOp) -> list[_Failure]:
+        schema, table = source.schema, source.table_name
+        if (
+            source.kw.get("postgresql_not_valid")
+            or not self.inspector.has_table(table, schema=schema)
+            or self.changed.table(schema, table)
+        ):
+            return []
+        condition = source.condition
+        # A NULL condition passes a CHECK, and NOT NULL is NULL: such rows are not counted.
+        violated = (
+            sa.text(f"NOT ({condition})") if isinstance(condition, str) else sa.not_(condition)
+        )
+        where = _where(schema, table)
+        return self._found(
+            where, self._rows(schema, table, lambda _table: violated),
+            f"adds {_named('check constraint', source.constraint_name)} on {where} "
+            "over rows that violate it",
+            "correct those rows in an earlier migration",
+        )
+
+
+def _named(what: str, name: Any) -> str:
+    return f"{what} {name}" if name else what
+
+
+def _where(schema: str | None, table: str, column: str | None = None) -> str:
+    name = f"{schema}.{table}" if schema else table
+    return f"{name}.{column}" if column else name
+
+
+def _refused_by_postgresql(
+    old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]
+) -> Condition | None:
+    """``column -> condition`` true for the values PostgreSQL refuses when ALTER COLUMN TYPE
+    narrows ``old`` to ``new``; None when it refuses none (it rounds fractions, cuts the time
+    of day) or the change does not narrow."""
+    if narrows(old, new) is None:
+        return None
+    if isinstance(new, sa.String) and new.length is not None:  # a shorter string
+        length = new.length
+        # Excess characters that are all spaces are cut silently; anything else is an error.
+        return lambda c: sa.func.length(sa.func.rtrim(sa.cast(c, sa.Text))) > length
+    limit = integer_limit(new)
+    if limit is not None:
+        def out_of_range(c: Any) -> Any:
+            rounded = sa.func.round(sa.cast(c, sa.Numeric))
+            return sa.or_(rounded < -limit, rounded >= limit)
+        return out_of_range
+    if isinstance(new, sa.Numeric) and not isinstance(new, sa.Float) and new.precision is not None:
+        scale = new.scale or 0
+        bound = 10 ** (new.precision - scale)
+        return lambda c: sa.func.abs(sa.func.round(sa.cast(c, sa.Numeric), scale)) >= bound
+    return None
