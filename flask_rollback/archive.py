@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .dataloss import UNKNOWN, DataLossReport
+from .dataloss import UNKNOWN, DataLossReport, RowsWhere
 from .errors import EXIT_REFUSED, RollbackError
 from .plan import Step
 from .recorder import archive_prefix, utcnow
@@ -74,6 +74,9 @@ class ArchiveSpec:
     table: str
     column: str | None  # None: the whole table
     key: tuple[str, ...]
+    #: Only the rows a DELETE/UPDATE acts on (None: every row), so a restore puts back those
+    #: rows and leaves later changes to the others alone.
+    where: RowsWhere | None = None
 
 
 @dataclass(frozen=True)
@@ -185,12 +188,13 @@ class ArchiveLog:
                 )
             if any(
                 s.step == risk.step and s.table == loss.table and s.column in (None, loss.column)
+                and s.where is None and loss.rows_where is None
                 for s in specs
             ):
                 continue  # already kept by this step's whole-table or same-column archive
             name = self._name(migration.revision, loss.table, loss.column, taken, limit)
             taken.add(name.lower())
-            specs.append(ArchiveSpec(name, risk.step, loss.table, loss.column, key))
+            specs.append(ArchiveSpec(name, risk.step, loss.table, loss.column, key, loss.rows_where))
         return specs
 
     def _name(
@@ -229,10 +233,16 @@ class ArchiveLog:
         """Copy the object into its archive and register it; runs in the step's transaction."""
         quote = connection.dialect.identifier_preparer.quote
         columns = None if spec.column is None else (*spec.key, spec.column)
-        where = "" if spec.column is None else f" WHERE {quote(spec.column)} IS NOT NULL"
+        conditions = [] if spec.column is None else [f"{quote(spec.column)} IS NOT NULL"]
+        prefix, source = "", quote(spec.table)
+        if spec.where is not None:
+            prefix = f"{spec.where.prefix} " if spec.where.prefix else ""
+            source += f" AS {quote(spec.where.alias)}"
+            conditions.append(f"({spec.where.condition})")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         selected = _copied_columns(connection, spec.table, columns)
         connection.exec_driver_sql(
-            f"CREATE TABLE {quote(spec.name)} AS SELECT {selected} FROM {quote(spec.table)}{where}"
+            f"CREATE TABLE {quote(spec.name)} AS {prefix}SELECT {selected} FROM {source}{where}"
         )
         rows = int(
             connection.execute(sa.select(sa.func.count()).select_from(sa.table(spec.name))).scalar_one()

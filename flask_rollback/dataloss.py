@@ -55,6 +55,18 @@ class Loss:
     rows: int
     reason: str
     schema: str | None = None
+    #: Which rows, when a statement takes only some (``DELETE/UPDATE ... WHERE``): an archive
+    #: then keeps those rows, not the whole table. Set only when counting the database as it is.
+    rows_where: RowsWhere | None = None
+
+
+@dataclass(frozen=True)
+class RowsWhere:
+    """``[prefix] SELECT ... FROM <table> AS alias WHERE condition``: the rows a statement acts on."""
+
+    prefix: str
+    alias: str
+    condition: str
 
 
 class _Column:
@@ -316,7 +328,8 @@ class Shadow:
         alias = effect.alias or effect.table.table
         matched = _Matched(self._source(table), alias, effect.using, effect.where, effect.prefix)
         count = self._count(matched.count_sql(self.quote), matched.positions(), (schema, where))
-        losses = [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')}", schema)]
+        losses = [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')}", schema,
+                       self._rows_where(matched))]
         if self._cascades and count != 0:
             losses += self._cascaded(table, matched, reason)
         return losses
@@ -348,6 +361,7 @@ class Shadow:
             losses.append(Loss(
                 where, column, count,
                 f"{reason}: {_amount(count, 'rows')} with non-NULL {listed} overwritten", schema,
+                self._rows_where(matched),
             ))
         for column, expression in effect.assignments:
             if column not in table.columns:
@@ -429,9 +443,13 @@ class Shadow:
                         f"{prefix}SELECT count(*) FROM {self._name(*child)} AS "
                         f"{self.quote(child_alias)} WHERE {deleted}", positions, child,
                     )
+                    rows = self._rows_where(_Matched(
+                        "", child_alias, None, Clause(deleted, tuple(positions)), matched.prefix
+                    ))
                     if action == "CASCADE":
                         losses.append(Loss(child[1], None, count, f"{reason}: {_amount(count, 'rows')}"
-                                           f" of {child[1]} deleted by ON DELETE CASCADE", child[0]))
+                                           f" of {child[1]} deleted by ON DELETE CASCADE", child[0],
+                                           rows))
                         if child not in seen and count != 0:
                             seen.add(child)
                             following.append((*child, self._name(*child), child_alias, deleted))
@@ -439,7 +457,7 @@ class Shadow:
                         column = fk["constrained_columns"][0]
                         losses.append(Loss(child[1], column, count, f"{reason}: {_amount(count, 'values')}"
                                            f" of {child[1]}.{column} overwritten by ON DELETE {action}",
-                                           child[0]))
+                                           child[0], rows))
             if not following:
                 break
             level = following
@@ -508,6 +526,14 @@ class Shadow:
         return losses
 
     # -- counting ----------------------------------------------------------------------------
+
+    def _rows_where(self, matched: _Matched) -> RowsWhere | None:
+        """The rows a statement acts on, for an archive of just those rows: only when the
+        condition reads the table itself (no renames to show) and needs no bind parameters."""
+        if matched.positions() or matched.source.startswith("("):
+            return None
+        prefix = matched.prefix.text if matched.prefix else ""
+        return RowsWhere(prefix, matched.alias, matched.condition())
 
     def _name(self, schema: str | None, table: str) -> str:
         return f"{self.quote(schema)}.{self.quote(table)}" if schema else self.quote(table)

@@ -146,6 +146,9 @@ def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result
         result.steps.append(step.migration.label)
         before = snapshot(scratch, exclude)
         try:
+            if _declared_irreversible(project, step):  # a barrier: nothing to rehearse back
+                execute(project, scratch, _single(project, scratch, step, "up"))
+                continue
             for direction in ("up", "down"):
                 execute(project, scratch, _single(project, scratch, step, direction))
             result.differences = differences(before, snapshot(scratch, exclude))
@@ -158,6 +161,10 @@ def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result
             result.failed, result.problem = step.migration.label, exc.message
             return
     result.drift = _drift(project, scratch)
+
+
+def _declared_irreversible(project: Project, step: Step) -> bool:
+    return bool(getattr(project.script.get_revision(step.migration.revision).module, "irreversible", None))
 
 
 def _single(project: Project, connection: Connection, step: Step, direction: str) -> Plan:

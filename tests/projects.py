@@ -17,6 +17,7 @@ import textwrap
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from click.testing import Result
@@ -297,3 +298,31 @@ def folder_state(project: Project) -> dict[str, str]:
         for path in sorted(project.migrations.rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts
     }
+
+
+def fingerprint(project: Project) -> str:
+    """Everything a refused command must leave alone. SQLite: the database file's bytes.
+    PostgreSQL: schema (columns, constraints, indexes, sequences), version table and all rows."""
+    if project.url.startswith("sqlite"):
+        return hashlib.sha256(Path(project.url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+    engine = project.engine()
+    try:
+        with engine.connect() as connection:
+            parts: list[Any] = []
+            for sql in (
+                "SELECT table_name, column_name, ordinal_position, data_type, "
+                "character_maximum_length, is_nullable, column_default "
+                "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2",
+                "SELECT table_name, constraint_name, constraint_type "
+                "FROM information_schema.table_constraints WHERE table_schema = 'public' ORDER BY 1, 2",
+                "SELECT tablename, indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = 'public' ORDER BY 1, 2",
+                "SELECT sequencename, last_value FROM pg_sequences ORDER BY 1",
+            ):
+                parts.append([tuple(row) for row in connection.exec_driver_sql(sql)])
+            for table in sorted(sa.inspect(connection).get_table_names()):
+                rows = connection.exec_driver_sql(f'SELECT * FROM "{table}"')
+                parts.append((table, sorted(repr(tuple(row)) for row in rows)))
+            return hashlib.sha256(repr(parts).encode()).hexdigest()
+    finally:
+        engine.dispose()

@@ -9,7 +9,6 @@ exit codes, the "Data at risk" table and error lines, the schema, the rows, the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -20,7 +19,9 @@ import sqlalchemy as sa
 from click.testing import Result
 
 from flask_rollback.errors import EXIT_REFUSED as REFUSED
-from tests.projects import BLOG_MODELS, Project, new_project, revision_of, write_migration
+from tests.projects import (
+    BLOG_MODELS, Project, fingerprint, new_project, revision_of, write_migration,
+)
 
 #: blog.Post with a nullable title, so "non-NULL values" differ from rows.
 BLOG_NULLABLE_TITLE = BLOG_MODELS.replace("title: Mapped[str]", "title: Mapped[str | None]")
@@ -101,34 +102,6 @@ def archive_tables(project: Project) -> set[str]:
 
 def archives(project: Project) -> list[dict[str, Any]]:
     return json.loads(db(project, "archives", "--json").output)
-
-
-def fingerprint(project: Project) -> str:
-    """Everything a refused command must leave alone. SQLite: the database file's bytes.
-    PostgreSQL: schema (columns, constraints, indexes, sequences), version table and all rows."""
-    if project.url.startswith("sqlite"):
-        return hashlib.sha256(Path(project.url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
-    engine = project.engine()
-    try:
-        with engine.connect() as connection:
-            parts: list[Any] = []
-            for sql in (
-                "SELECT table_name, column_name, ordinal_position, data_type, "
-                "character_maximum_length, is_nullable, column_default "
-                "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2",
-                "SELECT table_name, constraint_name, constraint_type "
-                "FROM information_schema.table_constraints WHERE table_schema = 'public' ORDER BY 1, 2",
-                "SELECT tablename, indexname, indexdef FROM pg_indexes "
-                "WHERE schemaname = 'public' ORDER BY 1, 2",
-                "SELECT sequencename, last_value FROM pg_sequences ORDER BY 1",
-            ):
-                parts.append([tuple(row) for row in connection.exec_driver_sql(sql)])
-            for table in sorted(sa.inspect(connection).get_table_names()):
-                rows = connection.exec_driver_sql(f'SELECT * FROM "{table}"')
-                parts.append((table, sorted(repr(tuple(row)) for row in rows)))
-            return hashlib.sha256(repr(parts).encode()).hexdigest()
-    finally:
-        engine.dispose()
 
 
 def blog_project(tmp_path: Path, url: str, blog_models: str = BLOG_NULLABLE_TITLE) -> Project:

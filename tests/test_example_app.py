@@ -154,7 +154,7 @@ def test_example_app_end_to_end(db_url: str, untouched_example: None) -> None:
 
     # The tables hold rows: the cascade is refused until data loss is accepted.
     result = flask_db(db_url, "downgrade", "accounts", "zero", "--cascade")
-    assert result.returncode == 1 and "Data at risk:" in result.stderr, result.stderr
+    assert result.returncode == EXIT_REFUSED and "Data at risk:" in result.stderr, result.stderr
     assert "  order_lines  2 rows  " in result.stderr and "  users        1 row   " in result.stderr
     assert state(db_url) == before
 

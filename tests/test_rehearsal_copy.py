@@ -48,7 +48,7 @@ from tests.test_deploy import (
 )
 
 SECRET = "copy-pw-7d1e"
-GATE_CHECKS = ["graph integrity", "applied history", "reversibility", "rehearsal", "data at risk"]
+GATE_CHECKS = ["graph integrity", "applied history", "reversibility", "rehearsal", "live data", "data at risk"]
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -1,0 +1,543 @@
+"""The data-loss guard's verdicts, class by class (issue 8): renames, cascades, data migrations,
+timing races, data-dependent failures and fresh databases.
+
+Each case is a real project (accounts.users, blog.posts with rows) plus hand-written blog
+migrations, run through the real ``flask db`` on SQLite files and PostgreSQL. A case either
+loses data, and must be refused with the exact count before anything changes (the database
+byte-for-byte as it was), or is safe, and must run without ``--allow-data-loss``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from flask_rollback.errors import EXIT_REFUSED
+from tests.projects import BLOG_MODELS, Project, fingerprint, new_project, revision_of, write_migration
+
+BLOG_NULLABLE = BLOG_MODELS.replace("title: Mapped[str]", "title: Mapped[str | None]")
+USERS = "INSERT INTO users (id, email) VALUES (1, 'ann@example.com'), (2, 'bob@example.com')"
+POSTS = (
+    "INSERT INTO posts (id, title, author_id) VALUES "
+    "(1, 'short', 1), (2, 'a much longer title', 1), (3, NULL, 2)"
+)
+#: The common connect listener that turns SQLite foreign keys on for every engine.
+FOREIGN_KEYS_ON = '''
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+@event.listens_for(Engine, "connect")
+def _foreign_keys(dbapi_connection, _record):
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+'''
+
+
+def db(project: Project, *args: str, code: int = 0) -> Result:
+    result = project.db(*args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"flask db {' '.join(args)} raised:\n{result.output}") from result.exception
+    assert result.exit_code == code, f"flask db {' '.join(args)} -> {result.exit_code}:\n{result.output}"
+    assert "Traceback" not in result.output
+    return result
+
+
+def refused_rows(text: str) -> list[tuple[str, str]]:
+    """(object, lost) of each row of the "Data at risk:" table."""
+    lines = text.splitlines()
+    start = lines.index("Data at risk:") + 1
+    header = lines[start]
+    starts = [header.index(w) for w in ("migration", "app", "object", "lost", "operation")]
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  ") or not line.strip():
+            break
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)])]
+        rows.append((cells[2], cells[3]))
+    return rows
+
+
+@dataclass
+class Case:
+    """Migrations blog.0002... (``(upgrade, downgrade)`` code, an optional module header), the
+    number of them applied before the rows are written, and what the command then must do."""
+
+    migrations: list[tuple[str, str] | tuple[str, str, str]]
+    applied: int = 0
+    rows: list[str] = field(default_factory=list)
+    command: tuple[str, ...] = ("upgrade",)
+    lost: list[tuple[str, str]] | None = None  # None: safe, must run; else the refused rows
+    backends: tuple[str, ...] = ("sqlite", "postgresql")
+    foreign_keys_on: bool = False
+    extra_models: str = ""
+    after: Callable[[Project], None] | None = None
+
+
+def build(tmp_path: Path, url: str, case: Case) -> Project:
+    project = new_project(tmp_path, url)
+    project.write("blog/models.py", BLOG_NULLABLE + textwrap.dedent(case.extra_models))
+    if case.foreign_keys_on:
+        project.write("fk.py", FOREIGN_KEYS_ON)
+        project.set_factory(["accounts", "blog"], extra_modules=["fk"])
+    db(project, "init")
+    db(project, "makemigrations")
+    db(project, "upgrade")
+    project.query_write(USERS, POSTS)
+    parent = revision_of(project, "blog", "0001")
+    for number, migration in enumerate(case.migrations, start=2):
+        upgrade, downgrade, *header = migration
+        revision = f"blog{number:04d}"
+        write_migration(project, "blog", f"{number:04d}_case.py", revision, parent, upgrade,
+                        downgrade, header=header[0] if header else "")
+        parent = revision
+    if case.applied:
+        db(project, "upgrade", "blog", f"{case.applied + 1:04d}", "--allow-data-loss")
+    if case.rows:
+        project.query_write(*case.rows)
+    return project
+
+
+def check(tmp_path: Path, db_url: str, case: Case) -> None:
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    if backend not in case.backends:
+        pytest.skip(f"not a {backend} case")
+    project = build(tmp_path, db_url, case)
+    before = fingerprint(project)
+    if case.lost is None:
+        db(project, *case.command)
+        if case.after:
+            case.after(project)
+        return
+    refused = db(project, *case.command, code=EXIT_REFUSED)
+    assert sorted(refused_rows(refused.output)) == sorted(case.lost), refused.output
+    assert fingerprint(project) == before, "a refusal changed the database"
+    db(project, *case.command, "--allow-data-loss")
+    if case.after:
+        case.after(project)
+
+
+def rows_of(project: Project, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+    return project.query(sql)
+
+
+def expect(sql: str, rows: list[tuple]) -> Callable[[Project], None]:  # type: ignore[type-arg]
+    """An ``after`` check: ``sql`` returns exactly ``rows``."""
+
+    def check_rows(project: Project) -> None:
+        assert rows_of(project, sql) == rows, sql
+
+    return check_rows
+
+
+# --- renames: counts follow the object under its current name ----------------------------------
+
+RENAMES = {
+    "rename_then_drop_in_one_migration": Case(
+        [('op.alter_column("posts", "title", new_column_name="headline")\n'
+          'op.drop_column("posts", "headline")', "pass", 'noop_downgrade = "test"')],
+        lost=[("posts.title", "2 values")],
+    ),
+    "rename_table_then_drop_table_in_one_plan": Case(
+        [('op.rename_table("posts", "articles")', 'op.rename_table("articles", "posts")'),
+         ('op.drop_table("articles")', "pass", 'irreversible = "test"')],
+        lost=[("posts", "3 rows")],
+    ),
+    "batch_rename_then_batch_drop": Case(
+        [('with op.batch_alter_table("posts") as b:\n    b.alter_column("title", new_column_name="headline")',
+          'with op.batch_alter_table("posts") as b:\n    b.alter_column("headline", new_column_name="title")'),
+         ('with op.batch_alter_table("posts") as b:\n    b.drop_column("headline")', "pass",
+          'irreversible = "test"')],
+        lost=[("posts.title", "2 values")],
+    ),
+    "raw_sql_rename_then_drop": Case(
+        [('op.execute("ALTER TABLE posts RENAME COLUMN title TO headline")',
+          'op.execute("ALTER TABLE posts RENAME COLUMN headline TO title")'),
+         ('op.drop_column("posts", "headline")', "pass", 'irreversible = "test"')],
+        lost=[("posts.title", "2 values")],
+    ),
+    # The issue's example: add, rename, fill, then roll both back: the drop of the added
+    # column is counted on the filled, renamed one.
+    "add_rename_fill_then_roll_back": Case(
+        [('op.add_column("posts", sa.Column("notes", sa.String(50)))', 'op.drop_column("posts", "notes")'),
+         ('op.alter_column("posts", "notes", new_column_name="remarks")',
+          'op.alter_column("posts", "remarks", new_column_name="notes")')],
+        applied=2,
+        rows=["UPDATE posts SET remarks = 'kept' WHERE id < 3"],
+        command=("downgrade", "blog", "0001"),
+        lost=[("posts.remarks", "2 values")],
+    ),
+    # A loop: title and body swap names through a temporary name; the drop of "body" loses
+    # what was the title.
+    "rename_chain_that_loops": Case(
+        [('op.add_column("posts", sa.Column("body", sa.String(50)))\n'
+          'op.alter_column("posts", "title", new_column_name="tmp")\n'
+          'op.alter_column("posts", "body", new_column_name="title")\n'
+          'op.alter_column("posts", "tmp", new_column_name="body")\n'
+          'op.drop_column("posts", "body")', "pass", 'irreversible = "test"')],
+        lost=[("posts.title", "2 values")],
+    ),
+    "rename_alone_is_safe": Case(
+        [('op.alter_column("posts", "title", new_column_name="headline")',
+          'op.alter_column("posts", "headline", new_column_name="title")'),
+         ('op.rename_table("posts", "articles")', 'op.rename_table("articles", "posts")')],
+        after=expect("SELECT headline FROM articles WHERE id = 1", [("short",)]),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RENAMES))
+def test_renames(tmp_path: Path, db_url: str, name: str) -> None:
+    check(tmp_path, db_url, RENAMES[name])
+
+
+# --- cascades: rows removed through foreign keys are counted, rebuilds never cascade -----------
+
+COMMENTS_TABLE = (
+    'op.create_table("comments", sa.Column("id", sa.Integer, primary_key=True), '
+    'sa.Column("body", sa.String(200)), sa.Column("post_id", sa.Integer, '
+    'sa.ForeignKey("posts.id", name="fk_comments_post_id_posts", ondelete="CASCADE")))'
+)
+COMMENT_ROWS = ["INSERT INTO comments (id, body, post_id) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 2)"]
+
+
+comments_survive = expect("SELECT count(*) FROM comments", [(3,)])
+
+
+CASCADES = {
+    # Seven lines of the issue: foreign keys on, a batch drop of a parent's column. Only the
+    # column's values are at risk; the rebuild does not delete a single comment.
+    "sqlite_rebuild_of_a_parent_does_not_cascade": Case(
+        [(COMMENTS_TABLE, 'op.drop_table("comments")'),
+         ('with op.batch_alter_table("posts") as b:\n    b.drop_column("title")',
+          'with op.batch_alter_table("posts") as b:\n    b.add_column(sa.Column("title", sa.String(200)))')],
+        applied=1, rows=COMMENT_ROWS, foreign_keys_on=True, backends=("sqlite",),
+        lost=[("posts.title", "2 values")], after=comments_survive,
+    ),
+    "delete_of_parents_counts_cascaded_children": Case(
+        [(COMMENTS_TABLE, 'op.drop_table("comments")'),
+         ('op.execute("DELETE FROM posts WHERE author_id = 1")', "pass", 'irreversible = "test"')],
+        applied=1, rows=COMMENT_ROWS, foreign_keys_on=True,
+        lost=[("posts", "2 rows"), ("comments", "3 rows")],
+    ),
+    "sqlite_drop_table_with_keys_on_counts_children": Case(
+        [(COMMENTS_TABLE, 'op.drop_table("comments")'),
+         ('op.execute("DELETE FROM posts WHERE id = 2")', "pass", 'irreversible = "test"')],
+        applied=1, rows=COMMENT_ROWS, foreign_keys_on=True, backends=("sqlite",),
+        lost=[("posts", "1 row"), ("comments", "1 row")],
+    ),
+    "set_null_children_lose_their_values": Case(
+        [(COMMENTS_TABLE.replace('"CASCADE"', '"SET NULL"'), 'op.drop_table("comments")'),
+         ('op.execute("DELETE FROM posts WHERE id = 1")', "pass", 'irreversible = "test"')],
+        applied=1, rows=COMMENT_ROWS, foreign_keys_on=True,
+        lost=[("posts", "1 row"), ("comments.post_id", "2 values")],
+    ),
+    "truncate_cascade_empties_the_referencing_tables": Case(
+        [(COMMENTS_TABLE, 'op.drop_table("comments")'),
+         ('op.execute("TRUNCATE posts CASCADE")', "pass", 'irreversible = "test"')],
+        applied=1, rows=COMMENT_ROWS, backends=("postgresql",),
+        lost=[("posts", "3 rows"), ("comments", "3 rows")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASCADES))
+def test_cascades(tmp_path: Path, db_url: str, name: str) -> None:
+    check(tmp_path, db_url, CASCADES[name])
+
+
+# --- data migrations: exact counts, no false alarms ----------------------------------------------
+
+NOOP = 'noop_downgrade = "nothing to undo"'
+
+
+def titles(project: Project) -> list[tuple]:  # type: ignore[type-arg]
+    return rows_of(project, "SELECT id, title FROM posts ORDER BY id")
+
+
+DATA_MIGRATIONS = {
+    "backfill_of_nulls_is_safe": Case(
+        [("op.execute(\"UPDATE posts SET title = 'untitled-' || id WHERE title IS NULL\")", "pass", NOOP)],
+        after=expect("SELECT id, title FROM posts ORDER BY id",
+                     [(1, "short"), (2, "a much longer title"), (3, "untitled-3")]),
+    ),
+    "backfill_of_a_new_column_is_safe": Case(
+        [('op.add_column("posts", sa.Column("slug", sa.String(50)))\n'
+          "op.execute(\"UPDATE posts SET slug = 'post-' || id\")", 'op.drop_column("posts", "slug")')],
+    ),
+    "copy_then_drop_keeps_the_values": Case(
+        [('op.add_column("posts", sa.Column("headline", sa.String(200)))\n'
+          'op.execute("UPDATE posts SET headline = title")\n'
+          'op.drop_column("posts", "title")', "pass", 'irreversible = "test"')],
+        after=expect("SELECT headline FROM posts ORDER BY id",
+                     [("short",), ("a much longer title",), (None,)]),
+    ),
+    "copy_where_not_null_then_drop_keeps_the_values": Case(
+        [('op.add_column("posts", sa.Column("headline", sa.String(200)))\n'
+          'op.execute("UPDATE posts SET headline = title WHERE title IS NOT NULL")\n'
+          'op.drop_column("posts", "title")', "pass", 'irreversible = "test"')],
+    ),
+    "manual_table_rebuild_is_safe": Case(
+        [('op.execute("CREATE TABLE posts_new (id INTEGER PRIMARY KEY, title VARCHAR(200), '
+          'author_id INTEGER REFERENCES users (id))")\n'
+          'op.execute("INSERT INTO posts_new (id, title, author_id) SELECT id, title, author_id FROM posts")\n'
+          'op.execute("DROP TABLE posts")\n'
+          'op.execute("ALTER TABLE posts_new RENAME TO posts")', "pass", 'irreversible = "test"')],
+        after=expect("SELECT id, title FROM posts ORDER BY id",
+                     [(1, "short"), (2, "a much longer title"), (3, None)]),
+    ),
+    "manual_rebuild_that_leaves_a_column_behind": Case(
+        [('op.execute("CREATE TABLE posts_new (id INTEGER PRIMARY KEY, author_id INTEGER)")\n'
+          'op.execute("INSERT INTO posts_new (id, author_id) SELECT id, author_id FROM posts")\n'
+          'op.execute("DROP TABLE posts")\n'
+          'op.execute("ALTER TABLE posts_new RENAME TO posts")', "pass", 'irreversible = "test"')],
+        lost=[("posts.title", "2 values")],
+    ),
+    "update_that_overwrites_is_counted": Case(
+        [("op.execute(\"UPDATE posts SET title = upper(title) WHERE author_id = 1\")", "pass", NOOP)],
+        lost=[("posts.title", "2 values")],
+    ),
+    "delete_with_a_subquery_is_counted": Case(
+        [('op.execute("DELETE FROM posts WHERE author_id IN (SELECT id FROM users WHERE email LIKE \'bob%\')")',
+          "pass", 'irreversible = "test"')],
+        lost=[("posts", "1 row")],
+    ),
+    "delete_with_a_cte_is_counted": Case(
+        [('op.execute("WITH old AS (SELECT id FROM posts WHERE id < 3) '
+          'DELETE FROM posts WHERE id IN (SELECT id FROM old)")', "pass", 'irreversible = "test"')],
+        lost=[("posts", "2 rows")],
+    ),
+    "delete_that_matches_nothing_is_safe": Case(
+        [('op.execute("DELETE FROM posts WHERE id > 100")', "pass", NOOP)],
+    ),
+    "insert_of_seed_rows_is_safe": Case(
+        [('op.bulk_insert(sa.table("users", sa.column("id"), sa.column("email")), '
+          '[{"id": 3, "email": "cy@example.com"}])', 'op.execute("DELETE FROM users WHERE id = 3")')],
+    ),
+    # The declaration covers reversibility, not data loss.
+    "noop_downgrade_does_not_cover_a_destructive_upgrade": Case(
+        [('op.drop_column("posts", "title")', "pass", NOOP)],
+        lost=[("posts.title", "2 values")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_MIGRATIONS))
+def test_data_migrations(tmp_path: Path, db_url: str, name: str) -> None:
+    check(tmp_path, db_url, DATA_MIGRATIONS[name])
+
+
+def test_an_intentional_noop_downgrade_passes_the_gate_and_rolls_back(tmp_path: Path, db_url: str) -> None:
+    """A backfill's empty downgrade is an error until it is declared; declared, the gate passes
+    and the deploy rolls back. The message names both declarations."""
+    case = Case([("op.execute(\"UPDATE posts SET title = 'x' || id WHERE title IS NULL\")", "pass")])
+    project = build(tmp_path, db_url, case)
+    report = json.loads(db(project, "predeploy", "--json", code=1).output)
+    (reversibility,) = [c for c in report["checks"] if c["name"] == "reversibility"]
+    assert reversibility["level"] == "error"
+    (detail,) = reversibility["details"]
+    assert "noop_downgrade" in detail and "irreversible" in detail
+    path = next((project.migrations / "blog").glob("0002_*.py"))
+    path.write_text(path.read_text().replace("depends_on = None\n", f"depends_on = None\n{NOOP}\n"))
+    db(project, "predeploy", "--strict")
+    db(project, "deploy")
+    db(project, "rollback", "--yes")
+    assert titles(project)[2] == (3, "x3")  # nothing to undo: the backfill stays
+
+
+# --- timing races: what arrives between the assessment and the drop is counted -----------------
+
+HOOK = '''
+from flask import current_app
+from sqlalchemy import create_engine, text
+
+from . import rollback
+
+
+@rollback.before_deploy
+def _rows_arrive(plan):
+    engine = create_engine(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO drafts (id, body) VALUES (1, 'written during the backup')"))
+    engine.dispose()
+'''
+
+
+def test_rows_written_while_the_deploy_runs_its_hooks_are_refused(tmp_path: Path, db_url: str) -> None:
+    """The gate counts an empty table; a before_deploy hook (standing for a slow backup) lets a
+    row arrive; the deploy counts again and refuses before applying anything."""
+    case = Case(
+        [('op.create_table("drafts", sa.Column("id", sa.Integer, primary_key=True), '
+          'sa.Column("body", sa.String(100)))', 'op.drop_table("drafts")'),
+         ('op.drop_table("drafts")', "pass", 'irreversible = "test"')],
+        applied=1,
+    )
+    project = build(tmp_path, db_url, case)
+    project.write("race.py", HOOK)
+    project.set_factory(["accounts", "blog"], extra_modules=["race"])
+    report = json.loads(db(project, "predeploy", "--json").output)
+    (risk,) = [c for c in report["checks"] if c["name"] == "data at risk"]
+    assert risk["level"] == "ok", risk  # empty at gate time
+    refused = db(project, "deploy", code=EXIT_REFUSED)
+    assert refused_rows(refused.output) == [("drafts", "1 row")]
+    assert rows_of(project, "SELECT body FROM drafts") == [("written during the backup",)]
+    assert "blog0003" not in str(rows_of(project, "SELECT version_num FROM alembic_version"))
+
+
+RACER = '''
+from flask import current_app
+
+
+def write_elsewhere():
+    """Another client commits a row while this migration runs (its own connection)."""
+    engine = sa.create_engine(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO drafts (id, body) VALUES (7, 'late')"))
+    engine.dispose()
+'''
+
+
+def test_rows_committed_by_another_client_mid_run_are_counted_as_the_step_runs(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Step 1 runs while another client commits a row into a table step 2 drops: step 2 counts
+    again under its lock and refuses; step 1 stays applied, step 2 is rolled back."""
+    case = Case(
+        [('op.create_table("drafts", sa.Column("id", sa.Integer, primary_key=True), '
+          'sa.Column("body", sa.String(100)))', 'op.drop_table("drafts")'),
+         ('if not op.get_context().as_sql:  # running, not being read\n    write_elsewhere()\n'
+          'op.add_column("posts", sa.Column("x", sa.Integer))',
+          'op.drop_column("posts", "x")', RACER),
+         ('op.drop_table("drafts")', "pass", 'irreversible = "test"')],
+        applied=1,
+    )
+    project = build(tmp_path, pg_url, case)
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0004_case (up) was stopped: counted again as it ran" in errors[0]
+    assert "1 row of drafts" in errors[0]
+    assert rows_of(project, "SELECT id FROM drafts") == [(7,)]
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0003"}
+
+
+# --- failures on live data: refused before the first step, with the fix -------------------------
+
+FAILURES = {
+    "not_null_without_default_on_rows": (
+        'op.add_column("posts", sa.Column("slug", sa.String(50), nullable=False))',
+        "would fail on live data: 3 rows;",
+    ),
+    "set_not_null_over_nulls": (
+        ('with op.batch_alter_table("posts") as b:\n'
+         '    b.alter_column("title", existing_type=sa.String(200), nullable=False)'),
+        "would fail on live data: 1 row;",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_failures_on_live_data_block_the_gate(tmp_path: Path, db_url: str, name: str) -> None:
+    upgrade, detail = FAILURES[name]
+    project = build(tmp_path, db_url, Case([("op.create_index('ix_posts_author', 'posts', ['author_id'])",
+                                              "op.drop_index('ix_posts_author', 'posts')"),
+                                             (upgrade, "pass", 'irreversible = "test"')]))
+    before = fingerprint(project)
+    report = json.loads(db(project, "predeploy", "--json", code=1).output)
+    (live,) = [c for c in report["checks"] if c["name"] == "live data"]
+    assert live["level"] == "error" and any(detail in d for d in live["details"]), live
+    db(project, "deploy", "--allow-data-loss", code=1)
+    assert fingerprint(project) == before  # not even the first step was applied
+
+
+def test_set_not_null_after_a_backfill_in_the_same_plan_deploys(tmp_path: Path, db_url: str) -> None:
+    project = build(tmp_path, db_url, Case([
+        ("op.execute(\"UPDATE posts SET title = 'untitled' WHERE title IS NULL\")", "pass", NOOP),
+        ('with op.batch_alter_table("posts") as b:\n'
+         '    b.alter_column("title", existing_type=sa.String(200), nullable=False)',
+         'with op.batch_alter_table("posts") as b:\n'
+         '    b.alter_column("title", existing_type=sa.String(200), nullable=True)'),
+    ]))
+    project.write("blog/models.py", BLOG_MODELS)  # the models say NOT NULL too
+    db(project, "predeploy", "--strict")
+    db(project, "deploy")
+    assert titles(project)[2] == (3, "untitled")
+
+
+# --- fresh databases: never refused ---------------------------------------------------------------
+
+HISTORY = [
+    ('op.create_table("roles", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(50)))\n'
+     'op.bulk_insert(sa.table("roles", sa.column("id"), sa.column("name")), '
+     '[{"id": 1, "name": "admin"}, {"id": 2, "name": "editor"}, {"id": 3, "name": "guest"}])',
+     'op.drop_table("roles")'),
+    ('op.execute("UPDATE roles SET name = upper(name)")', "pass", NOOP),
+    ('op.execute("DELETE FROM roles WHERE id = 3")', "pass", NOOP),
+    ('op.add_column("roles", sa.Column("label", sa.String(50)))\n'
+     'op.execute("UPDATE roles SET label = name")\n'
+     'op.drop_column("roles", "name")', "pass", 'irreversible = "test"'),
+    ('op.rename_table("roles", "groups")\n'
+     'op.execute("UPDATE posts SET title = \'x\'")', 'op.rename_table("groups", "roles")'),
+    ('op.drop_table("groups")', "pass", 'irreversible = "test"'),
+]
+
+
+def test_a_fresh_database_is_never_refused(tmp_path: Path, db_url: str) -> None:
+    """The whole history, with seeds rewritten, deleted, copied and dropped, on an empty
+    database: nothing existed before the run, so nothing is refused (and no flag is needed)."""
+    project = new_project(tmp_path, db_url)
+    project.write("blog/models.py", BLOG_NULLABLE)
+    db(project, "init")
+    db(project, "makemigrations")
+    parent = revision_of(project, "blog", "0001")
+    for number, (upgrade, downgrade, *header) in enumerate(HISTORY, start=2):
+        revision = f"blog{number:04d}"
+        write_migration(project, "blog", f"{number:04d}_history.py", revision, parent, upgrade,
+                        downgrade, header=header[0] if header else "")
+        parent = revision
+    db(project, "predeploy")  # ready; --strict would stop at the two declared barriers
+    db(project, "upgrade", "--plan")
+    db(project, "upgrade")
+    assert "groups" not in project.tables() and "roles" not in project.tables()
+
+
+def test_a_fresh_database_deploys_the_same_history(tmp_path: Path, db_url: str) -> None:
+    project = new_project(tmp_path, db_url)
+    project.write("blog/models.py", BLOG_NULLABLE)
+    db(project, "init")
+    db(project, "makemigrations")
+    parent = revision_of(project, "blog", "0001")
+    for number, (upgrade, downgrade, *header) in enumerate(HISTORY, start=2):
+        revision = f"blog{number:04d}"
+        write_migration(project, "blog", f"{number:04d}_history.py", revision, parent, upgrade,
+                        downgrade, header=header[0] if header else "")
+        parent = revision
+    db(project, "deploy")
+
+
+# --- archives of data migrations keep just the rows they touch ----------------------------------
+
+
+def test_archives_of_a_delete_and_an_update_restore_only_those_rows(tmp_path: Path, db_url: str) -> None:
+    """A DELETE ... WHERE and an UPDATE ... WHERE run with --archive: each archive holds just
+    the rows the statement took, so a restore puts those back and leaves later edits alone."""
+    project = build(tmp_path, db_url, Case([
+        ('op.execute("DELETE FROM posts WHERE id = 2")\n'
+         "op.execute(\"UPDATE posts SET title = upper(title) WHERE id = 1\")", "pass",
+         'irreversible = "test"'),
+    ]))
+    ran = db(project, "upgrade", "--archive")
+    archived = json.loads(db(project, "archives", "--json").output)
+    assert sorted((a["table"], a["column"] or "", a["rows"]) for a in archived) == [
+        ("posts", "", 1), ("posts", "title", 1),
+    ], ran.output
+    project.query_write("UPDATE posts SET title = 'edited later' WHERE id = 3")
+    for archive in archived:
+        db(project, "restore", archive["name"])
+    assert titles(project) == [(1, "short"), (2, "a much longer title"), (3, "edited later")]
