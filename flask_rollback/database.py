@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.pool import NullPool
 
-from .errors import RollbackError
+from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .settings import Settings
 
 
@@ -108,7 +108,8 @@ def connect(url: URL) -> Iterator[Connection]:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             raise RollbackError(
                 f"cannot connect to the database {display_url(url)}: {mask(reason, url)}; "
-                "check SQLALCHEMY_DATABASE_URI and that the server is running"
+                "check SQLALCHEMY_DATABASE_URI and that the server is running",
+                exit_code=EXIT_COULD_NOT_RUN,
             ) from None
         with connection:
             yield connection

@@ -139,6 +139,12 @@ class DataGuard:
         if not lost:
             return
         if self.archive:
+            kept = {(s.table, s.column) for s in self.archived if s.step == step and s.where is None}
+            lost = [
+                risk for risk in lost
+                if risk.loss is not None and (risk.loss.table, None) not in kept
+                and (risk.loss.table, risk.loss.column) not in kept
+            ]  # a whole table or column archived earlier in this step holds them already
             specs = self.log.plan(connection, DataLossReport(lost), skip_unarchivable=self.allow_data_loss)
             for spec in specs:
                 self.log.write(connection, spec)

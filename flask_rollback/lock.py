@@ -25,7 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .errors import RollbackError
+from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .recorder import who
 
 Announce = Callable[[str], None]
@@ -83,7 +83,8 @@ def _wait(try_once: Callable[[], bool], timeout: float, holder: Callable[[], str
         if time.monotonic() >= deadline:
             raise RollbackError(
                 f"could not take the migration lock within {timeout:g}s: it is held by "
-                f"{holder()}; wait for that run to finish or raise --lock-timeout"
+                f"{holder()}; wait for that run to finish or raise --lock-timeout",
+                exit_code=EXIT_COULD_NOT_RUN,
             )
         time.sleep(POLL_SECONDS)
 

@@ -721,7 +721,7 @@ def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path
     url = f"postgresql+psycopg://deployer:{SECRET}@127.0.0.1:{port}/app"
     project = new_project(tmp_path, url)
     assert project.run("init").returncode == 0
-    for args, code in ((("predeploy",), 2), (("predeploy", "--json"), 2), (("deploy",), 1)):
+    for args, code in ((("predeploy",), 2), (("predeploy", "--json"), 2), (("deploy",), 2)):
         result = project.run(*args)
         assert result.returncode == code, (args, result.stdout, result.stderr)
         assert result.stdout == ""

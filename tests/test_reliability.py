@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from flask_rollback.database import migration_engine
+from flask_rollback.errors import EXIT_COULD_NOT_RUN
 
 from tests.pgserver import PostgresServer
 from tests.projects import Project, new_project, write_chain
@@ -132,7 +133,7 @@ def test_lock_timeout_gives_a_clear_error(tmp_path: Path, db_url: str) -> None:
         time.sleep(0.1)  # the holder is inside its first migration's sleep by now, or past it
     waiter = project.run("upgrade", "--lock-timeout", "0.5")
     holder.wait(timeout=60)
-    assert waiter.returncode == 1
+    assert waiter.returncode == EXIT_COULD_NOT_RUN  # busy: try again later
     assert "waiting for the migration lock held by" in waiter.stderr
     assert "could not take the migration lock within 0.5s" in waiter.stderr
     assert "Traceback" not in waiter.stderr
