@@ -242,18 +242,21 @@ class _StatementWatch:
 
     def _before(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
                 context: Any, executemany: bool) -> None:
-        if executemany or self.guard.project.recorder.is_own_table(_first_table(statement)):
+        if self.guard.project.recorder.is_own_table(_first_table(statement)):
             return
+        # executemany: one count per parameter set (an UPDATE or DELETE run for many rows)
+        parameter_sets = list(parameters) if executemany else [parameters]
         for reading in read(statement):
             if not reading.effects:
                 continue
             self._explain(reading.effects)
-            self.shadow.params = parameters
-            losses = self.shadow.apply(reading.effects, reading.reason)
-            self.shadow.params = None
             operation = _seen(reading.reason, reading.table, reading.column, reading.sql)
-            self.explained.update(loss.table for loss in losses)
-            self.guard._settle(conn, self.step, [StepRisk(self.step, operation, l) for l in losses])
+            for parameter_set in parameter_sets:
+                self.shadow.params = parameter_set
+                losses = self.shadow.apply(reading.effects, reading.reason)
+                self.shadow.params = None
+                self.explained.update(loss.table for loss in losses)
+                self.guard._settle(conn, self.step, [StepRisk(self.step, operation, l) for l in losses])
 
     def _explain(self, effects: tuple[Any, ...]) -> None:
         for effect in effects:

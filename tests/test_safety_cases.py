@@ -541,3 +541,30 @@ def test_archives_of_a_delete_and_an_update_restore_only_those_rows(tmp_path: Pa
     for archive in archived:
         db(project, "restore", archive["name"])
     assert titles(project) == [(1, "short"), (2, "a much longer title"), (3, "edited later")]
+
+
+ROW_BY_ROW = '''
+def normalise_titles():
+    """The common data migration: read rows, write each back through the connection."""
+    connection = op.get_bind()
+    posts = sa.table("posts", sa.column("id"), sa.column("title"))
+    rows = connection.execute(sa.select(posts.c.id, posts.c.title)).all()
+    connection.execute(
+        posts.update().where(posts.c.id == sa.bindparam("key")).values(title=sa.bindparam("value")),
+        [{"key": key, "value": (title or "").title()} for key, title in rows],
+    )
+'''
+
+
+def test_row_by_row_updates_through_the_connection_are_counted(tmp_path: Path, db_url: str) -> None:
+    """An executemany UPDATE sent by code that cannot be read ahead is counted row by row as
+    it runs: refused without a flag, archived (one archive of the column) with --archive."""
+    project = build(tmp_path, db_url, Case([("normalise_titles()", "pass", ROW_BY_ROW + NOOP)]))
+    before = fingerprint(project)
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    assert "counted again as it ran" in refused.output
+    assert fingerprint(project) == before
+    db(project, "upgrade", "--archive")
+    assert titles(project) == [(1, "Short"), (2, "A Much Longer Title"), (3, "")]
+    (archive,) = json.loads(db(project, "archives", "--json").output)
+    assert (archive["table"], archive["column"], archive["rows"]) == ("posts", "title", 2)
