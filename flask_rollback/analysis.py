@@ -3,33 +3,37 @@
 ``operations(module, direction, dialect)`` runs ``upgrade()``/``downgrade()`` against a recording
 Alembic ``Operations`` object that has no connection: every ``op.*`` call (also inside
 ``op.batch_alter_table`` blocks, which are never flushed, so nothing is reflected) is captured
-as the Alembic ``MigrateOperation`` it builds and classified into ``Operation`` rows.
+as the Alembic ``MigrateOperation`` it builds and classified into ``Operation`` rows, each with
+the ``Effect``s (see ``statements``) the data-loss simulation follows. SQL given to
+``op.execute`` is read statement by statement by ``statements.read``.
 
 Risk rules (``worst`` ranks them destroys > may_fail > review > safe):
 
-* **destroys** - data is gone afterwards:
-  ``drop_table``; ``drop_column`` (also inside a batch); ``alter_column`` whose type narrows
-  when ``existing_type`` is known (shorter String/VARCHAR, Text -> String(n), a smaller integer
-  type, lower Numeric precision or scale, Float/fractional Numeric -> an integer type,
-  DateTime -> Date, anything -> Boolean); raw SQL (``op.execute`` with a string, ``sa.text`` or
-  a Core statement, split into statements by sqlparse) that is ``DROP TABLE/SCHEMA/DATABASE``,
-  ``DELETE``, ``TRUNCATE``, ``UPDATE``, ``ALTER TABLE ... DROP [COLUMN]``, an upsert
-  (``INSERT ... ON CONFLICT DO UPDATE``, ``INSERT OR REPLACE``) or a ``WITH`` that deletes or
-  updates.
+* **destroys** - data may be gone afterwards: ``drop_table``; ``drop_column`` (also inside a
+  batch); ``alter_column`` whose type narrows when ``existing_type`` is known (shorter
+  String/VARCHAR, Text -> String(n), a smaller integer type, lower Numeric precision or scale,
+  Float/fractional Numeric -> an integer type, DateTime -> Date, anything -> Boolean); SQL that
+  drops, empties, deletes, overwrites (``UPDATE``, upserts) or changes data in a ``WITH``.
 * **may_fail** - fine on an empty table, can fail on existing rows: ``add_column`` NOT NULL
   without a server default; ``alter_column(nullable=False)``; ``create_unique_constraint``;
   ``create_index(unique=True)``; ``create_check_constraint``; ``create_foreign_key``;
-  ``create_primary_key``; an ``alter_column`` type change that widens or converts.
+  ``create_primary_key``; an ``alter_column`` type change that widens or converts; SQL that adds
+  a constraint.
 * **safe** - ``create_table``; ``add_column`` nullable or with a server default; non-unique
   ``create_index``; ``drop_index``; ``drop_constraint``; ``bulk_insert``; table comments;
   ``alter_column`` that drops NOT NULL or changes a default/comment; ``rename_table`` and
-  ``alter_column(new_column_name=...)`` (data kept, running clients break); raw SQL that is
-  ``CREATE``, ``INSERT``, ``COMMENT``, ``GRANT`` or ``DROP INDEX``.
-* **review** - cannot be judged here: an ``alter_column`` type change without
-  ``existing_type``; raw SQL that is anything else (``DO`` blocks, ``SELECT f()``, other
-  ``ALTER``/``DROP``) or cannot be parsed; op kinds not listed above; Python the recorder
-  cannot see - a function that raises or touches the connection (``op.get_bind()``,
-  ``op.get_context().bind``) ends the recording with one ``kind="python"`` row.
+  ``alter_column(new_column_name=...)`` (data kept, running clients break); SQL that creates,
+  inserts, renames, comments, grants, or drops an index, view or other object without data.
+* **review** - cannot be judged here (the guard then reads its statements as they run): an
+  ``alter_column`` type change without ``existing_type``; SQL the reader does not know (``DO``
+  blocks, ``SELECT f()``, other ``ALTER``, ``DROP ... CASCADE`` of non-tables) or cannot parse;
+  op kinds not listed above; Python the recorder cannot see - a function that raises or touches
+  the connection (``op.get_bind()``, ``op.get_context().bind``) ends the recording with one
+  ``kind="python"`` row.
+
+Reading a migration calls its functions: Python in them that does not go through ``op`` (a
+print, a call to another service) runs while it is read; code that must only run for real can
+test ``op.get_context().as_sql``, which is True while it is read.
 
 One Alembic call can give several rows: an ``alter_column`` yields one per change (type,
 nullability, rename, default/comment) and an ``op.execute`` one per SQL statement.
