@@ -130,7 +130,7 @@ class Shadow:
         #: With ``dry``, nothing is counted: the tables a count would read are collected in
         #: ``touched`` (to lock them before counting for real).
         self.dry = dry
-        self.touched: set[tuple[str | None, str]] = set()
+        self.touched: set[tuple[str | None, str | None]] = set()
         self.params: Any = None  # bind parameters of the statement being followed
         self._cascades = self._enforces_foreign_keys()
         self._fk_cache: dict[str | None, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
@@ -269,13 +269,15 @@ class Shadow:
             return
         taken = list(effect.source_columns or source.columns)
         into = list(effect.columns or table.columns or taken)
-        for name, source_name in zip(into, taken):
+        for name, source_name in zip(into, taken, strict=False):
             if source_name in source.columns:
                 table.columns[name] = source.columns[source_name].copy()
 
     # -- losses ------------------------------------------------------------------------------
 
-    def _where(self, table: _Table, column: str | None = None) -> tuple[str | None, str, str | None]:
+    def _where(
+        self, table: _Table, column: str | None = None
+    ) -> tuple[str | None, str | None, str | None]:
         """(schema, table, column) to count for an object as the shadow names it now."""
         if self.counting == "current" or column is None:
             return table.schema, table.origin if self.counting == "baseline" else table.name, column
@@ -288,6 +290,7 @@ class Shadow:
         if held.created or self._holders(held.source, table, name):
             return []
         schema, where, column = self._where(table, name)
+        assert where is not None  # it holds existing data, so it is in the counted database
         values = self._values(schema, where, column)
         return [Loss(where, column, values, f"{reason}: {values} non-NULL values", schema)]
 
@@ -298,6 +301,7 @@ class Shadow:
             return []
         if len(lost) == len(existing) and table.origin is not None:
             schema, where, _ = self._where(table)
+            assert where is not None
             rows = self._rows(schema, where)
             return [Loss(where, None, rows, f"{reason}: {rows} rows", schema)]
         return [loss for name in lost for loss in self._column_loss(table, name, reason)]
@@ -313,7 +317,7 @@ class Shadow:
         new = sqltypes.to_instance(effect.new)
         condition = misfits(old, new)
         schema, where, column = self._where(table, target.column)
-        assert column is not None
+        assert where is not None and column is not None
         values = self._values(schema, where, column, condition)
         what = "values that do not fit" if condition is not None else "non-NULL values converted"
         return [Loss(where, column, values, f"{reason}: {values} {what}", schema)]
@@ -574,7 +578,7 @@ class Shadow:
         sql = str(query.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
         return self._count(sql, [], (schema, table))
 
-    def _count(self, sql: str, positions: Sequence[int], table: tuple[str | None, str]) -> int:
+    def _count(self, sql: str, positions: Sequence[int], table: tuple[str | None, str | None]) -> int:
         """One count, in a savepoint so a query the database rejects (UNKNOWN) leaves the
         caller's transaction usable. In a dry run, only note the table it would read."""
         if self.dry:

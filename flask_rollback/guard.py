@@ -198,11 +198,11 @@ class DataGuard:
             found = counter.table(table)
             if found is None:
                 continue
-            loss = (counter.apply((DropColumns((Target(table, column),)),), "vanished")
-                    if column else counter.apply((DropTables((Target(table),)),), "vanished"))
+            gone = DropColumns((Target(table, column),)) if column else DropTables((Target(table),))
             what = f"column {table}.{column}" if column else f"table {table}"
-            risks += [StepRisk(step, _seen(f"{what} vanished through code that could not be "
-                                           "read", table, column), item) for item in loss]
+            reason = f"{what} vanished through code that could not be read"
+            risks += [StepRisk(step, _seen(reason, table, column), loss)
+                      for loss in counter.apply((gone,), reason)]
         for table, count in deleted.items():
             loss = Loss(table, None, count, f"{count} rows of {table} deleted by code that "
                                             "could not be read")
@@ -256,7 +256,7 @@ class _StatementWatch:
                 losses = self.shadow.apply(reading.effects, reading.reason)
                 self.shadow.params = None
                 self.explained.update(loss.table for loss in losses)
-                self.guard._settle(conn, self.step, [StepRisk(self.step, operation, l) for l in losses])
+                self.guard._settle(conn, self.step, [StepRisk(self.step, operation, loss) for loss in losses])
 
     def _explain(self, effects: tuple[Any, ...]) -> None:
         for effect in effects:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import sqlparse
 from sqlparse import tokens as T
@@ -147,10 +147,10 @@ class Uncountable:
     reason: str
 
 
-Effect = Union[
-    CreateTable, AddColumn, DropTables, DropColumns, Rename, Narrow, DeleteRows, UpdateRows,
-    CopyRows, Overwrite, Uncountable,
-]
+Effect = (
+    CreateTable | AddColumn | DropTables | DropColumns | Rename | Narrow | DeleteRows | UpdateRows
+    | CopyRows | Overwrite | Uncountable
+)
 
 
 @dataclass(frozen=True)
@@ -488,7 +488,7 @@ def _table_and_alias(clause: Clause | None) -> tuple[Target, str | None] | None:
 
 def _split_with(statement: Statement) -> tuple[Clause, str | None]:
     """The ``WITH ...`` prefix and the main statement's keyword (the first DML at depth 0)."""
-    depth, pieces = 0, []
+    depth, pieces = 0, list[Token]()
     for token in statement.flatten():
         if token.match(T.Punctuation, "("):
             depth += 1
@@ -552,7 +552,9 @@ def _clauses(statement: Statement, names: set[str], after: Clause | None = None)
 
 def _split_top(text: str, separator: str = ",") -> list[str]:
     """Split at ``separator`` outside parentheses and quotes."""
-    parts, depth, quote, current = [], 0, "", []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in text:
         if quote:
             if char == quote:
