@@ -1,5 +1,22 @@
 """flask-rollback: Django-style per-app migrations for Flask on Alembic, with safe rollbacks."""
 
+from .compat import (
+    branches,
+    check,
+    current,
+    downgrade,
+    edit,
+    heads,
+    history,
+    init,
+    list_templates,
+    merge,
+    migrate,
+    revision,
+    show,
+    stamp,
+    upgrade,
+)
 from .errors import RollbackError
 from .extension import Rollback
 
@@ -13,5 +30,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-__all__ = ["NAMING_CONVENTION", "Rollback", "RollbackError"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "Rollback",
+    "RollbackError",
+    # Flask-Migrate's functions: ``from flask_rollback import upgrade`` replaces the same import
+    # from flask_migrate (see compat.py).
+    "branches", "check", "current", "downgrade", "edit", "heads", "history", "init",
+    "list_templates", "merge", "migrate", "revision", "show", "stamp", "upgrade",
+]
 __version__ = "0.1.0"

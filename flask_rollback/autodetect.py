@@ -44,12 +44,15 @@ class AppSplitter:
         only: Sequence[str],
         message: str | None,
         write: bool,
+        revision_id: str | None = None,
     ) -> None:
         self.graph = graph
         self.registry = graph.registry
         self.only = list(only)
         self.message = message
         self.write = write
+        #: A revision id the caller chose (``--rev-id``): it names one migration, so one app.
+        self.revision_id = revision_id
         self.planned: list[NewMigration] = []
 
     def __call__(self, context, revision, directives: list[ops.MigrationScript]) -> None:  # type: ignore[no-untyped-def]
@@ -59,7 +62,13 @@ class AppSplitter:
             by_app.setdefault(self._app_of(op), []).append(op)
         if self.only:
             by_app = {label: found for label, found in by_app.items() if label in self.only}
-        new_ids = {label: rev_id() for label in by_app}
+        if self.revision_id and len(by_app) > 1:
+            raise RollbackError(
+                f"--rev-id names one migration, but {len(by_app)} apps changed "
+                f"({', '.join(by_app)}); choose one app ('flask db migrate --app APP', or "
+                "head='APP@head' from Python)"
+            )
+        new_ids = {label: self.revision_id or rev_id() for label in by_app}
         scripts = []
         for label in self._dependency_order(by_app, new_ids):
             upgrade = ops.UpgradeOps(ops=by_app[label])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+import click
 from flask import Flask
+from flask.cli import FlaskGroup
 
 from .apps import AppSpec
 from .errors import RollbackError
@@ -65,6 +68,7 @@ class Rollback:
 
         name = app.config.get("ROLLBACK_COMMAND", settings.command)
         app.cli.add_command(db_group, name)
+        report_shadowing_command(name, db_group)
 
     def before_deploy(self, hook: Hook) -> Hook:
         """Decorator: ``hook(plan)`` runs before a deploy applies anything; raising blocks it."""
@@ -92,3 +96,44 @@ class Rollback:
         if any(spec.label == label for spec in self.specs):
             raise RollbackError(f"app {label!r} is registered twice")
         self.specs.append(AppSpec(label, import_name, directory, source="registered"))
+
+
+def report_shadowing_command(name: str, group: click.Command) -> None:
+    """Say so when another distribution's ``flask.commands`` entry point owns ``flask NAME``.
+
+    Flask adds those plugin commands (Flask-Migrate 2.x declared ``db = flask_migrate.cli:db``)
+    before the app's own, so ``flask db`` would silently run the other package. Only under the
+    Flask CLI: one line on stderr; when the shadowing command is the one being run (it loaded
+    the app), the line is an error and the command stops before the other package runs.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not isinstance(ctx.find_root().command, FlaskGroup):
+        return
+    for entry_point in entry_points(group="flask.commands", name=name):
+        if entry_point.module.partition(".")[0] == __name__.partition(".")[0]:
+            continue
+        running = _running_top_command(ctx)
+        stop = running is not None and running.info_name == name and running.command is not group
+        click.echo(
+            f"{'Error' if stop else 'Warning'}: {_shadowing_message(name, entry_point)}", err=True
+        )
+        if stop:
+            ctx.exit(2)
+
+
+def _running_top_command(ctx: click.Context) -> click.Context | None:
+    """The context of the command typed after ``flask`` (None for ``flask --help``)."""
+    while ctx.parent is not None and ctx.parent.parent is not None:
+        ctx = ctx.parent
+    return ctx if ctx.parent is not None else None
+
+
+def _shadowing_message(name: str, entry_point: EntryPoint) -> str:
+    dist = entry_point.dist.name if entry_point.dist is not None else entry_point.module
+    other_name = "rollback" if name != "rollback" else "migrations"
+    return (
+        f"'flask {name}' runs {dist}'s command ({entry_point.value}), not flask-rollback's: "
+        f"Flask loads installed packages' commands before the app's; uninstall it "
+        f"(pip uninstall {dist}) or set ROLLBACK_COMMAND = \"{other_name}\" and use "
+        f"'flask {other_name} ...'"
+    )

@@ -48,6 +48,8 @@ class Project:
         self.recorder = Recorder(settings)
         #: ``-x`` arguments for migrations (``context.get_x_argument()``).
         self.x_args: list[str] = []
+        #: ``--tag`` for migrations (``context.get_tag_argument()``), as Alembic passes it.
+        self.tag: str | None = None
 
     @property
     def metadata(self) -> sa.MetaData:
@@ -109,6 +111,7 @@ class Project:
             "compare_server_default": self.settings.compare_server_default,
             "render_as_batch": sqlite if batch is None else batch,
             "include_name": self.include_name,
+            "tag": self.tag,
             # Our SQLite engine really BEGINs, so DDL is transactional there too.
             "transactional_ddl": True if sqlite else None,
         }

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
-from .. import commands
-from ..errors import RollbackError
-from .group import current_project, db_group
+from .. import commands, compat
+from .group import current_project, db_group, directory_option, x_arg_option
 from .output import print_new
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 @db_group.command("init")
-def init_command() -> None:
+@directory_option
+@click.option("--multidb", is_flag=True, help="Refused: only the default bind is migrated.")
+@click.option("-t", "--template", default=None, help="Refused unless 'flask': there is one layout.")
+@click.option("--package", is_flag=True, help="Write __init__.py in the root and each app folder.")
+def init_command(multidb: bool, template: str | None, package: bool) -> None:
     """Create the migrations folder: a few-line env.py, the template, one folder per app."""
-    for path in commands.init(current_project()):
+    for path in compat.create_layout(current_project(), multidb, template, package):
         click.echo(f"Created {path}")
 
 
 @db_group.command("list-templates")
 def list_templates_command() -> None:
     """List migration folder templates (Flask-Migrate compatibility)."""
-    click.echo("flask-rollback - one folder per app, env.py calls into the package")
+    for name, synopsis in compat.TEMPLATES.items():
+        click.echo(f"{name} - {synopsis}")
 
 @db_group.command("makemigrations")
 @click.argument("apps", nargs=-1)
@@ -41,46 +50,63 @@ def makemigrations_command(
         raise click.exceptions.Exit(1)
 
 
+def new_migration_options(command: Command) -> Command:
+    """Flask-Migrate's revision/migrate options; Alembic's branch options are refused in
+    compat.new_migrations with what to use instead."""
+    for option in reversed([
+        directory_option,
+        click.option("-m", "--message", default=None, help="Migration message."),
+        click.option("--sql", is_flag=True, help="Refused: creating a migration runs no SQL."),
+        click.option("--head", default="head", help="APP@head: the app to add the migration to."),
+        click.option("--splice", is_flag=True, help="Refused: one branch per app."),
+        click.option("--branch-label", default=None, help="Refused: every app is its own branch."),
+        click.option("--version-path", default=None, help="Refused: each app has its folder."),
+        click.option("--rev-id", default=None, help="Revision id to use instead of a generated one."),
+    ]):
+        command = option(command)
+    return command
+
+
 @db_group.command("migrate")
-@click.option("-m", "--message", default=None, help="Migration message.")
+@new_migration_options
 @click.option("--app", "apps", multiple=True, help="Only these apps.")
-def migrate_command(message: str | None, apps: tuple[str, ...]) -> None:
+@x_arg_option
+def migrate_command(apps: tuple[str, ...], **options: Any) -> None:
     """Flask-Migrate's name for makemigrations."""
-    print_new(commands.makemigrations(current_project(), apps, message=message), False)
+    print_new(compat.new_migrations(current_project(), apps=apps, autogenerate=True, **options), False)
 
 
 @db_group.command("revision")
-@click.option("-m", "--message", default=None)
+@new_migration_options
 @click.option("--autogenerate", is_flag=True, help="Same as makemigrations.")
 @click.option("--app", default=None, help="App to add the empty migration to.")
-def revision_command(message: str | None, autogenerate: bool, app: str | None) -> None:
+def revision_command(app: str | None, autogenerate: bool, **options: Any) -> None:
     """Create a migration (empty unless --autogenerate)."""
     project = current_project()
-    if autogenerate:
-        print_new(commands.makemigrations(project, (app,) if app else (), message=message), False)
-        return
-    if app is None:
-        labels = project.registry.labels
-        if len(labels) != 1:
-            raise RollbackError(f"several apps ({', '.join(labels)}): choose one with --app")
-        app = labels[0]
-    print_new(commands.makemigrations(project, (app,), message=message, empty=True), False)
+    apps = [app] if app else []
+    print_new(compat.new_migrations(project, apps=apps, autogenerate=autogenerate, **options), False)
 
 
 @db_group.command("merge")
-@click.argument("app")
+@directory_option
+@click.argument("revisions", nargs=-1)
 @click.option("-m", "--message", default=None)
-def merge_command(app: str, message: str | None) -> None:
-    """Merge the heads of APP into one migration."""
-    new = commands.merge(current_project(), app, message)
+@click.option("--branch-label", default=None, help="Refused: every app is its own branch.")
+@click.option("--rev-id", default=None, help="Revision id to use instead of a generated one.")
+def merge_command(
+    revisions: tuple[str, ...], message: str | None, branch_label: str | None, rev_id: str | None
+) -> None:
+    """Merge the heads of an app into one migration: APP, or nothing/heads (the one app with
+    several heads), or exactly the app's head revisions."""
+    new = compat.merge_heads(current_project(), revisions, message, branch_label, rev_id)
     click.echo(f"Created merge migration {new.path}")
 
 
 @db_group.command("edit")
+@directory_option
 @click.argument("revision", default="heads")
 def edit_command(revision: str) -> None:
-    """Open a migration in $EDITOR."""
+    """Open a migration in $EDITOR (heads, current, APP@head, or one revision)."""
     project = current_project()
-    rev = project.graph.find(revision).revision if revision != "heads" else revision
-    commands.alembic_verb(project, "edit", rev)
-
+    for migration in compat.migrations_named(project, revision):
+        commands.alembic_verb(project, "edit", migration.revision)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -84,6 +85,7 @@ def current_project() -> Project:
     ctx = click.get_current_context()
     project = commands.get_project(directory=ctx.meta.get("rollback.directory"))
     project.x_args = ctx.meta.get("rollback.x") or []
+    project.tag = ctx.meta.get("rollback.tag")
     ctx.meta["rollback.project"] = project
     return project
 
@@ -114,6 +116,32 @@ allow_data_loss_option = click.option(
 archive_option = click.option(
     "--archive/--no-archive", default=None,
     help="Copy what destructive steps remove into archive tables first (default ROLLBACK_ARCHIVE).",
+)
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """An option callback that leaves a given value in ``ctx.meta`` for current_project()."""
+
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value:
+            ctx.meta[key] = list(value) if isinstance(value, tuple) else value
+
+    return store
+
+
+# Flask-Migrate also takes -d and -x after the command name (``flask db upgrade -d DIR``);
+# given there, they win over the group's, as in Flask-Migrate.
+directory_option = click.option(
+    "-d", "--directory", expose_value=False, callback=_remember("rollback.directory"),
+    help="Migrations root (overrides the group's -d).",
+)
+x_arg_option = click.option(
+    "-x", "--x-arg", multiple=True, expose_value=False, callback=_remember("rollback.x"),
+    help="Extra argument for migrations (context.get_x_argument()); replaces the group's -x.",
+)
+tag_option = click.option(
+    "--tag", expose_value=False, callback=_remember("rollback.tag"),
+    help="Arbitrary tag for migrations to read (context.get_tag_argument()).",
 )
 
 

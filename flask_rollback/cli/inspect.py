@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from .. import commands
-from .group import current_project, db_group, emit_json
+from .. import commands, compat
+from .group import current_project, db_group, directory_option, emit_json
 
 
 def _status_json(status: commands.Status) -> dict[str, Any]:
@@ -58,6 +58,7 @@ def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) 
 
 
 @db_group.command("current")
+@directory_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True, help="Show file paths.")
 def current_command(as_json: bool, verbose: bool) -> None:
@@ -78,13 +79,24 @@ def current_command(as_json: bool, verbose: bool) -> None:
 
 
 @db_group.command("heads")
+@directory_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
-def heads_command(as_json: bool, verbose: bool) -> None:
+@click.option(
+    "--resolve-dependencies", is_flag=True,
+    help="Only heads no other app's migration depends on (depends_on counts as a parent).",
+)
+def heads_command(as_json: bool, verbose: bool, resolve_dependencies: bool) -> None:
     """The head migration(s) of each app."""
     project = current_project()
     graph = project.graph
-    heads = {label: graph.app_heads(label) for label in project.registry.labels}
+    shown = set(compat.head_revisions(graph, resolve_dependencies))
+    heads = {
+        label: [rev for rev in graph.app_heads(label) if rev in shown]
+        for label in project.registry.labels
+    }
+    if resolve_dependencies:  # an app whose head others depend on has none to show
+        heads = {label: revs for label, revs in heads.items() if revs}
     if as_json:
         emit_json({"apps": heads})
         return
@@ -97,6 +109,7 @@ def heads_command(as_json: bool, verbose: bool) -> None:
 
 
 @db_group.command("check")
+@directory_option
 @click.option("--json", "as_json", is_flag=True)
 def check_command(as_json: bool) -> None:
     """Exit 0 when all is current; 3 models differ, 4 database behind, 5 several heads in an app."""
@@ -113,6 +126,7 @@ def check_command(as_json: bool) -> None:
 
 
 @db_group.command("history")
+@directory_option
 @click.option("-r", "--rev-range", default=None)
 @click.option("-v", "--verbose", is_flag=True)
 @click.option("-i", "--indicate-current", is_flag=True)
@@ -124,15 +138,17 @@ def history_command(rev_range: str | None, verbose: bool, indicate_current: bool
 
 
 @db_group.command("show")
+@directory_option
 @click.argument("revision", default="heads")
 def show_command(revision: str) -> None:
-    """Show a migration."""
+    """Show a migration (heads, current, APP@head, or one revision)."""
     project = current_project()
-    rev = project.graph.find(revision).revision if revision != "heads" else revision
-    commands.alembic_verb(project, "show", rev)
+    for migration in compat.migrations_named(project, revision):
+        commands.alembic_verb(project, "show", migration.revision)
 
 
 @db_group.command("branches")
+@directory_option
 @click.option("-v", "--verbose", is_flag=True)
 def branches_command(verbose: bool) -> None:
     """Show branch points."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import commands
+from .. import commands, compat
 from .group import (
     TARGET_SETTINGS,
     allow_data_loss_option,
@@ -12,8 +12,11 @@ from .group import (
     archive_option,
     current_project,
     db_group,
+    directory_option,
     lock_timeout_option,
+    tag_option,
     target_argument,
+    x_arg_option,
 )
 from .output import finish, progress
 
@@ -22,6 +25,9 @@ from .output import finish, progress
 @target_argument
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan; apply nothing.")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@tag_option
+@directory_option
+@x_arg_option
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
@@ -30,10 +36,11 @@ def upgrade_command(
     allow_data_loss: bool, archive: bool | None,
 ) -> None:
     """Apply migrations: every app to its head, or TARGET (APP, APP@REV, APP@+N, REV, heads)."""
+    project = current_project()
     finish(
         commands.upgrade(
-            current_project(), target, plan_only=plan_only, sql=sql, progress=progress(),
-            lock_timeout=lock_timeout, announce=announce,
+            project, compat.alembic_target(project, " ".join(target)), plan_only=plan_only,
+            sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive,
         )
     )
@@ -44,6 +51,9 @@ def upgrade_command(
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan; revert nothing.")
 @click.option("--cascade", is_flag=True, help="Also revert other apps' migrations that depend on TARGET.")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@tag_option
+@directory_option
+@x_arg_option
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
@@ -52,10 +62,11 @@ def downgrade_command(
     allow_data_loss: bool, archive: bool | None,
 ) -> None:
     """Revert migrations: the most recent one, or down to TARGET (APP zero, APP@REV, APP@-N, REV)."""
+    project = current_project()
     finish(
         commands.downgrade(
-            current_project(), target, cascade=cascade, plan_only=plan_only, sql=sql,
-            progress=progress(), lock_timeout=lock_timeout, announce=announce,
+            project, compat.alembic_target(project, " ".join(target)), cascade=cascade,
+            plan_only=plan_only, sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive,
         )
     )
@@ -64,12 +75,18 @@ def downgrade_command(
 @db_group.command("stamp", context_settings=TARGET_SETTINGS)
 @target_argument
 @click.option("--purge", is_flag=True, help="Ignore the version table's current content.")
+@click.option("--sql", is_flag=True, help="Refused: a stamp also writes the applied log.")
+@tag_option
+@directory_option
 @lock_timeout_option
-def stamp_command(target: tuple[str, ...], purge: bool, lock_timeout: float | None) -> None:
+def stamp_command(target: tuple[str, ...], purge: bool, sql: bool, lock_timeout: float | None) -> None:
     """Record TARGET as applied without running migrations."""
+    compat.refuse_stamp_sql(sql)
+    project = current_project()
     finish(
         commands.stamp(
-            current_project(), target, purge=purge, lock_timeout=lock_timeout, announce=announce
+            project, compat.alembic_target(project, " ".join(target)), purge=purge,
+            lock_timeout=lock_timeout, announce=announce,
         )
     )
 

@@ -11,7 +11,7 @@ from alembic.util import CommandError
 
 from ..autodetect import AppSplitter, NewMigration, django_filename
 from ..errors import RollbackError
-from ..loader import TEMPLATES, check_layout
+from ..loader import TEMPLATES, check_layout, validate_revision_id
 from ..project import Project
 from .context import open_database
 
@@ -55,12 +55,17 @@ def makemigrations(
     empty: bool = False,
     dry_run: bool = False,
     check: bool = False,
+    rev_id: str | None = None,
 ) -> list[NewMigration]:
-    """Autogenerate one migration per changed app; returns what was (or would be) written."""
+    """Autogenerate one migration per changed app; returns what was (or would be) written.
+
+    ``rev_id`` (Flask-Migrate's ``--rev-id``) names the new migration, so only one app may change.
+    """
     registry = project.registry
     for label in apps:
         registry.get(label)
     graph = project.graph
+    _check_new_revision_id(project, rev_id)
     for label in apps or registry.labels:
         heads = graph.app_heads(label)
         if len(heads) > 1:
@@ -72,7 +77,9 @@ def makemigrations(
     if empty:
         if not apps:
             raise RollbackError("--empty needs the app(s) to create a migration for")
-        return [_empty_revision(project, label, message, write) for label in apps]
+        if rev_id and len(apps) > 1:
+            raise RollbackError(f"--rev-id names one migration, not one per app ({', '.join(apps)})")
+        return [_empty_revision(project, label, message, write, rev_id) for label in apps]
     with open_database(project) as (_connection, planner):
         pending = set(graph.migrations) - planner.applied
     if pending:
@@ -82,7 +89,7 @@ def makemigrations(
         )
     if write:
         _ensure_app_folders(project)
-    splitter = AppSplitter(graph, apps, message, write)
+    splitter = AppSplitter(graph, apps, message, write, rev_id)
     try:
         scripts = alembic_command.revision(
             project.quiet_config, message=message, autogenerate=True,
@@ -98,10 +105,22 @@ def makemigrations(
     return splitter.planned
 
 
-def _empty_revision(project: Project, label: str, message: str | None, write: bool) -> NewMigration:
+def _check_new_revision_id(project: Project, rev_id: str | None) -> None:
+    """A chosen revision id ends up in SQL and file names, and must name one migration only."""
+    if rev_id is None:
+        return
+    validate_revision_id(rev_id)
+    existing = project.graph.migrations.get(rev_id)
+    if existing is not None:
+        raise RollbackError(f"revision id {rev_id!r} is already used by {existing.label}")
+
+
+def _empty_revision(
+    project: Project, label: str, message: str | None, write: bool, rev_id: str | None = None
+) -> NewMigration:
     existing = project.graph.of_app(label)
     message = message or ("initial" if not existing else "custom")
-    new = NewMigration(app=label, revision="", message=message)
+    new = NewMigration(app=label, revision=rev_id or "", message=message)
     if not write:
         return new
     _ensure_app_folders(project)
@@ -111,6 +130,7 @@ def _empty_revision(project: Project, label: str, message: str | None, write: bo
         head=f"{label}@head" if existing else "base",
         branch_label=None if existing else label,
         version_path=str(project.registry.get(label).directory),
+        rev_id=rev_id,
     )
     (script,) = _as_list(script)
     new.revision = script.revision
@@ -119,14 +139,19 @@ def _empty_revision(project: Project, label: str, message: str | None, write: bo
     return new
 
 
-def merge(project: Project, app: str, message: str | None = None) -> NewMigration:
+def merge(
+    project: Project, app: str, message: str | None = None, rev_id: str | None = None
+) -> NewMigration:
     """Join an app's heads into one (two developers each added a migration)."""
     project.registry.get(app)
+    _check_new_revision_id(project, rev_id)
     heads = project.graph.app_heads(app)
     if len(heads) < 2:
         raise RollbackError(f"app {app!r} has a single head; nothing to merge")
     message = message or "merge"
-    script = alembic_command.merge(project.quiet_config, revisions=heads, message=message)
+    script = alembic_command.merge(
+        project.quiet_config, revisions=heads, message=message, rev_id=rev_id
+    )
     (script,) = _as_list(script)
     path = _rename(Path(script.path), message)
     project.reload()
