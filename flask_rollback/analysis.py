@@ -60,7 +60,7 @@ from sqlalchemy.sql import sqltypes
 
 from . import statements
 from .statements import (
-    AddColumn, CreateTable, DropColumns, DropTables, Effect, Narrow, Rename, Risk, Target,
+    AddColumn, Convert, CreateTable, DropColumns, DropTables, Effect, Rename, Risk, Target,
 )
 
 #: Most severe first; ``worst`` returns the first present.
@@ -337,10 +337,12 @@ def _(operation: alembic_ops.AlterColumnOp, dialect: Dialect, in_batch: bool) ->
     where = f"{_name(table, operation.schema)}.{name}"
     column = Target(table, name, operation.schema)
     found: list[tuple[Risk, str, tuple[Effect, ...]]] = []
-    if operation.modify_type is not None:
-        risk, reason = _type_change(where, operation.existing_type, operation.modify_type, dialect)
-        narrowed = (Narrow(column, operation.existing_type, operation.modify_type),)
-        found.append((risk, reason, narrowed if risk == "destroys" else ()))
+    using = operation.kw.get(f"{dialect.name}_using")
+    if operation.modify_type is not None or using:
+        new = operation.modify_type if operation.modify_type is not None else operation.existing_type
+        risk, reason = _type_change(where, operation.existing_type, new, dialect, using)
+        converted = (Convert(column, operation.existing_type, new, using),)
+        found.append((risk, reason, converted if risk == "destroys" else ()))
     if operation.modify_nullable is False:
         found.append(("may_fail", f"sets NOT NULL on {where}: fails if any row is NULL", ()))
     elif operation.modify_nullable:
@@ -359,8 +361,19 @@ def _(operation: alembic_ops.AlterColumnOp, dialect: Dialect, in_batch: bool) ->
     ]
 
 
-def _type_change(where: str, old: Any, new: Any, dialect: Dialect) -> tuple[Risk, str]:
-    new = sqltypes.to_instance(new)
+def _type_change(
+    where: str, old: Any, new: Any, dialect: Dialect, using: str | None = None
+) -> tuple[Risk, str]:
+    """A type change (or a ``USING`` rewrite): destroys when values may not survive it.
+
+    PostgreSQL refuses a cast that fails, so a converting change there can only fail; SQLite's
+    batch copy converts silently (``CAST('abc' AS INTEGER)`` is 0), so there every change that
+    is not a widening is counted; a ``USING`` expression rewrites values on any backend."""
+    new = sqltypes.to_instance(new) if new is not None else None
+    if using:
+        return "destroys", (
+            f"rewrites {where} with USING {using}: values that do not come back unchanged are lost"
+        )
     if old is None:
         return "review", (
             f"changes the type of {where} to {_compiled(new, dialect)} without existing_type: "
@@ -376,7 +389,25 @@ def _type_change(where: str, old: Any, new: Any, dialect: Dialect) -> tuple[Risk
             f"narrows {where} from {change} ({narrowing}): values that do not fit are "
             "cut or the change fails"
         )
+    if dialect.name == "sqlite" and not widens(old, new):
+        return "destroys", (
+            f"converts {where} from {change}: SQLite's table copy converts silently, values "
+            "that do not come back unchanged are lost"
+        )
     return "may_fail", f"changes the type of {where} from {change}: fails if a value cannot be cast"
+
+
+def widens(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> bool:
+    """Every value of ``old`` is a value of ``new``: a longer string, a bigger integer, a
+    number with more digits, text from a string."""
+    if isinstance(old, sa.String) and isinstance(new, sa.String) and not isinstance(new, sa.Enum):
+        return new.length is None or (old.length is not None and new.length >= old.length)
+    old_limit, new_limit = integer_limit(old), integer_limit(new)
+    if old_limit is not None and new_limit is not None:
+        return new_limit >= old_limit
+    if old_limit is not None and isinstance(new, sa.Numeric):
+        return True
+    return narrows(old, new) is None and type(old) is type(new)
 
 
 def _compiled(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> str:

@@ -33,7 +33,7 @@ from .errors import EXIT_REFUSED, RollbackError
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
-    AddColumn, Clause, CopyRows, CreateTable, DeleteRows, DropColumns, DropTables, Effect, Narrow,
+    AddColumn, Clause, Convert, CopyRows, CreateTable, DeleteRows, DropColumns, DropTables, Effect,
     Overwrite, Rename, Target, Uncountable, UpdateRows, plain_column,
 )
 
@@ -214,8 +214,8 @@ class Shadow:
                 losses += self._column_loss(table, target.column, reason)
                 del table.columns[target.column]
             return losses
-        if isinstance(effect, Narrow):
-            return self._narrow(effect, reason)
+        if isinstance(effect, Convert):
+            return self._convert(effect, reason)
         if isinstance(effect, DeleteRows):
             return self._delete(effect, reason)
         if isinstance(effect, UpdateRows):
@@ -306,21 +306,46 @@ class Shadow:
             return [Loss(where, None, rows, f"{reason}: {rows} rows", schema)]
         return [loss for name in lost for loss in self._column_loss(table, name, reason)]
 
-    def _narrow(self, effect: Narrow, reason: str) -> list[Loss]:
+    def _convert(self, effect: Convert, reason: str) -> list[Loss]:
+        """Values a type change (or a ``USING`` rewrite) does not keep: by type rules when both
+        types are known and no ``USING`` is given, else by converting each value to the new type
+        and back and comparing (a conversion the database refuses cannot be counted)."""
         target = effect.column
         table = self.table(target.table, target.schema)
-        if table is None or target.column not in table.columns:
+        if table is None or target.column not in table.columns or table.columns[target.column].created:
             return []
-        if table.columns[target.column].created:
-            return []
-        old = sqltypes.to_instance(effect.old)
-        new = sqltypes.to_instance(effect.new)
-        condition = misfits(old, new)
         schema, where, column = self._where(table, target.column)
         assert where is not None and column is not None
-        values = self._values(schema, where, column, condition)
-        what = "values that do not fit" if condition is not None else "non-NULL values converted"
-        return [Loss(where, column, values, f"{reason}: {values} {what}", schema)]
+        if effect.using is None and effect.old is not None and not isinstance(effect.new, str):
+            old, new = sqltypes.to_instance(effect.old), sqltypes.to_instance(effect.new)
+            condition = misfits(old, new)
+            if condition is not None:
+                values = self._values(schema, where, column, condition)
+                return [Loss(where, column, values, f"{reason}: {values} values that do not fit", schema)]
+        old_sql = self._type_sql(schema, where, column, effect.old)
+        new_sql = effect.new if isinstance(effect.new, str) else self._compiled(effect.new)
+        alias = self.quote(target.table)
+        current = f"{alias}.{self.quote(target.column)}"
+        value = f"({effect.using})" if effect.using else current
+        back = f"CAST(CAST({value} AS {new_sql}) AS {old_sql})"
+        count = self._count(
+            f"SELECT count(*) FROM {self._source(table)} AS {alias} WHERE {current} IS NOT NULL "
+            f"AND ({back} IS NULL OR {back} <> {current})", [], (schema, where),
+        )
+        return [Loss(where, column, count, f"{reason}: {_amount(count, 'values')} that do not "
+                                           "come back unchanged", schema)]
+
+    def _type_sql(self, schema: str | None, table: str, column: str, declared: Any) -> str:
+        """The column's type as SQL: the declared old type, else the database's own."""
+        if declared is not None:
+            return self._compiled(declared)
+        for found in self.inspector.get_columns(table, schema=schema):
+            if found["name"] == column:
+                return self._compiled(found["type"])
+        return "TEXT"
+
+    def _compiled(self, type_: Any) -> str:
+        return str(sqltypes.to_instance(type_).compile(dialect=self.dialect))
 
     def _delete(self, effect: DeleteRows, reason: str) -> list[Loss]:
         table = self.table(effect.table.table, effect.table.schema)
@@ -477,6 +502,19 @@ class Shadow:
                 if (fk.get("referred_schema") or schema) == schema and fk["referred_table"] == parent \
                         and action in ("CASCADE", "SET NULL", "SET DEFAULT"):
                     yield (child_schema if child_schema is not None else schema, child), fk, action
+
+    def referencing(self, tables: set[str], schema: str | None = None) -> set[str]:
+        """Tables of ``schema`` whose foreign keys lead, directly or through others, to
+        ``tables`` (their rows change when those rows are deleted or updated)."""
+        reached = set(tables)
+        grown = True
+        while grown:
+            grown = False
+            for (_child_schema, child), keys in self._foreign_keys(schema).items():
+                if child not in reached and any(fk["referred_table"] in reached for fk in keys):
+                    reached.add(child)
+                    grown = True
+        return reached - set(tables)
 
     def _foreign_keys(self, schema: str | None) -> dict[tuple[str | None, str], list[dict[str, Any]]]:
         """Every foreign key of the schema by table, with its ``ondelete`` option."""

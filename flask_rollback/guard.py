@@ -17,6 +17,7 @@ and refused like any other loss.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,12 +28,15 @@ from sqlalchemy.engine import Connection
 from .analysis import Operation
 from .archive import ArchiveLog, ArchiveSpec
 from .dataloss import (
-    DataLossError, DataLossReport, Loss, Shadow, StepRisk, assess, step_operations,
+    UNKNOWN, DataLossError, DataLossReport, Loss, Shadow, StepRisk, assess, step_operations,
 )
 from .executor import Progress, RunReport, execute
 from .plan import Plan, Step
 from .project import Project
-from .statements import DeleteRows, DropColumns, DropTables, Rename, Target, read
+from .statements import (
+    AddColumn, Convert, CopyRows, CreateTable, DeleteRows, DropColumns, DropTables, Overwrite,
+    Rename, Target, UpdateRows, read,
+)
 
 #: Backends whose DDL rolls back with its transaction (a savepoint can undo a step's drops).
 TRANSACTIONAL_DDL = ("sqlite", "postgresql")
@@ -105,10 +109,12 @@ class DataGuard:
 
         def run(**kw: Any) -> None:
             self._count_step(connection, step, ops)
-            if unreadable:
-                self._watched(connection, step, function, kw)
-            else:
+            with _Unexplained(self.project, connection, ops, self.created) as unexplained:
+                if unreadable:
+                    self._watched(connection, step, function, kw, unexplained)
+                    return
                 function(**kw)
+                self._settle(connection, step, unexplained.risks(step))
 
         return run
 
@@ -164,57 +170,42 @@ class DataGuard:
     # -- steps whose code could not be read ---------------------------------------------------
 
     def _watched(
-        self, connection: Connection, step: Step, function: Callable[..., None], kw: dict[str, Any]
+        self, connection: Connection, step: Step, function: Callable[..., None], kw: dict[str, Any],
+        unexplained: _Unexplained,
     ) -> None:
         """Run ``function`` with every statement read and counted before it runs; then find
-        what vanished through code no reader understood."""
-        transactional = connection.dialect.name in TRANSACTIONAL_DDL
-        watch = _StatementWatch(self, connection, step)
-        if not transactional:
+        what vanished or changed through code no reader understood."""
+        watch = _StatementWatch(self, connection, step, unexplained)
+        if connection.dialect.name not in TRANSACTIONAL_DDL:
             with watch.listening():
                 function(**kw)
+            self._settle(connection, step, unexplained.risks(step))
             self.created = watch.shadow.created_names()
             return
-        deletes_before = _deletes(connection)
         savepoint = connection.begin_nested()
         before = _catalog(connection, self.project)
         with watch.listening():
             function(**kw)
         vanished = _vanished(before, _catalog(connection, self.project), watch.explained)
-        deleted = {
-            table: count - deletes_before.get(table, 0)
-            for table, count in _deletes(connection).items()
-            if count > deletes_before.get(table, 0) and table not in watch.explained
-            and (table, None) not in self.created and not self.project.recorder.is_own_table(table)
-        }
-        if not vanished and not deleted:
+        changed = unexplained.risks(step)
+        if not vanished and not changed:
             savepoint.commit()
             self.created = watch.shadow.created_names()
             return
         savepoint.rollback()
         counter = Shadow(connection, counting="current", exempt=self.created)
-        risks = []
+        risks = list(changed)
         for table, column in vanished:
-            found = counter.table(table)
-            if found is None:
+            if counter.table(table) is None:
                 continue
             gone = DropColumns((Target(table, column),)) if column else DropTables((Target(table),))
             what = f"column {table}.{column}" if column else f"table {table}"
             reason = f"{what} vanished through code that could not be read"
             risks += [StepRisk(step, _seen(reason, table, column), loss)
                       for loss in counter.apply((gone,), reason)]
-        for table, count in deleted.items():
-            loss = Loss(table, None, count, f"{count} rows of {table} deleted by code that "
-                                            "could not be read")
-            risks.append(StepRisk(step, _seen(loss.reason, table, None), loss))
-        if deleted and self.archive and not self.allow_data_loss:
-            raise DataLossError(
-                DataLossReport([r for r in risks if r.loses_data]),
-                f"code that could not be read deleted rows of {', '.join(deleted)}: which rows is "
-                "not known, so they cannot be archived; re-run with --allow-data-loss",
-            )
         self._settle(connection, step, risks)
-        watch = _StatementWatch(self, connection, step)
+        unexplained.silence()  # the run below repeats what was just judged
+        watch = _StatementWatch(self, connection, step, unexplained)
         with watch.listening():
             function(**kw)  # nothing vanished with data, or it is archived: run it for real
         self.created = watch.shadow.created_names()
@@ -224,10 +215,13 @@ class _StatementWatch:
     """Reads each statement a step sends before the database runs it; counts what it would
     destroy on the database as it is at that moment, and archives or refuses."""
 
-    def __init__(self, guard: DataGuard, connection: Connection, step: Step) -> None:
+    def __init__(
+        self, guard: DataGuard, connection: Connection, step: Step, unexplained: _Unexplained
+    ) -> None:
         self.guard = guard
         self.connection = connection
         self.step = step
+        self.unexplained = unexplained
         self.shadow = Shadow(connection, counting="current", exempt=guard.created)
         #: Tables (and ``(table, column)``) whose drops, renames or deletes were read.
         self.explained: set[Any] = set()
@@ -250,6 +244,7 @@ class _StatementWatch:
             if not reading.effects:
                 continue
             self._explain(reading.effects)
+            self.unexplained.declare(reading.effects)
             operation = _seen(reading.reason, reading.table, reading.column, reading.sql)
             for parameter_set in parameter_sets:
                 self.shadow.params = parameter_set
@@ -310,15 +305,115 @@ def _vanished(before: set[Any], after: set[Any], explained: set[Any]) -> list[tu
     return found
 
 
-def _deletes(connection: Connection) -> dict[str, int]:
-    """PostgreSQL: rows deleted per table by the current transaction so far (its own
-    statistics, which see inside functions and DO blocks too)."""
-    if connection.dialect.name != "postgresql":
-        return {}
+class _Unexplained:
+    """Rows a step deleted or updated that none of the statements read for it explains: a
+    trigger, a function, a raw DB-API cursor. PostgreSQL: the transaction's own counters
+    (``pg_stat_xact_user_tables``, which see inside functions and triggers); SQLite: the
+    authorizer, which hears of every DELETE and UPDATE the database prepares, trigger programs
+    included. Explained: the tables the step's operations name, the tables whose foreign keys
+    lead to them (cascades), what the run created, and our own tables."""
+
+    def __init__(
+        self, project: Project, connection: Connection, ops: list[Operation],
+        exempt: set[tuple[str, str | None]],
+    ) -> None:
+        self.project = project
+        self.connection = connection
+        self.exempt = set(exempt)
+        self.declared: set[str] = set()
+        for op in ops:
+            self.declare(op.effects)
+            if op.in_batch and op.table:
+                self.declared.add(op.table)
+        self.heard: dict[str, str] = {}  # SQLite: table -> "deleted" / "updated"
+        self.before: dict[str, tuple[int, int]] = {}
+        self.silenced = False
+
+    def declare(self, effects: tuple[Any, ...]) -> None:
+        for effect in effects:
+            for target in _targets_of(effect):
+                self.declared.add(target)
+
+    def silence(self) -> None:
+        self.silenced = True
+
+    def __enter__(self) -> _Unexplained:
+        if self.connection.dialect.name == "postgresql":
+            self.before = _changes(self.connection)
+        elif self.connection.dialect.name == "sqlite":
+            self.connection.connection.driver_connection.set_authorizer(self._heard)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.connection.dialect.name == "sqlite":
+            self.connection.connection.driver_connection.set_authorizer(None)
+
+    def _heard(self, action: int, table: str | None, _column: str | None, _db: str | None,
+               _source: str | None) -> int:
+        if action in (sqlite3.SQLITE_DELETE, sqlite3.SQLITE_UPDATE) and table:
+            self.heard.setdefault(table, "deleted" if action == sqlite3.SQLITE_DELETE else "updated")
+        return sqlite3.SQLITE_OK
+
+    def risks(self, step: Step) -> list[StepRisk]:
+        """What changed without a statement that said so, as losses (counts on PostgreSQL,
+        "unknown" on SQLite)."""
+        if self.silenced:
+            return []
+        found: dict[str, tuple[str, int]] = {}
+        if self.connection.dialect.name == "postgresql":
+            for table, (deleted, updated) in _changes(self.connection).items():
+                was = self.before.get(table, (0, 0))
+                if deleted > was[0]:
+                    found[table] = ("deleted", deleted - was[0])
+                elif updated > was[1]:
+                    found[table] = ("updated", updated - was[1])
+        else:
+            found = {table: (how, UNKNOWN) for table, how in self.heard.items()}
+        explained = self.declared | _referencing(self.connection, self.declared)
+        risks = []
+        for table, (how, count) in sorted(found.items()):
+            if (table in explained or table.startswith("sqlite_") or (table, None) in self.exempt
+                    or self.project.recorder.is_own_table(table)):
+                continue
+            amount = "rows" if count == UNKNOWN else f"{count} rows"
+            reason = (f"{amount} of {table} {how} by something no statement of this step says: "
+                      "a trigger, a function or a raw cursor")
+            risks.append(StepRisk(step, _seen(reason, table, None), Loss(table, None, count, reason)))
+        return risks
+
+
+def _targets_of(effect: Any) -> list[str]:
+    """Tables an effect names (where it may delete or update rows)."""
+    if isinstance(effect, (DropTables,)):
+        return [t.table for t in effect.tables]
+    if isinstance(effect, DropColumns):
+        return [t.table for t in effect.columns]
+    if isinstance(effect, (DeleteRows, UpdateRows, Overwrite)):
+        return [effect.table.table]
+    if isinstance(effect, (Convert, AddColumn)):
+        return [effect.column.table]
+    if isinstance(effect, (CopyRows, CreateTable)):
+        return [effect.table.table]
+    if isinstance(effect, Rename):
+        return [effect.target.table, effect.new_name]
+    return []
+
+
+def _referencing(connection: Connection, tables: set[str]) -> set[str]:
+    """Tables whose foreign keys lead to ``tables`` (their rows change by cascade)."""
+    if not tables:
+        return set()
+    return Shadow(connection, dry=True).referencing(tables)
+
+
+def _changes(connection: Connection) -> dict[str, tuple[int, int]]:
+    """PostgreSQL: rows deleted and updated per table by the current transaction so far (its
+    own statistics, which see inside functions, triggers and DO blocks too)."""
     rows = connection.exec_driver_sql(
-        "SELECT relname, n_tup_del FROM pg_stat_xact_user_tables WHERE n_tup_del > 0"
+        "SELECT relname, n_tup_del, n_tup_upd FROM pg_stat_xact_user_tables "
+        "WHERE n_tup_del > 0 OR n_tup_upd > 0"
     ).all()
-    return {name: int(count) for name, count in rows}
+    return {name: (int(deleted), int(updated)) for name, deleted, updated in rows}
 
 
 def _lock(connection: Connection, tables: set[tuple[str | None, str]]) -> None:

@@ -80,12 +80,15 @@ class Rename:
 
 
 @dataclass(frozen=True)
-class Narrow:
-    """A column whose new type cannot hold every value of the old one."""
+class Convert:
+    """A column whose values are converted to another type (or rewritten by ``USING``): what
+    does not come back unchanged is lost. ``old``/``new`` are SQLAlchemy types, or SQL text for
+    ``new`` when read from SQL (``old`` None: the column's type in the database)."""
 
     column: Target
     old: Any
     new: Any
+    using: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class Uncountable:
 
 
 Effect = (
-    CreateTable | AddColumn | DropTables | DropColumns | Rename | Narrow | DeleteRows | UpdateRows
+    CreateTable | AddColumn | DropTables | DropColumns | Rename | Convert | DeleteRows | UpdateRows
     | CopyRows | Overwrite | Uncountable
 )
 
@@ -347,6 +350,7 @@ def _alter(statement: Statement, words: list[Token], sql: str, prefix: Clause | 
             actions[-1].append(word)
     effects: list[Effect] = []
     dropped: list[Target] = []
+    changed: list[Target] = []
     risks: set[str] = set()
     for action in actions:
         verb = _keyword(action[0] if action else None)
@@ -362,6 +366,9 @@ def _alter(statement: Statement, words: list[Token], sql: str, prefix: Clause | 
                 return Reading("review", f"ALTER TABLE {table} RENAME not understood: {sql}",
                                table.table)
             effects.append(renamed)
+        elif (converted := _retyped(action, table)) is not None:
+            effects.append(converted)
+            changed.append(converted.column)
         elif verb == "ADD" and _keyword(action[1] if len(action) > 1 else None) not in (
             "CONSTRAINT", "PRIMARY KEY", "UNIQUE", "FOREIGN KEY", "CHECK", "INDEX", "KEY"
         ):
@@ -377,6 +384,11 @@ def _alter(statement: Statement, words: list[Token], sql: str, prefix: Clause | 
         columns = ", ".join(map(str, dropped))
         return Reading("destroys", f"drops column {columns}: {sql}", table.table,
                        dropped[0].column if len(dropped) == 1 else None, tuple(effects))
+    if changed:
+        columns = ", ".join(map(str, changed))
+        return Reading("destroys", f"converts {columns} to another type: values that do not come "
+                                   f"back unchanged are lost: {sql}", table.table,
+                       changed[0].column if len(changed) == 1 else None, tuple(effects))
     if "review" in risks:
         return Reading("review", f"ALTER TABLE {table}: check it by hand: {sql}", table.table,
                        effects=tuple(effects))
@@ -653,6 +665,24 @@ def _created_columns(text: str) -> tuple[str, ...]:
         if name:
             columns.append(name)
     return tuple(columns)
+
+
+RETYPE_RE = re.compile(
+    rf"^(?:ALTER\s+(?:COLUMN\s+)?(?P<column>{NAME})\s+(?:SET\s+DATA\s+)?TYPE\s+(?P<type>.+?)"
+    rf"(?:\s+USING\s+(?P<using>.+))?"
+    rf"|MODIFY\s+(?:COLUMN\s+)?(?P<modified>{NAME})\s+(?P<mtype>.+))$",
+    re.I | re.S,
+)
+
+
+def _retyped(action: list[Token], table: Target) -> Convert | None:
+    """``ALTER [COLUMN] c [SET DATA] TYPE t [USING e]`` (PostgreSQL) or ``MODIFY c t`` (MySQL)."""
+    match = RETYPE_RE.match(" ".join(str(word) for word in action).strip())
+    if match is None:
+        return None
+    column = unquote(match["column"] or match["modified"])
+    new = (match["type"] or match["mtype"]).strip()
+    return Convert(Target(table.table, column, table.schema), None, new, match["using"])
 
 
 def _rename(action: list[Token], table: Target) -> Rename | None:
