@@ -31,7 +31,7 @@ def init(project: Project) -> list[Path]:
             shutil.copyfile(TEMPLATES / name, root / name)
             created.append(root / name)
         for app in apps:
-            if not app.directory.exists():
+            if not app.directory.exists() and not app.read_only:
                 app.directory.mkdir(parents=True)
                 created.append(app.directory)
     except OSError as exc:
@@ -42,7 +42,8 @@ def init(project: Project) -> list[Path]:
 def _ensure_app_folders(project: Project) -> None:
     check_layout(project.root)
     for app in project.registry:
-        app.directory.mkdir(parents=True, exist_ok=True)
+        if not app.read_only:
+            app.directory.mkdir(parents=True, exist_ok=True)
 
 # -- writing migrations ---------------------------------------------------------------------
 
@@ -58,8 +59,12 @@ def makemigrations(
 ) -> list[NewMigration]:
     """Autogenerate one migration per changed app; returns what was (or would be) written."""
     registry = project.registry
+    write = not (dry_run or check)
     for label in apps:
-        registry.get(label)
+        if write:
+            registry.writable(label)  # an installed package's folder is never written
+        else:
+            registry.get(label)
     graph = project.graph
     for label in apps or registry.labels:
         heads = graph.app_heads(label)
@@ -68,7 +73,6 @@ def makemigrations(
                 f"app {label!r} has {len(heads)} heads ({', '.join(heads)}); "
                 f"run 'flask db merge {label}' first"
             )
-    write = not (dry_run or check)
     if empty:
         if not apps:
             raise RollbackError("--empty needs the app(s) to create a migration for")
@@ -93,7 +97,8 @@ def makemigrations(
     if write:
         written = {s.revision: Path(s.path) for s in _as_list(scripts)}
         for new in splitter.planned:
-            new.path = _rename(written[new.revision], new.message)
+            if not new.read_only:
+                new.path = _rename(written[new.revision], new.message)
         project.reload()
     return splitter.planned
 
@@ -121,7 +126,7 @@ def _empty_revision(project: Project, label: str, message: str | None, write: bo
 
 def merge(project: Project, app: str, message: str | None = None) -> NewMigration:
     """Join an app's heads into one (two developers each added a migration)."""
-    project.registry.get(app)
+    project.registry.writable(app)
     heads = project.graph.app_heads(app)
     if len(heads) < 2:
         raise RollbackError(f"app {app!r} has a single head; nothing to merge")
