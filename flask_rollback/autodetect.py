@@ -33,6 +33,9 @@ class NewMigration:
     operations: list[str] = field(default_factory=list)
     code: str = ""
     path: Path | None = None
+    #: The app's migrations ship with an installed package: its changes are reported, never
+    #: written (the package's next release has to bring the migration).
+    read_only: bool = False
 
 
 class AppSplitter:
@@ -62,6 +65,10 @@ class AppSplitter:
             by_app.setdefault(self._app_of(op), []).append(op)
         if self.only:
             by_app = {label: found for label, found in by_app.items() if label in self.only}
+        shipped = [label for label in by_app if label in self.registry and self.registry.get(label).read_only]
+        for label in shipped:
+            operations = [_describe(op) for op in by_app.pop(label)]
+            self.planned.append(NewMigration(label, "", "", operations=operations, read_only=True))
         if self.revision_id and len(by_app) > 1:
             raise RollbackError(
                 f"--rev-id names one migration, but {len(by_app)} apps changed "

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy.engine import URL
 
-from .apps import AppRegistry, AppSpec, blueprint_specs, resolve_apps
+from .apps import AppRegistry, AppSpec, blueprint_specs, project_home, resolve_apps
 from .errors import RollbackError
 from .graph import MigrationGraph
 from .loader import alembic_config, check_layout, load_scripts
@@ -69,7 +69,9 @@ class Project:
     def registry(self) -> AppRegistry:
         mapped = [m.class_ for m in self.db.Model.registry.mappers]
         specs = blueprint_specs(self.flask_app) + self._specs
-        return resolve_apps(self.metadata, mapped, specs, self.settings)
+        return resolve_apps(
+            self.metadata, mapped, specs, self.settings, [project_home(self.flask_app)]
+        )
 
     @cached_property
     def config(self) -> Config:

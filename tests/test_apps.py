@@ -310,7 +310,8 @@ def test_blueprint_made_in_views_module_owns_its_package(tmp_path: Path) -> None
         from . import models  # noqa: E402,F401
         ''')
     project.write("blog/models.py", BLOG_MODELS)
-    # proj/views.py makes a blueprint for the whole package: it owns proj/models.py ...
+    # proj/views.py makes a blueprint in the app's own root package: it claims that module only,
+    # so proj/models.py stays the default app's ...
     project.write("views.py", '''
         from flask import Blueprint
 
@@ -325,11 +326,11 @@ def test_blueprint_made_in_views_module_owns_its_package(tmp_path: Path) -> None
 
     ok(project.db("init"))
     ok(project.db("makemigrations"))
-    assert app_folders(project) == {"blog", "site", "accounts"}
+    assert app_folders(project) == {"blog", "main", "accounts"}
     assert app_tables(project.migrations / "blog") == {"0001_initial.py": {"posts"}}
-    assert app_tables(project.migrations / "site") == {"0001_initial.py": {"site_settings"}}
+    assert app_tables(project.migrations / "main") == {"0001_initial.py": {"site_settings"}}
     assert app_tables(project.migrations / "accounts") == {"0001_initial.py": {"users"}}
-    assert not (project.migrations / "main").exists()
+    assert not (project.migrations / "site").exists()
     ok(project.db("upgrade"))
     assert {"posts", "site_settings", "users"} <= project.tables()
 
@@ -781,7 +782,11 @@ def test_table_claimed_by_two_apps(tmp_path: Path, case: str) -> None:
     assert app_folders(project) == set()
 
 
-def test_association_table_into_two_apps_needs_a_label(tmp_path: Path, db_url: str) -> None:
+def test_association_table_into_two_apps_without_a_defining_module_needs_a_label(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Made inline (only the relationship holds it), no module defines it: its foreign keys
+    into two apps cannot decide, so the error says how to fix it."""
     project = make_project(tmp_path, db_url)
     project.add_blueprint("accounts", ACCOUNTS_MODELS)
     project.add_blueprint("blog", BLOG_MODELS)
@@ -792,18 +797,19 @@ def test_association_table_into_two_apps_needs_a_label(tmp_path: Path, db_url: s
 
     likes = '''
 
-post_likes = db.Table(
+Post.likers = db.relationship("User", secondary=db.Table(
     "post_likes",
     db.Column("user_id", db.ForeignKey("users.id"), primary_key=True),
     db.Column("post_id", db.ForeignKey("posts.id"), primary_key=True),
-)
+))
 '''
     project.add_blueprint("blog", BLOG_MODELS + likes)
-    for args in (("makemigrations",), ("upgrade",), ("showmigrations",)):
+    for args in (("makemigrations",), ("upgrade",), ("showmigrations",), ("apps",)):
         one_line_error(
             project.db(*args),
             "cannot decide the app of table 'post_likes'",
             "apps accounts, blog",
+            "no loaded module holds it at module level",
             "info={'app': LABEL}",
         )
     assert project.files("blog") == ["0001_initial.py"]
@@ -811,7 +817,7 @@ post_likes = db.Table(
     assert "post_likes" not in project.tables()
 
     # The fix the message names works: the table goes where info says, after both apps.
-    project.add_blueprint("blog", BLOG_MODELS + likes.replace("\n)\n", '\n    info={"app": "blog"},\n)\n'))
+    project.add_blueprint("blog", BLOG_MODELS + likes.replace("\n))\n", '\n    info={"app": "blog"},\n))\n'))
     ok(project.db("makemigrations"))
     assert project.files("accounts") == ["0001_initial.py"]
     assert app_tables(project.migrations / "blog") == {

@@ -21,6 +21,13 @@ def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int 
         click.echo("No changes detected.")
         return
     for item in new:
+        if item.read_only:
+            click.echo(
+                f"Not written: app {item.app!r} is read-only (its migrations ship with an installed "
+                f"package) and its models differ from them ({'; '.join(item.operations)}); "
+                "upgrade the package"
+            )
+            continue
         where = item.path or f"{item.app}/(new) {item.message}"
         verb = "Would create" if dry_run else "Created"
         click.echo(f"{verb} migration {where}")

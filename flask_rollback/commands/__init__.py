@@ -24,6 +24,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "deployment": ("predeploy", "DeployResult", "deploy", "deploys", "RollbackResult", "rollback"),
     "archive": ("archives", "restore", "drop_archive"),
+    "ownership": ("AppOverview", "apps", "RenameResult", "rename_app"),
 }
 _HOME = {name: family for family, names in _FAMILIES.items() for name in names}
 __all__ = sorted(_HOME)
@@ -67,3 +68,4 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
         unlock,
         upgrade,
     )
+    from .ownership import AppOverview, RenameResult, apps, rename_app  # noqa: F401

@@ -31,7 +31,7 @@ def init(project: Project) -> list[Path]:
             shutil.copyfile(TEMPLATES / name, root / name)
             created.append(root / name)
         for app in apps:
-            if not app.directory.exists():
+            if not app.directory.exists() and not app.read_only:
                 app.directory.mkdir(parents=True)
                 created.append(app.directory)
     except OSError as exc:
@@ -42,7 +42,8 @@ def init(project: Project) -> list[Path]:
 def _ensure_app_folders(project: Project) -> None:
     check_layout(project.root)
     for app in project.registry:
-        app.directory.mkdir(parents=True, exist_ok=True)
+        if not app.read_only:
+            app.directory.mkdir(parents=True, exist_ok=True)
 
 # -- writing migrations ---------------------------------------------------------------------
 
@@ -62,8 +63,12 @@ def makemigrations(
     ``rev_id`` (Flask-Migrate's ``--rev-id``) names the new migration, so only one app may change.
     """
     registry = project.registry
+    write = not (dry_run or check)
     for label in apps:
-        registry.get(label)
+        if write:
+            registry.writable(label)  # an installed package's folder is never written
+        else:
+            registry.get(label)
     graph = project.graph
     _check_new_revision_id(project, rev_id)
     for label in apps or registry.labels:
@@ -73,7 +78,6 @@ def makemigrations(
                 f"app {label!r} has {len(heads)} heads ({', '.join(heads)}); "
                 f"run 'flask db merge {label}' first"
             )
-    write = not (dry_run or check)
     if empty:
         if not apps:
             raise RollbackError("--empty needs the app(s) to create a migration for")
@@ -100,7 +104,8 @@ def makemigrations(
     if write:
         written = {s.revision: Path(s.path) for s in _as_list(scripts)}
         for new in splitter.planned:
-            new.path = _rename(written[new.revision], new.message)
+            if not new.read_only:
+                new.path = _rename(written[new.revision], new.message)
         project.reload()
     return splitter.planned
 
@@ -143,7 +148,7 @@ def merge(
     project: Project, app: str, message: str | None = None, rev_id: str | None = None
 ) -> NewMigration:
     """Join an app's heads into one (two developers each added a migration)."""
-    project.registry.get(app)
+    project.registry.writable(app)
     _check_new_revision_id(project, rev_id)
     heads = project.graph.app_heads(app)
     if len(heads) < 2:

@@ -107,9 +107,10 @@ def check(project: Project) -> CheckReport:
     if not problems:
         new = makemigrations(project, check=True)
         for migration in new:
+            shipped = " shipped with its installed package (upgrade the package)" if migration.read_only else ""
             problems.append(
                 (EXIT_MODELS_DIFFER,
-                 f"models of app {migration.app!r} differ from its migrations: "
+                 f"models of app {migration.app!r} differ from its migrations{shipped}: "
                  + "; ".join(migration.operations))
             )
     return CheckReport(problems)
