@@ -1,13 +1,15 @@
-"""Commands that write migrations: init, makemigrations, migrate, revision, merge, edit."""
+"""Commands that write migrations: init, adopt, makemigrations, migrate, revision, merge, edit."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from .. import commands
 from ..errors import RollbackError
 from .group import current_project, db_group
-from .output import print_new
+from .output import print_adoption, print_new
 
 
 @db_group.command("init")
@@ -15,6 +17,18 @@ def init_command() -> None:
     """Create the migrations folder: a few-line env.py, the template, one folder per app."""
     for path in commands.init(current_project()):
         click.echo(f"Created {path}")
+
+
+@db_group.command("adopt")
+@click.option("--app", default=None, help="App that receives the history (default: ROLLBACK_DEFAULT_APP, 'main').")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
+@click.option(
+    "--from", "source", default=None, type=click.Path(path_type=Path),
+    help="The Flask-Migrate folder, or alembic.ini, to convert (default: the migrations root).",
+)
+def adopt_command(app: str | None, dry_run: bool, source: Path | None) -> None:
+    """Convert a Flask-Migrate (or Alembic) migrations folder, keeping every revision id."""
+    print_adoption(commands.adopt(current_project(), app, source=source, dry_run=dry_run))
 
 
 @db_group.command("list-templates")
