@@ -2,7 +2,9 @@
 
 Alembic compares the whole metadata at once; the ``process_revision_directives`` hook then
 replaces its single script with one script per app (``head="APP@head"``, the app's folder),
-adding ``depends_on`` for every foreign key into another app's table, which Alembic omits.
+adding ``depends_on`` for every foreign key into another app's table, which Alembic omits, and
+for every table it changes that another app's migration created (an adopted Flask-Migrate
+history created every table in one app), so a fresh database runs that creation first.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from alembic.operations import ops
 from alembic.util import rev_id
 
 from .errors import RollbackError
-from .graph import MigrationGraph
+from .graph import Migration, MigrationGraph
 
 NUMBER_RE = re.compile(r"^(\d{4})_")
 
@@ -57,6 +59,7 @@ class AppSplitter:
         #: A revision id the caller chose (``--rev-id``): it names one migration, so one app.
         self.revision_id = revision_id
         self.planned: list[NewMigration] = []
+        self._sources: dict[str, str] = {}
 
     def __call__(self, context, revision, directives: list[ops.MigrationScript]) -> None:  # type: ignore[no-untyped-def]
         script = directives[0]
@@ -116,40 +119,53 @@ class AppSplitter:
 
     def _creator_of(self, table: str) -> str:
         """A dropped table's app: the app whose migrations created it."""
+        creator = self._creating_migration(table)
+        return creator.app if creator else self.registry.default_label
+
+    def _creating_migration(self, table: str) -> Migration | None:
+        """The latest existing migration whose code creates ``table``."""
         pattern = re.compile(rf"create_table\(\s*['\"]{re.escape(table)}['\"]")
         for migration in reversed(list(self.graph.migrations.values())):
-            if pattern.search(migration.path.read_text(encoding="utf-8")):
-                return migration.app
-        return self.registry.default_label
+            if migration.revision not in self._sources:
+                self._sources[migration.revision] = migration.path.read_text(encoding="utf-8")
+            if pattern.search(self._sources[migration.revision]):
+                return migration
+        return None
 
     def _referenced_apps(self, found: Iterable[ops.MigrateOperation]) -> set[str]:
-        tables: set[str] = set()
-        for op in found:
-            for inner in getattr(op, "ops", [op]):
-                if isinstance(inner, ops.CreateTableOp):
-                    tables.update(_fk_tables(inner.to_table().foreign_keys))
-                elif isinstance(inner, ops.AddColumnOp):
-                    tables.update(_fk_tables(inner.column.foreign_keys))
-                elif isinstance(inner, ops.CreateForeignKeyOp):
-                    tables.add(inner.referent_table)
-        return {self.registry.app_of_table(t) or self._creator_of(t) for t in tables}
+        return {self.registry.app_of_table(t) or self._creator_of(t) for t in _fk_targets(found)}
 
     def _depends_on(
         self, label: str, found: list[ops.MigrateOperation], new_ids: dict[str, str]
     ) -> set[str]:
         depends = set()
-        for other in self._referenced_apps(found) - {label}:
+        targets = _fk_targets(found)
+        for table in targets:
+            other = self.registry.app_of_table(table) or self._creator_of(table)
+            if other == label:
+                continue
             if other in new_ids:
                 depends.add(new_ids[other])
                 continue
             heads = self.graph.app_heads(other)
-            if not heads:
+            if not heads and self._creating_migration(table) is None:
                 raise RollbackError(
                     f"app {label!r} has a foreign key into app {other!r}, which has no "
                     f"migration yet; run 'flask db makemigrations {other} {label}'"
                 )
             depends.update(heads)
-        return depends
+        depends.update(self._created_elsewhere(label, targets | _changed_tables(found)))
+        return _without_implied(depends, self.graph)
+
+    def _created_elsewhere(self, label: str, tables: set[str]) -> set[str]:
+        """Migrations of other apps that created ``tables`` and that the app's history does not
+        already stand on: its new migration must run after them."""
+        below = self.graph.closure(self.graph.app_heads(label))
+        creators = (self._creating_migration(table) for table in tables)
+        return {
+            creator.revision for creator in creators
+            if creator is not None and creator.app != label and creator.revision not in below
+        }
 
     def _dependency_order(
         self, by_app: dict[str, list[ops.MigrateOperation]], new_ids: dict[str, str]
@@ -199,6 +215,41 @@ def _fk_tables(foreign_keys: Iterable) -> set[str]:  # type: ignore[type-arg]
     return {fk.target_fullname.split(".")[-2] for fk in foreign_keys}
 
 
+def _fk_targets(found: Iterable[ops.MigrateOperation]) -> set[str]:
+    """Tables the operations' new foreign keys point at."""
+    tables: set[str] = set()
+    for op in found:
+        for inner in getattr(op, "ops", [op]):
+            if isinstance(inner, ops.CreateTableOp):
+                tables.update(_fk_tables(inner.to_table().foreign_keys))
+            elif isinstance(inner, ops.AddColumnOp):
+                tables.update(_fk_tables(inner.column.foreign_keys))
+            elif isinstance(inner, ops.CreateForeignKeyOp):
+                tables.add(inner.referent_table)
+    return tables
+
+
+def _changed_tables(found: Iterable[ops.MigrateOperation]) -> set[str]:
+    """Existing tables the operations alter, index or drop (not the ones they create)."""
+    return {
+        table for op in found
+        if not isinstance(op, ops.CreateTableOp) and (table := getattr(op, "table_name", None))
+    }
+
+
+def _without_implied(depends: set[str], graph: MigrationGraph) -> set[str]:
+    """Drop a dependency another one already stands on (new revisions are kept)."""
+    return {
+        rev for rev in depends
+        if not any(rev != other and rev in graph.closure([other]) for other in depends)
+    }
+
+
+def slugify(text: str) -> str:
+    """``Add tags!`` -> ``add_tags``: the name part of a migration file (empty for no words)."""
+    return "_".join(re.findall(r"[^\W_]+", text.lower()))[:40].rstrip("_")
+
+
 def _describe(op: ops.MigrateOperation) -> str:
     if isinstance(op, ops.ModifyTableOps):
         return "; ".join(_describe(inner) for inner in op.ops)
@@ -213,5 +264,4 @@ def django_filename(path: Path, message: str) -> Path:
     numbers = [
         int(m.group(1)) for p in path.parent.glob("*.py") if p != path and (m := NUMBER_RE.match(p.name))
     ]
-    slug = "_".join(re.findall(r"\w+", message.lower()))[:40].rstrip("_") or "auto"
-    return path.with_name(f"{max(numbers, default=0) + 1:04d}_{slug}.py")
+    return path.with_name(f"{max(numbers, default=0) + 1:04d}_{slugify(message) or 'auto'}.py")

@@ -815,7 +815,10 @@ class DataLossError(RollbackError):
 
 
 def step_operations(project: Project, step: Step, dialect: str) -> list[Operation]:
-    """What one step does (its migration's upgrade or downgrade, recorded), read once per run."""
+    """What one step does (its migration's upgrade or downgrade, recorded), read once per run;
+    a fake step does nothing."""
+    if step.fake:
+        return []
     cache: dict[tuple[str, str, str], list[Operation]] = project.__dict__.setdefault(
         "_step_operations", {}
     )

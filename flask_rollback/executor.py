@@ -11,14 +11,17 @@ checked (``PRAGMA foreign_key_check``) before the step commits and the setting i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import sqlalchemy as sa
+from alembic.operations import ops as alembic_ops
 from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.engine import Connection
 
+from .analysis import Operation
 from .database import BEGIN_STATEMENT, mask
-from .dataloss import DataLossError, step_operations
+from .dataloss import DataLossError, read_only, step_operations
 from .errors import RollbackError
 from .interrupts import Interrupted
 from .plan import Plan, Step
@@ -68,6 +71,8 @@ def execute(
     steps = plan.alembic_steps(graph)
     sqlite = _SQLiteSteps(project, connection, plan) if connection.dialect.name == "sqlite" else None
     for planned, step in zip(plan.steps, steps):
+        if planned.fake:
+            continue  # nothing runs: nothing to count or check
         function = step.migration_fn
         if sqlite is not None:
             function = sqlite.wrap(planned, function)
@@ -78,7 +83,9 @@ def execute(
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
         planned = plan.steps[len(report.done)]
-        recorder.write(ctx.connection, planned.migration, planned.direction, clock[0])
+        recorder.write(
+            ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake
+        )
         finished = utcnow()
         report.done.append((planned, (finished - clock[0]).total_seconds() * 1000))
         clock[0] = finished
@@ -185,6 +192,69 @@ class _SQLiteSteps:
         if self.current != self.enforced:
             self.connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if self.enforced else 'OFF'}")
             self.current = self.enforced
+
+
+def mark_fake_initial(project: Project, connection: Connection, plan: Plan) -> Plan:
+    """Django's ``--fake-initial``: an app's initial migration whose tables (and the columns it
+    adds) all exist already is recorded as applied instead of run. One whose tables exist only
+    partly is refused before anything runs: neither running nor recording it would be right."""
+    dialect = connection.dialect.name
+    fake: set[str] = set()
+    partial: list[str] = []
+    with read_only(connection):
+        inspector = sa.inspect(connection)
+        for step in plan.steps:
+            if step.direction != "up" or step.migration.parents:
+                continue
+            wanted = _created_by(step_operations(project, step, dialect))
+            if not wanted:
+                continue
+            missing, present = _compare_catalog(inspector, wanted)
+            if not missing:
+                fake.add(step.migration.revision)
+            elif present:
+                partial.append(f"{step.migration.label} (missing {', '.join(missing)})")
+    if partial:
+        raise RollbackError(
+            f"--fake-initial: the tables of {'; '.join(partial)} exist only partly; nothing was "
+            "recorded. Make the database match the initial migration (or drop what exists), then "
+            "retry"
+        )
+    steps = [replace(step, fake=step.migration.revision in fake) for step in plan.steps]
+    return replace(plan, steps=steps)
+
+
+def _created_by(ops: list[Operation]) -> dict[tuple[str | None, str], set[str]]:
+    """Tables an initial migration creates, with the columns it gives them (create_table, and
+    add_column on one of its own tables)."""
+    wanted: dict[tuple[str | None, str], set[str]] = {}
+    for op in ops:
+        source = op.source
+        if isinstance(source, alembic_ops.CreateTableOp):
+            wanted[(source.schema, source.table_name)] = {
+                column.name for column in source.columns if isinstance(column, sa.Column)
+            }
+        elif isinstance(source, alembic_ops.AddColumnOp) and (source.schema, source.table_name) in wanted:
+            wanted[(source.schema, source.table_name)].add(source.column.name)
+    return wanted
+
+
+def _compare_catalog(
+    inspector: sa.Inspector, wanted: dict[tuple[str | None, str], set[str]]
+) -> tuple[list[str], bool]:
+    """What of ``wanted`` the database lacks ("table t", "column t.c"), and whether any of its
+    tables exists."""
+    missing: list[str] = []
+    present = False
+    for (schema, table), columns in wanted.items():
+        name = f"{schema}.{table}" if schema else table
+        if not inspector.has_table(table, schema=schema):
+            missing.append(f"table {name}")
+            continue
+        present = True
+        live = {column["name"] for column in inspector.get_columns(table, schema=schema)}
+        missing += [f"column {name}.{column}" for column in sorted(columns - live)]
+    return missing, present
 
 
 def stamp(project: Project, connection: Connection, plan: Plan) -> RunReport:

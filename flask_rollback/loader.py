@@ -75,6 +75,68 @@ def check_layout(root: Path) -> None:
         )
 
 
+def migration_files(folder: Path) -> list[Path]:
+    """The files Alembic would load from ``folder``, in name order."""
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if MIGRATION_FILE_RE.match(p.name) and p.is_file()]
+
+
+def runs_our_env(env: Path) -> bool:
+    """Does this env.py call ``flask_rollback.env.run_env`` (what ``flask db init`` writes)?"""
+    try:
+        tree = ast.parse(env.read_bytes(), filename=str(env))
+    except (SyntaxError, ValueError, OSError):
+        return False
+    local_names = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "flask_rollback.env"
+        for alias in node.names
+        if alias.name == "run_env"
+    }
+    return any(
+        isinstance(node, ast.Call)
+        and (dotted_name(node.func) == "flask_rollback.env.run_env" or dotted_name(node.func) in local_names)
+        for node in ast.walk(tree)
+    )
+
+
+def dotted_name(node: ast.expr) -> str:
+    """``a.b.c`` for a name or attribute chain; "" for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return ""
+    return ".".join([node.id, *reversed(parts)])
+
+
+def foreign_layout(root: Path) -> list[str]:
+    """What makes ``root`` a Flask-Migrate or plain Alembic folder rather than ours (empty: none)."""
+    found = []
+    if (root / "alembic.ini").is_file():
+        found.append("alembic.ini")
+    old = migration_files(root / "versions")
+    if old:
+        found.append(f"versions/ with {len(old)} migration file(s)")
+    if (root / "env.py").is_file() and not runs_our_env(root / "env.py"):
+        found.append("an env.py that does not call flask_rollback.env.run_env")
+    return found
+
+
+def refuse_foreign_layout(root: Path) -> None:
+    """A Flask-Migrate folder is not read as apps (its versions/ would become an app and its
+    env.py would run): one line pointing at ``flask db adopt`` instead."""
+    found = foreign_layout(root)
+    if found:
+        raise RollbackError(
+            f"{root} is a Flask-Migrate or Alembic migrations folder ({', '.join(found)}); "
+            "run 'flask db adopt' to convert it, keeping its history"
+        )
+
+
 @dataclass
 class Declared:
     """What a migration file declares at module level, read without importing it.
@@ -99,11 +161,7 @@ def scan_files(registry: AppRegistry) -> dict[str, Path]:
 def _scan(registry: AppRegistry) -> dict[str, Declared]:
     seen: dict[str, Declared] = {}
     for app in registry:
-        if not app.directory.is_dir():
-            continue
-        for path in sorted(app.directory.iterdir()):
-            if not MIGRATION_FILE_RE.match(path.name) or not path.is_file():
-                continue
+        for path in migration_files(app.directory):
             declared = _declared(path)
             revision = declared.revision
             if revision in seen:
@@ -148,14 +206,7 @@ def _declared(path: Path) -> Declared:
         ) from None
     except OSError as exc:
         raise RollbackError(f"cannot read migration file {path}: {exc.strerror}") from None
-    values: dict[str, ast.expr | None] = {}
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) else []
-        )
-        for target in targets:
-            if isinstance(target, ast.Name):
-                values[target.id] = getattr(node, "value", None)
+    values = {name: node.value for name, node in module_assignments(tree).items()}
     value = values.get("revision")
     if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
         raise RollbackError(
@@ -168,13 +219,26 @@ def _declared(path: Path) -> Declared:
     return Declared(
         path=path,
         revision=revision,
-        down_revision=_names(values.get("down_revision")),
-        depends_on=_names(values.get("depends_on")),
-        branch_labels=_names(values.get("branch_labels")),
+        down_revision=constant_names(values.get("down_revision")),
+        depends_on=constant_names(values.get("depends_on")),
+        branch_labels=constant_names(values.get("branch_labels")),
     )
 
 
-def _names(node: ast.expr | None) -> tuple[str, ...] | None:
+def module_assignments(tree: ast.Module) -> dict[str, ast.Assign | ast.AnnAssign]:
+    """Module-level ``name = ...`` (or ``name: type = ...``) statements by name; the last wins."""
+    found: dict[str, ast.Assign | ast.AnnAssign] = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        for target in targets:
+            if isinstance(target, ast.Name):
+                found[target.id] = node  # type: ignore[assignment]
+    return found
+
+
+def constant_names(node: ast.expr | None) -> tuple[str, ...] | None:
     """A constant None, string, or tuple/list of strings as a tuple; None if computed."""
     if node is None or (isinstance(node, ast.Constant) and node.value is None):
         return ()
@@ -198,7 +262,7 @@ def load_scripts(config: Config, registry: AppRegistry) -> ScriptDirectory:
         except (CommandError, RevisionError, Warning) as exc:
             raise RollbackError(f"cannot read the migrations: {exc}") from None
         except Exception as exc:  # a migration module failed at import time
-            where = _failing_file(exc, files.values())
+            where = failing_file(exc, files.values())
             if where is None:  # not raised by a migration file: Alembic's own graph checks
                 raise RollbackError(
                     f"cannot read the migrations: {type(exc).__name__}: {exc}"
@@ -209,7 +273,7 @@ def load_scripts(config: Config, registry: AppRegistry) -> ScriptDirectory:
     return script
 
 
-def _failing_file(exc: BaseException, files: Iterable[Path]) -> str | None:
+def failing_file(exc: BaseException, files: Iterable[Path]) -> str | None:
     """Name the migration file (and line) an import-time exception came from, or None when
     no migration file is on the traceback."""
     known = {os.path.realpath(path): path for path in files}

@@ -24,10 +24,12 @@ RELATIVE_RE = re.compile(r"^([+-])(\d+)$")
 
 @dataclass(frozen=True)
 class Step:
-    """One migration applied (``up``) or reverted (``down``)."""
+    """One migration applied (``up``) or reverted (``down``); a ``fake`` step is recorded
+    (version table, applied log) without running its code (``upgrade --fake-initial``)."""
 
     migration: Migration
     direction: Literal["up", "down"]
+    fake: bool = False
 
     @property
     def app(self) -> str:
@@ -63,7 +65,7 @@ class Plan:
 
     def alembic_steps(self, graph: MigrationGraph) -> list[MigrationStep]:
         revision_map = graph.script.revision_map
-        return [
+        steps: list[MigrationStep] = [
             MigrationStep.upgrade_from_script(revision_map, script)
             if step.direction == "up"
             else MigrationStep.downgrade_from_script(revision_map, script)
@@ -71,6 +73,14 @@ class Plan:
                 self.steps, graph.scripts(s.migration.revision for s in self.steps)
             )
         ]
+        for planned, step in zip(self.steps, steps):
+            if planned.fake:
+                step.migration_fn = _recorded_only
+        return steps
+
+
+def _recorded_only(**_kw: object) -> None:
+    """What a fake step runs: nothing; Alembic still moves the version table."""
 
 
 class Planner:

@@ -102,6 +102,7 @@ def predict(project: Project, connection: Connection, plan: Plan) -> list[Predic
             ),
         )
         for step in plan.steps
+        if not step.fake
     ]
     if not any(op.risk in ("may_fail", "destroys") for _, ops in recorded for op in ops):
         return []

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL
 from .apps import AppRegistry, AppSpec, blueprint_specs, project_home, resolve_apps
 from .errors import RollbackError
 from .graph import MigrationGraph
-from .loader import alembic_config, check_layout, load_scripts
+from .loader import alembic_config, check_layout, load_scripts, refuse_foreign_layout
 from .recorder import Recorder
 from .settings import Settings
 
@@ -67,6 +67,11 @@ class Project:
 
     @cached_property
     def registry(self) -> AppRegistry:
+        refuse_foreign_layout(self.root)  # before its versions/ folder is taken for an app
+        return self.resolve_registry()
+
+    def resolve_registry(self) -> AppRegistry:
+        """The apps, whatever the migrations root holds (``adopt`` reads a Flask-Migrate root)."""
         mapped = [m.class_ for m in self.db.Model.registry.mappers]
         specs = blueprint_specs(self.flask_app) + self._specs
         return resolve_apps(

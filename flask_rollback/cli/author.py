@@ -1,15 +1,16 @@
-"""Commands that write migrations: init, makemigrations, migrate, revision, merge, edit."""
+"""Commands that write migrations: init, adopt, makemigrations, migrate, revision, merge, edit."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from .. import commands, compat
 from .group import current_project, db_group, directory_option, x_arg_option
-from .output import print_new
+from .output import print_adoption, print_new
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -23,6 +24,18 @@ def init_command(multidb: bool, template: str | None, package: bool) -> None:
     """Create the migrations folder: a few-line env.py, the template, one folder per app."""
     for path in compat.create_layout(current_project(), multidb, template, package):
         click.echo(f"Created {path}")
+
+
+@db_group.command("adopt")
+@click.option("--app", default=None, help="App that receives the history (default: ROLLBACK_DEFAULT_APP, 'main').")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
+@click.option(
+    "--from", "source", default=None, type=click.Path(path_type=Path),
+    help="The Flask-Migrate folder, or alembic.ini, to convert (default: the migrations root).",
+)
+def adopt_command(app: str | None, dry_run: bool, source: Path | None) -> None:
+    """Convert a Flask-Migrate (or Alembic) migrations folder, keeping every revision id."""
+    print_adoption(commands.adopt(current_project(), app, source=source, dry_run=dry_run))
 
 
 @db_group.command("list-templates")

@@ -28,12 +28,16 @@ from .output import finish, progress
 @tag_option
 @directory_option
 @x_arg_option
+@click.option(
+    "--fake-initial", is_flag=True,
+    help="Record an app's initial migration as applied, without running it, when its tables exist.",
+)
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
 def upgrade_command(
-    target: tuple[str, ...], plan_only: bool, sql: bool, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None,
+    target: tuple[str, ...], plan_only: bool, sql: bool, fake_initial: bool,
+    lock_timeout: float | None, allow_data_loss: bool, archive: bool | None,
 ) -> None:
     """Apply migrations: every app to its head, or TARGET (APP, APP@REV, APP@+N, REV, heads)."""
     project = current_project()
@@ -41,7 +45,7 @@ def upgrade_command(
         commands.upgrade(
             project, compat.alembic_target(project, " ".join(target)), plan_only=plan_only,
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
-            allow_data_loss=allow_data_loss, archive=archive,
+            allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial,
         )
     )
 

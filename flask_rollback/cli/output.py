@@ -38,6 +38,43 @@ def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int 
         if verbose and item.code:
             click.echo(item.code)
 
+
+def print_adoption(result: commands.Adoption) -> None:
+    """What adopt did (or would do): each file's new name, the env.py notes, the backup."""
+    if result.nothing_to_do:
+        click.echo(f"Nothing to do: {result.nothing_to_do}.")
+        return
+    would = "Would adopt" if result.dry_run else "Adopted"
+    at = (
+        f"; the database is at {', '.join(result.database_revisions)}, which it provides"
+        if result.database_revisions else "; the database has no version rows yet"
+    )
+    click.echo(
+        f"{would} the {result.kind} history of {result.source} into app {result.app!r}: "
+        f"{len(result.files)} migration(s), revision ids kept{at}."
+    )
+    for item in result.files:
+        label = f"  (branch label {result.app!r} added)" if item.labelled else ""
+        click.echo(f"  {item.source} -> {item.target}{label}")
+    click.echo(f"  env.py, script.py.mako: flask-rollback's, in {result.root}")
+    if result.notes:
+        click.echo(
+            f"The old env.py did what flask-rollback does not do automatically (a copy is kept "
+            f"as {result.env_copy}):"
+        )
+        for note in result.notes:
+            click.echo(f"  - line {note.line}: {note.what}: {note.instead}")
+    click.echo(f"Backup of the old folder: {result.backup}")
+    if result.moved_ini:
+        click.echo(f"alembic.ini moved into the backup: {result.moved_ini}")
+    for folder in result.left_in_place:
+        click.echo(f"Left in place (no longer read): {folder}")
+    if result.dry_run:
+        click.echo("Dry run: nothing was written.")
+    else:
+        click.echo("No stamping needed: 'flask db showmigrations' shows the history applied.")
+
+
 def progress() -> Progress | None:
     if not sys.stderr.isatty():
         return None
@@ -61,6 +98,8 @@ def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
         arrow = "+" if step.direction == "up" else "-"
         note = (problems or {}).get(step.migration.revision)
         extra = f"  IRREVERSIBLE: {note}" if note else ""
+        if step.fake:
+            extra += "  FAKE: its tables exist; recorded as applied, not run"
         click.echo(f"  {number:>3}. {arrow} {step.migration.label}  ({step.migration.revision}){extra}")
     if plan.cascaded:
         click.echo(f"  (cascade into other apps: {', '.join(plan.cascaded)})")
@@ -129,7 +168,9 @@ def finish(result: commands.RunResult) -> None:
         return
     verb = {"upgrade": "Applied", "downgrade": "Reverted", "stamp": "Stamped"}[report.plan.kind]
     counts = ", ".join(f"{app} {len(steps)}" for app, steps in report.plan.by_app().items())
-    click.echo(f"{verb} {len(report.done)} migration(s) ({counts}) in {report.seconds:.2f}s.")
+    faked = [step.migration.label for step, _ in report.done if step.fake]
+    fakes = f"; recorded without running (tables exist): {', '.join(faked)}" if faked else ""
+    click.echo(f"{verb} {len(report.done)} migration(s) ({counts}) in {report.seconds:.2f}s{fakes}.")
 
 def print_report(report: GateReport) -> None:
     for check in report.checks:

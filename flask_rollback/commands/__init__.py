@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the family module that defines it.
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "context": ("get_project",),
-    "author": ("init", "makemigrations", "merge", "NewMigration"),
+    "author": ("init", "adopt", "Adoption", "makemigrations", "merge", "NewMigration"),
     "migrate": (
         "RunResult", "upgrade", "downgrade", "irreversible_steps", "stamp", "unlock",
         "render_sql", "sqlmigrate",
@@ -43,7 +43,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the names above, for type checkers and editors
     from .archive import archives, drop_archive, restore  # noqa: F401
-    from .author import NewMigration, init, makemigrations, merge  # noqa: F401
+    from .author import Adoption, NewMigration, adopt, init, makemigrations, merge  # noqa: F401
     from .context import get_project  # noqa: F401
     from .deployment import DeployResult, RollbackResult, deploy, deploys, predeploy, rollback  # noqa: F401
     from .inspect import (  # noqa: F401

@@ -1,4 +1,5 @@
-"""Writing migrations: init, makemigrations (autogenerate split by app), empty revisions, merge."""
+"""Writing migrations: init, adopt (a Flask-Migrate folder, see ``adopt.py``), makemigrations
+(autogenerate split by app), empty revisions, merge."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from alembic import command as alembic_command
 from alembic.util import CommandError
 
+from ..adopt import Adoption, adopt  # noqa: F401 - the Python API's adopt is the library's
 from ..autodetect import AppSplitter, NewMigration, django_filename
 from ..errors import RollbackError
 from ..loader import TEMPLATES, check_layout, validate_revision_id
@@ -21,9 +23,9 @@ from .context import open_database
 def init(project: Project) -> list[Path]:
     """Create the migrations root (a few-line env.py, the template) and one folder per app."""
     root = project.root
+    apps = list(project.registry)  # label errors and a Flask-Migrate folder, before anything
     if (root / "env.py").exists():
         raise RollbackError(f"{root} is already initialised; delete it first to start over")
-    apps = list(project.registry)  # label errors surface before anything is written
     created: list[Path] = []
     try:
         root.mkdir(parents=True, exist_ok=True)

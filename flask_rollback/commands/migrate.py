@@ -14,7 +14,7 @@ from ..checks import downgrade_problem
 from ..database import connect
 from ..dataloss import DataLossReport, assess
 from ..errors import RollbackError
-from ..executor import Progress, RunReport
+from ..executor import Progress, RunReport, mark_fake_initial
 from ..executor import stamp as execute_stamp
 from ..guard import DataGuard
 from ..lock import Announce, release_lock_table
@@ -56,11 +56,13 @@ def upgrade(
     announce: Announce | None = None,
     allow_data_loss: bool = False,
     archive: bool | None = None,
+    fake_initial: bool = False,
 ) -> RunResult:
     """Apply migrations up to ``target`` (default: every app's head).
 
     A plan that would destroy existing data is refused unless ``allow_data_loss`` or
-    ``archive`` (default: the ``archive`` setting) is given.
+    ``archive`` (default: the ``archive`` setting) is given. With ``fake_initial``, an app's
+    initial migration whose tables already exist is recorded as applied without running.
     """
     changes = not (plan_only or sql)
     with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
@@ -68,6 +70,8 @@ def upgrade(
         planner,
     ):
         plan = planner.upgrade(target)
+        if fake_initial:
+            plan = mark_fake_initial(project, connection, plan)
         guard = DataGuard(project, allow_data_loss, archive)
         return _run(project, connection, plan, {}, plan_only, sql, progress, guard)
 
