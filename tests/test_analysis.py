@@ -222,8 +222,6 @@ def test_statements_read_into_effects() -> None:
          "create_primary_key", "fails on NULLs or duplicates"),
         ('op.alter_column("users", "n", existing_type=sa.Integer(), type_=sa.BigInteger())',
          "alter_column", "fails if a value cannot be cast"),
-        ('op.alter_column("users", "n", existing_type=sa.String(20), type_=sa.Integer())',
-         "alter_column", "fails if a value cannot be cast"),
         ('op.alter_column("users", "email", existing_type=sa.String(20), type_=sa.String(200))',
          "alter_column", "from VARCHAR(20) to VARCHAR(200)"),
     ],
@@ -233,6 +231,15 @@ def test_may_fail_operations(tmp_path: Path, dialect: str, code: str, kind: str,
     assert (found.kind, found.table, found.risk) == (kind, "users", "may_fail")
     assert reason in found.reason
     assert worst([found]) == "may_fail" and destructive([found]) == []
+
+
+def test_a_conversion_can_fail_on_postgresql_and_destroys_on_sqlite(tmp_path: Path) -> None:
+    """PostgreSQL refuses a cast that fails; SQLite's batch copy converts 'abc' to 0."""
+    code = 'op.alter_column("users", "n", existing_type=sa.String(20), type_=sa.Integer())'
+    [on_postgresql] = record(tmp_path, code, "postgresql")
+    assert on_postgresql.risk == "may_fail" and "fails if a value cannot be cast" in on_postgresql.reason
+    [on_sqlite] = record(tmp_path, code, "sqlite")
+    assert on_sqlite.risk == "destroys" and "converts silently" in on_sqlite.reason
 
 
 def test_alter_column_gives_one_row_per_change(tmp_path: Path) -> None:
