@@ -60,7 +60,15 @@ from sqlalchemy.sql import sqltypes
 
 from . import statements
 from .statements import (
-    AddColumn, Convert, CreateTable, DropColumns, DropTables, Effect, Rename, Risk, Target,
+    AddColumn,
+    Convert,
+    CreateTable,
+    DropColumns,
+    DropTables,
+    Effect,
+    Rename,
+    Risk,
+    Target,
 )
 
 #: Most severe first; ``worst`` returns the first present.
@@ -191,7 +199,7 @@ class _Recorder(Operations):
         raise _Unseen(why)
 
     def get_bind(self) -> NoReturn:
-        self.stop("calls op.get_bind(); what it does through the connection is invisible")
+        self.stop("calls op.get_bind(); what it sends through the connection is read as it runs")
 
     @contextmanager
     def batch_alter_table(  # type: ignore[override]

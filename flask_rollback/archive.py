@@ -239,6 +239,8 @@ class ArchiveLog:
             prefix = f"{spec.where.prefix} " if spec.where.prefix else ""
             source += f" AS {quote(spec.where.alias)}"
             conditions.append(f"({spec.where.condition})")
+            if connection.dialect.paramstyle in ("format", "pyformat"):  # the migration's own SQL
+                prefix, conditions = prefix.replace("%", "%%"), [c.replace("%", "%%") for c in conditions]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         selected = _copied_columns(connection, spec.table, columns)
         connection.exec_driver_sql(

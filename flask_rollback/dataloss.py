@@ -33,8 +33,21 @@ from .errors import EXIT_REFUSED, RollbackError
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
-    AddColumn, Clause, Convert, CopyRows, CreateTable, DeleteRows, DropColumns, DropTables, Effect,
-    Overwrite, Rename, Target, Uncountable, UpdateRows, plain_column,
+    AddColumn,
+    Clause,
+    Convert,
+    CopyRows,
+    CreateTable,
+    DeleteRows,
+    DropColumns,
+    DropTables,
+    Effect,
+    Overwrite,
+    Rename,
+    Target,
+    Uncountable,
+    UpdateRows,
+    plain_column,
 )
 
 #: ``rows`` when a loss cannot be counted before it happens.
@@ -261,7 +274,7 @@ class Shadow:
         return losses
 
     def _copy(self, effect: CopyRows) -> None:
-        if effect.partial:
+        if effect.partial and effect.complete is None:
             return
         source = self.table(effect.source.table, effect.source.schema)
         table = self.table(effect.table.table, effect.table.schema)
@@ -270,7 +283,7 @@ class Shadow:
         taken = list(effect.source_columns or source.columns)
         into = list(effect.columns or table.columns or taken)
         for name, source_name in zip(into, taken, strict=False):
-            if source_name in source.columns:
+            if source_name in source.columns and (not effect.partial or source_name == effect.complete):
                 table.columns[name] = source.columns[source_name].copy()
 
     # -- losses ------------------------------------------------------------------------------
@@ -369,8 +382,9 @@ class Shadow:
             return []
         alias = effect.alias or effect.table.table
         overwritten = [
-            column for column, _ in effect.assignments
+            column for column, expression in effect.assignments
             if column in table.columns and not table.columns[column].created
+            and plain_column(expression) != column  # SET col = col keeps every value
             and not self._holders(table.columns[column].source, table, column)
         ]
         losses: list[Loss] = []
@@ -460,6 +474,8 @@ class Shadow:
             following = []
             for parent_schema, parent_name, source, alias, condition in level:
                 for child, fk, action in self._children(parent_schema, parent_name):
+                    if self.table(child[1], child[0]) is None:
+                        continue  # dropped earlier in the plan: its rows were counted there
                     child_alias = f"rollback_c{depth}"
                     pairs = " AND ".join(
                         f"{self.quote(alias)}.{self.quote(remote)} = "

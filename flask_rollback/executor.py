@@ -159,8 +159,11 @@ class _SQLiteSteps:
         self.current = self.enforced
 
     def rebuilds(self, step: Step) -> bool:
-        """Does the step rebuild a table (Alembic batch mode)? Only asked when keys are on."""
-        return any(op.in_batch for op in step_operations(self.project, step, "sqlite"))
+        """May the step rebuild a table (Alembic batch mode, or code that could not be read
+        and so may hold a batch)? Only asked when keys are on."""
+        return any(
+            op.in_batch or op.risk == "review" for op in step_operations(self.project, step, "sqlite")
+        )
 
     def prepare(self, step: Step) -> None:
         """Before the step's BEGIN (``PRAGMA foreign_keys`` is a no-op inside a transaction)."""

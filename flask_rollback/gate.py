@@ -58,9 +58,16 @@ class GateReport:
 
     @property
     def exit_code(self) -> int:
-        if self.could_not_run is not None:
-            return EXIT_COULD_NOT_RUN
-        return EXIT_ERROR if self.blocked else EXIT_OK
+        """1 when a check that ran found a reason to block (retrying cannot help), else 2 when
+        a check could not run, else 0."""
+        bad = {"error", "warning"} if self.strict else {"error"}
+        found = [
+            check for check in self.checks
+            if check.level in bad and not (self.could_not_run and check.name == "rehearsal")
+        ]
+        if found:
+            return EXIT_ERROR
+        return EXIT_COULD_NOT_RUN if self.could_not_run is not None else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,7 +84,13 @@ def graph_failure(message: str) -> GateReport:
     return GateReport([CheckResult("graph integrity", "error", message)], [])
 
 
-def run_gate(project: Project, connection: Connection, planner: Planner, strict: bool) -> GateReport:
+def run_gate(
+    project: Project, connection: Connection, planner: Planner, strict: bool, *,
+    rehearse_steps: bool = True, accepted: str | None = None,
+) -> GateReport:
+    """Every check. ``rehearse_steps`` False skips the rehearsal (a warning: a role without
+    CREATEDB); ``accepted`` names the flag under which a deploy keeps or loses the data at risk
+    (``--archive``, ``--allow-data-loss``), which then does not block it."""
     plan = planner.upgrade()
     pending = [step.migration.label for step in plan.steps]
     checks = [
@@ -85,13 +98,20 @@ def run_gate(project: Project, connection: Connection, planner: Planner, strict:
         _history(project, connection, planner),
         _reversibility(project, plan),
     ]
-    rehearsal_checks, could_not_run = _rehearsal(project, connection, plan)
+    if rehearse_steps:
+        rehearsal_checks, could_not_run = _rehearsal(project, connection, plan)
+    else:
+        rehearsal_checks, could_not_run = [CheckResult(
+            "rehearsal", "warning",
+            "skipped (--no-rehearsal): the pending migrations were not tried on a scratch copy, "
+            "and the models were not compared with them",
+        )], None
     checks += rehearsal_checks
     data_loss = assess(project, connection, plan)
     predictions = predict(project, connection, plan)
     connection.rollback()
     checks.append(_live_data(predictions))
-    checks.append(_data_at_risk(project, connection, plan, data_loss))
+    checks.append(_data_at_risk(project, connection, plan, data_loss, accepted))
     return GateReport(checks, pending, strict, data_loss, could_not_run)
 
 
@@ -170,7 +190,8 @@ def _live_data(predictions: list[Prediction]) -> CheckResult:
 
 
 def _data_at_risk(
-    project: Project, connection: Connection, plan: Plan, report: DataLossReport
+    project: Project, connection: Connection, plan: Plan, report: DataLossReport,
+    accepted: str | None = None,
 ) -> CheckResult:
     """Pending upgrades that destroy existing data (counted on the live database, following the
     plan); operations that cannot be read (counted statement by statement as they run); and,
@@ -183,9 +204,9 @@ def _data_at_risk(
     ]
     if report.losses:
         return CheckResult(
-            "data at risk", "warning",
-            f"{len(report.losses)} pending step(s) destroy existing data; deploy needs --archive "
-            "or --allow-data-loss",
+            "data at risk", "ok" if accepted else "warning",
+            f"{len(report.losses)} pending step(s) destroy existing data; "
+            + (f"accepted with {accepted}" if accepted else "deploy needs --archive or --allow-data-loss"),
             [f"{risk.step.migration.label}: {risk.operation.reason} ({risk.amount})"
              for risk in report.losses] + on_rollback,
         )

@@ -28,14 +28,31 @@ from sqlalchemy.engine import Connection
 from .analysis import Operation
 from .archive import ArchiveLog, ArchiveSpec
 from .dataloss import (
-    UNKNOWN, DataLossError, DataLossReport, Loss, Shadow, StepRisk, assess, step_operations,
+    UNKNOWN,
+    DataLossError,
+    DataLossReport,
+    Loss,
+    Shadow,
+    StepRisk,
+    assess,
+    step_operations,
 )
 from .executor import Progress, RunReport, execute
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
-    AddColumn, Convert, CopyRows, CreateTable, DeleteRows, DropColumns, DropTables, Overwrite,
-    Rename, Target, UpdateRows, read,
+    AddColumn,
+    Convert,
+    CopyRows,
+    CreateTable,
+    DeleteRows,
+    DropColumns,
+    DropTables,
+    Overwrite,
+    Rename,
+    Target,
+    UpdateRows,
+    read,
 )
 
 #: Backends whose DDL rolls back with its transaction (a savepoint can undo a step's drops).
@@ -58,9 +75,17 @@ class DataGuard:
 
     # -- before the run ----------------------------------------------------------------------
 
-    def decide(self, connection: Connection, plan: Plan, report: DataLossReport) -> list[ArchiveSpec]:
+    @property
+    def accepted(self) -> str | None:
+        """The flag under which this run keeps or loses data at risk, if any."""
+        return "--archive" if self.archive else "--allow-data-loss" if self.allow_data_loss else None
+
+    def decide(
+        self, connection: Connection, plan: Plan, report: DataLossReport, action: str | None = None
+    ) -> list[ArchiveSpec]:
         """Given what ``plan`` would destroy (``assess``): raise unless allowed, or plan the
-        archives that keep it (refusing what cannot be archived)."""
+        archives that keep it (refusing what cannot be archived). ``action`` names the command
+        in the refusal (default: the plan's kind and target)."""
         if not report.losses:
             return []
         if self.archive:
@@ -71,7 +96,7 @@ class DataGuard:
             return []
         raise DataLossError(
             DataLossReport(report.losses),
-            f"{plan.kind} {plan.target} would destroy existing data in "
+            f"{action or f'{plan.kind} {plan.target}'} would destroy existing data in "
             f"{len(report.losses)} place(s); nothing was run. Re-run with --archive to keep a "
             "copy you can restore, or with --allow-data-loss",
         )

@@ -45,8 +45,8 @@ from alembic.operations import ops as alembic_ops
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import sqltypes
 
-from .analysis import Operation, integer_limit, narrows, operations
-from .dataloss import read_only
+from .analysis import Operation, integer_limit, narrows
+from .dataloss import read_only, step_operations
 from .plan import Plan, Step
 from .project import Project
 
@@ -93,16 +93,7 @@ def predict(project: Project, connection: Connection, plan: Plan) -> list[Predic
     if dialect not in BACKENDS:
         return []
     recorded = [
-        (
-            step,
-            operations(
-                project.script.get_revision(step.migration.revision).module,
-                "upgrade" if step.direction == "up" else "downgrade",
-                dialect,
-            ),
-        )
-        for step in plan.steps
-        if not step.fake
+        (step, step_operations(project, step, dialect)) for step in plan.steps if not step.fake
     ]
     if not any(op.risk in ("may_fail", "destroys") for _, ops in recorded for op in ops):
         return []

@@ -20,7 +20,15 @@ from typing import Any, Literal
 import sqlparse
 from sqlparse import tokens as T
 from sqlparse.exceptions import SQLParseError
-from sqlparse.sql import Comment, Function, Identifier, IdentifierList, Parenthesis, Statement, Token
+from sqlparse.sql import (
+    Comment,
+    Function,
+    Identifier,
+    IdentifierList,
+    Parenthesis,
+    Statement,
+    Token,
+)
 
 Risk = Literal["destroys", "may_fail", "review", "safe"]
 
@@ -133,6 +141,9 @@ class CopyRows:
     source: Target
     source_columns: tuple[str, ...] | None  # None: SELECT *
     partial: bool = False
+    #: Of a partial copy, the source column whose every non-NULL value is still copied
+    #: (``... WHERE col IS NOT NULL``: splitting a column out into a table of its own).
+    complete: str | None = None
 
 
 @dataclass(frozen=True)
@@ -616,7 +627,7 @@ def _assignments(text: str) -> tuple[tuple[str, str], ...] | None:
 
 INSERT_CLAUSES = {"INSERT", "REPLACE", "INTO", "SELECT", "FROM", "WHERE", "JOIN", "GROUP BY",
                   "UNION", "UNION ALL", "LIMIT", "DISTINCT", "ORDER BY", "HAVING", "VALUES",
-                  "AS", "INNER JOIN", "LEFT JOIN", "LEFT OUTER JOIN", "CROSS JOIN", "ON CONFLICT"}
+                  "INNER JOIN", "LEFT JOIN", "LEFT OUTER JOIN", "CROSS JOIN", "ON CONFLICT"}
 
 
 def _copy(statement: Statement, table: Target) -> CopyRows | None:
@@ -627,8 +638,13 @@ def _copy(statement: Statement, table: Target) -> CopyRows | None:
     source = _table_and_alias(clauses["FROM"])
     if source is None:
         return None
-    partial = any(name in clauses for name in INSERT_CLAUSES - {
-        "INSERT", "REPLACE", "INTO", "SELECT", "FROM", "AS"})
+    extra = [name for name in clauses if name not in ("INSERT", "REPLACE", "INTO", "SELECT", "FROM")]
+    partial = bool(extra)
+    complete = None
+    if extra == ["WHERE"]:
+        only = re.fullmatch(rf"\s*(?P<column>{NAME}(?:\s*\.\s*{NAME})?)\s+IS\s+NOT\s+NULL\s*",
+                            clauses["WHERE"].text, re.I)
+        complete = plain_column(only["column"]) if only else None
     selected = clauses["SELECT"].text
     source_columns: tuple[str, ...] | None
     if selected.strip() == "*":
@@ -646,7 +662,7 @@ def _copy(statement: Statement, table: Target) -> CopyRows | None:
         if any(c is None for c in names):
             return CopyRows(table, None, source[0], None, partial=True)
         columns = tuple(c for c in names if c)
-    return CopyRows(table, columns, source[0], source_columns, partial)
+    return CopyRows(table, columns, source[0], source_columns, partial, complete)
 
 
 CONSTRAINT_WORDS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE", "KEY",

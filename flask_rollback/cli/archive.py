@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from .. import commands
-from .group import announce, current_project, db_group, emit_json, lock_timeout_option
+from .group import announce, current_project, db_group, emit_json, json_option, lock_timeout_option
 
 
 @db_group.command("archives")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("--drop", "drop", default=None, metavar="ARCHIVE", help="Discard this archive.")
 @lock_timeout_option
 def archives_command(as_json: bool, drop: str | None, lock_timeout: float | None) -> None:
@@ -32,21 +32,22 @@ def archives_command(as_json: bool, drop: str | None, lock_timeout: float | None
 
 
 @db_group.command("restore")
-@click.argument("archive")
+@click.argument("archives", nargs=-1, required=True)
 @lock_timeout_option
-def restore_command(archive: str, lock_timeout: float | None) -> None:
-    """Write an archive's values back (matched by primary key), then drop the archive."""
-    result = commands.restore(current_project(), archive, lock_timeout=lock_timeout, announce=announce)
-    record = result.archive
-    click.echo(
-        f"Restored {record.object} from {record.name}: {result.updated} row(s) updated, "
-        f"{result.inserted} inserted."
-    )
-    if result.dropped:
-        click.echo(f"Dropped archive {record.name}.")
-    else:
+def restore_command(archives: tuple[str, ...], lock_timeout: float | None) -> None:
+    """Write archives' values back (matched by primary key), in the order given, then drop each."""
+    for name in archives:
+        result = commands.restore(current_project(), name, lock_timeout=lock_timeout, announce=announce)
+        record = result.archive
         click.echo(
-            f"Warning: {result.unmatched} archived row(s) found no row with the same key; "
-            f"the archive is kept ('flask db archives --drop {record.name}' discards it).",
-            err=True,
+            f"Restored {record.object} from {record.name}: {result.updated} row(s) updated, "
+            f"{result.inserted} inserted."
         )
+        if result.dropped:
+            click.echo(f"Dropped archive {record.name}.")
+        else:
+            click.echo(
+                f"Warning: {result.unmatched} archived row(s) found no row with the same key; "
+                f"the archive is kept ('flask db archives --drop {record.name}' discards it).",
+                err=True,
+            )

@@ -16,21 +16,29 @@ from .group import (
     current_project,
     db_group,
     emit_json,
+    json_option,
     lock_timeout_option,
 )
 from .output import print_archived, print_plan, print_report, print_risks, progress, warn_unreviewed
 
 
+no_rehearsal_option = click.option(
+    "--no-rehearsal", "no_rehearsal", is_flag=True,
+    help="Skip the rehearsal on a scratch copy (a warning; e.g. a role without CREATEDB).",
+)
+
+
 @db_group.command("predeploy")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("--strict", is_flag=True, help="Warnings block too.")
-def predeploy_command(as_json: bool, strict: bool) -> None:
+@no_rehearsal_option
+def predeploy_command(as_json: bool, strict: bool, no_rehearsal: bool) -> None:
     """Prove pending migrations can be deployed and rolled back; apply nothing.
 
     Exit 0 ready, 1 blocked, 2 could not run.
     """
     try:
-        report = commands.predeploy(current_project(), strict=strict)
+        report = commands.predeploy(current_project(), strict=strict, rehearse=not no_rehearsal)
     except RollbackError as exc:
         raise RollbackError(exc.message, exit_code=EXIT_COULD_NOT_RUN) from exc
     if as_json:
@@ -44,21 +52,23 @@ def predeploy_command(as_json: bool, strict: bool) -> None:
 
 
 @db_group.command("deploy")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("--strict", is_flag=True, help="Gate warnings block too.")
 @click.option("--label", default=None, help="A name for this deploy (e.g. a release tag).")
 @click.option("--git-sha", default=None, help="The commit being deployed.")
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@no_rehearsal_option
 def deploy_command(
     as_json: bool, strict: bool, label: str | None, git_sha: str | None, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None,
+    allow_data_loss: bool, archive: bool | None, no_rehearsal: bool,
 ) -> None:
     """Lock, run the gate, apply every pending migration and record the deploy."""
     result = commands.deploy(
         current_project(), strict=strict, label=label, git_sha=git_sha, lock_timeout=lock_timeout,
         announce=announce, progress=progress(), allow_data_loss=allow_data_loss, archive=archive,
+        rehearse=not no_rehearsal,
     )
     if as_json:
         emit_json({"report": result.report.as_dict(),
@@ -84,7 +94,7 @@ def deploy_command(
 
 
 @db_group.command("deploys")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("--repair", is_flag=True, help="Close records left 'running' by a crashed deploy.")
 def deploys_command(as_json: bool, repair: bool) -> None:
     """Deploy records, newest first."""

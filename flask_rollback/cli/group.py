@@ -41,10 +41,26 @@ class RollbackGroup(AppGroup):
         except RollbackError as exc:
             if isinstance(exc, DataLossError):
                 print_risks(exc.report, err=True)
+            if ctx.meta.get(JSON_MODE):  # a script reading stdout gets an answer too
+                emit_json(_error_json(exc))
             _fail(ctx, exc.message, exc.exit_code, exc)
         except sa.exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             _fail(ctx, f"database error: {_mask(ctx, reason)}", 1, exc)
+
+
+def _error_json(exc: RollbackError) -> dict[str, Any]:
+    """What ``--json`` prints when the command fails: the line, the exit code and, for a
+    refusal, the data at risk."""
+    data: dict[str, Any] = {"ok": False, "error": exc.message, "exit_code": exc.exit_code}
+    if isinstance(exc, DataLossError):
+        data["data_at_risk"] = [
+            {"migration": risk.step.migration.label, "direction": risk.step.direction,
+             "app": risk.step.app, "object": risk.object, "lost": risk.amount,
+             "operation": risk.operation.reason}
+            for risk in exc.report.risks
+        ]
+    return data
 
 
 def _fail(ctx: click.Context, message: str, code: int, exc: BaseException) -> None:
@@ -91,7 +107,9 @@ def current_project() -> Project:
 
 
 def emit_json(data: Any) -> None:
+    """One JSON document on stdout per command: an error after it adds none."""
     click.echo(json.dumps(data, indent=2, default=str))
+    click.get_current_context().meta[JSON_MODE] = False
 
 
 def _check_target(ctx: click.Context, _param: click.Parameter, words: tuple[str, ...]) -> tuple[str, ...]:
@@ -138,6 +156,13 @@ directory_option = click.option(
 x_arg_option = click.option(
     "-x", "--x-arg", multiple=True, expose_value=False, callback=_remember("rollback.x"),
     help="Extra argument for migrations (context.get_x_argument()); replaces the group's -x.",
+)
+#: ``ctx.meta`` key: the command was asked for ``--json`` (errors are printed as JSON too).
+JSON_MODE = "rollback.json"
+json_option = click.option(
+    "--json", "as_json", is_flag=True, callback=lambda ctx, _param, value: (
+        ctx.meta.__setitem__(JSON_MODE, value) or value),
+    help="Print JSON (also when the command fails).",
 )
 tag_option = click.option(
     "--tag", expose_value=False, callback=_remember("rollback.tag"),

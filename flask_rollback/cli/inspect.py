@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .. import commands, compat
-from .group import current_project, db_group, directory_option, emit_json
+from .group import current_project, db_group, directory_option, emit_json, json_option
 
 
 def _status_json(status: commands.Status) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _status_json(status: commands.Status) -> dict[str, Any]:
 @db_group.command("showmigrations")
 @click.argument("apps", nargs=-1)
 @click.option("--plan", "as_plan", is_flag=True, help="One list in the order migrations apply.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) -> None:
     """[X] applied / [ ] pending, per app, with applied times."""
     status = commands.status(current_project(), apps)
@@ -59,7 +59,7 @@ def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) 
 
 @db_group.command("current")
 @directory_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("-v", "--verbose", is_flag=True, help="Show file paths.")
 def current_command(as_json: bool, verbose: bool) -> None:
     """Where the database stands, per app."""
@@ -80,7 +80,7 @@ def current_command(as_json: bool, verbose: bool) -> None:
 
 @db_group.command("heads")
 @directory_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.option("-v", "--verbose", is_flag=True)
 @click.option(
     "--resolve-dependencies", is_flag=True,
@@ -110,7 +110,7 @@ def heads_command(as_json: bool, verbose: bool, resolve_dependencies: bool) -> N
 
 @db_group.command("check")
 @directory_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def check_command(as_json: bool) -> None:
     """Exit 0 when all is current; 3 models differ, 4 database behind, 5 several heads in an app."""
     report = commands.check(current_project())

@@ -135,12 +135,14 @@ def print_predictions(predictions: list[Prediction]) -> None:
 
 
 def print_archived(specs: list[ArchiveSpec]) -> None:
+    """One line per archive, then the one restore command, in the order that puts parents
+    back before the children that point at them (the reverse of the order they were taken)."""
     for spec in specs:
         what = f"{spec.table}.{spec.column}" if spec.column else spec.table
-        click.echo(
-            f"Archived {what} into {spec.name} before {spec.step.migration.label}; "
-            f"'flask db restore {spec.name}' writes it back."
-        )
+        click.echo(f"Archived {what} into {spec.name} before {spec.step.migration.label}.")
+    if specs:
+        names = " ".join(spec.name for spec in reversed(specs))
+        click.echo(f"Once the objects exist again, 'flask db restore {names}' writes it all back.")
 
 
 def warn_unreviewed(report: DataLossReport | None, checked: bool) -> None:

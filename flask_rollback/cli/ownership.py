@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import commands
-from .group import announce, current_project, db_group, emit_json, lock_timeout_option
+from .group import announce, current_project, db_group, emit_json, json_option, lock_timeout_option
 
 HEADER = ("app", "source", "folder", "read-only", "table", "rule", "why")
 
@@ -42,7 +42,7 @@ def _apps_json(overviews: list[commands.AppOverview]) -> dict[str, Any]:
 
 
 @db_group.command("apps")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def apps_command(as_json: bool) -> None:
     """Each app: where it comes from, its folder, its tables and the rule behind each."""
     overviews = commands.apps(current_project())

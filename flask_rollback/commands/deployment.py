@@ -27,18 +27,19 @@ from .migrate import irreversible_steps
 # -- safe deploys -----------------------------------------------------------------------------
 
 
-def predeploy(project: Project, *, strict: bool = False) -> GateReport:
-    """Run every gate check against the configured database; apply nothing to it."""
+def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) -> GateReport:
+    """Run every gate check against the configured database; apply nothing to it.
+    ``rehearse`` False skips the rehearsal (reported as a warning)."""
     try:
         project.graph  # noqa: B018 - broken files are a gate error, not a crash
         with open_database(project) as (connection, planner):
-            return run_gate(project, connection, planner, strict)
+            return run_gate(project, connection, planner, strict, rehearse_steps=rehearse)
     except Interrupted as exc:
         exc.outcome.append("nothing was applied")
         raise
     except RollbackError as exc:
-        if exc.message.startswith("cannot connect"):
-            raise RollbackError(exc.message, exit_code=EXIT_COULD_NOT_RUN) from None
+        if exc.exit_code == EXIT_COULD_NOT_RUN:
+            raise
         return graph_failure(exc.message)
 
 
@@ -63,10 +64,12 @@ def deploy(
     progress: Progress | None = None,
     allow_data_loss: bool = False,
     archive: bool | None = None,
+    rehearse: bool = True,
 ) -> DeployResult:
     """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks.
 
-    Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``.
+    Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``
+    (which then do not make the gate's "data at risk" block a ``strict`` deploy).
     """
     deploy_log = DeployLog(project.settings.deploy_table)
     with open_database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
@@ -74,19 +77,22 @@ def deploy(
         planner,
     ):
         try:
-            report = run_gate(project, connection, planner, strict)
+            guard = DataGuard(project, allow_data_loss, archive)
+            report = run_gate(
+                project, connection, planner, strict, rehearse_steps=rehearse,
+                accepted=guard.accepted,
+            )
             plan = planner.upgrade()
             if report.blocked or not plan.steps:
                 return DeployResult(report)
-            guard = DataGuard(project, allow_data_loss, archive)
-            guard.decide(connection, plan, report.data_loss)
+            guard.decide(connection, plan, report.data_loss, "deploy")
             backup = None
             if project.settings.backup_dir:
                 backup = str(backup_database(project.url, project.settings.backup_dir))
             run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
             # The backup and the hooks took time: count again on the data as it is now (each
             # step counts once more, under its lock, as it runs).
-            guard.decide(connection, plan, assess(project, connection, plan))
+            guard.decide(connection, plan, assess(project, connection, plan), "deploy")
         except Interrupted as exc:
             exc.outcome.append("nothing was applied")
             raise
