@@ -184,12 +184,13 @@ class DataGuard:
         if self.allow_data_loss:
             return
         first = lost[0]
+        amount = "an unknown number of rows" if first.amount == "unknown" else first.amount
         more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
         raise DataLossError(
             DataLossReport(lost),
-            f"counted again as it ran, it would destroy {first.amount} of {first.object}"
-            f"{more}, which this run did not accept; re-run with --archive to keep a copy, or "
-            "with --allow-data-loss",
+            f"counted again as it ran, it would destroy {amount} of {first.object}{more} "
+            f"({first.operation.reason}), which this run did not accept; re-run with --archive "
+            "to keep a copy, or with --allow-data-loss",
         )
 
     # -- steps whose code could not be read ---------------------------------------------------
@@ -345,19 +346,23 @@ class _Unexplained:
         self.project = project
         self.connection = connection
         self.exempt = set(exempt)
-        self.declared: set[str] = set()
+        #: Tables whose rows the step's statements say they delete, or update.
+        self.deletes: set[str] = set()
+        self.updates: set[str] = set()
         for op in ops:
             self.declare(op.effects)
-            if op.in_batch and op.table:
-                self.declared.add(op.table)
+            if op.in_batch and op.table:  # a rebuild copies, drops and renames the table
+                self.deletes.add(op.table)
+                self.updates.add(op.table)
         self.heard: dict[str, str] = {}  # SQLite: table -> "deleted" / "updated"
         self.before: dict[str, tuple[int, int]] = {}
         self.silenced = False
 
     def declare(self, effects: tuple[Any, ...]) -> None:
         for effect in effects:
-            for target in _targets_of(effect):
-                self.declared.add(target)
+            deletes, updates = _rows_changed_by(effect)
+            self.deletes.update(deletes)
+            self.updates.update(updates)
 
     def silence(self) -> None:
         self.silenced = True
@@ -394,9 +399,12 @@ class _Unexplained:
                     found[table] = ("updated", updated - was[1])
         else:
             found = {table: (how, UNKNOWN) for table, how in self.heard.items()}
-        explained = self.declared | _referencing(self.connection, self.declared)
+        # Children of deleted rows are deleted or set NULL; of updated rows, updated (cascades).
+        deleted = self.deletes | _referencing(self.connection, self.deletes)
+        updated = self.updates | deleted | _referencing(self.connection, self.updates)
         risks = []
         for table, (how, count) in sorted(found.items()):
+            explained = deleted if how == "deleted" else updated
             if (table in explained or table.startswith("sqlite_") or (table, None) in self.exempt
                     or self.project.recorder.is_own_table(table)):
                 continue
@@ -407,21 +415,28 @@ class _Unexplained:
         return risks
 
 
-def _targets_of(effect: Any) -> list[str]:
-    """Tables an effect names (where it may delete or update rows)."""
-    if isinstance(effect, (DropTables,)):
-        return [t.table for t in effect.tables]
+def _rows_changed_by(effect: Any) -> tuple[list[str], list[str]]:
+    """Tables whose rows an effect says it deletes, and updates (a rewrite of the table by
+    DDL counts as both: a rebuild copies and drops it)."""
+    if isinstance(effect, DeleteRows):
+        return [effect.table.table], []
+    if isinstance(effect, UpdateRows):
+        return [], [effect.table.table]
+    if isinstance(effect, (DropTables, Overwrite)):
+        tables = [t.table for t in effect.tables] if isinstance(effect, DropTables) else [effect.table.table]
+        return tables, tables
+    ddl: list[str] = []
     if isinstance(effect, DropColumns):
-        return [t.table for t in effect.columns]
-    if isinstance(effect, (DeleteRows, UpdateRows, Overwrite)):
-        return [effect.table.table]
-    if isinstance(effect, (Convert, AddColumn)):
-        return [effect.column.table]
-    if isinstance(effect, (CopyRows, CreateTable)):
-        return [effect.table.table]
-    if isinstance(effect, Rename):
-        return [effect.target.table, effect.new_name]
-    return []
+        ddl = [t.table for t in effect.columns]
+    elif isinstance(effect, (Convert, AddColumn)):
+        ddl = [effect.column.table]
+    elif isinstance(effect, CopyRows):
+        ddl = [effect.table.table, effect.source.table]
+    elif isinstance(effect, CreateTable):
+        ddl = [effect.table.table]
+    elif isinstance(effect, Rename):
+        ddl = [effect.target.table, effect.new_name]
+    return ddl, ddl
 
 
 def _referencing(connection: Connection, tables: set[str]) -> set[str]:

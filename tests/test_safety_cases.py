@@ -568,3 +568,128 @@ def test_row_by_row_updates_through_the_connection_are_counted(tmp_path: Path, d
     assert titles(project) == [(1, "Short"), (2, "A Much Longer Title"), (3, "")]
     (archive,) = json.loads(db(project, "archives", "--json").output)
     assert (archive["table"], archive["column"], archive["rows"]) == ("posts", "title", 2)
+
+
+# --- what a user found trying to break it ------------------------------------------------------
+
+COMMENTS_WITH_KEYS = [(COMMENTS_TABLE, 'op.drop_table("comments")')]
+SLUGS_BY_HAND = '''
+def fill_slugs():
+    connection = op.get_bind()
+    for key, title in connection.execute(sa.text("SELECT id, title FROM posts")).fetchall():
+        connection.execute(sa.text("UPDATE posts SET slug = :s WHERE id = :k"), {"s": f"{title}-{key}", "k": key})
+'''
+TRIGGER = {
+    "sqlite": ("CREATE TRIGGER wipe AFTER UPDATE ON users BEGIN DELETE FROM posts; END",
+               "DROP TRIGGER wipe"),
+    "postgresql": ("CREATE FUNCTION wipe() RETURNS trigger AS $$ BEGIN DELETE FROM posts; RETURN NEW; END "
+                   "$$ LANGUAGE plpgsql; CREATE TRIGGER wipe AFTER UPDATE ON users FOR EACH STATEMENT "
+                   "EXECUTE FUNCTION wipe()", "DROP TRIGGER wipe ON users; DROP FUNCTION wipe()"),
+}
+
+FOUND = {
+    # op.get_bind() before a batch on SQLite with keys on: the rebuild must not cascade.
+    "unreadable_code_with_a_batch_keeps_the_children": Case(
+        COMMENTS_WITH_KEYS + [(
+            'op.add_column("posts", sa.Column("slug", sa.String(220)))\nfill_slugs()\n'
+            'with op.batch_alter_table("posts") as b:\n'
+            '    b.alter_column("slug", existing_type=sa.String(220), nullable=False)',
+            'with op.batch_alter_table("posts") as b:\n    b.drop_column("slug")', SLUGS_BY_HAND)],
+        applied=1, rows=COMMENT_ROWS, foreign_keys_on=True, backends=("sqlite",),
+        after=comments_survive,
+    ),
+    "raw_alter_type_using_rewrites_values": Case(
+        [("op.execute(\"ALTER TABLE posts ALTER COLUMN title TYPE varchar(4) USING left(title, 4)\")",
+          "pass", 'irreversible = "test"')],
+        backends=("postgresql",), lost=[("posts.title", "2 values")],
+    ),
+    "postgresql_using_rewrites_values": Case(
+        [('op.alter_column("posts", "title", type_=sa.String(200), existing_type=sa.String(200), '
+          'postgresql_using="upper(title)")', "pass", 'irreversible = "test"')],
+        backends=("postgresql",), lost=[("posts.title", "2 values")],
+    ),
+    "sqlite_batch_conversion_to_integer": Case(
+        [('with op.batch_alter_table("posts") as b:\n'
+          '    b.alter_column("title", type_=sa.Integer(), existing_type=sa.String(200))',
+          "pass", 'irreversible = "test"')],
+        backends=("sqlite",), lost=[("posts.title", "2 values")],
+    ),
+    "split_out_column_then_drop_is_safe": Case(
+        [('op.create_table("titles", sa.Column("post_id", sa.Integer), sa.Column("text", sa.String(200)))\n'
+          'op.execute("INSERT INTO titles (post_id, text) SELECT id, title FROM posts WHERE title IS NOT NULL")\n'
+          'op.drop_column("posts", "title")', "pass", 'irreversible = "test"')],
+        after=expect("SELECT count(*) FROM titles", [(2,)]),
+    ),
+    "set_a_column_to_itself_is_safe": Case(
+        [('op.execute("UPDATE posts SET title = title")', "pass", NOOP)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FOUND))
+def test_what_a_user_found(tmp_path: Path, db_url: str, name: str) -> None:
+    check(tmp_path, db_url, FOUND[name])
+
+
+@pytest.mark.parametrize("how", ["trigger", "raw_cursor", "function"])
+def test_rows_changed_behind_the_statements_are_refused(tmp_path: Path, db_url: str, how: str) -> None:
+    """A trigger the migration creates, a raw DB-API cursor, a function: rows change without a
+    statement that says so; the step is rolled back and refused (exit 6)."""
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    if how == "function" and backend == "sqlite":
+        pytest.skip("SQLite has no stored functions")
+    create, drop = TRIGGER[backend]
+    upgrade = {
+        "trigger": f'op.execute("""{create}""")\n'
+                   'op.execute("UPDATE users SET email = email WHERE id = 1")',
+        "raw_cursor": 'cursor = op.get_bind().connection.cursor()\n'
+                      'cursor.execute("DELETE FROM posts WHERE author_id = 1")\ncursor.close()',
+        "function": 'op.execute("CREATE FUNCTION purge() RETURNS void AS $$ DELETE FROM posts $$ '
+                    'LANGUAGE sql")\nop.execute("SELECT purge()")',
+    }[how]
+    project = build(tmp_path, db_url, Case([(upgrade, "pass", 'irreversible = "test"')]))
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "counted again as it ran" in errors[0], errors
+    assert "of posts deleted by something no statement of this step says" in errors[0]
+    assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+
+
+def test_archive_of_a_statement_with_percent_signs(tmp_path: Path, db_url: str) -> None:
+    project = build(tmp_path, db_url, Case([
+        ('op.execute("DELETE FROM posts WHERE title LIKE \'a%\'")', "pass", 'irreversible = "test"'),
+    ]))
+    db(project, "upgrade", "--archive")
+    (archive,) = json.loads(db(project, "archives", "--json").output)
+    assert archive["rows"] == 1
+    db(project, "restore", archive["name"])
+    assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+
+
+def test_strict_deploy_with_archive_and_json_answers(tmp_path: Path, db_url: str) -> None:
+    """Data at risk blocks a --strict deploy only until the deploy says what to do with it;
+    a refused deploy still answers --json on stdout."""
+    project = build(tmp_path, db_url, Case([('op.drop_column("posts", "title")', 'op.add_column('
+                                             '"posts", sa.Column("title", sa.String(200)))')]))
+    project.write("blog/models.py", BLOG_NULLABLE.replace(
+        "    title: Mapped[str | None] = mapped_column(db.String(200))\n", ""))
+    refused = db(project, "deploy", "--json", code=EXIT_REFUSED)
+    answer = json.loads(refused.stdout)
+    assert answer["ok"] is False and answer["exit_code"] == EXIT_REFUSED
+    assert "deploy would destroy existing data" in answer["error"]
+    assert answer["data_at_risk"][0]["object"] == "posts.title"
+    db(project, "deploy", "--strict", code=1)
+    deployed = json.loads(db(project, "deploy", "--strict", "--archive", "--json").stdout)
+    (risk,) = [c for c in deployed["report"]["checks"] if c["name"] == "data at risk"]
+    assert risk["level"] == "ok" and "accepted with --archive" in risk["message"]
+    db(project, "rollback", "--yes", "--archive")
+
+
+def test_no_rehearsal_is_a_warning(tmp_path: Path, db_url: str) -> None:
+    project = build(tmp_path, db_url, Case([("op.create_index('ix_posts_author', 'posts', ['author_id'])",
+                                             "op.drop_index('ix_posts_author', 'posts')")]))
+    report = json.loads(db(project, "predeploy", "--no-rehearsal", "--json").output)
+    (rehearsal,) = [c for c in report["checks"] if c["name"] == "rehearsal"]
+    assert rehearsal["level"] == "warning" and "--no-rehearsal" in rehearsal["message"]
+    db(project, "predeploy", "--no-rehearsal", "--strict", code=1)
+    db(project, "deploy", "--no-rehearsal")
