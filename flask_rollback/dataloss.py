@@ -19,6 +19,7 @@ the database (``Shadow(counting="current")``).
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -385,6 +386,7 @@ class Shadow:
             column for column, expression in effect.assignments
             if column in table.columns and not table.columns[column].created
             and plain_column(expression) != column  # SET col = col keeps every value
+            and _kept_or_filled(expression) != column  # SET col = COALESCE(col, x) fills NULLs
             and not self._holders(table.columns[column].source, table, column)
         ]
         losses: list[Loss] = []
@@ -667,6 +669,15 @@ def _subset(params: Any, positions: Sequence[int]) -> Any:
 
 def _amount(count: int, noun: str) -> str:
     return "an unknown number of " + noun if count == UNKNOWN else f"{count} {noun}"
+
+
+FILLS_NULLS_RE = re.compile(r"^\s*(?:COALESCE|IFNULL|NVL)\s*\((?P<first>[^,()]+),", re.I)
+
+
+def _kept_or_filled(expression: str) -> str | None:
+    """The column ``COALESCE(col, ...)`` (or IFNULL/NVL) keeps when it is not NULL."""
+    match = FILLS_NULLS_RE.match(expression)
+    return plain_column(match["first"]) if match else None
 
 
 def _holds_existing(table: _Table) -> bool:

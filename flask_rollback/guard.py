@@ -41,10 +41,6 @@ from .executor import Progress, RunReport, execute
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
-    AddColumn,
-    Convert,
-    CopyRows,
-    CreateTable,
     DeleteRows,
     DropColumns,
     DropTables,
@@ -72,6 +68,8 @@ class DataGuard:
         self.created: set[tuple[str, str | None]] = set()
         #: Archives written as the run went.
         self.archived: list[ArchiveSpec] = []
+        #: What the step being run was counted to lose (its tables' changes are explained).
+        self.counted: list[Loss] = []
 
     # -- before the run ----------------------------------------------------------------------
 
@@ -133,8 +131,10 @@ class DataGuard:
         unreadable = any(op.risk == "review" for op in ops)
 
         def run(**kw: Any) -> None:
+            self.counted = []
             self._count_step(connection, step, ops)
             with _Unexplained(self.project, connection, ops, self.created) as unexplained:
+                unexplained.account(self.counted)
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
                     return
@@ -162,6 +162,7 @@ class DataGuard:
             StepRisk(step, op, loss) for op in ops for loss in shadow.apply(op.effects, op.reason)
         ]
         self.created = shadow.created_names()
+        self.counted = [risk.loss for risk in risks if risk.loss is not None]
         self._settle(connection, step, risks)
 
     def _settle(self, connection: Connection, step: Step, risks: list[StepRisk]) -> None:
@@ -277,6 +278,7 @@ class _StatementWatch:
                 losses = self.shadow.apply(reading.effects, reading.reason)
                 self.shadow.params = None
                 self.explained.update(loss.table for loss in losses)
+                self.unexplained.account(losses)
                 self.guard._settle(conn, self.step, [StepRisk(self.step, operation, loss) for loss in losses])
 
     def _explain(self, effects: tuple[Any, ...]) -> None:
@@ -354,7 +356,7 @@ class _Unexplained:
             if op.in_batch and op.table:  # a rebuild copies, drops and renames the table
                 self.deletes.add(op.table)
                 self.updates.add(op.table)
-        self.heard: dict[str, str] = {}  # SQLite: table -> "deleted" / "updated"
+        self.heard: dict[str, set[str]] = {}  # SQLite: table -> {"deleted", "updated"}
         self.before: dict[str, tuple[int, int]] = {}
         self.silenced = False
 
@@ -363,6 +365,14 @@ class _Unexplained:
             deletes, updates = _rows_changed_by(effect)
             self.deletes.update(deletes)
             self.updates.update(updates)
+
+    def account(self, losses: list[Loss]) -> None:
+        """Tables whose losses were counted and judged (refused, archived or accepted):
+        cascades included. A count of 0 explains nothing: rows that go anyway were not seen."""
+        for loss in losses:
+            if loss.rows != 0:
+                self.deletes.add(loss.table)
+                self.updates.add(loss.table)
 
     def silence(self) -> None:
         self.silenced = True
@@ -381,7 +391,9 @@ class _Unexplained:
     def _heard(self, action: int, table: str | None, _column: str | None, _db: str | None,
                _source: str | None) -> int:
         if action in (sqlite3.SQLITE_DELETE, sqlite3.SQLITE_UPDATE) and table:
-            self.heard.setdefault(table, "deleted" if action == sqlite3.SQLITE_DELETE else "updated")
+            self.heard.setdefault(table, set()).add(
+                "deleted" if action == sqlite3.SQLITE_DELETE else "updated"
+            )
         return sqlite3.SQLITE_OK
 
     def risks(self, step: Step) -> list[StepRisk]:
@@ -389,25 +401,27 @@ class _Unexplained:
         "unknown" on SQLite)."""
         if self.silenced:
             return []
-        found: dict[str, tuple[str, int]] = {}
+        found: list[tuple[str, str, int]] = []  # (table, "deleted"/"updated", rows or UNKNOWN)
         if self.connection.dialect.name == "postgresql":
             for table, (deleted, updated) in _changes(self.connection).items():
                 was = self.before.get(table, (0, 0))
-                if deleted > was[0]:
-                    found[table] = ("deleted", deleted - was[0])
-                elif updated > was[1]:
-                    found[table] = ("updated", updated - was[1])
+                found += [(table, "deleted", deleted - was[0])] if deleted > was[0] else []
+                found += [(table, "updated", updated - was[1])] if updated > was[1] else []
         else:
-            found = {table: (how, UNKNOWN) for table, how in self.heard.items()}
-        # Children of deleted rows are deleted or set NULL; of updated rows, updated (cascades).
-        deleted = self.deletes | _referencing(self.connection, self.deletes)
-        updated = self.updates | deleted | _referencing(self.connection, self.updates)
+            found = [(table, how, UNKNOWN) for table, hows in self.heard.items() for how in hows]
+        # Rows a cascade deletes were counted with their parents (``account``); children of
+        # updated rows may be updated by ON UPDATE CASCADE.
+        explained = {
+            "deleted": self.deletes,
+            "updated": self.updates | self.deletes | _referencing(self.connection, self.updates),
+        }
         risks = []
-        for table, (how, count) in sorted(found.items()):
-            explained = deleted if how == "deleted" else updated
-            if (table in explained or table.startswith("sqlite_") or (table, None) in self.exempt
-                    or self.project.recorder.is_own_table(table)):
+        reported: set[str] = set()
+        for table, how, count in sorted(found, key=lambda item: (item[0], item[1] != "deleted")):
+            if (table in explained[how] or table in reported or table.startswith("sqlite_")
+                    or (table, None) in self.exempt or self.project.recorder.is_own_table(table)):
                 continue
+            reported.add(table)
             amount = "rows" if count == UNKNOWN else f"{count} rows"
             reason = (f"{amount} of {table} {how} by something no statement of this step says: "
                       "a trigger, a function or a raw cursor")
@@ -416,27 +430,18 @@ class _Unexplained:
 
 
 def _rows_changed_by(effect: Any) -> tuple[list[str], list[str]]:
-    """Tables whose rows an effect says it deletes, and updates (a rewrite of the table by
-    DDL counts as both: a rebuild copies and drops it)."""
+    """Tables whose rows an effect says it deletes, and updates. Schema changes delete or
+    update no row (a SQLite table rebuild is declared by the batch operation itself)."""
     if isinstance(effect, DeleteRows):
         return [effect.table.table], []
     if isinstance(effect, UpdateRows):
         return [], [effect.table.table]
-    if isinstance(effect, (DropTables, Overwrite)):
-        tables = [t.table for t in effect.tables] if isinstance(effect, DropTables) else [effect.table.table]
+    if isinstance(effect, DropTables):
+        tables = [t.table for t in effect.tables]
         return tables, tables
-    ddl: list[str] = []
-    if isinstance(effect, DropColumns):
-        ddl = [t.table for t in effect.columns]
-    elif isinstance(effect, (Convert, AddColumn)):
-        ddl = [effect.column.table]
-    elif isinstance(effect, CopyRows):
-        ddl = [effect.table.table, effect.source.table]
-    elif isinstance(effect, CreateTable):
-        ddl = [effect.table.table]
-    elif isinstance(effect, Rename):
-        ddl = [effect.target.table, effect.new_name]
-    return ddl, ddl
+    if isinstance(effect, Overwrite):
+        return [effect.table.table], [effect.table.table]
+    return [], []
 
 
 def _referencing(connection: Connection, tables: set[str]) -> set[str]:

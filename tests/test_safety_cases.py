@@ -693,3 +693,34 @@ def test_no_rehearsal_is_a_warning(tmp_path: Path, db_url: str) -> None:
     assert rehearsal["level"] == "warning" and "--no-rehearsal" in rehearsal["message"]
     db(project, "predeploy", "--no-rehearsal", "--strict", code=1)
     db(project, "deploy", "--no-rehearsal")
+
+
+def test_a_cascade_from_a_table_the_run_created_is_caught(tmp_path: Path, db_url: str) -> None:
+    """Deleting from a table this step created cascades into rows that existed: nothing could
+    count that ahead, the rows changed are seen after the step and it is refused."""
+    project = build(tmp_path, db_url, Case([(
+        'op.create_table("categories", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.execute("INSERT INTO categories (id) VALUES (1)")\n'
+        'op.execute("ALTER TABLE posts ADD COLUMN category_id INTEGER REFERENCES categories (id) '
+        'ON DELETE CASCADE")\n'
+        'op.execute("UPDATE posts SET category_id = 1")\n'
+        'op.execute("DELETE FROM categories")', "pass", 'irreversible = "test"')],
+        foreign_keys_on=True))
+    db(project, "upgrade", code=EXIT_REFUSED)
+    assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+
+
+def test_an_update_that_only_fills_nulls_through_coalesce_is_safe(tmp_path: Path, db_url: str) -> None:
+    project = build(tmp_path, db_url, Case([
+        ("op.execute(\"UPDATE posts SET title = COALESCE(title, 'untitled')\")", "pass", NOOP),
+    ]))
+    db(project, "upgrade")
+    assert titles(project) == [(1, "short"), (2, "a much longer title"), (3, "untitled")]
+
+
+def test_an_executemany_update_through_the_connection_is_counted(tmp_path: Path, db_url: str) -> None:
+    project = build(tmp_path, db_url, Case([(
+        'op.get_bind().execute(sa.text("UPDATE posts SET title = :t WHERE id = :id"), '
+        '[{"id": 1, "t": "x"}, {"id": 2, "t": "y"}])', "pass", NOOP)]))
+    db(project, "upgrade", code=EXIT_REFUSED)
+    assert titles(project)[:2] == [(1, "short"), (2, "a much longer title")]
