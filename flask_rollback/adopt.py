@@ -34,7 +34,7 @@ from alembic.util import CommandError, coerce_resource_to_filename
 from sqlalchemy.engine import URL
 
 from .apps import validate_label
-from .autodetect import slugify
+from .autodetect import NUMBER_RE, slugify
 from .checks import undeclared_empty_downgrade
 from .database import connect
 from .dataloss import read_only
@@ -52,7 +52,7 @@ from .loader import (
     validate_revision_id,
 )
 from .project import Project
-from .settings import Settings
+from .settings import ALEMBIC_KEYWORD_HINTS, Settings
 
 #: Where a custom env.py is kept, next to the new one (the backup holds the original too).
 ENV_COPY = "env.py.orig"
@@ -60,14 +60,6 @@ ENV_COPY = "env.py.orig"
 PROVIDED_KEYWORDS = frozenset({"url", "connection", "target_metadata", "literal_binds", "dialect_opts"})
 #: ``configure()`` keywords a ``ROLLBACK_*`` setting replaces (keyword = the setting's field).
 SETTING_KEYWORDS = frozenset({"compare_type", "compare_server_default", "render_as_batch", "version_table"})
-#: What replaces the other keywords people pass, when something does.
-KEYWORD_HINTS = {
-    "include_object": "autogenerate compares every table of db.metadata (flask-rollback's own tables excepted)",
-    "include_name": "autogenerate compares every table of db.metadata (flask-rollback's own tables excepted)",
-    "process_revision_directives": "flask-rollback's own hook splits autogenerate output by app",
-    "render_item": "autogenerate renders types itself; edit the generated migration where needed",
-    "user_module_prefix": "autogenerate renders types itself; edit the generated migration where needed",
-}
 #: Modules the stock Flask-Migrate and Alembic env.py files import.
 STOCK_MODULES = frozenset({"__future__", "logging", "alembic", "flask", "sqlalchemy", "asyncio"})
 
@@ -156,7 +148,10 @@ def adopt(
     root = project.root
     result = Adoption(app=label, root=root, dry_run=dry_run)
     in_root = source is None or _same(source, root)
-    if in_root and (root / "env.py").is_file() and not foreign_layout(root) and runs_our_env(root / "env.py"):
+    ours = (root / "env.py").is_file() and runs_our_env(root / "env.py")
+    if in_root and ours and not (root / "alembic.ini").is_file() and migration_files(root / "versions"):
+        return _adopt_leftovers(project, result)
+    if in_root and ours and not foreign_layout(root):
         result.nothing_to_do = f"{root} is already a flask-rollback migrations folder"
         return result
     if in_root and not root.exists():
@@ -216,6 +211,65 @@ def adopt(
     result.left_in_place = [d for d in found.version_dirs if d.is_dir() and not _inside(d, found.folder)]
     if not dry_run:
         _write(result, found, contents, in_place)
+    return result
+
+
+def _adopt_leftovers(project: Project, result: Adoption) -> Adoption:
+    """Files written in Flask-Migrate's ``versions/`` on a branch made before the switch (and
+    merged after it) continue the adopted history: each moves into the app folder holding its
+    down_revision, numbered after that app's files, its revision id kept."""
+    folder = project.root / "versions"
+    result.kind, result.source = "leftover Flask-Migrate", folder
+    olds = [_read_old(path, folder) for path in migration_files(folder)]
+    known: dict[str, Path] = {}
+    for app in project.resolve_registry():
+        if not _same(app.directory, folder):  # versions/ itself looks like an app folder
+            for path in migration_files(app.directory):
+                known[_read_old(path, app.directory).revision] = path
+    for old in olds:
+        if old.revision in known:
+            raise _cannot(
+                folder,
+                f"{old.path} has revision {old.revision}, which {known[old.revision]} already "
+                "has; delete the leftover copy",
+            )
+    places: dict[str, Path] = {}
+    waiting = list(olds)
+    while waiting:
+        placed = [old for old in waiting if old.down_revision and all(
+            parent in known or parent in places for parent in old.down_revision)]
+        if not placed:
+            old = waiting[0]
+            missing = [p for p in old.down_revision if p not in known and p not in places]
+            why = f"down_revision {', '.join(missing)}, which no file provides" if missing else "no down_revision"
+            raise _cannot(folder, f"{old.path} has {why}; it cannot continue any app's history")
+        for old in sorted(placed, key=lambda item: item.path.name):
+            folders = {
+                places.get(parent) or known[parent].parent for parent in old.down_revision
+            }
+            if len(folders) > 1:
+                raise _cannot(
+                    folder,
+                    f"{old.path} merges the histories of {', '.join(sorted(map(str, folders)))}; "
+                    "merges across apps are written with depends_on, move it by hand",
+                )
+            target_dir = folders.pop()
+            numbers = [int(m.group(1)) for p in target_dir.glob("*.py") if (m := NUMBER_RE.match(p.name))]
+            numbers += [int(item.target.name[:4]) for item in result.files if item.target.parent == target_dir]
+            stem = old.path.stem
+            after = stem.split(old.revision, 1)[1] if old.revision in stem else ""
+            slug = slugify(after) or slugify(old.message) or "auto"
+            target = target_dir / f"{max(numbers, default=0) + 1:04d}_{slug}.py"
+            result.files.append(AdoptedFile(old.revision, old.path, target, labelled=False))
+            places[old.revision] = target_dir
+            waiting.remove(old)
+    result.database_revisions = _database_revisions(project.url, project.settings.version_table)
+    if not result.dry_run:
+        for item in result.files:
+            os.rename(item.source, item.target)
+        shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
     return result
 
 
@@ -365,8 +419,9 @@ def _history(olds: list[_Old], folder: Path) -> list[_Old]:
         listed = ", ".join(f"{old.revision} ({old.path.name})" for old in heads)
         raise _cannot(
             folder,
-            f"the history has {len(heads)} heads: {listed}; merge them with Flask-Migrate first "
-            "('flask db merge heads' while the app still uses Migrate), then adopt",
+            f"the history has {len(heads)} heads: {listed}; merge them first (a migration with "
+            "down_revision = (both ids) and empty upgrade/downgrade, or Flask-Migrate's "
+            "'flask db merge heads' before switching), then adopt",
         )
     needs = {
         old.revision: set(old.down_revision) | {carriers.get(d, d) for d in old.depends_on}
@@ -485,7 +540,7 @@ def _read_env(env: Path, settings: Settings) -> tuple[list[EnvNote], str | None]
         if name == "process_revision_directives" and _skips_empty_autogenerate(value, functions):
             continue
         if name not in SETTING_KEYWORDS:
-            hint = KEYWORD_HINTS.get(name, "flask-rollback does not do this")
+            hint = ALEMBIC_KEYWORD_HINTS.get(name, "flask-rollback does not do this")
             notes.append(EnvNote(line, shown, f"not carried over (no ROLLBACK_* setting): {hint}"))
             continue
         setting = f"ROLLBACK_{name.upper()}"

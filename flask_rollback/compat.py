@@ -50,7 +50,7 @@ FLASK_MIGRATE_DEFAULT_TEMPLATE = "flask"
 RELATIVE_TO_REVISION_RE = re.compile(r"^(?P<revision>\w+)(?P<sign>[+-])(?P<count>\d+)$")
 HEAD_WORDS = ("head", "heads")
 
-CHOOSE_APP = "choose the app with head='APP@head' (--app APP on the command line)"
+CHOOSE_APP = "choose the app with --app APP (in Python: head='APP@head')"
 REFUSED_NEW_MIGRATION = {
     "splice": "every app is one branch and a new migration goes on its app's head; "
     "join two heads with merge (flask db merge APP)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -50,7 +51,6 @@ class Rollback:
     """Django-style per-app migrations with safe rollbacks, on Alembic."""
 
     def __init__(self, app: Flask | None = None, db: SQLAlchemy | None = None, **options: Any) -> None:
-        resolve_settings({}, options)
         self.db = db
         self.options = options
         self.specs: list[AppSpec] = []
@@ -62,11 +62,20 @@ class Rollback:
         db = db or self.db
         if db is None:
             raise RollbackError("Rollback needs the Flask-SQLAlchemy db: init_app(app, db)")
-        settings = resolve_settings({}, self.options, options)
+        if "migrate" in app.extensions:
+            warnings.warn(
+                "Flask-Migrate's Migrate(app, db) is also set up on this app: remove it, "
+                "flask-rollback replaces it ('flask db adopt' converts its migrations folder)",
+                stacklevel=2,
+            )
+        # Options are checked when a flask db command resolves its settings: a typo is one
+        # Error line there and never stops the app itself (its web server) from starting.
         app.extensions["rollback"] = RollbackState(self, db, options)
         from .cli import db_group
 
-        name = app.config.get("ROLLBACK_COMMAND", settings.command)
+        name = app.config.get(
+            "ROLLBACK_COMMAND", options.get("command", self.options.get("command", Settings.command))
+        )
         app.cli.add_command(db_group, name)
         report_shadowing_command(name, db_group)
 

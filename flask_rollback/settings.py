@@ -17,6 +17,16 @@ from typing import Any
 from .errors import RollbackError
 
 CONFIG_PREFIX = "ROLLBACK_"
+#: Alembic ``configure()`` keywords people pass to Flask-Migrate's ``Migrate(...)`` or env.py,
+#: and what replaces them here.
+ALEMBIC_KEYWORD_HINTS = {
+    "include_object": "autogenerate compares every table of db.metadata (flask-rollback's own tables excepted)",
+    "include_name": "autogenerate compares every table of db.metadata (flask-rollback's own tables excepted)",
+    "include_schemas": "not supported yet: autogenerate compares the database's default schema",
+    "process_revision_directives": "flask-rollback's own hook splits autogenerate output by app",
+    "render_item": "autogenerate renders types itself; edit the generated migration where needed",
+    "user_module_prefix": "autogenerate renders types itself; edit the generated migration where needed",
+}
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,7 @@ def resolve_settings(
     for layer in layers:
         for key, value in layer.items():
             if key not in names:
-                raise RollbackError(
-                    f"unknown flask-rollback option {key!r}{_suggest(key, names)}"
-                )
+                raise RollbackError(f"unknown flask-rollback option {key!r}{_option_hint(key, names)}")
             merged[key] = value
     config_names = [CONFIG_PREFIX + name.upper() for name in names]
     for key, value in config.items():
@@ -164,6 +172,14 @@ def _is_path(value: Any) -> bool:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     return isinstance(value, str) and value.strip() != "" and "\0" not in value
+
+
+def _option_hint(key: str, names: list[str]) -> str:
+    """A typo gets the closest option; an Alembic keyword Flask-Migrate passed through gets
+    what replaces it, so moving ``Migrate(app, db, **options)`` over says what to drop."""
+    if key in ALEMBIC_KEYWORD_HINTS:
+        return f" (an Alembic option Flask-Migrate passed on: {ALEMBIC_KEYWORD_HINTS[key]}; remove it)"
+    return _suggest(key, names)
 
 
 def _suggest(word: str, choices: list[str], prefix: str = "") -> str:

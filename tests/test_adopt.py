@@ -402,6 +402,58 @@ def test_adopt_plain_alembic_with_version_locations(tmp_path: Path, db_url: str)
 # -- adopt: what it refuses, writing nothing ------------------------------------------------------
 
 
+def test_adopted_empty_downgrades_are_listed_and_downgrade_goes_back_one(
+    tmp_path: Path, db_url: str, flask_migrate_history: Path
+) -> None:
+    """Flask-Migrate's template writes ``pass`` in downgrade(): adopt lists those migrations;
+    going back past one is refused until it says why; downgrade with no target reverts the
+    most recent adopted migration (no log rows: the history's own order)."""
+    project = copy_history(tmp_path, db_url, flask_migrate_history)
+    ids = history_ids(project.migrations / "versions")
+    (project.migrations / "versions" / "f00dfeed0001_fill_titles.py").write_text(textwrap.dedent(f'''\
+        """fill titles"""
+        from alembic import op
+
+        revision = "f00dfeed0001"
+        down_revision = "{ids[-1]}"
+        branch_labels = None
+        depends_on = None
+
+
+        def upgrade():
+            op.execute("UPDATE posts SET title = 'untitled' WHERE title IS NULL")
+
+
+        def downgrade():
+            pass
+        '''))
+    project.write("__init__.py", FLASK_MIGRATE_FACTORY)
+    run(project, "upgrade")
+    project.query_write("INSERT INTO users (email, bio) VALUES ('ada@example.com', 'none')")
+    switch_to_rollback(project)
+
+    lines = run(project, "adopt").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "have an empty downgrade()" in line)
+    assert lines[start].startswith("1 adopted migration(s) have an empty downgrade()")
+    assert lines[start + 1] == f"  - {project.migrations / 'main' / '0004_fill_titles.py'}"
+
+    before = fingerprint(project)
+    refused = run(project, "downgrade", code=1)
+    assert "0004_fill_titles" in refused.stderr and "noop_downgrade" in refused.stderr
+    assert fingerprint(project) == before
+    path = project.migrations / "main" / "0004_fill_titles.py"
+    path.write_text(path.read_text().replace(
+        'depends_on = None', 'depends_on = None\nnoop_downgrade = "a backfill: nothing to undo"'
+    ))
+    run(project, "downgrade")
+    assert project.query("SELECT version_num FROM alembic_version") == [(ids[-1],)]
+    # the next most recent: the bio backfill, whose downgrade overwrites values (so: the flag)
+    assert "users.bio" in run(project, "downgrade", code=6).stderr
+    run(project, "downgrade", "--allow-data-loss")
+    assert project.query("SELECT version_num FROM alembic_version") == [(ids[-2],)]
+    assert project.query("SELECT DISTINCT bio FROM users") == [(None,)]
+
+
 def test_adopt_refuses_two_heads(tmp_path: Path, sqlite_url: str, flask_migrate_history: Path) -> None:
     project = copy_history(tmp_path, sqlite_url, flask_migrate_history, apply=True)
     versions = project.migrations / "versions"
@@ -512,6 +564,10 @@ def test_adopt_custom_env_is_converted_with_notes(
     assert (project.migrations / "env.py.orig").read_text() == text
     assert runs_our_env(project.migrations / "env.py")
 
+    assert lines[-1].startswith(
+        "Before anything else, set ROLLBACK_VERSION_TABLE = 'custom_version': the database's "
+        "version rows are there"
+    )
     switch_to_rollback(project, config={"ROLLBACK_VERSION_TABLE": "custom_version"})
     assert run(project, "showmigrations").stdout.count("[X]") == 3
 
@@ -568,6 +624,74 @@ def test_each_flask_migrate_marker_is_recognised(
         f"Error: {project.migrations} is a Flask-Migrate or Alembic migrations folder {named}; "
         "run 'flask db adopt' to convert it, keeping its history\n"
     )
+
+
+def test_adopt_moves_a_teammates_leftover_migration_into_the_history_it_continues(
+    tmp_path: Path, sqlite_url: str, flask_migrate_history: Path
+) -> None:
+    """A branch made before the switch adds a file to versions/; merged after the switch, it is
+    one line pointing at adopt, and adopt moves it (id kept) after the adopted files."""
+    project = copy_history(tmp_path, sqlite_url, flask_migrate_history, apply=True)
+    run(project, "adopt")
+    ids = history_ids(tmp_path / "migrations.flask-migrate-backup" / "versions")
+    versions = project.migrations / "versions"
+    versions.mkdir()
+    leftover = versions / "d00d1e5aa001_add_posts_summary.py"
+    leftover.write_text(textwrap.dedent(f'''\
+        """add posts summary
+
+        Revision ID: d00d1e5aa001
+        Revises: {ids[-1]}
+        """
+        from alembic import op
+        import sqlalchemy as sa
+
+        revision = "d00d1e5aa001"
+        down_revision = "{ids[-1]}"
+        branch_labels = None
+        depends_on = None
+
+
+        def upgrade():
+            with op.batch_alter_table("posts") as batch_op:
+                batch_op.add_column(sa.Column("summary", sa.String(length=300), nullable=True))
+
+
+        def downgrade():
+            with op.batch_alter_table("posts") as batch_op:
+                batch_op.drop_column("summary")
+        '''))
+    text = leftover.read_bytes()
+    error = one_error_line(run(project, "showmigrations", code=1))
+    assert "versions/ with 1 migration file(s)" in error and "'flask db adopt'" in error
+
+    before = state(project)
+    dry = run(project, "adopt", "--dry-run").stdout
+    assert f"{leftover} -> {project.migrations / 'main' / '0004_add_posts_summary.py'}" in dry
+    assert state(project) == before
+    moved = run(project, "adopt").stdout
+    assert moved.startswith("Moved 1 migration file(s) left in")
+    assert not versions.exists()
+    assert (project.migrations / "main" / "0004_add_posts_summary.py").read_bytes() == text
+    assert run(project, "showmigrations", "main").stdout.splitlines()[-1] == " [ ] 0004_add_posts_summary"
+    run(project, "upgrade")
+    assert "summary" in columns(project, "posts")
+
+
+def test_adopt_refuses_a_leftover_migration_that_continues_nothing(
+    tmp_path: Path, sqlite_url: str, flask_migrate_history: Path
+) -> None:
+    project = copy_history(tmp_path, sqlite_url, flask_migrate_history, apply=True)
+    run(project, "adopt")
+    (project.migrations / "versions").mkdir()
+    (project.migrations / "versions" / "e1_orphan.py").write_text(
+        'revision = "e1e1e1e1e1e1"\ndown_revision = "fffffffffff0"\n'
+    )
+    before = state(project)
+    error = one_error_line(run(project, "adopt", code=1))
+    assert "e1_orphan.py has down_revision fffffffffff0, which no file provides" in error
+    assert error.endswith("nothing was written")
+    assert state(project) == before
 
 
 # -- upgrade --fake-initial -----------------------------------------------------------------------

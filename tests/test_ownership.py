@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -615,6 +616,41 @@ def test_rename_app_end_to_end(tmp_path: Path, db_url: str) -> None:
     assert project.files("journal")[-1] == "0004_add_posts_views.py"
     db(project, "upgrade")
     assert log_apps(project).get("blog") is None
+
+
+def test_rename_app_keeps_checksums_and_relabels_another_environments_database(tmp_path: Path) -> None:
+    """The applied files rename-app rewrote are not "edited after they ran"; a second database
+    (staging, a teammate's) gets the renamed files with a deploy and only its records renamed."""
+    project, _archive = rename_fixture(tmp_path, sqlite(tmp_path))
+    staging = tmp_path / "staging.sqlite"
+    shutil.copyfile(tmp_path / "db.sqlite", staging)
+    blueprint(project, "blog", "journal", BLOG_WITH_SUBTITLE)
+    db(project, "rename-app", "blog", "journal")
+    checked = db(project, "predeploy").output
+    assert "edited" not in checked
+
+    project.url = f"sqlite:///{staging}"
+    assert "edited after they ran" in db(project, "predeploy", code=1).output  # until relabelled
+    folders = folder_state(project)
+    dry = db(project, "rename-app", "blog", "journal", "--dry-run").output
+    assert dry.splitlines() == ["Would relabel 3 applied-log row(s), 1 archive(s), 1 deploy record(s)"]
+    done = db(project, "rename-app", "blog", "journal").output.splitlines()
+    assert done == [
+        "Relabelled 3 applied-log row(s), 1 archive(s), 1 deploy record(s)",
+        "Renamed app 'blog' to 'journal'; revision ids are unchanged.",
+    ]
+    assert folder_state(project) == folders  # the files were already renamed
+    assert log_apps(project).get("blog") is None
+    assert showmigrations(project)["journal"] == [
+        " [X] 0001_initial", " [X] 0002_remove_posts_title", " [X] 0003_add_posts_subtitle"
+    ]
+    assert "edited" not in db(project, "predeploy").output
+    before = (fingerprint(project), folder_state(project))
+    one_line_error(
+        project.db("rename-app", "blog", "journal"),
+        "the migrations already say 'journal' and this database has no record of 'blog'; nothing to rename",
+    )
+    assert (fingerprint(project), folder_state(project)) == before
 
 
 REFUSALS = {

@@ -44,6 +44,15 @@ def print_adoption(result: commands.Adoption) -> None:
     if result.nothing_to_do:
         click.echo(f"Nothing to do: {result.nothing_to_do}.")
         return
+    if result.backup is None and result.files:
+        moved = "Would move" if result.dry_run else "Moved"
+        click.echo(
+            f"{moved} {len(result.files)} migration file(s) left in {result.source} into the "
+            "history they continue (revision ids kept):"
+        )
+        for item in result.files:
+            click.echo(f"  {item.source} -> {item.target}")
+        return
     would = "Would adopt" if result.dry_run else "Adopted"
     at = (
         f"; the database is at {', '.join(result.database_revisions)}, which it provides"

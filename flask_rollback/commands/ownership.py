@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..apps import (
     validate_label,
 )
 from ..errors import RollbackError
-from ..loader import MIGRATION_FILE_RE
+from ..loader import MIGRATION_FILE_RE, constant_names, module_assignments
 from ..lock import Announce
 from ..project import Project
 from ..rename import (
@@ -158,11 +159,10 @@ def _checksums(edits: list[LabelEdit]) -> dict[str, tuple[str, str]]:
     """``{revision: (sha256 before, sha256 after)}`` of the rewritten files."""
     found = {}
     for edit in edits:
-        revision = next(
-            (d.names[0] for d in declarations(edit.after) if d.field == "revision" and d.names), None
-        )
+        node = module_assignments(ast.parse(edit.after)).get("revision")
+        revision = constant_names(node.value if node is not None else None)
         if revision:
-            found[revision] = (_sha256(edit.before), _sha256(edit.after))
+            found[revision[0]] = (_sha256(edit.before), _sha256(edit.after))
     return found
 
 
