@@ -271,8 +271,14 @@ def slugify(text: str) -> str:
 
 
 def _describe(op: ops.MigrateOperation) -> str:
+    if isinstance(op, OneOffDefaultsRemoval):
+        return "; ".join(f"{_describe(inner)} (one-off default removed)" for inner in op.ops)
     if isinstance(op, ops.ModifyTableOps):
         return "; ".join(_describe(inner) for inner in op.ops)
+    if isinstance(op, RenameTableOp):
+        return f"RenameTable {op.table_name} to {op.new_table_name}"
+    if isinstance(op, ops.AlterColumnOp) and op.modify_name:
+        return f"RenameColumn {op.table_name}.{op.column_name} to {op.modify_name}"
     kind = type(op).__name__.removesuffix("Op")
     target = getattr(op, "table_name", "")
     column = getattr(op, "column_name", None) or getattr(getattr(op, "column", None), "name", None)

@@ -131,7 +131,7 @@ class InteractiveQuestioner(Questioner):
     """Asks on the terminal, with Django's questions; one answer per question."""
 
     def rename_column(self, table: str, old: str, new: str, type_text: str) -> bool:
-        return _yes_or_no(f"Did you rename {table}.{old} to {table}.{new} (a {type_text})? [y/N] ")
+        return _yes_or_no(f"Did you rename {table}.{old} to {table}.{new} ({type_text})? [y/N] ")
 
     def rename_table(self, old: str, new: str) -> bool:
         return _yes_or_no(f"Did you rename the table {old} to {new}? [y/N] ")
@@ -139,12 +139,12 @@ class InteractiveQuestioner(Questioner):
     def not_null_addition(self, table: str, column: sa.Column[Any], type_text: str, dialect: Dialect) -> NotNullFix | None:
         name = f"{table}.{column.name}"
         click.echo(
-            f"It is impossible to add the NOT NULL column {name} (a {type_text}) without a "
+            f"It is impossible to add the NOT NULL column {name} ({type_text}) without a "
             "default: the table's existing rows need a value.\n"
             "Please select a fix:\n"
             " 1) Provide a one-off default now (will be set on all existing rows)\n"
             " 2) Make the column nullable\n"
-            " 3) Quit"
+            " 3) Quit, and add a server_default or make the column nullable in the models"
         )
         choice = _ask("Select an option: ")
         while choice not in ("1", "2", "3"):
@@ -157,7 +157,7 @@ class InteractiveQuestioner(Questioner):
             return NotNullFix(None)
         if choice == "1":
             click.echo(
-                f"Please enter the default for {name} (a {type_text}): {_hint(column.type, dialect)}.\n"
+                f"Please enter the default for {name} ({type_text}): {_hint(column.type, dialect)}.\n"
                 f"Type '{EXIT_WORD}' to quit."
             )
             while (answer := _ask(">>> ").strip()) != EXIT_WORD:
@@ -165,7 +165,10 @@ class InteractiveQuestioner(Questioner):
                     return NotNullFix(one_off_default(answer, column.type, dialect))
                 except ValueError as exc:
                     click.echo(f"Invalid default: {exc}")
-        raise RollbackError(f"makemigrations stopped: no value for {name} was given; nothing was written")
+        raise RollbackError(
+            f"makemigrations stopped: no value for {name} was given; give the column a "
+            "server_default or make it nullable in the models; nothing was written"
+        )
 
 
 def stdin_is_terminal() -> bool:
@@ -367,9 +370,16 @@ def _modified_tables(upgrade_ops: ops.UpgradeOps, app_of: AppOf) -> list[ops.Mod
 
 def _rename_tables(upgrade_ops: ops.UpgradeOps, questioner: Questioner, types: _Types, app_of: AppOf) -> None:
     """A created table whose columns (names and types) are a dropped table's, in the same app:
-    asked per pair; a yes renames the dropped table, and its other changes follow the new name."""
-    created = [op for op in upgrade_ops.ops if isinstance(op, ops.CreateTableOp) and app_of(op.table_name)]
-    dropped = [op for op in upgrade_ops.ops if isinstance(op, ops.DropTableOp) and app_of(op.table_name)]
+    asked per pair (by name, as Django does); a yes renames the dropped table, and its other
+    changes follow the new name."""
+    created = sorted(
+        (op for op in upgrade_ops.ops if isinstance(op, ops.CreateTableOp) and app_of(op.table_name)),
+        key=lambda op: op.table_name,
+    )
+    dropped = sorted(
+        (op for op in upgrade_ops.ops if isinstance(op, ops.DropTableOp) and app_of(op.table_name)),
+        key=lambda op: op.table_name,
+    )
     for create in created:
         for drop in dropped:
             if (
@@ -410,10 +420,11 @@ def _follow_rename(upgrade_ops: ops.UpgradeOps, old: str, new: str) -> None:
 
 
 def _rename_columns(modify: ops.ModifyTableOps, questioner: Questioner, types: _Types) -> None:
-    """An added column of a dropped column's type, in the same table: asked per pair, Django's
-    order (each added column against each dropped one); a dropped column renamed once is done."""
-    added = sorted((op for op in modify.ops if isinstance(op, ops.AddColumnOp)), key=lambda op: _position(op.column))
-    dropped = sorted((op for op in modify.ops if isinstance(op, ops.DropColumnOp)), key=lambda op: _position(op.to_column()))
+    """An added column of a dropped column's type, in the same table: asked per pair in Django's
+    order (each added column against each dropped one, both by name, so the questions are the
+    same on every run); a dropped column renamed once is done."""
+    added = sorted((op for op in modify.ops if isinstance(op, ops.AddColumnOp)), key=lambda op: op.column.name)
+    dropped = sorted((op for op in modify.ops if isinstance(op, ops.DropColumnOp)), key=lambda op: op.column_name)
     for add in added:
         for drop in dropped:
             existing = drop.to_column()
@@ -433,7 +444,7 @@ def _rename_columns(modify: ops.ModifyTableOps, questioner: Questioner, types: _
 
 
 def _position(column: sa.Column[Any]) -> int:
-    """Alembic lists added and dropped columns in set order; questions follow the tables'."""
+    """Alembic lists added columns in set order; the default questions follow the model's."""
     return column.table.columns.keys().index(column.key)
 
 

@@ -28,11 +28,11 @@ from tests.projects import BLOG_MODELS, Project, folder_state, new_project
 
 TIMEOUT = 60.0
 
-RENAME_TITLE = "Did you rename posts.title to posts.headline (a VARCHAR(200))? [y/N] "
+RENAME_TITLE = "Did you rename posts.title to posts.headline (VARCHAR(200))? [y/N] "
 NOT_NULL_MENU = (
     " 1) Provide a one-off default now (will be set on all existing rows)\n"
     " 2) Make the column nullable\n"
-    " 3) Quit\n"
+    " 3) Quit, and add a server_default or make the column nullable in the models\n"
     "Select an option: "
 )
 
@@ -169,7 +169,7 @@ def test_column_rename_answered_no_adds_and_drops(tmp_path: Path, db_url: str) -
     project.write("blog/models.py", BLOG_HEADLINE)
     talk = converse(project, "makemigrations", answers=[(RENAME_TITLE, "n"), (NOT_NULL_MENU, "2")])
     assert talk.exit_code == 0, talk.transcript
-    assert "NOT NULL column posts.headline (a VARCHAR(200))" in talk.transcript
+    assert "NOT NULL column posts.headline (VARCHAR(200))" in talk.transcript
     code = new_blog_migration(project)
     assert "new_column_name" not in code
     assert "sa.Column('headline', sa.String(length=200), nullable=True)" in code
@@ -210,9 +210,9 @@ def test_several_candidates_are_asked_per_pair(tmp_path: Path, db_url: str) -> N
     project.query_write("UPDATE posts SET subtitle = 'sub ' || title, views = id")
     project.write("blog/models.py", before.replace("subtitle: Mapped[str | None]", "tagline: Mapped[str]").replace("title: Mapped[str]", "headline: Mapped[str]"))
     talk = converse(project, "makemigrations", answers=[
-        ("Did you rename posts.subtitle to posts.headline (a VARCHAR(200))? [y/N] ", "n"),
+        ("Did you rename posts.subtitle to posts.headline (VARCHAR(200))? [y/N] ", "n"),
         (RENAME_TITLE, "y"),
-        ("Did you rename posts.subtitle to posts.tagline (a VARCHAR(200))? [y/N] ", "yes"),
+        ("Did you rename posts.subtitle to posts.tagline (VARCHAR(200))? [y/N] ", "yes"),
     ])
     assert talk.exit_code == 0, talk.transcript
     assert talk.transcript.count("[y/N]") == 3
@@ -237,7 +237,7 @@ def test_not_null_column_gets_a_one_off_default(tmp_path: Path, db_url: str) -> 
     project.write("blog/models.py", BLOG_SLUG)
     talk = converse(project, "makemigrations", answers=[(NOT_NULL_MENU, "1"), (">>> ", "draft")])
     assert talk.exit_code == 0, talk.transcript
-    assert "It is impossible to add the NOT NULL column posts.slug (a VARCHAR(50)) without a default" in talk.transcript
+    assert "It is impossible to add the NOT NULL column posts.slug (VARCHAR(50)) without a default" in talk.transcript
     upgrade = new_blog_migration(project).split("def downgrade")[0]
     assert "sa.Column('slug', sa.String(length=50), server_default='draft', nullable=False)" in upgrade
     assert upgrade.index("server_default='draft'") < upgrade.index("server_default=None")
@@ -303,7 +303,8 @@ def test_quit_writes_nothing(sqlite_url: str, tmp_path: Path) -> None:
     talk = converse(project, "makemigrations", answers=[(NOT_NULL_MENU, "3")])
     assert talk.exit_code == 1
     assert talk.transcript.rstrip().endswith(
-        "Error: makemigrations stopped: no value for posts.slug was given; nothing was written")
+        "Error: makemigrations stopped: no value for posts.slug was given; give the column a "
+        "server_default or make it nullable in the models; nothing was written")
     assert "Traceback" not in talk.transcript
     assert folder_state(project) == before
 
