@@ -20,6 +20,7 @@ from alembic.util import rev_id
 
 from .errors import RollbackError
 from .graph import Migration, MigrationGraph
+from .questioner import OneOffDefaultsRemoval, Questioner, RenameTableOp, answer_questions
 
 NUMBER_RE = re.compile(r"^(\d{4})_")
 
@@ -50,6 +51,8 @@ class AppSplitter:
         message: str | None,
         write: bool,
         revision_id: str | None = None,
+        *,
+        questioner: Questioner,
     ) -> None:
         self.graph = graph
         self.registry = graph.registry
@@ -58,11 +61,14 @@ class AppSplitter:
         self.write = write
         #: A revision id the caller chose (``--rev-id``): it names one migration, so one app.
         self.revision_id = revision_id
+        #: Asks what autogenerate cannot know (renames, values for existing rows): questioner.py.
+        self.questioner = questioner
         self.planned: list[NewMigration] = []
         self._sources: dict[str, str] = {}
 
     def __call__(self, context, revision, directives: list[ops.MigrationScript]) -> None:  # type: ignore[no-untyped-def]
         script = directives[0]
+        answer_questions(script.upgrade_ops, self.questioner, context, self._asked_app)
         by_app: dict[str, list[ops.MigrateOperation]] = {}
         for op in script.upgrade_ops.ops:
             by_app.setdefault(self._app_of(op), []).append(op)
@@ -116,6 +122,14 @@ class AppSplitter:
         if table is None:
             return self.registry.default_label
         return self.registry.app_of_table(table) or self._creator_of(table)
+
+    def _asked_app(self, table: str) -> str | None:
+        """The app whose new migration gets ``table``'s changes; None when none is written for
+        it (an app not chosen, or read-only), so nothing is asked about it."""
+        label = self.registry.app_of_table(table) or self._creator_of(table)
+        if (self.only and label not in self.only) or (label in self.registry and self.registry.get(label).read_only):
+            return None
+        return label
 
     def _creator_of(self, table: str) -> str:
         """A dropped table's app: the app whose migrations created it."""
@@ -194,16 +208,22 @@ class AppSplitter:
             return "initial"
         words = []
         for op in found:
+            if isinstance(op, OneOffDefaultsRemoval):
+                continue  # the end of the column added before it
             if isinstance(op, ops.CreateTableOp):
                 words.append(f"create_{op.table_name}")
             elif isinstance(op, ops.DropTableOp):
                 words.append(f"drop_{op.table_name}")
+            elif isinstance(op, RenameTableOp):
+                words.append(f"rename_{op.table_name}_{op.new_table_name}")
             elif isinstance(op, ops.ModifyTableOps):
                 for inner in op.ops:
                     if isinstance(inner, ops.AddColumnOp):
                         words.append(f"add_{op.table_name}_{inner.column.name}")
                     elif isinstance(inner, ops.DropColumnOp):
                         words.append(f"remove_{op.table_name}_{inner.column_name}")
+                    elif isinstance(inner, ops.AlterColumnOp) and inner.modify_name:
+                        words.append(f"rename_{op.table_name}_{inner.column_name}_{inner.modify_name}")
                     else:
                         words.append(f"alter_{op.table_name}")
             else:
@@ -251,8 +271,14 @@ def slugify(text: str) -> str:
 
 
 def _describe(op: ops.MigrateOperation) -> str:
+    if isinstance(op, OneOffDefaultsRemoval):
+        return "; ".join(f"{_describe(inner)} (one-off default removed)" for inner in op.ops)
     if isinstance(op, ops.ModifyTableOps):
         return "; ".join(_describe(inner) for inner in op.ops)
+    if isinstance(op, RenameTableOp):
+        return f"RenameTable {op.table_name} to {op.new_table_name}"
+    if isinstance(op, ops.AlterColumnOp) and op.modify_name:
+        return f"RenameColumn {op.table_name}.{op.column_name} to {op.modify_name}"
     kind = type(op).__name__.removesuffix("Op")
     target = getattr(op, "table_name", "")
     column = getattr(op, "column_name", None) or getattr(getattr(op, "column", None), "name", None)

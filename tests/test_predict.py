@@ -23,6 +23,7 @@ from click.testing import Result
 
 from flask_rollback import commands
 from flask_rollback.predict import _refused_by_postgresql
+from flask_rollback.questioner import Questioner
 from flask_rollback.rehearsal import snapshot
 from tests.projects import Project, new_project, revision_of, write_migration
 
@@ -171,8 +172,13 @@ def models(project: Project, text: str) -> None:
 
 
 def add_not_null(project: Project) -> None:
-    models(project, BLOG_BASE.replace(
+    """The ADD as Alembic compares it, with nothing for the existing rows (written by hand, or
+    by Flask-Migrate): the base Questioner asks and fills nothing, as makemigrations would."""
+    project.write("blog/models.py", BLOG_BASE.replace(
         "    editor_id", "    slug: Mapped[str] = mapped_column(db.String(50))\n    editor_id"))
+    app = project.app()
+    with app.app_context():
+        commands.makemigrations(commands.get_project(app), questioner=Questioner())
 
 
 def set_not_null(project: Project) -> None:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from .. import commands, compat
+from ..questioner import questioner_for
 from .group import current_project, db_group, directory_option, x_arg_option
 from .output import print_adoption, print_new
 
@@ -51,12 +52,19 @@ def list_templates_command() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
 @click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 if a migration is missing.")
 @click.option("-v", "--verbose", count=True, help="With --dry-run, show the generated code.")
+@click.option(
+    "--no-input", "--noinput", "no_input", is_flag=True,
+    help="Ask nothing (also without a terminal): no rename; a NOT NULL column without default is an error.",
+)
 def makemigrations_command(
-    apps: tuple[str, ...], message: str | None, empty: bool, dry_run: bool, check_only: bool, verbose: int
+    apps: tuple[str, ...], message: str | None, empty: bool, dry_run: bool, check_only: bool, verbose: int,
+    no_input: bool,
 ) -> None:
-    """Autogenerate one migration per changed app (all apps, or APPS)."""
+    """Autogenerate one migration per changed app (all apps, or APPS); on a terminal, asks
+    about renames and values for existing rows, as Django does."""
     new = commands.makemigrations(
-        current_project(), apps, message=message, empty=empty, dry_run=dry_run, check=check_only
+        current_project(), apps, message=message, empty=empty, dry_run=dry_run, check=check_only,
+        questioner=questioner_for(no_input),
     )
     print_new(new, dry_run or check_only, verbose)
     if check_only and new:

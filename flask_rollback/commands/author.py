@@ -15,6 +15,7 @@ from ..autodetect import AppSplitter, NewMigration, django_filename
 from ..errors import RollbackError
 from ..loader import TEMPLATES, check_layout, validate_revision_id
 from ..project import Project
+from ..questioner import NonInteractiveQuestioner, Questioner
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -59,10 +60,14 @@ def makemigrations(
     dry_run: bool = False,
     check: bool = False,
     rev_id: str | None = None,
+    questioner: Questioner | None = None,
 ) -> list[NewMigration]:
     """Autogenerate one migration per changed app; returns what was (or would be) written.
 
     ``rev_id`` (Flask-Migrate's ``--rev-id``) names the new migration, so only one app may change.
+    ``questioner`` answers what autogenerate cannot know (renames, values for existing rows);
+    by default no one is asked (no rename, a NOT NULL column without default is an error).
+    ``dry_run`` and ``check`` ask nothing and refuse nothing: they report what Alembic compared.
     """
     registry = project.registry
     write = not (dry_run or check)
@@ -95,7 +100,8 @@ def makemigrations(
         )
     if write:
         _ensure_app_folders(project)
-    splitter = AppSplitter(graph, apps, message, write, rev_id)
+    asked = (questioner or NonInteractiveQuestioner()) if write else Questioner()
+    splitter = AppSplitter(graph, apps, message, write, rev_id, questioner=asked)
     try:
         scripts = alembic_command.revision(
             project.quiet_config, message=message, autogenerate=True,
