@@ -200,7 +200,7 @@ def test_functions_run_and_return_objects(
             "accounts": [accounts_1], "blog": [blog_1],
         }
         assert [m.revision for m in heads()] == [accounts_1, blog_1]
-        assert [m.revision for m in history()] == [blog_1, accounts_1]  # newest first
+        assert [m.revision for m in history()] == [accounts_1, blog_1]  # per app, as printed
 
         reverted = downgrade(revision="-1")
         assert [(s.migration.label, s.direction) for s, _ in reverted.report.done] == [

@@ -104,9 +104,8 @@ def unlock_command() -> None:
 
 @db_group.command("sqlmigrate")
 @click.argument("app")
-@click.argument("revision")
+@click.argument("revision", required=False)
 @click.option("--backwards", is_flag=True, help="The SQL of the downgrade.")
-def sqlmigrate_command(app: str, revision: str, backwards: bool) -> None:
-    """Print the SQL of one migration."""
+def sqlmigrate_command(app: str, revision: str | None, backwards: bool) -> None:
+    """Print the SQL of one migration: APP NAME (blog 0002), blog.0002_tags, blog@0002, or an id."""
     click.echo(commands.sqlmigrate(current_project(), app, revision, backwards), nl=False)
-

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.engine import Connection
 
+from .. import offline
 from ..archive import ArchiveSpec
 from ..checks import downgrade_problem
 from ..database import connect
@@ -175,38 +174,25 @@ def unlock(project: Project) -> bool:
 
 def render_sql(project: Project, plan: Plan) -> str:
     """The SQL a plan would run (Alembic offline mode), without touching the database."""
-    buffer = io.StringIO()
-    steps = plan.alembic_steps(project.graph)
-    with EnvironmentContext(
-        project.config,
-        project.script,
-        fn=lambda heads, ctx: steps,
-        as_sql=True,
-        starting_rev=",".join(plan.heads_before) or None,
-    ) as env:
-        env.configure(
-            url=project.url,
-            output_buffer=buffer,
-            literal_binds=True,
-            transaction_per_migration=True,
-            **project.context_options(project.url.get_backend_name()),
-        )
-        env.run_migrations()
-    return buffer.getvalue()
+    return offline.render_sql(project, plan)
 
 
-def sqlmigrate(project: Project, app: str, revision: str, backwards: bool = False) -> str:
-    """The SQL of one migration (Django's sqlmigrate)."""
-    project.registry.get(app)
-    migration = project.graph.find(revision, app)
-    parents = migration.parents if not backwards else (migration.revision,)
-    after = (migration.revision,) if not backwards else migration.parents
+def sqlmigrate(
+    project: Project, app: str, revision: str | None = None, backwards: bool = False
+) -> str:
+    """The SQL of one migration (Django's sqlmigrate): ``app`` and ``revision`` as
+    ``sqlmigrate blog 0002`` takes them, or ``app`` alone naming it (``blog.0002_tags``, an
+    id). It starts where everything the migration stands on is applied (and, backwards,
+    the migration itself); the database is not read."""
+    graph = project.graph
+    migration = graph.named([app] if revision is None else [app, revision])
+    below = graph.closure([*migration.parents, *migration.dependencies])
+    with_it = below | {migration.revision}
     plan = Plan(
-        "upgrade" if not backwards else "downgrade",
+        "downgrade" if backwards else "upgrade",
         migration.label,
         [Step(migration, "down" if backwards else "up")],
-        parents,
-        after,
+        graph.stored_heads(with_it if backwards else below),
+        graph.stored_heads(below if backwards else with_it),
     )
     return render_sql(project, plan)
-
