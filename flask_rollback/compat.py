@@ -84,7 +84,7 @@ def alembic_target(project: Project, revision: str) -> tuple[str, ...]:
 
     Most forms are already targets (``heads``, ``base``, ``-1``, ``+2``, ids, ``APP@head``);
     ``APP@heads`` and ``REV+N`` are rewritten, and ``FROM:TO`` ranges (Alembic's offline form)
-    are refused: flask-rollback reads the starting point from the database.
+    are refused here: they only render SQL (see ``sql_range``).
     """
     if not isinstance(revision, str):
         raise RollbackError(
@@ -94,8 +94,8 @@ def alembic_target(project: Project, revision: str) -> tuple[str, ...]:
     text = revision.strip()
     if ":" in text:
         raise RollbackError(
-            f"revision range {text!r} is Alembic's offline form; flask-rollback reads where the "
-            f"database stands, so give only the target ({text.rpartition(':')[2] or 'heads'!r})"
+            f"revision range {text!r} is Alembic's offline form, only for the SQL (--sql, "
+            f"sql=True); to run migrations give only the target ({text.rpartition(':')[2] or 'heads'!r})"
         )
     app, at, rest = text.partition("@")
     if at and rest == "heads":
@@ -104,6 +104,21 @@ def alembic_target(project: Project, revision: str) -> tuple[str, ...]:
     if relative and relative["revision"] not in (*HEAD_WORDS, "base"):
         return (_relative_revision(project.graph, **relative.groupdict()),)
     return tuple(text.split())
+
+
+def sql_range(
+    project: Project, revision: str, sql: bool
+) -> tuple[tuple[str, ...], list[str] | None]:
+    """With ``sql``, Alembic's offline ``FROM:TO``: the target words of TO (empty: the command's
+    default) and FROM as the migrations taken as applied (comma-separated, any name form;
+    empty or ``base``: an empty database). Anything else: (target words, None), the start
+    read from the database."""
+    if sql and isinstance(revision, str) and ":" in revision:
+        start, _, end = revision.strip().partition(":")
+        if ":" in end:
+            raise RollbackError(f"revision range {revision!r} has more than one colon; give FROM:TO")
+        return alembic_target(project, end), [part for part in start.split(",") if part.strip()]
+    return alembic_target(project, revision), None
 
 
 def _relative_revision(graph: MigrationGraph, revision: str, sign: str, count: str) -> str:
@@ -391,7 +406,8 @@ def upgrade(
     that would destroy data raises (use ``flask_rollback.commands.upgrade`` for
     ``archive``/``allow_data_loss``). ``sql=True`` prints the SQL and runs nothing."""
     project = _project(directory, x_arg, tag)
-    return _with_sql_printed(commands.upgrade(project, alembic_target(project, revision), sql=sql))
+    target, start = sql_range(project, revision, sql)
+    return _with_sql_printed(commands.upgrade(project, target, sql=sql, start=start))
 
 
 def downgrade(
@@ -404,7 +420,8 @@ def downgrade(
     """Revert down to ``revision`` (default the most recently applied migration); refused
     before anything runs for irreversible steps, other apps' dependents and data loss."""
     project = _project(directory, x_arg, tag)
-    return _with_sql_printed(commands.downgrade(project, alembic_target(project, revision), sql=sql))
+    target, start = sql_range(project, revision, sql)
+    return _with_sql_printed(commands.downgrade(project, target, sql=sql, start=start))
 
 
 def show(directory: str | None = None, revision: str = "head") -> list[Migration]:

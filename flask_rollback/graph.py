@@ -120,12 +120,30 @@ class MigrationGraph:
 
     def stored_heads(self, applied: set[str]) -> tuple[str, ...]:
         """The rows Alembic keeps for an applied set: members nothing else applied stands on."""
-        below = set()
+        below: set[str] = set()
         for rev in applied:
             migration = self.migrations[rev]
             below.update(migration.parents)
             below.update(migration.dependencies)
         return tuple(rev for rev in self.migrations if rev in applied and rev not in below)
+
+    def applied_at(self, references: Sequence[str]) -> set[str]:
+        """The applied set a starting point names (the FROM of ``--sql FROM:TO``, read instead of
+        the database): ``base`` (nothing), ``heads`` (everything), or migrations in any form
+        ``named`` takes (``APP`` alone: its head), each with everything it stands on."""
+        applied: set[str] = set()
+        for reference in references:
+            words = reference.split()
+            app, rest = words if len(words) == 2 else self.split_reference(reference.strip())
+            if app is not None:
+                self.registry.get(app)
+            if rest in ("base", "zero"):
+                continue
+            if rest in ("head", "heads"):
+                applied |= self.closure(self.app_heads(app) if app is not None else self.heads())
+                continue
+            applied |= self.closure([self.named(words).revision])
+        return applied
 
     def split_reference(self, text: str) -> tuple[str | None, str]:
         """``APP@REST`` or ``APP.REST`` (APP an app's label, as output prints migrations:

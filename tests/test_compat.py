@@ -331,7 +331,7 @@ CLI_REFUSALS = [
     (("migrate", "--head", "nope@head"), "nope"),
     (("merge", "--branch-label", "x", "blog"), "branch_label (--branch-label)"),
     (("stamp", "--sql", "heads"), "sql (--sql) with stamp"),
-    (("upgrade", "--sql", "abc:def"), "revision range 'abc:def'"),
+    (("upgrade", "abc:def"), "revision range 'abc:def' is Alembic's offline form, only for the SQL"),
     (("revision", "--app", "blog", "--rev-id", "no-dashes"), "invalid revision 'no-dashes'"),
 ]
 

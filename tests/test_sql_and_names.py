@@ -322,6 +322,58 @@ def test_sql_of_upgrades_and_downgrades_does_what_running_them_does(
     assert schema_and_versions(db_url)[1] == ["acc00002aaaa"]
 
 
+def unreachable(url: str, tmp_path: Path) -> str:
+    """A database URL of the same backend that cannot be connected to."""
+    if url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / 'no-such-directory' / 'app.db'}"
+    return "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
+
+
+def test_sql_from_an_explicit_range_reads_no_database(
+    tmp_path: Path, db_url: str, second_url: str
+) -> None:
+    """``--sql FROM:TO`` (Alembic's offline form) renders from FROM, in any name form and
+    comma-separated across apps, with the database unreachable; the SQL run on a twin at FROM
+    does what the online command does (SQLite: the batch chain included)."""
+    online = applied_project(tmp_path / "online", db_url)
+    offline = dataclasses.replace(online, url=second_url)
+    ok(offline.db("upgrade"))
+    nowhere = dataclasses.replace(online, url=unreachable(db_url, tmp_path))
+    assert nowhere.db("upgrade", "--plan").exit_code == 2  # it really cannot connect
+    add_blog_batch_chain(online)
+    for command in (
+        ("upgrade", "--sql", "accounts.0001,blog@0001:blog.0002"),
+        ("upgrade", "--sql", "accounts,blog.0002:"),  # "accounts" alone: its head
+        ("downgrade", "--sql", "heads:blog", "0001"),
+        ("upgrade", "--sql", "accounts,blog 0001:heads"),
+    ):
+        sql = ok(nowhere.db(*command))
+        assert "-- Running " in sql, (command, sql)
+        run_script(second_url, sql)
+        ok(online.db(command[0], command[2].partition(":")[2] or "heads", *command[3:]))
+        assert schema_and_versions(second_url) == schema_and_versions(db_url), command
+
+    from_nothing = ok(nowhere.db("upgrade", "--sql", "base:accounts"))
+    assert "CREATE TABLE alembic_version" in from_nothing and "CREATE TABLE users" in from_nothing
+    assert "posts" not in from_nothing
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("upgrade", "accounts.0001:blog"), "only for the SQL (--sql, sql=True)"),
+    (("upgrade", "--sql", "blgo.0001:"), "did you mean 'blog.0001_initial'"),
+    (("upgrade", "--sql", "0001:"), "'0001' is ambiguous"),
+    (("upgrade", "--sql", "base:blog:heads"), "more than one colon"),
+    (("upgrade", "--sql", "--fake-initial", "base:"), "--fake-initial reads the database"),
+    (("downgrade", "--sql", "heads:blgo", "zero"), "unknown app 'blgo' (did you mean 'blog'?)"),
+], ids=["without-sql", "typo", "ambiguous", "two-colons", "fake-initial", "unknown-app"])
+def test_sql_range_refusals_are_one_line(tmp_path: Path, sqlite_url: str, args: tuple[str, ...], fragment: str) -> None:
+    project = applied_project(tmp_path, sqlite_url)
+    before = fingerprint(project)
+    line = one_error_line(project.db(*args))
+    assert fragment in line, line
+    assert fingerprint(project) == before
+
+
 def test_sql_with_nothing_to_do_is_a_comment(tmp_path: Path, sqlite_url: str) -> None:
     project = applied_project(tmp_path, sqlite_url)
     sql = ok(project.db("upgrade", "--sql"))

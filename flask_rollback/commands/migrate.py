@@ -17,7 +17,7 @@ from ..executor import Progress, RunReport, mark_fake_initial
 from ..executor import stamp as execute_stamp
 from ..guard import DataGuard
 from ..lock import Announce, release_lock_table
-from ..plan import Plan, Step
+from ..plan import Plan, Planner, Step
 from ..predict import Prediction, predict
 from ..project import Project
 from .context import open_database
@@ -56,13 +56,21 @@ def upgrade(
     allow_data_loss: bool = False,
     archive: bool | None = None,
     fake_initial: bool = False,
+    start: Sequence[str] | None = None,
 ) -> RunResult:
     """Apply migrations up to ``target`` (default: every app's head).
 
     A plan that would destroy existing data is refused unless ``allow_data_loss`` or
     ``archive`` (default: the ``archive`` setting) is given. With ``fake_initial``, an app's
     initial migration whose tables already exist is recorded as applied without running.
+    With ``sql``, ``start`` (the FROM of ``--sql FROM:TO``) renders from those migrations
+    applied instead of from where the database stands, which is then not read.
     """
+    if start is not None:
+        if fake_initial:
+            raise RollbackError("--fake-initial reads the database; it cannot go with a FROM:TO range")
+        plan = _offline_planner(project, start, sql).upgrade(target)
+        return RunResult(RunReport(plan, planned_only=True), sql=render_sql(project, plan))
     changes = not (plan_only or sql)
     with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -87,11 +95,17 @@ def downgrade(
     announce: Announce | None = None,
     allow_data_loss: bool = False,
     archive: bool | None = None,
+    start: Sequence[str] | None = None,
 ) -> RunResult:
     """Revert migrations down to ``target`` (default: the most recently applied one).
 
     Refused before anything runs if a step is irreversible, or would destroy existing data
-    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy first)."""
+    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy first). ``start`` as
+    for ``upgrade``."""
+    if start is not None:
+        plan = _offline_planner(project, start, sql).downgrade(target, cascade=cascade)
+        _refuse_irreversible(project, plan)
+        return RunResult(RunReport(plan, planned_only=True), sql=render_sql(project, plan))
     changes = not (plan_only or sql)
     with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -99,13 +113,31 @@ def downgrade(
     ):
         plan = planner.downgrade(target, cascade=cascade)
         problems = irreversible_steps(project, plan)
-        if problems and not plan_only:
-            listed = "; ".join(
-                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
-            )
-            raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
+        if not plan_only:
+            _refuse_irreversible(project, plan)
         guard = DataGuard(project, allow_data_loss, archive)
         return _run(project, connection, plan, problems, plan_only, sql, progress, guard)
+
+
+def _offline_planner(project: Project, start: Sequence[str], sql: bool) -> Planner:
+    """A planner for a database standing at ``start`` (migrations in any form, ``base``,
+    ``heads``), without reading one: the FROM of ``--sql FROM:TO``."""
+    if not sql:
+        raise RollbackError(
+            "a FROM:TO range only renders SQL (--sql); to run migrations give only the target"
+        )
+    graph = project.graph
+    return Planner(graph, graph.stored_heads(graph.applied_at(start)))
+
+
+def _refuse_irreversible(project: Project, plan: Plan) -> None:
+    """Stop a downgrade whose steps cannot really run, before anything runs."""
+    problems = irreversible_steps(project, plan)
+    if problems:
+        listed = "; ".join(
+            f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+        )
+        raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
 
 
 def irreversible_steps(project: Project, plan: Plan) -> dict[str, str]:
