@@ -168,7 +168,7 @@ class AppRegistry:
         except KeyError:
             known = ", ".join(self._apps) or "none yet"
             raise RollbackError(
-                f"unknown app {label!r}; known apps: {known}"
+                f"unknown app {label!r}{_suggest_label(label, self.labels)}; known apps: {known}"
             ) from None
 
     def writable(self, label: str) -> App:

@@ -5,9 +5,9 @@ parameters and defaults, run on flask-rollback's per-app migrations.
 stamp``. As with Flask-Migrate, each function works inside an app context on the current app;
 ``directory`` overrides the migrations root, ``x_arg`` is ``-x`` and ``tag`` is ``--tag``.
 Alembic-style revisions (``head``, ``heads``, ``base``, ``-1``, ``+2``, an id or a unique prefix,
-``APP@head``, ``REV+N``) become flask-rollback targets, and every call goes through
-``flask_rollback.commands``, so the lock, the data-loss guard, irreversible steps and cascades
-are checked exactly as for ``flask db``.
+``APP@head``, ``REV+N``) and the names output prints (``blog.0002_tags``) become flask-rollback
+targets, and every call goes through ``flask_rollback.commands``, so the lock, the data-loss
+guard, irreversible steps and cascades are checked exactly as for ``flask db``.
 
 Deliberate differences:
 
@@ -18,8 +18,9 @@ Deliberate differences:
   ``version_path``, ``multidb``, ``sql`` where nothing runs SQL) raises ``RollbackError`` saying
   what to use instead, rather than being ignored.
 
-``show``, ``history``, ``heads``, ``branches`` and ``current`` print what Flask-Migrate printed
-(Alembic's output) and return what they showed.
+``show``, ``heads``, ``branches`` and ``current`` print what Flask-Migrate printed (Alembic's
+output) and return what they showed; ``history`` prints what ``flask db history`` prints (per
+app, Django names) and returns the migrations in that order.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ if TYPE_CHECKING:
 TEMPLATES = {"flask-rollback": "one folder per app, env.py calls into the package"}
 #: Flask-Migrate's default single-database template: ``init`` creates our layout in its place.
 FLASK_MIGRATE_DEFAULT_TEMPLATE = "flask"
-#: Alembic's ``REV+N`` / ``REV-N``: N migrations after / before REV in its app.
-RELATIVE_TO_REVISION_RE = re.compile(r"^(?P<revision>\w+)(?P<sign>[+-])(?P<count>\d+)$")
+#: Alembic's ``REV+N`` / ``REV-N``: N migrations after / before REV in its app (REV also as
+#: ``APP.NAME`` or ``APP@NAME``).
+RELATIVE_TO_REVISION_RE = re.compile(
+    r"^(?P<revision>\w+(?:[.@]\w+)?)(?P<sign>[+-])(?P<count>\d+)$"
+)
 HEAD_WORDS = ("head", "heads")
 
 CHOOSE_APP = "choose the app with --app APP (in Python: head='APP@head')"
@@ -80,7 +84,7 @@ def alembic_target(project: Project, revision: str) -> tuple[str, ...]:
 
     Most forms are already targets (``heads``, ``base``, ``-1``, ``+2``, ids, ``APP@head``);
     ``APP@heads`` and ``REV+N`` are rewritten, and ``FROM:TO`` ranges (Alembic's offline form)
-    are refused: flask-rollback reads the starting point from the database.
+    are refused here: they only render SQL (see ``sql_range``).
     """
     if not isinstance(revision, str):
         raise RollbackError(
@@ -90,8 +94,8 @@ def alembic_target(project: Project, revision: str) -> tuple[str, ...]:
     text = revision.strip()
     if ":" in text:
         raise RollbackError(
-            f"revision range {text!r} is Alembic's offline form; flask-rollback reads where the "
-            f"database stands, so give only the target ({text.rpartition(':')[2] or 'heads'!r})"
+            f"revision range {text!r} is Alembic's offline form, only for the SQL (--sql, "
+            f"sql=True); to run migrations give only the target ({text.rpartition(':')[2] or 'heads'!r})"
         )
     app, at, rest = text.partition("@")
     if at and rest == "heads":
@@ -100,6 +104,21 @@ def alembic_target(project: Project, revision: str) -> tuple[str, ...]:
     if relative and relative["revision"] not in (*HEAD_WORDS, "base"):
         return (_relative_revision(project.graph, **relative.groupdict()),)
     return tuple(text.split())
+
+
+def sql_range(
+    project: Project, revision: str, sql: bool
+) -> tuple[tuple[str, ...], list[str] | None]:
+    """With ``sql``, Alembic's offline ``FROM:TO``: the target words of TO (empty: the command's
+    default) and FROM as the migrations taken as applied (comma-separated, any name form;
+    empty or ``base``: an empty database). Anything else: (target words, None), the start
+    read from the database."""
+    if sql and isinstance(revision, str) and ":" in revision:
+        start, _, end = revision.strip().partition(":")
+        if ":" in end:
+            raise RollbackError(f"revision range {revision!r} has more than one colon; give FROM:TO")
+        return alembic_target(project, end), [part for part in start.split(",") if part.strip()]
+    return alembic_target(project, revision), None
 
 
 def _relative_revision(graph: MigrationGraph, revision: str, sign: str, count: str) -> str:
@@ -234,22 +253,26 @@ def create_layout(
 
 
 def migrations_named(project: Project, symbol: str) -> list[Migration]:
-    """What ``show``/``edit`` mean by a revision: ``current``, ``head(s)``, ``APP@head``, or one
-    migration by id, Django name or unique prefix (``APP@REV`` within an app)."""
+    """What ``show``/``edit`` mean by a revision: ``current``, ``head(s)``, ``APP`` or
+    ``APP@head`` (the app's head), or one migration as every other command takes it
+    (``blog.0002``, ``blog 0002``, ``blog@0002_tags``, an id or a unique prefix)."""
     graph = project.graph
-    text = symbol.strip()
-    app, at, rest = text.partition("@")
-    if text == "current":
+    words = symbol.split()
+    app, at, rest = symbol.strip().partition("@")
+    if words == ["current"]:
         revisions = [rev for app_status in commands.status(project).apps for rev in app_status.current]
         if not revisions:
             raise RollbackError("no migration is applied: there is no current revision")
-    elif text in HEAD_WORDS:
+    elif len(words) == 1 and words[0] in HEAD_WORDS:
         revisions = graph.heads()
-    elif at and rest in HEAD_WORDS:
-        project.registry.get(app)
-        revisions = graph.app_heads(app)
+    elif len(words) == 1 and (words[0] in project.registry or (at and rest in HEAD_WORDS)):
+        label = words[0] if words[0] in project.registry else app
+        project.registry.get(label)
+        revisions = graph.app_heads(label)
+        if not revisions:
+            raise RollbackError(f"app {label!r} has no migrations")
     else:
-        revisions = [graph.find(rest, app).revision if at else graph.find(text).revision]
+        revisions = [graph.named(words).revision]
     return [graph.migrations[rev] for rev in revisions]
 
 
@@ -383,7 +406,8 @@ def upgrade(
     that would destroy data raises (use ``flask_rollback.commands.upgrade`` for
     ``archive``/``allow_data_loss``). ``sql=True`` prints the SQL and runs nothing."""
     project = _project(directory, x_arg, tag)
-    return _with_sql_printed(commands.upgrade(project, alembic_target(project, revision), sql=sql))
+    target, start = sql_range(project, revision, sql)
+    return _with_sql_printed(commands.upgrade(project, target, sql=sql, start=start))
 
 
 def downgrade(
@@ -396,7 +420,8 @@ def downgrade(
     """Revert down to ``revision`` (default the most recently applied migration); refused
     before anything runs for irreversible steps, other apps' dependents and data loss."""
     project = _project(directory, x_arg, tag)
-    return _with_sql_printed(commands.downgrade(project, alembic_target(project, revision), sql=sql))
+    target, start = sql_range(project, revision, sql)
+    return _with_sql_printed(commands.downgrade(project, target, sql=sql, start=start))
 
 
 def show(directory: str | None = None, revision: str = "head") -> list[Migration]:
@@ -414,20 +439,12 @@ def history(
     verbose: bool = False,
     indicate_current: bool = False,
 ) -> list[Migration]:
-    """Print the migrations in ``rev_range`` ('[start]:[end]'), newest first; returns them."""
-    project = _project(directory)
-    commands.alembic_verb(
-        project, "history", rev_range=rev_range, verbose=verbose, indicate_current=indicate_current
-    )
-    base, _, head = (rev_range or ":").partition(":")
-    bounds: list[str | tuple[str, ...]] = [base or "base", head or "heads"]
-    if "current" in bounds:
-        current = commands.status(project).stored_heads or "base"
-        bounds = [current if bound == "current" else bound for bound in bounds]
-    walked = project.script.revision_map.iterate_revisions(
-        bounds[1], bounds[0], inclusive=True, assert_relative_length=False
-    )
-    return [project.graph.migrations[script.revision] for script in walked]
+    """Print every app's migrations, newest first (``flask db history``); ``rev_range``
+    ('[start]:[end]') stays within one app. Returns them in the order printed."""
+    shown = commands.history(_project(directory), rev_range=rev_range, indicate_current=indicate_current)
+    for line in shown.lines(verbose):
+        print(line)
+    return shown.migrations
 
 
 def heads(

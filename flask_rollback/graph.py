@@ -7,8 +7,9 @@ here from the applied closure of the stored heads.
 
 from __future__ import annotations
 
+import difflib
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,14 @@ class MigrationGraph:
             stack.extend(migration.dependencies)
         return seen
 
+    def dependents(self, revisions: Iterable[str]) -> set[str]:
+        """The revisions plus every revision standing on them (parents or depends_on), in any app."""
+        result = set(revisions)
+        for rev, migration in self.migrations.items():  # topological: parents first
+            if rev not in result and result.intersection(migration.parents + migration.dependencies):
+                result.add(rev)
+        return result
+
     def unknown(self, revisions: Iterable[str]) -> list[str]:
         """Revisions stored in the database that no file provides."""
         return [rev for rev in revisions if rev not in self.migrations]
@@ -111,30 +120,107 @@ class MigrationGraph:
 
     def stored_heads(self, applied: set[str]) -> tuple[str, ...]:
         """The rows Alembic keeps for an applied set: members nothing else applied stands on."""
-        below = set()
+        below: set[str] = set()
         for rev in applied:
             migration = self.migrations[rev]
             below.update(migration.parents)
             below.update(migration.dependencies)
         return tuple(rev for rev in self.migrations if rev in applied and rev not in below)
 
+    def applied_at(self, references: Sequence[str]) -> set[str]:
+        """The applied set a starting point names (the FROM of ``--sql FROM:TO``, read instead of
+        the database): ``base`` (nothing), ``heads`` (everything), or migrations in any form
+        ``named`` takes (``APP`` alone: its head), each with everything it stands on."""
+        applied: set[str] = set()
+        for reference in references:
+            words = reference.split()
+            app, rest = words if len(words) == 2 else self.split_reference(reference.strip())
+            if app is not None:
+                self.registry.get(app)
+            if rest in ("base", "zero"):
+                continue
+            if rest in ("head", "heads"):
+                applied |= self.closure(self.app_heads(app) if app is not None else self.heads())
+                continue
+            applied |= self.closure([self.named(words).revision])
+        return applied
+
+    def split_reference(self, text: str) -> tuple[str | None, str]:
+        """``APP@REST`` or ``APP.REST`` (APP an app's label, as output prints migrations:
+        ``blog.0001_initial``) → (APP, REST); anything else → (None, text).
+
+        Revision ids never hold a dot, so only a known app before the first dot splits."""
+        app, at, rest = text.partition("@")
+        if at:
+            return app, rest
+        app, dot, rest = text.partition(".")
+        if dot and app in self.registry:
+            return app, rest
+        return None, text
+
     def find(self, text: str, app: str | None = None) -> Migration:
-        """A revision by id, unique id prefix, name or unique name prefix (within ``app``)."""
+        """A migration by revision id, name, or a unique prefix of either, within ``app``; without
+        ``app``, ``text`` may name it as ``APP.NAME`` or ``APP@NAME`` (any prefix form)."""
+        named_app, rest = self.split_reference(text)
+        if app is None and named_app is not None:
+            self.registry.get(named_app)
+            app, text = named_app, rest
+        elif app is not None and named_app == app:  # 'sqlmigrate blog blog.0001_initial'
+            text = rest
+        elif app is not None and named_app in self.registry:
+            raise RollbackError(f"{text!r} names app {named_app!r}, not {app!r}")
         pool = [m for m in self.migrations.values() if app is None or m.app == app]
         exact = [m for m in pool if text in (m.revision, m.name)]
         matches = exact or [
-            m for m in pool if m.revision.startswith(text) or m.name.startswith(text)
+            m for m in pool if text and (m.revision.startswith(text) or m.name.startswith(text))
         ]
         where = f" in app {app!r}" if app else ""
         if not matches:
             what = f"no migration{where}" if app else "no app or migration"
-            raise RollbackError(f"{what} matches {text!r}; see 'flask db showmigrations'")
-        if len(matches) > 1:
-            names = ", ".join(f"{m.label} ({m.revision})" for m in matches[:6])
             raise RollbackError(
-                f"{text!r} is ambiguous{where}: it matches {names}; give more characters"
+                f"{what} matches {text!r}{self._did_you_mean(text, pool, app is None)}; "
+                "see 'flask db showmigrations'"
             )
+        if len(matches) > 1:
+            matches.sort(key=lambda m: m.label)
+            names = ", ".join(f"{m.label} ({m.revision})" for m in matches[:6])
+            apps = sorted({m.app for m in matches})
+            advice = (
+                f"name the app, e.g. '{apps[0]}.{text}'" if len(apps) > 1 else "give more characters"
+            )
+            raise RollbackError(f"{text!r} is ambiguous{where}: it matches {names}; {advice}")
         return matches[0]
+
+    def _did_you_mean(self, text: str, pool: list[Migration], with_apps: bool) -> str:
+        """`` (did you mean 'blog.0002_tags'?)`` for the names closest to a word that named
+        nothing, written as output shows them; "" when nothing is close."""
+        shown_as: dict[str, str] = {label: label for label in self.registry.labels} if with_apps else {}
+        for migration in pool:
+            for spelling in (migration.label, migration.name, migration.revision):
+                shown_as.setdefault(spelling, migration.label)
+        close = difflib.get_close_matches(text, list(shown_as), n=3)
+        suggestions = list(dict.fromkeys(shown_as[word] for word in close))
+        if not suggestions:
+            return ""
+        return f" (did you mean {' or '.join(repr(name) for name in suggestions)}?)"
+
+    def named(self, words: Sequence[str]) -> Migration:
+        """The one migration that command words name: ``APP NAME``, ``APP.NAME``, ``APP@NAME``,
+        a revision id, name or unique prefix, or ``APP`` alone (its head)."""
+        if not words or len(words) > 2:
+            raise RollbackError(
+                f"expected one migration, e.g. 'blog.0002' or 'blog 0002', not {' '.join(words)!r}"
+            )
+        if len(words) == 2:
+            self.registry.get(words[0])
+            return self.find(words[1], words[0])
+        if words[0] in self.registry:
+            heads = self.app_heads(words[0])
+            if len(heads) != 1:
+                what = "no migrations" if not heads else f"{len(heads)} heads"
+                raise RollbackError(f"app {words[0]!r} has {what}; name one migration")
+            return self.migrations[heads[0]]
+        return self.find(words[0])
 
 
 def _topological(found: dict[str, Migration], labels: list[str]) -> dict[str, Migration]:

@@ -14,7 +14,6 @@ from typing import Literal
 
 from alembic.runtime.migration import MigrationStep
 
-from .apps import validate_label
 from .errors import RollbackError
 from .graph import Migration, MigrationGraph
 
@@ -204,7 +203,7 @@ class Planner:
                     rev for rev in applied_in_app
                     if rev != migration.revision and migration.revision in graph.closure([rev])
                 }
-        removed = self._dependents(roots) & self.applied
+        removed = self.graph.dependents(roots) & self.applied
         order = [rev for rev in reversed(graph.migrations) if rev in removed]
         plan = self._plan("downgrade", target, order, "down")
         plan.cascaded = [s.migration.label for s in plan.steps if s.app not in aimed]
@@ -234,14 +233,6 @@ class Planner:
             )
         return set(self.recent[:count])
 
-    def _dependents(self, roots: set[str]) -> set[str]:
-        """The roots plus every revision standing on them, in any app."""
-        result = set(roots)
-        for rev, migration in self.graph.migrations.items():  # topological: parents first
-            if rev not in result and result.intersection(migration.parents + migration.dependencies):
-                result.add(rev)
-        return result
-
     # -- stamp ---------------------------------------------------------------------------------
 
     def stamp(self, words: Sequence[str]) -> Plan:
@@ -261,14 +252,14 @@ class Planner:
                 pending = [rev for rev in graph.migrations if rev not in applied]
                 new = applied | graph.closure(pending[: int(count)])
             else:
-                new = applied - self._dependents(self._most_recent(int(count)))
+                new = applied - self.graph.dependents(self._most_recent(int(count)))
         else:
             app, rest = self._split(words)
             mine = {m.revision for m in graph.of_app(app)}
             if rest is None:
                 new = applied | graph.closure(graph.app_heads(app))
             elif rest in ("zero", "base"):
-                new = applied - self._dependents(mine & applied)
+                new = applied - self.graph.dependents(mine & applied)
             elif RELATIVE_RE.match(rest):
                 sign, count = RELATIVE_RE.match(rest).groups()  # type: ignore[union-attr]
                 ordered = [m.revision for m in graph.of_app(app)]
@@ -285,14 +276,14 @@ class Planner:
                         raise RollbackError(
                             f"app {app!r} has {len(done)} applied migration(s); cannot go down {count}"
                         )
-                    new = applied - self._dependents(set(done[len(done) - int(count) :]))
+                    new = applied - self.graph.dependents(set(done[len(done) - int(count) :]))
             else:
                 migration = graph.find(rest, app)
                 above = {
                     rev for rev in mine
                     if rev != migration.revision and migration.revision in graph.closure([rev])
                 }
-                new = (applied - self._dependents(above)) | graph.closure([migration.revision])
+                new = (applied - self.graph.dependents(above)) | graph.closure([migration.revision])
         before = applied
         order = [rev for rev in reversed(graph.migrations) if rev in before - new]
         order += [rev for rev in graph.migrations if rev in new - before]
@@ -304,21 +295,19 @@ class Planner:
     # -- shared --------------------------------------------------------------------------------
 
     def _split(self, words: Sequence[str]) -> tuple[str, str | None]:
-        """``APP``, ``APP REV``, ``APP@REV`` or a bare revision → (app, rest)."""
+        """``APP``, ``APP REV``, ``APP@REV``, ``APP.REV`` or a bare revision → (app, rest)."""
         if len(words) > 2:
             raise RollbackError(f"too many target words: {' '.join(words)!r}")
         first = words[0]
-        if "@" in first:
+        app, rest = self.graph.split_reference(first)
+        if app is not None:
             if len(words) > 1:
                 raise RollbackError(f"unexpected {words[1]!r} after {first!r}")
-            app, _, rest = first.partition("@")
             if not rest:
                 raise RollbackError(f"bad target {first!r}: expected APP@REV, APP@+N or APP@base")
-            validate_label(app)
             self.graph.registry.get(app)
             return app, None if rest == "head" else rest
         if len(words) == 2:
-            validate_label(first)
             self.graph.registry.get(first)
             return first, words[1]
         if first in self.graph.registry:

@@ -551,7 +551,7 @@ CASES = [
     case("show-ambiguous-name", "show 0001", "'0001' is ambiguous", "accounts.0001_initial",
          "blog.0001_initial"),
     case("edit-unknown-revision", "edit zz999", "no app or migration matches 'zz999'", in_process=True),
-    case("history-unknown-range", "history -r zz111:yy222", "Can't locate revision", "yy222"),
+    case("history-unknown-range", "history -r zz111:yy222", "no app or migration matches 'zz111'"),
     # -- the lock --------------------------------------------------------------------------------------
     case("unlock-sqlite", "unlock", "sqlite migration lock is released", "nothing to unlock", in_process=True),
     case("upgrade-lock-held", "upgrade --lock-timeout 0", "could not take the migration lock within 0s",

@@ -914,7 +914,7 @@ def test_history_show_branches(tmp_path: Path, sqlite_url: str) -> None:
     backend is enough; real processes, as a user runs them."""
     project = initial(tmp_path, sqlite_url, upgrade=True)
     a1, b1 = rev(project, "accounts", "0001"), rev(project, "blog", "0001")
-    result = project.run("history", "--indicate-current")
+    result = project.run("history", "--indicate-current", "-v")  # -v: with revision ids
     assert result.returncode == 0, result.stderr
     assert a1 in result.stdout and b1 in result.stdout
     assert "current" in result.stdout
@@ -930,7 +930,7 @@ def test_alembic_verbs_print_through_click(tmp_path: Path, sqlite_url: str) -> N
     (so they can be captured, e.g. by Flask's CLI runner)."""
     project = initial(tmp_path, sqlite_url, upgrade=True)
     a1, b1 = rev(project, "accounts", "0001"), rev(project, "blog", "0001")
-    result = ok(project.db("history"))
+    result = ok(project.db("history", "-v"))
     assert a1 in result.output and b1 in result.output
     result = ok(project.db("show", a1))
     assert a1 in result.output

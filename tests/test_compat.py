@@ -200,7 +200,7 @@ def test_functions_run_and_return_objects(
             "accounts": [accounts_1], "blog": [blog_1],
         }
         assert [m.revision for m in heads()] == [accounts_1, blog_1]
-        assert [m.revision for m in history()] == [blog_1, accounts_1]  # newest first
+        assert [m.revision for m in history()] == [accounts_1, blog_1]  # per app, as printed
 
         reverted = downgrade(revision="-1")
         assert [(s.migration.label, s.direction) for s, _ in reverted.report.done] == [
@@ -331,7 +331,7 @@ CLI_REFUSALS = [
     (("migrate", "--head", "nope@head"), "nope"),
     (("merge", "--branch-label", "x", "blog"), "branch_label (--branch-label)"),
     (("stamp", "--sql", "heads"), "sql (--sql) with stamp"),
-    (("upgrade", "--sql", "abc:def"), "revision range 'abc:def'"),
+    (("upgrade", "abc:def"), "revision range 'abc:def' is Alembic's offline form, only for the SQL"),
     (("revision", "--app", "blog", "--rev-id", "no-dashes"), "invalid revision 'no-dashes'"),
 ]
 

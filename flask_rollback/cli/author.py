@@ -125,9 +125,9 @@ def merge_command(
 
 @db_group.command("edit")
 @directory_option
-@click.argument("revision", default="heads")
-def edit_command(revision: str) -> None:
-    """Open a migration in $EDITOR (heads, current, APP@head, or one revision)."""
+@click.argument("revision", nargs=-1)
+def edit_command(revision: tuple[str, ...]) -> None:
+    """Open a migration in $EDITOR: blog.0002, blog 0002, a revision id, APP (its head), heads or current."""
     project = current_project()
-    for migration in compat.migrations_named(project, revision):
+    for migration in compat.migrations_named(project, " ".join(revision) or "heads"):
         commands.alembic_verb(project, "edit", migration.revision)

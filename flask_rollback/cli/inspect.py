@@ -127,23 +127,24 @@ def check_command(as_json: bool) -> None:
 
 @db_group.command("history")
 @directory_option
-@click.option("-r", "--rev-range", default=None)
-@click.option("-v", "--verbose", is_flag=True)
-@click.option("-i", "--indicate-current", is_flag=True)
-def history_command(rev_range: str | None, verbose: bool, indicate_current: bool) -> None:
-    """List migrations in chronological order (Alembic's history)."""
-    commands.alembic_verb(
-        current_project(), "history", rev_range=rev_range, verbose=verbose, indicate_current=indicate_current
-    )
+@click.argument("apps", nargs=-1)
+@click.option("-r", "--rev-range", default=None, help="START:END within one app, e.g. blog.0002: or :blog@head.")
+@click.option("-v", "--verbose", is_flag=True, help="Also ids, parents, dependencies, dates and paths.")
+@click.option("-i", "--indicate-current", is_flag=True, help="Mark where the database stands.")
+def history_command(apps: tuple[str, ...], rev_range: str | None, verbose: bool, indicate_current: bool) -> None:
+    """Migrations per app (all, or APPS), newest first."""
+    shown = commands.history(current_project(), apps, rev_range, indicate_current)
+    for line in shown.lines(verbose):
+        click.echo(line)
 
 
 @db_group.command("show")
 @directory_option
-@click.argument("revision", default="heads")
-def show_command(revision: str) -> None:
-    """Show a migration (heads, current, APP@head, or one revision)."""
+@click.argument("revision", nargs=-1)
+def show_command(revision: tuple[str, ...]) -> None:
+    """Show a migration: blog.0002, blog 0002, a revision id, APP (its head), heads or current."""
     project = current_project()
-    for migration in compat.migrations_named(project, revision):
+    for migration in compat.migrations_named(project, " ".join(revision) or "heads"):
         commands.alembic_verb(project, "show", migration.revision)
 
 

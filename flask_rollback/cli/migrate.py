@@ -39,13 +39,15 @@ def upgrade_command(
     target: tuple[str, ...], plan_only: bool, sql: bool, fake_initial: bool,
     lock_timeout: float | None, allow_data_loss: bool, archive: bool | None,
 ) -> None:
-    """Apply migrations: every app to its head, or TARGET (APP, APP@REV, APP@+N, REV, heads)."""
+    """Apply migrations: every app to its head, or TARGET (APP, blog.0002, APP@+N, REV, heads);
+    with --sql also FROM:TO (the SQL from FROM, reading no database)."""
     project = current_project()
+    words, start = compat.sql_range(project, " ".join(target), sql)
     finish(
         commands.upgrade(
-            project, compat.alembic_target(project, " ".join(target)), plan_only=plan_only,
+            project, words, plan_only=plan_only,
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
-            allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial,
+            allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial, start=start,
         )
     )
 
@@ -65,13 +67,15 @@ def downgrade_command(
     target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None,
     allow_data_loss: bool, archive: bool | None,
 ) -> None:
-    """Revert migrations: the most recent one, or down to TARGET (APP zero, APP@REV, APP@-N, REV)."""
+    """Revert migrations: the most recent one, or down to TARGET (APP zero, blog.0002, APP@-N, REV);
+    with --sql also FROM:TO (the SQL from FROM, reading no database)."""
     project = current_project()
+    words, start = compat.sql_range(project, " ".join(target), sql)
     finish(
         commands.downgrade(
-            project, compat.alembic_target(project, " ".join(target)), cascade=cascade,
+            project, words, cascade=cascade,
             plan_only=plan_only, sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
-            allow_data_loss=allow_data_loss, archive=archive,
+            allow_data_loss=allow_data_loss, archive=archive, start=start,
         )
     )
 
@@ -104,9 +108,8 @@ def unlock_command() -> None:
 
 @db_group.command("sqlmigrate")
 @click.argument("app")
-@click.argument("revision")
+@click.argument("revision", required=False)
 @click.option("--backwards", is_flag=True, help="The SQL of the downgrade.")
-def sqlmigrate_command(app: str, revision: str, backwards: bool) -> None:
-    """Print the SQL of one migration."""
+def sqlmigrate_command(app: str, revision: str | None, backwards: bool) -> None:
+    """Print the SQL of one migration: APP NAME (blog 0002), blog.0002_tags, blog@0002, or an id."""
     click.echo(commands.sqlmigrate(current_project(), app, revision, backwards), nl=False)
-

@@ -20,7 +20,8 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "inspect": (
         "EXIT_MODELS_DIFFER", "EXIT_DATABASE_BEHIND", "EXIT_MULTIPLE_HEADS", "MigrationStatus",
-        "AppStatus", "Status", "status", "CheckReport", "check", "alembic_verb",
+        "AppStatus", "Status", "status", "CheckReport", "check", "History", "AppHistory",
+        "HistoryEntry", "history", "alembic_verb",
     ),
     "deployment": ("predeploy", "DeployResult", "deploy", "deploys", "RollbackResult", "rollback"),
     "archive": ("archives", "restore", "drop_archive"),
@@ -57,12 +58,16 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
         EXIT_DATABASE_BEHIND,
         EXIT_MODELS_DIFFER,
         EXIT_MULTIPLE_HEADS,
+        AppHistory,
         AppStatus,
         CheckReport,
+        History,
+        HistoryEntry,
         MigrationStatus,
         Status,
         alembic_verb,
         check,
+        history,
         status,
     )
     from .migrate import (  # noqa: F401

@@ -1,7 +1,8 @@
-"""Looking without changing: status per app, check, Alembic's informational verbs."""
+"""Looking without changing: status per app, check, history per app, Alembic's informational verbs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from ..errors import (
     RollbackError,
 )
 from ..graph import Migration
+from ..plan import RELATIVE_RE
 from ..project import Project
 from .author import makemigrations
 from .context import open_database
@@ -119,6 +121,185 @@ def check(project: Project) -> CheckReport:
                  + "; ".join(migration.operations))
             )
     return CheckReport(problems)
+
+
+# -- history --------------------------------------------------------------------------------
+
+#: The creation time Alembic's template writes into a migration's docstring.
+CREATE_DATE_RE = re.compile(r"^Create Date:[ \t]*(?P<date>\S.*)$", re.MULTILINE)
+#: Open ends of a history range, and the words that mean "where the database stands".
+RANGE_BASE, RANGE_HEAD, RANGE_CURRENT = ("", "base"), ("", "head", "heads"), "current"
+
+
+@dataclass
+class HistoryEntry:
+    """One migration as ``history`` shows it."""
+
+    migration: Migration
+    parents: list[Migration]
+    dependencies: list[Migration]
+    head: bool
+    #: Where the app stands (only known when the database was read: ``indicate_current``).
+    current: bool
+    applied_at: datetime | None
+    created: str | None
+
+
+@dataclass
+class AppHistory:
+    """One app's migrations in a history range, newest first."""
+
+    label: str
+    entries: list[HistoryEntry]
+
+
+@dataclass
+class History:
+    """``history``: per app, newest first, with Django names."""
+
+    apps: list[AppHistory]
+
+    @property
+    def migrations(self) -> list[Migration]:
+        """In the order shown."""
+        return [entry.migration for app in self.apps for entry in app.entries]
+
+    def lines(self, verbose: bool = False) -> list[str]:
+        """The text ``flask db history`` prints; ``verbose`` adds ids, parents, dependencies,
+        dates and paths."""
+        lines = []
+        for app in self.apps:
+            lines.append(app.label)
+            if not app.entries:
+                lines.append("  (no migrations)")
+            for entry in app.entries:
+                marks = [word for word, on in (("head", entry.head), ("current", entry.current)) if on]
+                lines.append(f"  {entry.migration.name}" + (f" ({', '.join(marks)})" if marks else ""))
+                if verbose:
+                    lines.extend(f"      {line}" for line in _details(entry))
+        return lines
+
+
+def _details(entry: HistoryEntry) -> list[str]:
+    """``-v``: everything that identifies a migration and where it stands in the graph."""
+    migration = entry.migration
+    details = [f"revision: {migration.revision}"]
+    details.append(f"parent: {_labelled(entry.parents) or '(base)'}")
+    if entry.dependencies:
+        details.append(f"depends on: {_labelled(entry.dependencies)}")
+    if entry.created:
+        details.append(f"created: {entry.created}")
+    if entry.applied_at:
+        details.append(f"applied: {entry.applied_at:%Y-%m-%d %H:%M:%S}")
+    details.append(f"path: {migration.path}")
+    return details
+
+
+def _labelled(migrations: list[Migration]) -> str:
+    return ", ".join(f"{m.label} ({m.revision})" for m in migrations)
+
+
+def history(
+    project: Project,
+    apps: Sequence[str] = (),
+    rev_range: str | None = None,
+    indicate_current: bool = False,
+) -> History:
+    """Every app's migrations (or ``apps``'), newest first; ``rev_range`` is ``START:END``
+    within one app, each end a migration as every command takes it (``blog.0002``), ``base``,
+    ``heads``, ``APP@base``, ``APP@head`` or ``current``. The database is read only for
+    ``indicate_current`` or a ``current`` end."""
+    graph = project.graph
+    for label in apps:
+        project.registry.get(label)
+    if rev_range is not None and ":" not in rev_range:
+        raise RollbackError(
+            f"history range {rev_range!r} needs a colon: START:END (either may be empty), "
+            "e.g. 'blog.0002:' or ':blog@head'"
+        )
+    low, high = rev_range.split(":", 1) if rev_range is not None else ("", "")
+    scope_app = apps[0] if len(apps) == 1 else None
+    low_end, high_end = _range_end(project, low, scope_app), _range_end(project, high, scope_app)
+    named = {end.app for end in (low_end, high_end) if end.app is not None}
+    if len(named) > 1:
+        raise RollbackError(
+            f"history range {rev_range!r} spans apps {', '.join(sorted(named))}; a range stays "
+            "within one app (show several apps with 'flask db history APP APP')"
+        )
+    if named and apps and not named <= set(apps):
+        raise RollbackError(
+            f"history range {rev_range!r} is in app {next(iter(named))!r}, not in {', '.join(apps)}"
+        )
+    labels = sorted(named) or list(apps) or project.registry.labels
+    reads_database = indicate_current or RANGE_CURRENT in (low_end.word, high_end.word)
+    status_by_app = {app.label: app for app in status(project, labels).apps} if reads_database else {}
+    result = []
+    for label in labels:
+        app_status = status_by_app.get(label)
+        current = set(app_status.current) if app_status else set()
+        applied_at = {s.migration.revision: s.applied_at for s in app_status.migrations} if app_status else {}
+        heads = set(graph.app_heads(label))
+        lows, highs = low_end.revisions(current), high_end.revisions(current)
+        above = graph.dependents(lows) if lows else None  # empty: an app at base, all above
+        below = graph.closure(highs) if highs is not None else None
+        chosen = [
+            m for m in graph.of_app(label)
+            if (above is None or m.revision in above) and (below is None or m.revision in below)
+        ]
+        result.append(AppHistory(label, [
+            HistoryEntry(
+                m, [graph.migrations[rev] for rev in m.parents],
+                [graph.migrations[rev] for rev in m.dependencies],
+                m.revision in heads, indicate_current and m.revision in current,
+                applied_at.get(m.revision), _created(project, m),
+            )
+            for m in reversed(chosen)
+        ]))
+    return History(result)
+
+
+@dataclass
+class _RangeEnd:
+    """One end of a history range: open (``base``/``heads``), ``current``, or a migration;
+    ``app`` when the end names one."""
+
+    word: str
+    app: str | None = None
+    migration: Migration | None = None
+
+    def revisions(self, current: set[str]) -> set[str] | None:
+        """The revisions the range is bounded by in an app standing at ``current``; None: open."""
+        if self.migration is not None:
+            return {self.migration.revision}
+        if self.word == RANGE_CURRENT:
+            return current
+        return None
+
+
+def _range_end(project: Project, text: str, scope_app: str | None) -> _RangeEnd:
+    word = text.strip()
+    if word in RANGE_BASE or word in RANGE_HEAD or word == RANGE_CURRENT:
+        return _RangeEnd(word)
+    if word in project.registry:
+        return _RangeEnd(word, word)
+    app, at, rest = word.partition("@")
+    if at and (rest in RANGE_BASE or rest in RANGE_HEAD):
+        project.registry.get(app)
+        return _RangeEnd(rest, app)
+    if RELATIVE_RE.match(rest if at else word):
+        raise RollbackError(
+            f"history range end {word!r} is relative; give a migration (e.g. 'blog.0002'), "
+            "base, heads or current"
+        )
+    words = word.split()  # 'blog 0002', as upgrade takes it
+    migration = project.graph.named(words) if len(words) == 2 else project.graph.find(word, scope_app)
+    return _RangeEnd(word, migration.app, migration)
+
+
+def _created(project: Project, migration: Migration) -> str | None:
+    """The Create Date line of the migration's docstring, as Alembic's template writes it."""
+    found = CREATE_DATE_RE.search(project.script.get_revision(migration.revision).longdoc)
+    return found["date"].strip() if found else None
 
 
 # -- Flask-Migrate's informational verbs, delegated to Alembic -------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.engine import Connection
 
+from .. import offline
 from ..archive import ArchiveSpec
 from ..checks import downgrade_problem
 from ..database import connect
@@ -18,7 +17,7 @@ from ..executor import Progress, RunReport, mark_fake_initial
 from ..executor import stamp as execute_stamp
 from ..guard import DataGuard
 from ..lock import Announce, release_lock_table
-from ..plan import Plan, Step
+from ..plan import Plan, Planner, Step
 from ..predict import Prediction, predict
 from ..project import Project
 from .context import open_database
@@ -57,13 +56,21 @@ def upgrade(
     allow_data_loss: bool = False,
     archive: bool | None = None,
     fake_initial: bool = False,
+    start: Sequence[str] | None = None,
 ) -> RunResult:
     """Apply migrations up to ``target`` (default: every app's head).
 
     A plan that would destroy existing data is refused unless ``allow_data_loss`` or
     ``archive`` (default: the ``archive`` setting) is given. With ``fake_initial``, an app's
     initial migration whose tables already exist is recorded as applied without running.
+    With ``sql``, ``start`` (the FROM of ``--sql FROM:TO``) renders from those migrations
+    applied instead of from where the database stands, which is then not read.
     """
+    if start is not None:
+        if fake_initial:
+            raise RollbackError("--fake-initial reads the database; it cannot go with a FROM:TO range")
+        plan = _offline_planner(project, start, sql).upgrade(target)
+        return RunResult(RunReport(plan, planned_only=True), sql=render_sql(project, plan))
     changes = not (plan_only or sql)
     with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -88,11 +95,17 @@ def downgrade(
     announce: Announce | None = None,
     allow_data_loss: bool = False,
     archive: bool | None = None,
+    start: Sequence[str] | None = None,
 ) -> RunResult:
     """Revert migrations down to ``target`` (default: the most recently applied one).
 
     Refused before anything runs if a step is irreversible, or would destroy existing data
-    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy first)."""
+    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy first). ``start`` as
+    for ``upgrade``."""
+    if start is not None:
+        plan = _offline_planner(project, start, sql).downgrade(target, cascade=cascade)
+        _refuse_irreversible(project, plan)
+        return RunResult(RunReport(plan, planned_only=True), sql=render_sql(project, plan))
     changes = not (plan_only or sql)
     with open_database(project, lock=changes, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -100,13 +113,31 @@ def downgrade(
     ):
         plan = planner.downgrade(target, cascade=cascade)
         problems = irreversible_steps(project, plan)
-        if problems and not plan_only:
-            listed = "; ".join(
-                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
-            )
-            raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
+        if not plan_only:
+            _refuse_irreversible(project, plan)
         guard = DataGuard(project, allow_data_loss, archive)
         return _run(project, connection, plan, problems, plan_only, sql, progress, guard)
+
+
+def _offline_planner(project: Project, start: Sequence[str], sql: bool) -> Planner:
+    """A planner for a database standing at ``start`` (migrations in any form, ``base``,
+    ``heads``), without reading one: the FROM of ``--sql FROM:TO``."""
+    if not sql:
+        raise RollbackError(
+            "a FROM:TO range only renders SQL (--sql); to run migrations give only the target"
+        )
+    graph = project.graph
+    return Planner(graph, graph.stored_heads(graph.applied_at(start)))
+
+
+def _refuse_irreversible(project: Project, plan: Plan) -> None:
+    """Stop a downgrade whose steps cannot really run, before anything runs."""
+    problems = irreversible_steps(project, plan)
+    if problems:
+        listed = "; ".join(
+            f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+        )
+        raise RollbackError(f"cannot downgrade {plan.target}: {listed}; nothing was run")
 
 
 def irreversible_steps(project: Project, plan: Plan) -> dict[str, str]:
@@ -175,38 +206,25 @@ def unlock(project: Project) -> bool:
 
 def render_sql(project: Project, plan: Plan) -> str:
     """The SQL a plan would run (Alembic offline mode), without touching the database."""
-    buffer = io.StringIO()
-    steps = plan.alembic_steps(project.graph)
-    with EnvironmentContext(
-        project.config,
-        project.script,
-        fn=lambda heads, ctx: steps,
-        as_sql=True,
-        starting_rev=",".join(plan.heads_before) or None,
-    ) as env:
-        env.configure(
-            url=project.url,
-            output_buffer=buffer,
-            literal_binds=True,
-            transaction_per_migration=True,
-            **project.context_options(project.url.get_backend_name()),
-        )
-        env.run_migrations()
-    return buffer.getvalue()
+    return offline.render_sql(project, plan)
 
 
-def sqlmigrate(project: Project, app: str, revision: str, backwards: bool = False) -> str:
-    """The SQL of one migration (Django's sqlmigrate)."""
-    project.registry.get(app)
-    migration = project.graph.find(revision, app)
-    parents = migration.parents if not backwards else (migration.revision,)
-    after = (migration.revision,) if not backwards else migration.parents
+def sqlmigrate(
+    project: Project, app: str, revision: str | None = None, backwards: bool = False
+) -> str:
+    """The SQL of one migration (Django's sqlmigrate): ``app`` and ``revision`` as
+    ``sqlmigrate blog 0002`` takes them, or ``app`` alone naming it (``blog.0002_tags``, an
+    id). It starts where everything the migration stands on is applied (and, backwards,
+    the migration itself); the database is not read."""
+    graph = project.graph
+    migration = graph.named([app] if revision is None else [app, revision])
+    below = graph.closure([*migration.parents, *migration.dependencies])
+    with_it = below | {migration.revision}
     plan = Plan(
-        "upgrade" if not backwards else "downgrade",
+        "downgrade" if backwards else "upgrade",
         migration.label,
         [Step(migration, "down" if backwards else "up")],
-        parents,
-        after,
+        graph.stored_heads(with_it if backwards else below),
+        graph.stored_heads(below if backwards else with_it),
     )
     return render_sql(project, plan)
-
