@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL
 
 from .apps import validate_label
 from .autodetect import slugify
+from .checks import undeclared_empty_downgrade
 from .database import connect
 from .dataloss import read_only
 from .errors import RollbackError
@@ -116,6 +117,11 @@ class Adoption:
     left_in_place: list[Path] = field(default_factory=list)
     #: Why nothing was done (already adopted), or None.
     nothing_to_do: str | None = None
+    #: The old env.py's version table, when it is not the one flask-rollback reads: the
+    #: setting to make before anything else sees the history applied.
+    version_table: str | None = None
+    #: Adopted migrations whose downgrade() is empty, undeclared: reverting them is refused.
+    empty_downgrades: list[AdoptedFile] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,8 @@ def adopt(
     ours = not env.is_file() or runs_our_env(env)
     notes, version_table = ([], None) if ours else _read_env(env, project.settings)
     result.notes = notes
+    if version_table and version_table != project.settings.version_table:
+        result.version_table = version_table
     result.database_revisions = _database_revisions(
         project.url, version_table or project.settings.version_table
     )
@@ -195,6 +203,9 @@ def adopt(
     _check_labels(order, label, found.folder)
     result.files = _targets(order, label, target_dir)
     contents = {item.revision: _converted(item, label) for item in result.files}
+    result.empty_downgrades = [
+        item for item in result.files if undeclared_empty_downgrade(contents[item.revision])
+    ]
     _check_loads(result.files, contents, found.folder)
     suffix = "flask-migrate-backup" if found.kind == "Flask-Migrate" else "alembic-backup"
     result.backup = _free_name(found.folder.with_name(f"{found.folder.name}.{suffix}"))

@@ -41,6 +41,7 @@ nullability, rename, default/comment) and an ``op.execute`` one per SQL statemen
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +62,7 @@ from sqlalchemy.sql import sqltypes
 from . import statements
 from .statements import (
     AddColumn,
+    AddForeignKey,
     Convert,
     CreateTable,
     DropColumns,
@@ -324,7 +326,11 @@ def _(operation: alembic_ops.AddColumnOp, dialect: Dialect, in_batch: bool) -> l
     column = operation.column
     where = f"{_name(operation.table_name, operation.schema)}.{column.name}"
     table, name = operation.table_name, column.name
-    added = (AddColumn(Target(table, name, operation.schema), column.type),)
+    target = Target(table, name, operation.schema)
+    added: tuple[Effect, ...] = (AddColumn(target, column.type),) + tuple(
+        AddForeignKey(target, fk.target_fullname.split(".")[-2], fk.ondelete)
+        for fk in column.foreign_keys
+    )
     if not column.nullable and column.server_default is None:
         reason = f"adds NOT NULL column {where} without a server default: fails if the table has rows"
         return [_row(operation, "may_fail", reason, in_batch, table, name, effects=added)]
@@ -512,10 +518,13 @@ def _(operation: alembic_ops.CreateCheckConstraintOp, dialect: Dialect, in_batch
 
 @_classify.register
 def _(operation: alembic_ops.CreateForeignKeyOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
-    return _constraint(operation, f"foreign key {operation.constraint_name}",
-                       operation.source_table, operation.local_cols,
-                       f"fails if a row points at a missing {operation.referent_table} row",
-                       in_batch)
+    [row] = _constraint(operation, f"foreign key {operation.constraint_name}",
+                        operation.source_table, operation.local_cols,
+                        f"fails if a row points at a missing {operation.referent_table} row",
+                        in_batch)
+    column = Target(operation.source_table, operation.local_cols[0], operation.kw.get("source_schema"))
+    key = AddForeignKey(column, operation.referent_table, operation.kw.get("ondelete"))
+    return [dataclasses.replace(row, effects=(key,))]
 
 
 @_classify.register

@@ -37,6 +37,27 @@ def downgrade_problem(module: ModuleType) -> str | None:
     return None
 
 
+def undeclared_empty_downgrade(source: bytes) -> bool:
+    """Read without importing (``adopt``): is ``downgrade()`` empty while ``upgrade()`` is not,
+    with neither ``noop_downgrade`` nor ``irreversible`` declared? Reverting it is refused."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    declared = {
+        target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+    if declared & {"noop_downgrade", "irreversible"} or "downgrade" not in functions:
+        return False
+    upgrade = functions.get("upgrade")
+    return _node_kind(functions["downgrade"]) == "empty" and (
+        upgrade is not None and _node_kind(upgrade) != "empty"
+    )
+
+
 def _body_kind(function: object) -> str:
     """'empty' (only pass/.../docstring), 'raises' (starts by raising NotImplementedError) or 'code'."""
     if function is None:
@@ -45,7 +66,11 @@ def _body_kind(function: object) -> str:
         source = textwrap.dedent(inspect.getsource(function))  # type: ignore[arg-type]
     except (OSError, TypeError):
         return "code"
-    node = ast.parse(source).body[0]
+    return _node_kind(ast.parse(source).body[0])
+
+
+def _node_kind(node: ast.AST) -> str:
+    """The same verdict, on a parsed function."""
     body = [
         stmt for stmt in getattr(node, "body", [])
         if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))

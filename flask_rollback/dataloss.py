@@ -35,6 +35,7 @@ from .plan import Plan, Step
 from .project import Project
 from .statements import (
     AddColumn,
+    AddForeignKey,
     Clause,
     Convert,
     CopyRows,
@@ -148,6 +149,8 @@ class Shadow:
         self.params: Any = None  # bind parameters of the statement being followed
         self._cascades = self._enforces_foreign_keys()
         self._fk_cache: dict[str | None, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
+        #: Foreign keys the operations followed so far add (not in the counted database yet).
+        self.added_keys: list[AddForeignKey] = []
 
     # -- the shadow schema -------------------------------------------------------------------
 
@@ -217,6 +220,9 @@ class Shadow:
             return []
         if isinstance(effect, Rename):
             return self._rename(effect)
+        if isinstance(effect, AddForeignKey):
+            self.added_keys.append(effect)
+            return []
         if isinstance(effect, DropTables):
             return self._drop_tables(effect, reason)
         if isinstance(effect, DropColumns):
@@ -238,7 +244,7 @@ class Shadow:
             self._copy(effect)
             return []
         if isinstance(effect, Overwrite):
-            return self._overwrite(effect.table, reason)
+            return self._overwrite(effect, reason)
         if isinstance(effect, Uncountable):
             return self._uncountable(effect, reason)
         return []  # pragma: no cover - every Effect kind is handled above
@@ -362,19 +368,47 @@ class Shadow:
         return str(sqltypes.to_instance(type_).compile(dialect=self.dialect))
 
     def _delete(self, effect: DeleteRows, reason: str) -> list[Loss]:
+        """The rows matched, and what cascades reach: through the database's foreign keys
+        (counted), and through keys the run adds (not countable before it runs). Rows of a
+        table the run created are its own, but may still be pointed at by rows that existed."""
         table = self.table(effect.table.table, effect.table.schema)
-        if table is None or not _holds_existing(table):
+        if table is None:
             return []
         schema, where, _ = self._where(table)
-        if where is None:  # a table the plan made from copies: nothing to count it on yet
-            return [Loss(table.name, None, UNKNOWN, f"{reason}: not countable before it runs")]
         alias = effect.alias or effect.table.table
-        matched = _Matched(self._source(table), alias, effect.using, effect.where, effect.prefix)
-        count = self._count(matched.count_sql(self.quote), matched.positions(), (schema, where))
-        losses = [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')}", schema,
-                       self._rows_where(matched))]
-        if self._cascades and count != 0:
-            losses += self._cascaded(table, matched, reason)
+        matched = None
+        losses: list[Loss] = []
+        if where is not None:
+            matched = _Matched(self._source(table), alias, effect.using, effect.where, effect.prefix)
+        if _holds_existing(table):
+            if matched is None:  # a table the plan made from copies: nothing to count it on yet
+                return [Loss(table.name, None, UNKNOWN, f"{reason}: not countable before it runs")]
+            count = self._count(matched.count_sql(self.quote), matched.positions(), (schema, where))
+            losses.append(Loss(where, None, count, f"{reason}: {_amount(count, 'rows')}", schema,
+                               self._rows_where(matched)))
+            if count == 0:
+                return losses
+        if self._cascades:
+            if matched is not None:
+                losses += self._cascaded(table, matched, reason)
+            losses += self._added_cascades(table, reason)
+        return losses
+
+    def _added_cascades(self, table: _Table, reason: str) -> list[Loss]:
+        """Rows that existed and point at ``table`` through a key the run adds with an
+        ``ON DELETE`` action: the database cannot tell yet which rows a delete reaches."""
+        losses = []
+        for key in self.added_keys:
+            child = self.table(key.column.table, key.column.schema)
+            if key.parent != table.name or child is None or not _holds_existing(child):
+                continue
+            if (key.ondelete or "").upper() in ("CASCADE", "SET NULL", "SET DEFAULT"):
+                losses.append(Loss(
+                    child.origin or child.name, None, UNKNOWN,
+                    f"{reason}: rows of {child.name} that existed point at {table.name} through a "
+                    f"foreign key this run adds (ON DELETE {key.ondelete}): not countable before "
+                    "it runs", child.schema,
+                ))
         return losses
 
     def _update(self, effect: UpdateRows, reason: str) -> list[Loss]:
@@ -422,16 +456,31 @@ class Shadow:
                 table.columns[column] = _created()  # every value is now the run's own
         return losses
 
-    def _overwrite(self, target: Target, reason: str) -> list[Loss]:
+    def _overwrite(self, effect: Overwrite, reason: str) -> list[Loss]:
+        """An upsert: with its conflict keys and VALUES known, the rows whose keys it names
+        (those it overwrites); otherwise unknown, unless the table is empty."""
+        target = effect.table
         table = self.table(target.table, target.schema)
         if table is None or not _holds_existing(table):
             return []
         schema, where, _ = self._where(table)
+        if where is not None and effect.rows is not None:
+            alias, values = self.quote(target.table), self.quote("rollback_v")
+            pairs = " AND ".join(
+                f"{alias}.{self.quote(key)} = {values}.column{effect.columns.index(key) + 1}"
+                for key in effect.keys
+            )
+            count = self._count(
+                f"SELECT count(*) FROM {self._source(table)} AS {alias} WHERE EXISTS "
+                f"(SELECT 1 FROM (VALUES {effect.rows.text}) AS {values} WHERE {pairs})",
+                [], (schema, where),
+            )
+            return [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')} it overwrites", schema)]
         rows = self._rows(schema, where) if where is not None else UNKNOWN
         if rows == 0:
             return []
-        return [Loss(where, None, UNKNOWN, f"{reason}: the table has {rows} rows; which of them "
-                     "it overwrites is not known before it runs", schema)]
+        return [Loss(where or table.name, None, UNKNOWN, f"{reason}: the table has {rows} rows; "
+                     "which of them it overwrites is not known before it runs", schema)]
 
     def _uncountable(self, effect: Uncountable, reason: str) -> list[Loss]:
         target = effect.table
@@ -476,8 +525,9 @@ class Shadow:
             following = []
             for parent_schema, parent_name, source, alias, condition in level:
                 for child, fk, action in self._children(parent_schema, parent_name):
-                    if self.table(child[1], child[0]) is None:
-                        continue  # dropped earlier in the plan: its rows were counted there
+                    shadowed = self.table(child[1], child[0])
+                    if shadowed is None or not _holds_existing(shadowed):
+                        continue  # dropped earlier in the plan, or only the run's own rows
                     child_alias = f"rollback_c{depth}"
                     pairs = " AND ".join(
                         f"{self.quote(alias)}.{self.quote(remote)} = "

@@ -357,6 +357,10 @@ class _Unexplained:
                 self.deletes.add(op.table)
                 self.updates.add(op.table)
         self.heard: dict[str, set[str]] = {}  # SQLite: table -> {"deleted", "updated"}
+        #: SQLite: rows the statements said they changed, and the connection's change counter
+        #: before; more changes than that came from triggers, cascades or a raw cursor.
+        self.statement_rows = 0
+        self.changes_before = 0
         self.before: dict[str, tuple[int, int]] = {}
         self.silenced = False
 
@@ -381,12 +385,23 @@ class _Unexplained:
         if self.connection.dialect.name == "postgresql":
             self.before = _changes(self.connection)
         elif self.connection.dialect.name == "sqlite":
-            self.connection.connection.driver_connection.set_authorizer(self._heard)
+            driver = self.connection.connection.driver_connection
+            driver.set_authorizer(self._heard)
+            self.changes_before = driver.total_changes
+            sa.event.listen(self.connection, "after_cursor_execute", self._counted)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.connection.dialect.name == "sqlite":
             self.connection.connection.driver_connection.set_authorizer(None)
+            sa.event.remove(self.connection, "after_cursor_execute", self._counted)
+
+    def _counted(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
+                 context: Any, executemany: bool) -> None:
+        if cursor.rowcount > 0 and statement.lstrip()[:7].upper().startswith(
+            ("INSERT", "UPDATE", "DELETE", "REPLACE")
+        ):
+            self.statement_rows += cursor.rowcount
 
     def _heard(self, action: int, table: str | None, _column: str | None, _db: str | None,
                _source: str | None) -> int:
@@ -408,6 +423,9 @@ class _Unexplained:
                 found += [(table, "deleted", deleted - was[0])] if deleted > was[0] else []
                 found += [(table, "updated", updated - was[1])] if updated > was[1] else []
         else:
+            driver = self.connection.connection.driver_connection
+            if driver.total_changes - self.changes_before <= self.statement_rows:
+                return []  # every changed row was a row a statement said it changed
             found = [(table, how, UNKNOWN) for table, hows in self.heard.items() for how in hows]
         # Rows a cascade deletes were counted with their parents (``account``); children of
         # updated rows may be updated by ON UPDATE CASCADE.

@@ -99,7 +99,11 @@ class Planner:
         self.stored_heads = tuple(stored_heads)
         self.applied = graph.closure(stored_heads)
         #: Applied revisions, most recently applied first (from the applied log).
-        self.recent = [rev for rev in recent if rev in self.applied]
+        logged = [rev for rev in recent if rev in self.applied]
+        # Applied without a log row (an adopted history, a stamp): older than anything logged,
+        # the later in the graph's order the more recent.
+        unlogged = [rev for rev in reversed(graph.migrations) if rev in self.applied and rev not in logged]
+        self.recent = logged + unlogged
 
     # -- upgrade -------------------------------------------------------------------------------
 
@@ -223,12 +227,10 @@ class Planner:
         if count > len(self.recent):
             if not self.recent:
                 raise RollbackError(
-                    "the applied log records no applied migration to revert; give a target, "
-                    "e.g. 'flask db downgrade APP@-1'"
+                    "no migration is applied, so there is nothing to revert"
                 )
             raise RollbackError(
-                f"the applied log records only {len(self.recent)} applied migration(s); "
-                "give a target instead"
+                f"only {len(self.recent)} migration(s) are applied; cannot go down {count}"
             )
         return set(self.recent[:count])
 

@@ -236,11 +236,21 @@ class LabelRecords:
         deploys = len(self._deploys_naming(connection, label)) if self.deploys.name in present else 0
         return LabelCounts(int(log_rows), int(archives), deploys)
 
-    def relabel(self, connection: Connection, old: str, new: str) -> None:
-        """Rename ``old`` to ``new`` in every record; the caller owns the transaction."""
+    def relabel(
+        self, connection: Connection, old: str, new: str, checksums: dict[str, tuple[str, str]]
+    ) -> None:
+        """Rename ``old`` to ``new`` in every record, and move the recorded checksum of each
+        rewritten applied file (``{revision: (sha256 before, sha256 after)}``) along with it, so
+        the applied-history check still sees it unedited; the caller owns the transaction."""
         present = set(sa.inspect(connection).get_table_names())
         if self.log.name in present:
             connection.execute(self.log.update().where(self.log.c.app == old).values(app=new))
+            for revision, (before, after) in checksums.items():
+                connection.execute(
+                    self.log.update()
+                    .where(self.log.c.revision == revision, self.log.c.sha256 == before)
+                    .values(sha256=after)
+                )
         if self.archives.name in present:
             table = self.archives
             rows = connection.execute(

@@ -35,8 +35,11 @@ class Settings:
     compare_type: bool = True
     #: Autogenerate compares server defaults (off in Alembic: noisy on some backends).
     compare_server_default: bool = False
-    #: Batch (table rebuild) mode for ALTERs; ``None`` means "on for SQLite only".
-    render_as_batch: bool | None = None
+    #: Autogenerate writes ALTERs in batch mode (``op.batch_alter_table``), which SQLite needs
+    #: (a table rebuild) and other backends run as plain ALTERs: on for every backend, as in
+    #: Flask-Migrate 4, so a migration written on PostgreSQL also runs on a SQLite dev database.
+    #: ``None``: only when autogenerating on SQLite.
+    render_as_batch: bool | None = True
     #: Alembic's version table.
     version_table: str = "alembic_version"
     #: The applied-log table, one row per applied or reverted migration.

@@ -88,6 +88,16 @@ class Rename:
 
 
 @dataclass(frozen=True)
+class AddForeignKey:
+    """A foreign key ``column`` -> ``parent``: with ``ON DELETE CASCADE``/``SET NULL``, deleting
+    parent rows later changes the rows that point at them."""
+
+    column: Target
+    parent: str
+    ondelete: str | None = None
+
+
+@dataclass(frozen=True)
 class Convert:
     """A column whose values are converted to another type (or rewritten by ``USING``): what
     does not come back unchanged is lost. ``old``/``new`` are SQLAlchemy types, or SQL text for
@@ -148,9 +158,14 @@ class CopyRows:
 
 @dataclass(frozen=True)
 class Overwrite:
-    """An upsert: rows of ``table`` that already exist may be overwritten."""
+    """An upsert: rows of ``table`` that already exist may be overwritten. With ``keys`` (the
+    ``ON CONFLICT (...)`` columns) and ``rows`` (its ``VALUES`` text, the columns in
+    ``columns`` order), the rows it overwrites are countable: those whose keys are among them."""
 
     table: Target
+    columns: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    rows: Clause | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +177,8 @@ class Uncountable:
 
 
 Effect = (
-    CreateTable | AddColumn | DropTables | DropColumns | Rename | Convert | DeleteRows | UpdateRows
+    CreateTable | AddColumn | AddForeignKey | DropTables | DropColumns | Rename | Convert | DeleteRows
+    | UpdateRows
     | CopyRows | Overwrite | Uncountable
 )
 
@@ -312,11 +328,31 @@ def _insert(statement: Statement, words: list[Token], sql: str, prefix: Clause |
         return Reading(
             "destroys", f"overwrites existing rows of {table or '?'} (upsert): {sql}",
             table.table if table else None,
-            effects=(Overwrite(table),) if table else (Uncountable(None, "an upsert"),),
+            effects=(_upsert(statement, table),) if table else (Uncountable(None, "an upsert"),),
         )
     copy = _copy(statement, targets[0]) if targets else None
     return Reading("safe", f"runs INSERT: {sql}", targets[0].table if targets else None,
                    effects=(copy,) if copy else ())
+
+
+UPSERT_RE = re.compile(
+    r"^INSERT\s+INTO\s+.+?\((?P<columns>[^()]*)\)\s*VALUES\s*(?P<rows>.+?)\s*"
+    r"ON\s+CONFLICT\s*\((?P<keys>[^()]*)\)\s*DO\s+UPDATE\b",
+    re.I | re.S,
+)
+
+
+def _upsert(statement: Statement, table: Target) -> Overwrite:
+    """``INSERT INTO t (cols) VALUES (...), ... ON CONFLICT (keys) DO UPDATE``: what makes the
+    overwritten rows countable; any other upsert only names its table."""
+    match = UPSERT_RE.match(str(statement).strip())
+    if match is None or "$" in match["rows"] or "?" in match["rows"] or "%" in match["rows"]:
+        return Overwrite(table)
+    columns = tuple(plain_column(c) or "" for c in _split_top(match["columns"]))
+    keys = tuple(plain_column(k) or "" for k in _split_top(match["keys"]))
+    if not all(columns) or not keys or any(k not in columns for k in keys):
+        return Overwrite(table)
+    return Overwrite(table, columns, keys, Clause(match["rows"].strip()))
 
 
 def _create(statement: Statement, words: list[Token], sql: str, prefix: Clause | None) -> Reading:
@@ -386,8 +422,12 @@ def _alter(statement: Statement, words: list[Token], sql: str, prefix: Clause | 
             start = _skip(action, 1, "COLUMN", "IF NOT EXISTS")
             names = _targets(action[start] if start < len(action) else None)
             effects += [AddColumn(Target(table.table, n.table, table.schema)) for n in names]
+            effects += _references(action, [Target(table.table, n.table, table.schema) for n in names])
         elif verb == "ADD":
             risks.add("may_fail")
+            local = re.search(rf"FOREIGN\s+KEY\s*\(\s*(?P<column>{NAME})", _text_of(action), re.I)
+            if local:
+                effects += _references(action, [Target(table.table, unquote(local["column"]), table.schema)])
         else:
             risks.add("review")
     if dropped:
@@ -689,6 +729,25 @@ RETYPE_RE = re.compile(
     rf"|MODIFY\s+(?:COLUMN\s+)?(?P<modified>{NAME})\s+(?P<mtype>.+))$",
     re.I | re.S,
 )
+
+
+REFERENCES_RE = re.compile(
+    rf"REFERENCES\s+(?:{NAME}\s*\.\s*)?(?P<parent>{NAME})(?:.*?ON\s+DELETE\s+(?P<action>CASCADE|SET\s+NULL|SET\s+DEFAULT|RESTRICT|NO\s+ACTION))?",
+    re.I | re.S,
+)
+
+
+def _text_of(action: list[Token]) -> str:
+    return " ".join(str(word) for word in action).strip()
+
+
+def _references(action: list[Token], columns: list[Target]) -> list[Effect]:
+    """``... REFERENCES parent [(col)] [ON DELETE action]`` of an added column or constraint."""
+    match = REFERENCES_RE.search(_text_of(action))
+    if match is None or not columns:
+        return []
+    ondelete = " ".join(match["action"].upper().split()) if match["action"] else None
+    return [AddForeignKey(columns[0], unquote(match["parent"]), ondelete)]
 
 
 def _retyped(action: list[Token], table: Target) -> Convert | None:

@@ -634,9 +634,9 @@ def test_downgrade_without_target_reverts_most_recent(tmp_path: Path, db_url: st
     ]
     ok(project.db("downgrade"))
     assert versions(project) == set()
-    # nothing left in the log to revert
+    # nothing applied, nothing to revert
     result = fails(project.db("downgrade"))
-    assert "applied log" in result.output
+    assert "nothing to revert" in result.output
 
 
 # -- --plan -------------------------------------------------------------------------------------

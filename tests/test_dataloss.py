@@ -135,6 +135,11 @@ KINDS = {
     "upsert": (
         "op.execute(\"INSERT INTO posts (id, title, author_id) VALUES (1, 'x', 1) \"\n"
         "           \"ON CONFLICT (id) DO UPDATE SET title = excluded.title\")",
+        "posts", "1 row",
+    ),
+    "upsert_of_a_query": (
+        "op.execute(\"INSERT INTO posts (id, title, author_id) SELECT 1, 'x', 1 WHERE true \"\n"
+        "           \"ON CONFLICT (id) DO UPDATE SET title = excluded.title\")",
         "posts", "unknown",
     ),
     "truncate": ('op.execute("TRUNCATE posts")', "posts", "3 rows"),

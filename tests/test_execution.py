@@ -170,8 +170,7 @@ def nickname_state(project: Project) -> tuple[int | None, bool, bool, bool]:
         engine.dispose()
 
 
-def test_alter_column_uses_batch_mode_on_sqlite(tmp_path: Path, db_url: str) -> None:
-    sqlite = db_url.startswith("sqlite")
+def test_alter_column_is_written_in_batch_mode(tmp_path: Path, db_url: str) -> None:
     project = new_project(tmp_path, db_url, with_blog=False)
     project.write("accounts/models.py", ACCOUNTS_BEFORE)
     assert project.db("init").exit_code == 0
@@ -187,7 +186,7 @@ def test_alter_column_uses_batch_mode_on_sqlite(tmp_path: Path, db_url: str) -> 
     assert result.exit_code == 0, result.output
     assert project.files("accounts") == ["0001_initial.py", "0002_nickname.py"]
     code = (project.migrations / "accounts" / "0002_nickname.py").read_text()
-    assert ("batch_alter_table" in code) == sqlite, code
+    assert "batch_alter_table" in code, code  # the default on every backend, as Flask-Migrate 4
     assert "alter_column" in code and "create_unique_constraint" in code
 
     result = project.db("upgrade")

@@ -148,7 +148,7 @@ def test_defaults(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) 
     assert settings.command == "db"
     assert settings.compare_type is True
     assert settings.compare_server_default is False
-    assert settings.render_as_batch is None
+    assert settings.render_as_batch is True
     assert settings.version_table == "alembic_version"
     assert settings.log_table == "rollback_log"
     assert "db" in app.cli.list_commands(app.cli.make_context("flask", [], resilient_parsing=True))
@@ -161,13 +161,13 @@ def test_defaults(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) 
     ok(project.db("upgrade"))
     assert project.tables() == {"users", "notes", *DEFAULT_TABLES}
 
-    # compare_type is on: a changed column type is a migration. Batch mode only on SQLite.
+    # compare_type is on: a changed column type is a migration. Batch mode on every backend.
     project.write("models.py", NOTE_MODELS.replace("db.String(50)", "db.String(120)"))
     result = ok(project.db("makemigrations"))
     assert "AlterColumn notes.text" in result.output
     code = (tmp_path / "migrations" / "main" / "0002_alter_notes.py").read_text()
     assert "String(length=120)" in code
-    assert ("batch_alter_table" in code) == db_url.startswith("sqlite")
+    assert "batch_alter_table" in code
     ok(project.db("upgrade"))
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from .. import commands
-from .group import announce, current_project, db_group, emit_json, json_option, lock_timeout_option
+from .group import (
+    announce,
+    current_project,
+    db_group,
+    emit_json,
+    json_option,
+    lock_timeout_option,
+)
 
 
 @db_group.command("archives")

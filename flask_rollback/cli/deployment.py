@@ -19,8 +19,14 @@ from .group import (
     json_option,
     lock_timeout_option,
 )
-from .output import print_archived, print_plan, print_report, print_risks, progress, warn_unreviewed
-
+from .output import (
+    print_archived,
+    print_plan,
+    print_report,
+    print_risks,
+    progress,
+    warn_unreviewed,
+)
 
 no_rehearsal_option = click.option(
     "--no-rehearsal", "no_rehearsal", is_flag=True,

@@ -70,8 +70,22 @@ def print_adoption(result: commands.Adoption) -> None:
         click.echo(f"alembic.ini moved into the backup: {result.moved_ini}")
     for folder in result.left_in_place:
         click.echo(f"Left in place (no longer read): {folder}")
+    if result.empty_downgrades:
+        click.echo(
+            f"{len(result.empty_downgrades)} adopted migration(s) have an empty downgrade(): going "
+            "back past them is refused until each says why, with noop_downgrade = \"...\" (nothing "
+            "to undo, e.g. a data migration) or irreversible = \"...\":"
+        )
+        for item in result.empty_downgrades:
+            click.echo(f"  - {item.target}")
     if result.dry_run:
         click.echo("Dry run: nothing was written.")
+    elif result.version_table:
+        click.echo(
+            f"Before anything else, set ROLLBACK_VERSION_TABLE = {result.version_table!r}: the "
+            "database's version rows are there; then 'flask db showmigrations' shows the history "
+            "applied, with no stamping."
+        )
     else:
         click.echo("No stamping needed: 'flask db showmigrations' shows the history applied.")
 

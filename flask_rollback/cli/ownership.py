@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from .. import commands
-from .group import announce, current_project, db_group, emit_json, json_option, lock_timeout_option
+from .group import (
+    announce,
+    current_project,
+    db_group,
+    emit_json,
+    json_option,
+    lock_timeout_option,
+)
 
 HEADER = ("app", "source", "folder", "read-only", "table", "rule", "why")
 

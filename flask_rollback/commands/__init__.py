@@ -45,7 +45,14 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
     from .archive import archives, drop_archive, restore  # noqa: F401
     from .author import Adoption, NewMigration, adopt, init, makemigrations, merge  # noqa: F401
     from .context import get_project  # noqa: F401
-    from .deployment import DeployResult, RollbackResult, deploy, deploys, predeploy, rollback  # noqa: F401
+    from .deployment import (  # noqa: F401
+        DeployResult,
+        RollbackResult,
+        deploy,
+        deploys,
+        predeploy,
+        rollback,
+    )
     from .inspect import (  # noqa: F401
         EXIT_DATABASE_BEHIND,
         EXIT_MODELS_DIFFER,

@@ -10,7 +10,12 @@ from pathlib import Path
 from alembic import command as alembic_command
 from alembic.util import CommandError
 
-from ..errors import EXIT_DATABASE_BEHIND, EXIT_MODELS_DIFFER, EXIT_MULTIPLE_HEADS, RollbackError
+from ..errors import (
+    EXIT_DATABASE_BEHIND,
+    EXIT_MODELS_DIFFER,
+    EXIT_MULTIPLE_HEADS,
+    RollbackError,
+)
 from ..graph import Migration
 from ..project import Comparison, Project
 from .author import makemigrations

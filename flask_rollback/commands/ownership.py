@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,13 +120,15 @@ def rename_app(
     project.graph  # noqa: B018 - every migration file loads: only a consistent project is renamed
     registry = project.registry
     files = _migration_files(registry)
+    records = LabelRecords(project.settings)
+    if _renamed_in_files(registry, files, old, new):
+        return _relabel_database(project, files, records, old, new, dry_run, lock_timeout, announce)
     folder, owner = _folder_of(registry, files, old, new)
     _check_new_in_files(registry, files, new, folder)
     target = _target(project, registry, old, new, owner)
     _check_old(registry, files, old, new, folder, owner)
     edits = _edits(files, old, new)
     rewritten = tuple(sorted((_final_path(edit.path, folder, target), edit.fields) for edit in edits))
-    records = LabelRecords(project.settings)
     with open_database(
         project, lock=not dry_run, lock_timeout=lock_timeout, announce=announce
     ) as (connection, _planner):
@@ -143,11 +146,67 @@ def rename_app(
         changes = FileChanges(edits, folder, target)
         try:
             with connection.begin():
-                records.relabel(connection, old, new)
+                records.relabel(connection, old, new, _checksums(edits))
                 changes.apply()
         except BaseException:
             changes.undo()
             raise
+    return result
+
+
+def _checksums(edits: list[LabelEdit]) -> dict[str, tuple[str, str]]:
+    """``{revision: (sha256 before, sha256 after)}`` of the rewritten files."""
+    found = {}
+    for edit in edits:
+        revision = next(
+            (d.names[0] for d in declarations(edit.after) if d.field == "revision" and d.names), None
+        )
+        if revision:
+            found[revision] = (_sha256(edit.before), _sha256(edit.after))
+    return found
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _renamed_in_files(registry: AppRegistry, files: list[_MigrationFile], old: str, new: str) -> bool:
+    """The files already say ``new`` and nothing says ``old`` (they were renamed elsewhere and
+    deployed here): only this database's records are left to rename."""
+    return (
+        old not in registry and new in registry
+        and not any(old in f.names("branch_labels") for f in files)
+        and any(new in f.names("branch_labels") for f in files)
+    )
+
+
+def _relabel_database(
+    project: Project, files: list[_MigrationFile], records: LabelRecords, old: str, new: str,
+    dry_run: bool, lock_timeout: float | None, announce: Announce | None,
+) -> RenameResult:
+    """Another environment's database: the renamed files arrived with a deploy; relabel its
+    records and move the checksums of the files the rename rewrote (recognised by undoing the
+    rename on them: only a file whose recorded checksum is exactly its pre-rename content)."""
+    checksums = {}
+    for item in files:
+        before, fields = relabel_source(item.source, new, old)
+        if fields:
+            checksums.update(_checksums([LabelEdit(item.path, fields, before, item.source)]))
+    folder = project.registry.get(new).directory
+    with open_database(
+        project, lock=not dry_run, lock_timeout=lock_timeout, announce=announce
+    ) as (connection, _planner):
+        counts = records.count(connection, old)
+        connection.rollback()
+        if not counts.total:
+            raise RollbackError(
+                f"the migrations already say {new!r} and this database has no record of {old!r}; "
+                "nothing to rename"
+            )
+        result = RenameResult(old, new, folder, None, (), counts, dry_run)
+        if not dry_run:
+            with connection.begin():
+                records.relabel(connection, old, new, checksums)
     return result
 
 
@@ -217,7 +276,7 @@ def _check_old(
                 f"the code still gives app {old!r} table(s) {listed} ({ownership.reason}); "
                 f"{_code_fix(registry, owner, new)} first, then run rename-app again"
             )
-        if owner.source in (SOURCE_BLUEPRINT, SOURCE_PLUGIN, SOURCE_REGISTERED):
+        if owner.source == SOURCE_REGISTERED:  # a blueprint that owns no table declares nothing
             raise RollbackError(
                 f"the code still declares app {old!r} ({owner.source}); "
                 f"{_code_fix(registry, owner, new)} first, then run rename-app again"
@@ -246,8 +305,10 @@ def _check_old(
 def _code_fix(registry: AppRegistry, app: App, new: str) -> str:
     """What to change in the code so that ``app``'s tables belong to ``new``."""
     old = app.label
-    if app.source in (SOURCE_BLUEPRINT, SOURCE_PLUGIN):
+    if app.source in (SOURCE_BLUEPRINT, SOURCE_PLUGIN) and new not in registry:
         fix = f"rename blueprint {old!r} to {new!r} or set __app_label__ = {new!r} on its models"
+    elif app.source in (SOURCE_BLUEPRINT, SOURCE_PLUGIN):
+        fix = f"set __app_label__ = {new!r} on the models of blueprint {old!r}"
     elif app.source == SOURCE_REGISTERED:
         fix = f"change register_app({old!r}, ...) to register_app({new!r}, ...)"
     elif app.source == SOURCE_DEFAULT:
