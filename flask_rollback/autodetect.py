@@ -11,8 +11,9 @@ replaces its single script with one script per changed app (in that app's folder
   adds it, depending on the other app's migration;
 * adds ``depends_on`` for every foreign key into another app's table (Alembic adds none) and for
   every table it changes that another app's migration created (an adopted Flask-Migrate history
-  created every table in one app). It names **the migration that created the table (or the
-  referenced column)**, not the other app's head: reverting a later migration of the other app
+  created every table in one app). It names **the migration that last created or changed the
+  referenced table's columns** (created the table, or later added, altered or made unique the
+  referenced column), not the other app's head: reverting a later migration of the other app
   then does not cascade into this one;
 * gives every new migration a **revision id derived from its app, parent, dependencies, name and
   code**: the same models and history always give the same id, so ``--dry-run`` shows the id
@@ -54,6 +55,8 @@ class NewMigration:
     revision: str
     message: str
     depends_on: list[str] = field(default_factory=list)
+    #: ``depends_on`` as the output names migrations (``accounts.0002_create_groups``).
+    depends_on_names: list[str] = field(default_factory=list)
     operations: list[str] = field(default_factory=list)
     #: The whole file, exactly as it is (or would be) written.
     code: str = ""
@@ -415,10 +418,18 @@ class AppSplitter:
         return "_".join(dict.fromkeys(words))[:40].rstrip("_") or "auto"
 
 
+#: Operations on existing columns that a foreign key into them may need first: a new type, a
+#: unique constraint or index (PostgreSQL refuses a key into columns without one), a primary key.
+_COLUMN_CHANGES = (
+    ops.AlterColumnOp, ops.CreateUniqueConstraintOp, ops.CreateIndexOp, ops.CreatePrimaryKeyOp,
+)
+
+
 class Creators:
-    """Which existing migration created a table or a column, read from what each migration
-    records (``analysis.operations``: ``create_table``, ``add_column``, renames, raw
-    ``CREATE TABLE``), only for the files whose text names the table at all."""
+    """Which existing migration last created or changed a table or a column, read from what each
+    migration records (``analysis.operations``: ``create_table``, ``add_column``, renames, raw
+    ``CREATE TABLE``, ``alter_column``, unique constraints and indexes), only for the files whose
+    text names the table at all."""
 
     def __init__(self, graph: MigrationGraph, dialect: str) -> None:
         self.graph = graph
@@ -428,7 +439,9 @@ class Creators:
 
     def of(self, table: str, columns: Iterable[str] = ()) -> Migration | None:
         """The latest migration (in the global order) that created ``table`` or, after that,
-        added one of ``columns`` to it; None when none did visibly."""
+        added or changed one of ``columns``; None when none did visibly. Later changes to other
+        columns do not count: a key into ``groups.id`` needs nothing from the migration that
+        adds ``groups.title``."""
         wanted = {(table, None), *((table, column) for column in columns)}
         for migration in reversed(list(self.graph.migrations.values())):
             if table in self._text(migration) and wanted & self._provides(migration):
@@ -442,7 +455,7 @@ class Creators:
 
     def _provides(self, migration: Migration) -> set[tuple[str, str | None]]:
         """``(table, None)`` for each table the upgrade creates, ``(table, column)`` for each
-        column it creates with it or adds."""
+        column it creates with it, adds, renames, alters or makes unique (or a primary key)."""
         if migration.revision not in self._provided:
             module = self.graph.script.get_revision(migration.revision).module
             provided: set[tuple[str, str | None]] = set()
@@ -458,8 +471,22 @@ class Creators:
                         provided.add(
                             (effect.new_name, None) if target.column is None else (target.table, effect.new_name)
                         )
+                if isinstance(operation.source, _COLUMN_CHANGES) and operation.table:
+                    provided.update((operation.table, column) for column in _columns_of(operation.source))
             self._provided[migration.revision] = provided
         return self._provided[migration.revision]
+
+
+def _columns_of(operation: ops.MigrateOperation) -> list[str]:
+    """The column names an ``alter_column``, unique constraint, index or primary key names
+    (an index on an expression names none)."""
+    if isinstance(operation, ops.AlterColumnOp):
+        return [operation.column_name]
+    if isinstance(operation, ops.CreateIndexOp) and not operation.unique:
+        return []
+    found = getattr(operation, "columns", None) or ()
+    return [column if isinstance(column, str) else column.name for column in found
+            if isinstance(column, str) or isinstance(getattr(column, "name", None), str)]
 
 
 def _changed_tables(found: Iterable[ops.MigrateOperation]) -> set[str]:

@@ -506,6 +506,8 @@ CASES = [
     # -- makemigrations, migrate, revision, merge -------------------------------------------------
     case("makemigrations-live-database-behind", "makemigrations --database live",
          "the database is behind", "1 migration(s)", in_process=True),
+    case("makemigrations-check-live-database-behind", "makemigrations --check --database live",
+         "the database is behind", "leave out --database live", in_process=True),
     case("makemigrations-empty-without-app", "makemigrations --empty", "--empty needs the app(s)", in_process=True),
     case("makemigrations-app-with-two-heads", "makemigrations", "app 'blog' has 2 heads",
          "flask db merge blog", setup=two_heads, in_process=True),

@@ -327,11 +327,12 @@ def test_database_live_compares_with_the_live_database(tmp_path: Path, db_url: s
     # unreachable: one line, exit 2, files unchanged
     before_files = folder_state(project)
     project.url = unreachable(db_url, tmp_path)
-    result = project.run("makemigrations", "--database", "live")
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "cannot connect to the database" in one_error_line(result.stderr)
-    assert result.stdout == ""
-    assert folder_state(project) == before_files
+    for args in (("makemigrations",), ("makemigrations", "--check"), ("makemigrations", "--dry-run")):
+        result = project.run(*args, "--database", "live")
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "cannot connect to the database" in one_error_line(result.stderr)
+        assert result.stdout == ""
+        assert folder_state(project) == before_files
 
 
 def test_check_exit_3_from_the_scratch_database_also_when_behind(tmp_path: Path, db_url: str) -> None:
@@ -424,6 +425,8 @@ def test_dry_run_shows_exactly_the_files_then_written(tmp_path: Path, db_url: st
         path = project.migrations / name
         assert f"Would create migration {path} (revision {module_value(path, 'revision')})\n" in shown
         assert text in shown, name
+    teams_1 = module_value(mpath(project, "teams", "0001"), "revision")
+    assert f"  depends on teams.0001_initial ({teams_1})\n" in shown  # the name the output uses
 
     before = folder_state(project)
     shown = ok(project.db("makemigrations", "--empty", "teams", "-m", "backfill", "--dry-run", "-v")).output
@@ -473,4 +476,28 @@ def test_depends_on_names_the_migration_that_added_the_referenced_column(tmp_pat
     assert as_set(module_value(mpath(project, "blog", "0002"), "depends_on")) == {rev(project, "accounts", "0002")}
     ok(project.db("upgrade"))
     ok(project.db("downgrade", "accounts@-1"))
+    assert "bio" not in columns(project, "users") and "author_code" in columns(project, "posts")
+
+
+def test_depends_on_names_the_later_migration_that_made_the_referenced_column_unique(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A key into ``users.code`` needs the unique constraint (PostgreSQL refuses it otherwise):
+    the migration that added it, not the one that added the column, nor the app's head."""
+    plain_code = ACCOUNTS_MODELS + "    code: Mapped[str | None] = mapped_column(db.String(20))\n"
+    project = new_project(tmp_path, db_url)
+    ok(project.db("init"))
+    ok(project.db("makemigrations"))
+    project.write("accounts/models.py", plain_code)
+    ok(project.db("makemigrations"))
+    project.write("accounts/models.py", ACCOUNTS_CODE)  # code becomes unique
+    ok(project.db("makemigrations"))
+    project.write("accounts/models.py", ACCOUNTS_CODE + "    bio: Mapped[str | None] = mapped_column(db.String(200))\n")
+    ok(project.db("makemigrations"))
+    project.write("blog/models.py", BLOG_AUTHOR_CODE)
+    ok(project.db("makemigrations"))
+    assert project.files("accounts")[3].startswith("0004")
+    assert as_set(module_value(mpath(project, "blog", "0002"), "depends_on")) == {rev(project, "accounts", "0003")}
+    ok(project.db("upgrade"))
+    ok(project.db("downgrade", "accounts@-1"))  # bio goes, blog stays
     assert "bio" not in columns(project, "users") and "author_code" in columns(project, "posts")

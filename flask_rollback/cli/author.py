@@ -11,7 +11,13 @@ import click
 from .. import commands, compat
 from ..errors import EXIT_MODELS_DIFFER
 from ..project import Comparison
-from .group import current_project, database_option, db_group, directory_option, x_arg_option
+from .group import (
+    current_project,
+    database_option,
+    db_group,
+    directory_option,
+    x_arg_option,
+)
 from .output import print_adoption, print_new
 
 Command = TypeVar("Command", bound=Callable[..., Any])

@@ -35,7 +35,9 @@ def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int 
         for operation in item.operations:
             click.echo(f"  - {operation}")
         if item.depends_on:
-            click.echo(f"  depends on {', '.join(item.depends_on)}")
+            named = (f"{name} ({revision})" if name != revision else revision
+                     for name, revision in zip(item.depends_on_names or item.depends_on, item.depends_on))
+            click.echo(f"  depends on {', '.join(named)}")
         if verbose:
             click.echo(item.code, nl=False)
 

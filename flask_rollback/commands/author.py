@@ -191,14 +191,19 @@ def _empty_revision(
 
 
 def _place(project: Project, planned: list[NewMigration]) -> None:
-    """Give each new migration its path: the next numbers of its app's folder, in order."""
+    """Give each new migration its path (the next numbers of its app's folder, in order) and
+    name its dependencies as the output names migrations, the new ones included."""
     taken: dict[str, int] = {}
+    names = {revision: migration.label for revision, migration in project.graph.migrations.items()}
     for new in planned:
         if new.read_only:
             continue
         folder = project.registry.get(new.app).directory
         new.path = next_filename(folder, new.message, taken.get(new.app, 0))
         taken[new.app] = taken.get(new.app, 0) + 1
+        names[new.revision] = f"{new.app}.{new.path.stem}"
+    for new in planned:
+        new.depends_on_names = [names.get(revision, revision) for revision in new.depends_on]
 
 
 def _write(planned: list[NewMigration]) -> None:
