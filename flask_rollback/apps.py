@@ -359,14 +359,15 @@ def _assign_tables(
                 continue
             claim(deciding.of_class(cls, table))
 
-    for table in metadata.sorted_tables:
+    ordered = _referenced_first(metadata)
+    for table in ordered:
         explicit_label = table.info.get("app")
         if explicit_label is not None:
             claim(Ownership(
                 table.name, validate_label(explicit_label), EXPLICIT_LABEL,
                 f"info={{'app': {explicit_label!r}}} on the Table",
             ))
-    plain = [table for table in metadata.sorted_tables if table.name not in claims]
+    plain = [table for table in ordered if table.name not in claims]
     if plain:
         top_levels = {cls.__module__.split(".")[0] for cls in mapped_classes} | {
             spec.package.split(".")[0] for spec in claimants if spec.package
@@ -376,6 +377,16 @@ def _assign_tables(
             claim(deciding.of_plain_table(table, holders.get(id(table), []), claims))
 
     return claims
+
+
+def _referenced_first(metadata: sa.MetaData) -> list[sa.Table]:
+    """``metadata.sorted_tables`` without its SAWarning on every command when foreign keys form
+    a cycle (teams <-> users): such a cycle is legitimate (makemigrations breaks it), and the
+    order here only has to put a referenced table first where one can be."""
+    ordered = sa.schema.sort_tables_and_constraints(
+        sorted(metadata.tables.values(), key=lambda table: table.key)
+    )
+    return [table for table, _constraints in ordered if table is not None]
 
 
 def _claimants(specs: list[AppSpec]) -> list[AppSpec]:

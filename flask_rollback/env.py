@@ -6,10 +6,11 @@ Keeping it in the package (not copied into projects) means a fix here reaches ev
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from .database import connect
 from .errors import RollbackError
-from .project import PROJECT_ATTRIBUTE, Project
+from .project import COMPARISON_ATTRIBUTE, PROJECT_ATTRIBUTE, Project
 
 
 def run_env() -> None:
@@ -29,9 +30,15 @@ def run_env() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    comparison: Connection | None = context.config.attributes.get(COMPARISON_ATTRIBUTE)
+    if comparison is not None:  # makemigrations: the database it chose to compare with
+        _run_online(project, comparison)
+        return
     with connect(project.url) as connection:
-        context.configure(
-            connection=connection, **project.context_options(connection.dialect.name)
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        _run_online(project, connection)
+
+
+def _run_online(project: Project, connection: Connection) -> None:
+    context.configure(connection=connection, **project.context_options(connection.dialect.name))
+    with context.begin_transaction():
+        context.run_migrations()

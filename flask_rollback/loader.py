@@ -47,8 +47,10 @@ def alembic_config(
     attributes: dict[str, Any],
     x_args: list[str],
     quiet: bool = False,
+    staging: Iterable[Path] = (),
 ) -> Config:
-    """An in-memory Alembic Config: no alembic.ini to keep in sync."""
+    """An in-memory Alembic Config: no alembic.ini to keep in sync. ``staging`` folders are
+    extra version locations, where makemigrations has Alembic write new files first."""
     config = Config(
         cmd_opts=argparse.Namespace(x=x_args or None, quiet=quiet),
         stdout=sys.stdout,  # read now, so output goes where click (or a test runner) points it
@@ -57,7 +59,7 @@ def alembic_config(
     config.set_main_option("path_separator", "os")
     config.set_main_option(
         "version_locations",
-        _escape(os.pathsep.join(str(d) for d in registry.directories().values())),
+        _escape(os.pathsep.join(str(d) for d in [*registry.directories().values(), *staging])),
     )
     config.attributes.update(attributes)
     return config

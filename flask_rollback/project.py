@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import Flask
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
 
 from .apps import AppRegistry, AppSpec, blueprint_specs, project_home, resolve_apps
 from .errors import RollbackError
@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 #: Key under which the Project travels to ``migrations/env.py`` through Alembic's Config.
 PROJECT_ATTRIBUTE = "flask_rollback.project"
+#: Key under which makemigrations hands env.py the connection autogenerate compares the models
+#: with: a scratch database the migrations built, or the live database (``--database live``).
+COMPARISON_ATTRIBUTE = "flask_rollback.comparison"
+#: What makemigrations compares the models with: the schema the migration files build, on a
+#: scratch database (the default), or the live database, which must then be at its heads.
+Comparison = Literal["scratch", "live"]
+COMPARISONS: tuple[Comparison, ...] = ("scratch", "live")
 
 
 class Project:
@@ -87,6 +94,18 @@ class Project:
         """For commands that write files: Alembic's "Generating ..." lines are ours to print."""
         return alembic_config(
             self.root, self.registry, {PROJECT_ATTRIBUTE: self}, self.x_args, quiet=True
+        )
+
+    def authoring_config(self, staging: dict[str, Path], comparison: Connection | None) -> Config:
+        """For makemigrations: Alembic writes new files into ``staging`` (a folder per app label,
+        extra version locations) and autogenerate compares the models with ``comparison``."""
+        return alembic_config(
+            self.root,
+            self.registry,
+            {PROJECT_ATTRIBUTE: self, COMPARISON_ATTRIBUTE: comparison},
+            self.x_args,
+            quiet=True,
+            staging=staging.values(),
         )
 
     @cached_property

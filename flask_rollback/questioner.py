@@ -7,8 +7,8 @@ in the rows already there (the migration fails on the first database with rows).
 add + drop, a one-off server default (set on the existing rows, then removed) or a nullable
 column. Who answers decides the mode: ``InteractiveQuestioner`` asks on a terminal,
 ``NonInteractiveQuestioner`` (``--no-input``, no terminal) assumes no rename and refuses a NOT
-NULL column it cannot fill, and the base ``Questioner`` asks and refuses nothing (``--dry-run``,
-``--check``).
+NULL column it cannot fill, and the base ``Questioner`` asks and refuses nothing (``--check``;
+``--dry-run`` asks as the real run does, since it shows that run's file).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class OneOffDefaultsRemoval(ops.ModifyTableOps):
 
 class Questioner:
     """Asks nothing and refuses nothing: autogenerate's operations as Alembic compared them
-    (``--dry-run`` and ``--check`` only report)."""
+    (``--check`` only reports)."""
 
     def rename_column(self, table: str, old: str, new: str, type_text: str) -> bool:
         return False

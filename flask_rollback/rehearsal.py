@@ -1,4 +1,5 @@
-"""Rehearsal: pending migrations run up, down and up again on a scratch copy of the schema.
+"""Rehearsal: pending migrations run up, down and up again on a scratch copy of the schema; and
+the schema the migration files build, on a scratch database, for makemigrations to compare with.
 
 The scratch database (scratch.py) gets the target's schema (never its rows, so the time does not
 grow with the data) and version table. PostgreSQL: a temporary database; SQLite: a temporary
@@ -8,6 +9,8 @@ swept by the next rehearsal when a killed process did.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +19,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+from .autodetect import cycles_expected
 from .database import connect, display_url
-from .errors import RollbackError
+from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .executor import execute
 from .interrupts import Interrupted
-from .plan import Plan, Step
+from .plan import Plan, Planner, Step
 from .project import Project
-from .scratch import copy_schema, scratch_database
+from .scratch import SCRATCH_BACKENDS, copy_schema, scratch_database
 
 Snapshot = dict[str, dict[str, Any]]
 
@@ -137,6 +141,38 @@ def rehearse(project: Project, source: Connection, pending: Plan) -> Rehearsal:
     return result
 
 
+@contextmanager
+def migrations_schema(project: Project) -> Iterator[Connection]:
+    """A scratch database of the project's backend holding the schema the migration files
+    build: every migration run up to the heads by the executor. Comparing the models with it
+    needs no live database, which may then be behind, ahead, empty or unreachable."""
+    live = "compare with the live database at its heads instead (--database live)"
+    backend = project.url.get_backend_name()
+    if backend not in SCRATCH_BACKENDS:
+        raise RollbackError(
+            "the models are compared with the migrations' schema on a scratch database, which "
+            f"flask-rollback makes for {' and '.join(SCRATCH_BACKENDS)} only, not {backend}; {live}",
+            EXIT_COULD_NOT_RUN,
+        )
+    try:
+        with (
+            scratch_database(project.url, f"grant CREATEDB to the role, or {live}") as scratch_url,
+            connect(scratch_url) as scratch,
+        ):
+            plan = Planner(project.graph, ()).upgrade()
+            try:
+                execute(project, scratch, plan)
+            except RollbackError as exc:
+                raise RollbackError(
+                    f"building the migrations' schema on a scratch database failed: {exc.message}",
+                    exc.exit_code,
+                ) from None
+            yield scratch
+    except Interrupted as exc:
+        exc.outcome[:] = ["the scratch database was removed and nothing was written"]
+        raise
+
+
 def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result: Rehearsal) -> None:
     exclude = project.recorder.own_tables | {
         t for t in sa.inspect(scratch).get_table_names() if project.recorder.is_own_table(t)
@@ -189,7 +225,8 @@ def _drift(project: Project, connection: Connection) -> list[str]:
             if key in ("target_metadata", "compare_type", "compare_server_default", "include_name")
         },
     )
-    diffs = compare_metadata(context, project.metadata)
+    with cycles_expected():
+        diffs = compare_metadata(context, project.metadata)
     connection.rollback()
     return [_describe_diff(diff) for diff in diffs]
 

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from .database import connect, display_url, libpq_environment, mask
-from .errors import RollbackError
+from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .recorder import archive_prefix
 
 SCRATCH_PREFIX = "rollback_rehearsal_"
@@ -42,6 +42,8 @@ SCRATCH_PREFIX = "rollback_rehearsal_"
 HOST_LABEL_LENGTH = 20
 #: First half of the scratch databases' advisory lock keys ("RLR"); the migration lock uses "RLK".
 SCRATCH_LOCK_CLASS = 0x524C52
+#: The backends a scratch database can be made for.
+SCRATCH_BACKENDS = ("sqlite", "postgresql")
 #: Files a SQLite scratch database may leave beside itself.
 SQLITE_SUFFIXES = ("", "-journal", ".rollback-lock")
 #: The message pg_dump gives when it cannot dump a server of another major version.
@@ -78,18 +80,25 @@ def _lock_key(name: str) -> int:
 
 
 @contextmanager
-def scratch_database(url: URL) -> Iterator[URL]:
+def scratch_database(url: URL, fix: str = "the gate needs CREATEDB") -> Iterator[URL]:
     """A new empty database of the same backend as ``url``, always removed afterwards; stale
-    scratch databases of dead rehearsals are swept first."""
+    scratch databases of dead rehearsals are swept first. ``url``'s database need not exist
+    (PostgreSQL: the scratch database is then created from the server's maintenance database).
+
+    ``fix`` ends the line (exit code 2: the command could not run) when PostgreSQL refuses to
+    create it: what to grant, or what to do instead."""
     backend = url.get_backend_name()
     if backend == "sqlite":
         with _sqlite_scratch(url) as scratch:
             yield scratch
     elif backend == "postgresql":
-        with _postgres_scratch(url) as scratch:
+        with _postgres_scratch(url, fix) as scratch:
             yield scratch
     else:
-        raise RollbackError(f"the rehearsal supports SQLite and PostgreSQL, not {backend}")
+        raise RollbackError(
+            f"the rehearsal supports {' and '.join(SCRATCH_BACKENDS)}, not {backend}",
+            EXIT_COULD_NOT_RUN,
+        )
 
 
 @contextmanager
@@ -101,7 +110,8 @@ def _sqlite_scratch(url: URL) -> Iterator[URL]:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
         raise RollbackError(
-            f"cannot create the rehearsal file {path}: {exc.strerror or exc}"
+            f"cannot create the scratch database file {path}: {exc.strerror or exc}",
+            EXIT_COULD_NOT_RUN,
         ) from None
     try:
         yield url.set(database=str(path))
@@ -140,37 +150,68 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def _postgres_scratch(url: URL) -> Iterator[URL]:
+def _postgres_scratch(url: URL, fix: str) -> Iterator[URL]:
     """Lock the name, then create the database: a database of this name never exists without
     its owner's lock, so the sweep never takes a live rehearsal's database for a stale one."""
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as admin:
-            tag = _source_tag(admin)
-            name = scratch_name(tag)
-            sweep_postgres(admin, tag)
-            keys = {"c": SCRATCH_LOCK_CLASS, "k": _lock_key(name)}
-            admin.execute(sa.text("SELECT pg_advisory_lock(:c, :k)"), keys)
+    with _admin_connection(url) as admin:
+        tag = _source_tag(admin)
+        name = scratch_name(tag)
+        sweep_postgres(admin, tag)
+        keys = {"c": SCRATCH_LOCK_CLASS, "k": _lock_key(name)}
+        admin.execute(sa.text("SELECT pg_advisory_lock(:c, :k)"), keys)
+        try:
+            _create(admin, url, name, fix)
             try:
-                _create(admin, url, name)
-                try:
-                    yield url.set(database=name)
-                finally:
-                    admin.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                yield url.set(database=name)
             finally:
-                admin.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), keys)
-    finally:
-        engine.dispose()
+                admin.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), keys)
 
 
-def _create(admin: Connection, url: URL, name: str) -> None:
+#: Where the scratch database is created from when the URL's database does not exist yet (a
+#: new project's makemigrations): every PostgreSQL server has them.
+MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+@contextmanager
+def _admin_connection(url: URL) -> Iterator[Connection]:
+    """An autocommit connection in ``url``'s database, or, when the server says that database
+    does not exist, in a maintenance database; one line (exit 2) when neither can be reached."""
+    candidates = [url, *(url.set(database=name) for name in MAINTENANCE_DATABASES)]
+    first_failure = ""
+    for candidate in candidates:
+        engine = sa.create_engine(candidate, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        try:
+            try:
+                connection = engine.connect()
+            except sa.exc.DBAPIError as exc:
+                reason = " ".join(str(exc.orig or exc).split())
+                first_failure = first_failure or reason
+                if "does not exist" in reason:  # the server answered: try the next database
+                    continue
+                break
+            with connection:
+                yield connection
+            return
+        finally:
+            engine.dispose()
+    raise RollbackError(
+        f"cannot connect to {display_url(url)} to create a scratch database: "
+        f"{mask(first_failure, url)}",
+        EXIT_COULD_NOT_RUN,
+    )
+
+
+def _create(admin: Connection, url: URL, name: str, fix: str) -> None:
     """template0: a clean database, whatever was added to template1, as pg_dump's output needs."""
     try:
         admin.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
     except sa.exc.DBAPIError as exc:
         raise RollbackError(
-            f"cannot create the rehearsal database on {display_url(url)}: "
-            f"{mask(str(exc.orig).splitlines()[0], url)}; the gate needs CREATEDB"
+            f"cannot create the scratch database on {display_url(url)}: "
+            f"{mask(str(exc.orig).splitlines()[0], url)}; {fix}",
+            EXIT_COULD_NOT_RUN,
         ) from None
 
 

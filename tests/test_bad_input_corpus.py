@@ -504,8 +504,10 @@ CASES = [
          "{root}/notes.txt/migrations", "is inside {root}/notes.txt, which is a file",
          setup=migrations_root_under_a_file),
     # -- makemigrations, migrate, revision, merge -------------------------------------------------
-    case("makemigrations-database-behind", "makemigrations", "the database is behind",
-         "1 migration(s)", in_process=True),
+    case("makemigrations-live-database-behind", "makemigrations --database live",
+         "the database is behind", "1 migration(s)", in_process=True),
+    case("makemigrations-check-live-database-behind", "makemigrations --check --database live",
+         "the database is behind", "leave out --database live", in_process=True),
     case("makemigrations-empty-without-app", "makemigrations --empty", "--empty needs the app(s)", in_process=True),
     case("makemigrations-app-with-two-heads", "makemigrations", "app 'blog' has 2 heads",
          "flask db merge blog", setup=two_heads, in_process=True),

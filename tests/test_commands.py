@@ -266,12 +266,12 @@ def test_makemigrations_dry_run_and_check_write_nothing(tmp_path: Path, db_url: 
     project = new_project(tmp_path, db_url)
     ok(project.db("init"))
     result = ok(project.db("makemigrations", "--dry-run"))
-    assert "Would create migration accounts" in result.output
-    assert "Would create migration blog" in result.output
+    assert f"Would create migration {project.migrations / 'accounts' / '0001_initial.py'}" in result.output
+    assert f"Would create migration {project.migrations / 'blog' / '0001_initial.py'}" in result.output
     assert "CreateTable users" in result.output and "CreateTable posts" in result.output
     assert project.files("accounts") == [] and project.files("blog") == []
 
-    result = fails(project.db("makemigrations", "--check"), 1)
+    result = fails(project.db("makemigrations", "--check"), 3)
     assert "accounts" in result.output and "blog" in result.output
     assert project.files("accounts") == [] and project.files("blog") == []
     assert not {"users", "posts"} & project.tables()
@@ -280,11 +280,11 @@ def test_makemigrations_dry_run_and_check_write_nothing(tmp_path: Path, db_url: 
     ok(project.db("upgrade"))
     project.write("accounts/models.py", ACCOUNTS_BIO)
     result = ok(project.db("makemigrations", "--dry-run"))
-    assert "Would create migration accounts" in result.output
+    assert f"Would create migration {project.migrations / 'accounts' / '0002_add_users_bio.py'}" in result.output
     assert "blog" not in result.output
     assert "users.bio" in result.output
     assert project.files("accounts") == ["0001_initial.py"]
-    fails(project.db("makemigrations", "--check"), 1)
+    fails(project.db("makemigrations", "--check"), 3)
     assert project.files("accounts") == ["0001_initial.py"]
     assert "bio" not in columns(project, "users")
 
@@ -377,13 +377,12 @@ def test_makemigrations_drop_lands_in_creating_app(tmp_path: Path, db_url: str) 
     assert "posts" in project.tables()
 
 
-def test_makemigrations_cross_app_fk_depends_on_head(tmp_path: Path, db_url: str) -> None:
+def test_makemigrations_cross_app_fk_depends_on_creating_migration(tmp_path: Path, db_url: str) -> None:
     project = initial(tmp_path, db_url, upgrade=True)
-    # blog moves on first, so "the head" is not blog's initial migration.
+    # blog moves on first, so blog's head is not the migration that created posts.
     project.write("blog/models.py", BLOG_SUMMARY)
     ok(project.db("makemigrations"))
     ok(project.db("upgrade"))
-    blog_head = rev(project, "blog", "0002")
 
     project.write("accounts/models.py", ACCOUNTS_FAVOURITE_POST)
     ok(project.db("makemigrations"))
@@ -393,11 +392,16 @@ def test_makemigrations_cross_app_fk_depends_on_head(tmp_path: Path, db_url: str
     assert project.files("blog") == ["0001_initial.py", "0002_add_posts_summary.py"]
     new = mpath(project, "accounts", "0002")
     assert module_value(new, "down_revision") == rev(project, "accounts", "0001")
-    assert as_set(module_value(new, "depends_on")) == {blog_head}
+    assert as_set(module_value(new, "depends_on")) == {rev(project, "blog", "0001")}
 
     ok(project.db("upgrade"))
     assert "favourite_post_id" in columns(project, "users")
-    # blog's head is now depended on by accounts: reverting it alone is refused.
+    # accounts stands on the migration that created posts, not on blog's head: reverting blog's
+    # head leaves accounts alone; reverting the creation of posts is refused without --cascade.
+    result = ok(project.db("downgrade", "blog@-1"))
+    assert "Reverted 1 migration(s)" in result.output
+    assert "summary" not in columns(project, "posts")
+    assert "favourite_post_id" in columns(project, "users")
     before = snapshot(project)
     result = fails(project.db("downgrade", "blog@-1"))
     assert "accounts.0002_add_users_favourite_post_id" in result.output

@@ -374,15 +374,27 @@ def test_without_answers_no_rename_is_assumed(tmp_path: Path, db_url: str, how: 
     run(project, "upgrade", code=6)  # the data-loss guard refuses the drop
 
 
-def test_dry_run_asks_nothing(sqlite_url: str, tmp_path: Path) -> None:
+def test_dry_run_asks_as_the_real_run_does_and_shows_its_file(sqlite_url: str, tmp_path: Path) -> None:
+    """--dry-run shows exactly the file the real run writes, so it asks the same questions;
+    --check only reports and asks nothing."""
     project = blog_with_rows(tmp_path, sqlite_url)
     project.write("blog/models.py", BLOG_HEADLINE)
     before = folder_state(project)
-    talk = converse(project, "makemigrations", "--dry-run")
+    talk = converse(project, "makemigrations", "--dry-run", "-v", answers=[(RENAME_TITLE, "y")])
     assert talk.exit_code == 0, talk.transcript
-    assert "[y/N]" not in talk.transcript and "Select an option" not in talk.transcript
-    assert "AddColumn posts.headline" in talk.transcript and "DropColumn posts.title" in talk.transcript
+    assert "RenameColumn posts.title to headline" in talk.transcript
+    assert "new_column_name='headline'" in talk.transcript
     assert folder_state(project) == before
+
+    checked = converse(project, "makemigrations", "--check")
+    assert checked.exit_code == 3, checked.transcript
+    assert "[y/N]" not in checked.transcript and "Select an option" not in checked.transcript
+    assert "AddColumn posts.headline" in checked.transcript and "DropColumn posts.title" in checked.transcript
+    assert folder_state(project) == before
+
+    talk = converse(project, "makemigrations", answers=[(RENAME_TITLE, "y")])
+    assert talk.exit_code == 0, talk.transcript
+    assert "new_column_name='headline'" in new_blog_migration(project)
 
 
 # -- the one-off default rule -------------------------------------------------------------------

@@ -9,8 +9,16 @@ from typing import Any, TypeVar
 import click
 
 from .. import commands, compat
+from ..errors import EXIT_MODELS_DIFFER
+from ..project import Comparison
 from ..questioner import questioner_for
-from .group import current_project, db_group, directory_option, x_arg_option
+from .group import (
+    current_project,
+    database_option,
+    db_group,
+    directory_option,
+    x_arg_option,
+)
 from .output import print_adoption, print_new
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -50,25 +58,29 @@ def list_templates_command() -> None:
 @click.option("-m", "--message", "-n", "--name", "message", default=None, help="Name of the migration(s).")
 @click.option("--empty", is_flag=True, help="Create an empty migration for each APP.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
-@click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 if a migration is missing.")
-@click.option("-v", "--verbose", count=True, help="With --dry-run, show the generated code.")
+@click.option(
+    "--check", "check_only", is_flag=True,
+    help=f"Write nothing; exit {EXIT_MODELS_DIFFER} if a migration is missing.",
+)
+@database_option
+@click.option("-v", "--verbose", count=True, help="Also print each file exactly as it is (or would be) written.")
 @click.option(
     "--no-input", "--noinput", "no_input", is_flag=True,
     help="Ask nothing (also without a terminal): no rename; a NOT NULL column without default is an error.",
 )
 def makemigrations_command(
-    apps: tuple[str, ...], message: str | None, empty: bool, dry_run: bool, check_only: bool, verbose: int,
-    no_input: bool,
+    apps: tuple[str, ...], message: str | None, empty: bool, dry_run: bool, check_only: bool,
+    database: Comparison, verbose: int, no_input: bool,
 ) -> None:
     """Autogenerate one migration per changed app (all apps, or APPS); on a terminal, asks
     about renames and values for existing rows, as Django does."""
     new = commands.makemigrations(
         current_project(), apps, message=message, empty=empty, dry_run=dry_run, check=check_only,
-        questioner=questioner_for(no_input),
+        database=database, questioner=questioner_for(no_input),
     )
     print_new(new, dry_run or check_only, verbose)
     if check_only and new:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_MODELS_DIFFER)
 
 
 def new_migration_options(command: Command) -> Command:

@@ -20,7 +20,7 @@ from ..dataloss import DataLossError
 from ..errors import RollbackError
 from ..interrupts import Interrupted, signals_raise
 from ..plan import RELATIVE_RE
-from ..project import Project
+from ..project import COMPARISONS, Project
 from .output import print_risks
 
 
@@ -163,6 +163,11 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, callback=lambda ctx, _param, value: (
         ctx.meta.__setitem__(JSON_MODE, value) or value),
     help="Print JSON (also when the command fails).",
+)
+database_option = click.option(
+    "--database", type=click.Choice(COMPARISONS), default="scratch", show_default=True,
+    help="Compare the models with the schema the migrations build on a scratch database, or "
+    "with the live database (which must be at its heads).",
 )
 tag_option = click.option(
     "--tag", expose_value=False, callback=_remember("rollback.tag"),

@@ -7,7 +7,15 @@ from typing import Any
 import click
 
 from .. import commands, compat
-from .group import current_project, db_group, directory_option, emit_json, json_option
+from ..project import Comparison
+from .group import (
+    current_project,
+    database_option,
+    db_group,
+    directory_option,
+    emit_json,
+    json_option,
+)
 
 
 def _status_json(status: commands.Status) -> dict[str, Any]:
@@ -111,9 +119,10 @@ def heads_command(as_json: bool, verbose: bool, resolve_dependencies: bool) -> N
 @db_group.command("check")
 @directory_option
 @json_option
-def check_command(as_json: bool) -> None:
+@database_option
+def check_command(as_json: bool, database: Comparison) -> None:
     """Exit 0 when all is current; 3 models differ, 4 database behind, 5 several heads in an app."""
-    report = commands.check(current_project())
+    report = commands.check(current_project(), database)
     if as_json:
         emit_json({"ok": not report.problems, "exit_code": report.exit_code,
                     "problems": [{"code": c, "message": m} for c, m in report.problems]})

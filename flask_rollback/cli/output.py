@@ -17,6 +17,8 @@ from ..predict import Prediction
 
 
 def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int = 0) -> None:
+    """Each new migration: its file and revision id, operations and dependencies; with
+    ``verbose``, the whole file exactly as it is (or, in a dry run, would be) written."""
     if not new:
         click.echo("No changes detected.")
         return
@@ -28,15 +30,16 @@ def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int 
                 "upgrade the package"
             )
             continue
-        where = item.path or f"{item.app}/(new) {item.message}"
         verb = "Would create" if dry_run else "Created"
-        click.echo(f"{verb} migration {where}")
+        click.echo(f"{verb} migration {item.path} (revision {item.revision})")
         for operation in item.operations:
             click.echo(f"  - {operation}")
         if item.depends_on:
-            click.echo(f"  depends on {', '.join(item.depends_on)}")
-        if verbose and item.code:
-            click.echo(item.code)
+            named = (f"{name} ({revision})" if name != revision else revision
+                     for name, revision in zip(item.depends_on_names or item.depends_on, item.depends_on))
+            click.echo(f"  depends on {', '.join(named)}")
+        if verbose:
+            click.echo(item.code, nl=False)
 
 
 def print_adoption(result: commands.Adoption) -> None:

@@ -4,18 +4,29 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command as alembic_command
 from alembic.util import CommandError
+from sqlalchemy.engine import Connection
 
 from ..adopt import Adoption, adopt  # noqa: F401 - the Python API's adopt is the library's
-from ..autodetect import AppSplitter, NewMigration, django_filename
-from ..errors import RollbackError
-from ..loader import TEMPLATES, check_layout, validate_revision_id
-from ..project import Project
+from ..autodetect import (
+    AppSplitter,
+    NewMigration,
+    cycles_expected,
+    django_filename,
+    next_filename,
+    revision_id,
+)
+from ..errors import EXIT_COULD_NOT_RUN, EXIT_DATABASE_BEHIND, RollbackError
+from ..loader import TEMPLATES, validate_revision_id
+from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
+from ..rehearsal import migrations_schema
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -42,14 +53,7 @@ def init(project: Project) -> list[Path]:
     return created
 
 
-def _ensure_app_folders(project: Project) -> None:
-    check_layout(project.root)
-    for app in project.registry:
-        if not app.read_only:
-            app.directory.mkdir(parents=True, exist_ok=True)
-
 # -- writing migrations ---------------------------------------------------------------------
-
 
 def makemigrations(
     project: Project,
@@ -61,14 +65,24 @@ def makemigrations(
     check: bool = False,
     rev_id: str | None = None,
     questioner: Questioner | None = None,
+    database: Comparison = "scratch",
 ) -> list[NewMigration]:
-    """Autogenerate one migration per changed app; returns what was (or would be) written.
+    """Autogenerate one migration per changed app; returns what was (or would be) written,
+    each with its whole file (``code``) and the path it has (or would have).
 
-    ``rev_id`` (Flask-Migrate's ``--rev-id``) names the new migration, so only one app may change.
+    ``database="scratch"`` compares the models with the schema the migrations build on a scratch
+    database, so the live one may be behind, ahead, empty or unreachable; ``"live"`` compares
+    with the live database, which must be at its heads. ``rev_id`` (Flask-Migrate's
+    ``--rev-id``) names the new migration, so only one may be written.
     ``questioner`` answers what autogenerate cannot know (renames, values for existing rows);
     by default no one is asked (no rename, a NOT NULL column without default is an error).
-    ``dry_run`` and ``check`` ask nothing and refuse nothing: they report what Alembic compared.
+    ``dry_run`` asks what the real run would (it shows that file); ``check`` asks and refuses
+    nothing: it reports what Alembic compared.
     """
+    if database not in COMPARISONS:
+        raise RollbackError(
+            f"--database is one of {', '.join(COMPARISONS)}, not {database!r}", EXIT_COULD_NOT_RUN
+        )
     registry = project.registry
     write = not (dry_run or check)
     for label in apps:
@@ -90,31 +104,68 @@ def makemigrations(
             raise RollbackError("--empty needs the app(s) to create a migration for")
         if rev_id and len(apps) > 1:
             raise RollbackError(f"--rev-id names one migration, not one per app ({', '.join(apps)})")
-        return [_empty_revision(project, label, message, write, rev_id) for label in apps]
-    with open_database(project) as (_connection, planner):
-        pending = set(graph.migrations) - planner.applied
-    if pending:
-        raise RollbackError(
-            f"the database is behind: {len(pending)} migration(s) are not applied; "
-            "run 'flask db upgrade' first"
+        planned = [_empty_revision(project, label, message, rev_id) for label in apps]
+    else:
+        asked = Questioner() if check else (questioner or NonInteractiveQuestioner())
+        planned = _autogenerate(project, apps, message, rev_id, database, asked)
+    _place(project, planned)
+    if write and planned:
+        _write(planned)
+        project.reload()
+    return planned
+
+
+@contextmanager
+def _comparison(project: Project, database: Comparison) -> Iterator[Connection]:
+    """The connection autogenerate compares the models with."""
+    if database == "scratch":
+        with migrations_schema(project) as connection:
+            yield connection
+        return
+    with open_database(project) as (connection, planner):
+        pending = set(project.graph.migrations) - planner.applied
+        if pending:
+            raise RollbackError(
+                f"the database is behind: {len(pending)} migration(s) are not applied; run "
+                "'flask db upgrade' first, or leave out --database live to compare with the "
+                "schema the migrations build on a scratch database",
+                EXIT_DATABASE_BEHIND,
+            )
+        yield connection
+
+
+@contextmanager
+def _staging(project: Project) -> Iterator[dict[str, Path]]:
+    """A temporary folder per app where Alembic writes new files: a dry run reads them and
+    leaves the app folders untouched, a real run writes them there under their Django names."""
+    with tempfile.TemporaryDirectory(prefix="rollback_makemigrations_") as folder:
+        staging = {label: Path(folder, label) for label in project.registry.labels}
+        for path in staging.values():
+            path.mkdir()
+        yield staging
+
+
+def _autogenerate(
+    project: Project, apps: Sequence[str], message: str | None, rev_id: str | None,
+    database: Comparison, questioner: Questioner,
+) -> list[NewMigration]:
+    with _comparison(project, database) as connection, _staging(project) as staging:
+        splitter = AppSplitter(
+            project.graph, apps, message, staging, connection.dialect.name, rev_id,
+            questioner=questioner,
         )
-    if write:
-        _ensure_app_folders(project)
-    asked = (questioner or NonInteractiveQuestioner()) if write else Questioner()
-    splitter = AppSplitter(graph, apps, message, write, rev_id, questioner=asked)
-    try:
-        scripts = alembic_command.revision(
-            project.quiet_config, message=message, autogenerate=True,
-            process_revision_directives=splitter,
-        )
-    except CommandError as exc:
-        raise RollbackError(f"autogenerate failed: {exc}") from None
-    if write:
-        written = {s.revision: Path(s.path) for s in _as_list(scripts)}
+        try:
+            with cycles_expected():
+                scripts = alembic_command.revision(
+                    project.authoring_config(staging, connection), message=message,
+                    autogenerate=True, process_revision_directives=splitter,
+                )
+        except CommandError as exc:
+            raise RollbackError(f"autogenerate failed: {exc}") from None
+        staged = {script.revision: Path(script.path) for script in _as_list(scripts)}
         for new in splitter.planned:
             if not new.read_only:
-                new.path = _rename(written[new.revision], new.message)
-        project.reload()
+                new.code = staged[new.revision].read_text(encoding="utf-8")
     return splitter.planned
 
 
@@ -129,27 +180,58 @@ def _check_new_revision_id(project: Project, rev_id: str | None) -> None:
 
 
 def _empty_revision(
-    project: Project, label: str, message: str | None, write: bool, rev_id: str | None = None
+    project: Project, label: str, message: str | None, rev_id: str | None = None
 ) -> NewMigration:
-    existing = project.graph.of_app(label)
-    message = message or ("initial" if not existing else "custom")
-    new = NewMigration(app=label, revision=rev_id or "", message=message)
-    if not write:
-        return new
-    _ensure_app_folders(project)
-    script = alembic_command.revision(
-        project.quiet_config,
-        message=message,
-        head=f"{label}@head" if existing else "base",
-        branch_label=None if existing else label,
-        version_path=str(project.registry.get(label).directory),
-        rev_id=rev_id,
-    )
-    (script,) = _as_list(script)
-    new.revision = script.revision
-    new.path = _rename(Path(script.path), message)
-    project.reload()
-    return new
+    heads = project.graph.app_heads(label)
+    parent = heads[0] if heads else None
+    message = message or ("initial" if parent is None else "custom")
+    revision = rev_id or revision_id(label, parent, (), message, "")
+    with _staging(project) as staging:
+        script = alembic_command.revision(
+            project.authoring_config(staging, None),
+            message=message,
+            head=parent or "base",
+            branch_label=None if parent else label,
+            version_path=str(staging[label]),
+            rev_id=revision,
+        )
+        (script,) = _as_list(script)
+        code = Path(script.path).read_text(encoding="utf-8")
+    return NewMigration(app=label, revision=revision, message=message, code=code)
+
+
+def _place(project: Project, planned: list[NewMigration]) -> None:
+    """Give each new migration its path (the next numbers of its app's folder, in order) and
+    name its dependencies as the output names migrations, the new ones included."""
+    taken: dict[str, int] = {}
+    names = {revision: migration.label for revision, migration in project.graph.migrations.items()}
+    for new in planned:
+        if new.read_only:
+            continue
+        folder = project.registry.get(new.app).directory
+        new.path = next_filename(folder, new.message, taken.get(new.app, 0))
+        taken[new.app] = taken.get(new.app, 0) + 1
+        names[new.revision] = f"{new.app}.{new.path.stem}"
+    for new in planned:
+        new.depends_on_names = [names.get(revision, revision) for revision in new.depends_on]
+
+
+def _write(planned: list[NewMigration]) -> None:
+    """Write the files exactly as generated (and as a dry run shows them), never over a file;
+    all of them or, when one cannot be written, none."""
+    written: list[Path] = []
+    for new in planned:
+        if new.path is None:
+            continue
+        try:
+            new.path.parent.mkdir(parents=True, exist_ok=True)
+            with new.path.open("x", encoding="utf-8") as file:
+                written.append(new.path)
+                file.write(new.code)
+        except OSError as exc:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise RollbackError(f"cannot write {new.path}: {exc.strerror or exc}; nothing was written") from None
 
 
 def merge(

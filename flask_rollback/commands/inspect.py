@@ -19,7 +19,7 @@ from ..errors import (
 )
 from ..graph import Migration
 from ..plan import RELATIVE_RE
-from ..project import Project
+from ..project import Comparison, Project
 from .author import makemigrations
 from .context import open_database
 
@@ -95,8 +95,12 @@ class CheckReport:
         return self.problems[0][0] if self.problems else 0
 
 
-def check(project: Project) -> CheckReport:
-    """Are heads single, the database current and the models matched by migrations?"""
+def check(project: Project, database: Comparison = "scratch") -> CheckReport:
+    """Are heads single, the database current and the models matched by migrations?
+
+    The models are compared with the schema the migrations build on a scratch database, so a
+    database that is behind still gets that comparison; ``database="live"`` compares with the
+    live database instead, only when it is current."""
     problems: list[tuple[int, str]] = []
     graph = project.graph
     for label in project.registry.labels:
@@ -105,14 +109,14 @@ def check(project: Project) -> CheckReport:
             problems.append(
                 (EXIT_MULTIPLE_HEADS, f"app {label!r} has {len(heads)} heads: {', '.join(heads)}")
             )
-    with open_database(project) as (connection, planner):
+    with open_database(project) as (_connection, planner):
         pending = [m.label for m in graph.migrations.values() if m.revision not in planner.applied]
-        if pending:
-            problems.append(
-                (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
-            )
-    if not problems:
-        new = makemigrations(project, check=True)
+    if pending:
+        problems.append(
+            (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
+        )
+    if not problems or (database == "scratch" and all(code == EXIT_DATABASE_BEHIND for code, _ in problems)):
+        new = makemigrations(project, check=True, database=database)
         for migration in new:
             shipped = " shipped with its installed package (upgrade the package)" if migration.read_only else ""
             problems.append(
