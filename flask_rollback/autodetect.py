@@ -352,13 +352,14 @@ class AppSplitter:
                     depends.add(primaries[creator].revision)
                 continue
             depends |= self._existing_creator(label, reference.target, reference.columns)
-        # A table another app's migration created (an adopted history): only when the app's own
-        # history does not already stand on that migration.
+        # A table other apps' migrations created or changed (an adopted history): the latest of
+        # them, so a fresh database has the table as they left it (a SQLite rebuild copies every
+        # column); only when the app's own history does not already stand on it.
         below = self.graph.closure(existing)
         for table in _changed_tables(draft.ops) - set(self._new_tables):
-            created_by = self.creators.of(table)
-            if created_by is not None and created_by.app != label and created_by.revision not in below:
-                depends.add(created_by.revision)
+            touched_by = self.creators.last_touching(table, other_than=label)
+            if touched_by is not None and touched_by.revision not in below:
+                depends.add(touched_by.revision)
         draft.depends_on = sorted(_without_implied(depends, self.graph))
         parent = draft.follows.revision if draft.follows else (existing[0] if existing else None)
         draft.revision = self.revision_id or revision_id(
@@ -466,6 +467,16 @@ class Creators:
         wanted = {(table, None), *((table, column) for column in columns)}
         for migration in reversed(list(self.graph.migrations.values())):
             if table in self._text(migration) and wanted & self._provides(migration):
+                return migration
+        return None
+
+    def last_touching(self, table: str, other_than: str) -> Migration | None:
+        """The latest migration of an app other than ``other_than`` that created ``table`` or
+        added, renamed or changed one of its columns."""
+        for migration in reversed(list(self.graph.migrations.values())):
+            if migration.app != other_than and table in self._text(migration) and any(
+                provided == table for provided, _column in self._provides(migration)
+            ):
                 return migration
         return None
 
