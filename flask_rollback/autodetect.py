@@ -37,6 +37,7 @@ from alembic.operations import ops
 
 from .analysis import operations as recorded_operations
 from .errors import RollbackError
+from .files import docstring_text
 from .graph import Migration, MigrationGraph
 from .questioner import OneOffDefaultsRemoval, Questioner, RenameTableOp, answer_questions
 from .statements import AddColumn, CreateTable, Rename
@@ -401,7 +402,7 @@ class AppSplitter:
             draft.revision,
             upgrade,
             upgrade.reverse(),
-            message=draft.message,
+            message=docstring_text(draft.message),
             imports=imports,
             head=parent or "base",
             branch_label=None if parent else draft.app,

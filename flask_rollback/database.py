@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
@@ -18,10 +20,29 @@ def display_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+#: A password shorter than this is masked only where it appears as a password (in a URL, after
+#: ``password=``): masking every "e" would turn "connection failed" into "conn***ction fail***d".
+MIN_FREE_SECRET_LENGTH = 8
+
+
 def mask(text: str, url: URL) -> str:
-    """Remove the password from any text, including driver error messages."""
-    if url.password:
-        text = text.replace(str(url.password), "***")
+    """Remove the password from any text, including driver error messages: in URLs
+    (``user:PASSWORD@``) and ``password=`` pairs always, elsewhere when it is long enough
+    (MIN_FREE_SECRET_LENGTH) to be told apart from ordinary words."""
+    if not url.password:
+        return text
+    password = str(url.password)
+    spellings = sorted({password, quote(password, safe=""), quote_plus(password)}, key=len, reverse=True)
+    for spelling in spellings:
+        secret = re.escape(spelling)
+        text = re.sub(rf"(://[^\s/@]*?:){secret}(?=@)", lambda found: f"{found.group(1)}***", text)
+        text = re.sub(
+            rf"(password\s*[=:]\s*['\"]?){secret}(?=['\"]|\s|$|[,;&)])",
+            lambda found: f"{found.group(1)}***", text, flags=re.IGNORECASE,
+        )
+    if len(password) >= MIN_FREE_SECRET_LENGTH:
+        for spelling in spellings:
+            text = text.replace(spelling, "***")
     return text
 
 

@@ -13,6 +13,7 @@ from ..errors import EXIT_MODELS_DIFFER
 from ..project import Comparison
 from ..questioner import questioner_for
 from .group import (
+    announce,
     current_project,
     database_option,
     db_group,
@@ -76,7 +77,7 @@ def makemigrations_command(
     about renames and values for existing rows, as Django does."""
     new = commands.makemigrations(
         current_project(), apps, message=message, empty=empty, dry_run=dry_run, check=check_only,
-        database=database, questioner=questioner_for(no_input),
+        database=database, questioner=questioner_for(no_input), announce=announce,
     )
     print_new(new, dry_run or check_only, verbose)
     if check_only and new:

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command as alembic_command
+from alembic import util as alembic_util
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
@@ -18,11 +20,18 @@ from ..autodetect import (
     AppSplitter,
     NewMigration,
     cycles_expected,
-    django_filename,
     next_filename,
     revision_id,
 )
 from ..errors import EXIT_COULD_NOT_RUN, EXIT_DATABASE_BEHIND, RollbackError
+from ..files import (
+    Announce,
+    check_python,
+    docstring_text,
+    generated_files,
+    write_new,
+    writing_migrations,
+)
 from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
@@ -66,6 +75,8 @@ def makemigrations(
     rev_id: str | None = None,
     questioner: Questioner | None = None,
     database: Comparison = "scratch",
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
 ) -> list[NewMigration]:
     """Autogenerate one migration per changed app; returns what was (or would be) written,
     each with its whole file (``code``) and the path it has (or would have).
@@ -78,7 +89,25 @@ def makemigrations(
     by default no one is asked (no rename, a NOT NULL column without default is an error).
     ``dry_run`` asks what the real run would (it shows that file); ``check`` asks and refuses
     nothing: it reports what Alembic compared.
+
+    A run that writes holds the migrations folder's lock (files.py) from reading the history to
+    writing the files: a second one waits (up to ``lock_timeout``, default ROLLBACK_LOCK_TIMEOUT)
+    and then plans on top of the first one's files, so an app never gets two heads this way.
+    Every file is compiled before any is written; the message may hold any text.
     """
+    write = not (dry_run or check)
+    if not write:
+        return _makemigrations(project, apps, message, empty, dry_run, check, rev_id, questioner, database)
+    timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
+    with writing_migrations(project.root, timeout, announce):
+        project.reload()  # another run may have written files while this one waited
+        return _makemigrations(project, apps, message, empty, dry_run, check, rev_id, questioner, database)
+
+
+def _makemigrations(
+    project: Project, apps: Sequence[str], message: str | None, empty: bool, dry_run: bool,
+    check: bool, rev_id: str | None, questioner: Questioner | None, database: Comparison,
+) -> list[NewMigration]:
     if database not in COMPARISONS:
         raise RollbackError(
             f"--database is one of {', '.join(COMPARISONS)}, not {database!r}", EXIT_COULD_NOT_RUN
@@ -109,6 +138,9 @@ def makemigrations(
         asked = Questioner() if check else (questioner or NonInteractiveQuestioner())
         planned = _autogenerate(project, apps, message, rev_id, database, asked)
     _place(project, planned)
+    for new in planned:
+        if new.path is not None:
+            check_python(new.code, new.path)
     if write and planned:
         _write(planned)
         project.reload()
@@ -145,6 +177,10 @@ def _staging(project: Project) -> Iterator[dict[str, Path]]:
         yield staging
 
 
+def _staging_root(staging: dict[str, Path]) -> Path:
+    return next(iter(staging.values())).parent
+
+
 def _autogenerate(
     project: Project, apps: Sequence[str], message: str | None, rev_id: str | None,
     database: Comparison, questioner: Questioner,
@@ -155,7 +191,7 @@ def _autogenerate(
             questioner=questioner,
         )
         try:
-            with cycles_expected():
+            with cycles_expected(), generated_files(_staging_root(staging)):
                 scripts = alembic_command.revision(
                     project.authoring_config(staging, connection), message=message,
                     autogenerate=True, process_revision_directives=splitter,
@@ -186,10 +222,10 @@ def _empty_revision(
     parent = heads[0] if heads else None
     message = message or ("initial" if parent is None else "custom")
     revision = rev_id or revision_id(label, parent, (), message, "")
-    with _staging(project) as staging:
+    with _staging(project) as staging, generated_files(_staging_root(staging)):
         script = alembic_command.revision(
             project.authoring_config(staging, None),
-            message=message,
+            message=docstring_text(message),
             head=parent or "base",
             branch_label=None if parent else label,
             version_path=str(staging[label]),
@@ -217,17 +253,17 @@ def _place(project: Project, planned: list[NewMigration]) -> None:
 
 
 def _write(planned: list[NewMigration]) -> None:
-    """Write the files exactly as generated (and as a dry run shows them), never over a file;
-    all of them or, when one cannot be written, none."""
+    """Write the files exactly as generated (and as a dry run shows them), never over a file,
+    each complete or not at all (a temporary file renamed into place); all of them or, when one
+    cannot be written, none."""
     written: list[Path] = []
     for new in planned:
         if new.path is None:
             continue
         try:
             new.path.parent.mkdir(parents=True, exist_ok=True)
-            with new.path.open("x", encoding="utf-8") as file:
-                written.append(new.path)
-                file.write(new.code)
+            write_new(new.path, new.code)
+            written.append(new.path)
         except OSError as exc:
             for path in written:
                 path.unlink(missing_ok=True)
@@ -235,22 +271,35 @@ def _write(planned: list[NewMigration]) -> None:
 
 
 def merge(
-    project: Project, app: str, message: str | None = None, rev_id: str | None = None
+    project: Project, app: str, message: str | None = None, rev_id: str | None = None,
+    lock_timeout: float | None = None, announce: Announce | None = None,
 ) -> NewMigration:
-    """Join an app's heads into one (two developers each added a migration)."""
-    project.registry.writable(app)
-    _check_new_revision_id(project, rev_id)
-    heads = project.graph.app_heads(app)
-    if len(heads) < 2:
-        raise RollbackError(f"app {app!r} has a single head; nothing to merge")
-    message = message or "merge"
-    script = alembic_command.merge(
-        project.quiet_config, revisions=heads, message=message, rev_id=rev_id
-    )
-    (script,) = _as_list(script)
-    path = _rename(Path(script.path), message)
-    project.reload()
-    return NewMigration(app=app, revision=script.revision, message=message, path=path)
+    """Join an app's heads into one (two developers each added a migration). The file is made
+    in a staging folder, compiled, then written under its Django name, under the folder's lock."""
+    timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
+    with writing_migrations(project.root, timeout, announce):
+        project.reload()
+        project.registry.writable(app)
+        _check_new_revision_id(project, rev_id)
+        heads = project.graph.app_heads(app)
+        if len(heads) < 2:
+            raise RollbackError(f"app {app!r} has a single head; nothing to merge")
+        message = message or "merge"
+        with _staging(project) as staging, generated_files(_staging_root(staging)):
+            config = project.authoring_config(staging, None)
+            script = ScriptDirectory.from_config(config).generate_revision(
+                rev_id or alembic_util.rev_id(), docstring_text(message), refresh=True,
+                head=heads, version_path=str(staging[app]), config=config,
+            )
+            assert script is not None
+            code = Path(script.path).read_text(encoding="utf-8")
+        new = NewMigration(app=app, revision=script.revision, message=message, code=code)
+        _place(project, [new])
+        assert new.path is not None
+        check_python(code, new.path)
+        _write([new])
+        project.reload()
+    return new
 
 
 def _as_list(scripts):  # type: ignore[no-untyped-def]
@@ -259,8 +308,4 @@ def _as_list(scripts):  # type: ignore[no-untyped-def]
     return scripts if isinstance(scripts, list) else [scripts]
 
 
-def _rename(path: Path, message: str) -> Path:
-    target = django_filename(path, message)
-    path.rename(target)
-    return target
 

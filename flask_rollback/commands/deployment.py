@@ -88,7 +88,7 @@ def deploy(
             guard.decide(connection, plan, report.data_loss, "deploy")
             backup = None
             if project.settings.backup_dir:
-                backup = str(backup_database(project.url, project.settings.backup_dir))
+                backup = str(backup_database(connection, project.url, project.settings.backup_dir))
             run_hooks(project, "before_deploy", signals.before_deploy, plan=plan)
             # The backup and the hooks took time: count again on the data as it is now (each
             # step counts once more, under its lock, as it runs).
