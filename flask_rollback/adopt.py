@@ -31,12 +31,10 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError, coerce_resource_to_filename
-from sqlalchemy.engine import URL
 
 from .apps import validate_label
 from .autodetect import NUMBER_RE, slugify
 from .checks import undeclared_empty_downgrade
-from .database import connect
 from .dataloss import read_only
 from .errors import RollbackError
 from .loader import (
@@ -185,7 +183,7 @@ def adopt(
     if version_table and version_table != project.settings.version_table:
         result.version_table = version_table
     result.database_revisions = _database_revisions(
-        project.url, version_table or project.settings.version_table
+        project, version_table or project.settings.version_table
     )
     provided = {old.revision for old in olds}
     unknown = [rev for rev in result.database_revisions if rev not in provided]
@@ -263,7 +261,7 @@ def _adopt_leftovers(project: Project, result: Adoption) -> Adoption:
             result.files.append(AdoptedFile(old.revision, old.path, target, labelled=False))
             places[old.revision] = target_dir
             waiting.remove(old)
-    result.database_revisions = _database_revisions(project.url, project.settings.version_table)
+    result.database_revisions = _database_revisions(project, project.settings.version_table)
     if not result.dry_run:
         for item in result.files:
             os.rename(item.source, item.target)
@@ -503,13 +501,14 @@ def _check_target(
         )
 
 
-def _database_revisions(url: URL, version_table: str) -> tuple[str, ...]:
+def _database_revisions(project: Project, version_table: str) -> tuple[str, ...]:
     """The version rows, read without writing (a missing SQLite file is not created)."""
+    url = project.url
     if url.get_backend_name() == "sqlite":
         database = url.database
         if not database or database == ":memory:" or not Path(database).is_file():
             return ()
-    with connect(url) as connection, read_only(connection):
+    with project.connect() as connection, read_only(connection):
         if not sa.inspect(connection).has_table(version_table):
             return ()
         table = sa.table(version_table, sa.column("version_num"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
@@ -94,13 +96,36 @@ def libpq_environment(dialect: Dialect, url: URL) -> tuple[dict[str, str], str]:
     return environment, " ".join(conninfo)
 
 
-def migration_engine(url: URL) -> Engine:
-    """An engine of our own: no pooling between commands, real transactions on SQLite.
+#: Engine options that configure a pool or a transaction mode: a migration engine has no pool
+#: (NullPool) and needs real transactions, so these are dropped from the app's options.
+POOL_OPTIONS = frozenset({
+    "pool", "poolclass", "pool_size", "max_overflow", "pool_recycle", "pool_pre_ping",
+    "pool_timeout", "pool_use_lifo", "pool_reset_on_return", "pool_logging_name",
+    "isolation_level", "execution_options", "url",
+})
+
+#: ``connection.info`` key: ``{setting: value}`` set with ``SET LOCAL`` at the start of every
+#: transaction on PostgreSQL (lock_timeout, statement_timeout), so nothing outlives the transaction.
+LOCAL_SETTINGS = "flask_rollback.local_settings"
+#: ``connection.info`` key: a callable run at the start of every transaction (after the settings),
+#: e.g. the check that this session still holds the migration lock.
+BEGIN_CHECK = "flask_rollback.begin_check"
+
+
+def migration_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The app's engine options (``SQLALCHEMY_ENGINE_OPTIONS``: connect_args, creator, json
+    serializers...) minus what configures a pool or a transaction mode."""
+    return {key: value for key, value in (options or {}).items() if key not in POOL_OPTIONS}
+
+
+def migration_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engine:
+    """An engine of our own: the app's connection options, no pooling between commands, real
+    transactions on SQLite.
 
     pysqlite does not BEGIN before DDL, so without this one migration could be half applied;
     the SQLAlchemy-documented fix hands transaction control to SQLAlchemy.
     """
-    engine = sa.create_engine(url, poolclass=NullPool)
+    engine = sa.create_engine(url, **migration_options(options), poolclass=NullPool)
     if url.get_backend_name() == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -112,13 +137,23 @@ def migration_engine(url: URL) -> Engine:
             for statement in connection.info.get(BEGIN_STATEMENT, ("BEGIN",)):
                 connection.exec_driver_sql(statement)
 
+    elif url.get_backend_name() == "postgresql":
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_pg(connection: Connection) -> None:
+            for name, value in connection.info.get(LOCAL_SETTINGS, {}).items():
+                connection.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+            check = connection.info.get(BEGIN_CHECK)
+            if check is not None:
+                check(connection)
+
     return engine
 
 
 @contextmanager
-def connect(url: URL) -> Iterator[Connection]:
+def connect(url: URL, options: Mapping[str, Any] | None = None) -> Iterator[Connection]:
     """A connection, or one clear line saying why there is none (password masked)."""
-    engine = migration_engine(url)
+    engine = migration_engine(url, options)
     try:
         try:
             connection = engine.connect()
@@ -129,7 +164,8 @@ def connect(url: URL) -> Iterator[Connection]:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             raise RollbackError(
                 f"cannot connect to the database {display_url(url)}: {mask(reason, url)}; "
-                "check SQLALCHEMY_DATABASE_URI and that the server is running",
+                "check SQLALCHEMY_DATABASE_URI (or ROLLBACK_DATABASE_URL) and that the server "
+                "is running",
                 exit_code=EXIT_COULD_NOT_RUN,
             ) from None
         with connection:
@@ -139,14 +175,79 @@ def connect(url: URL) -> Iterator[Connection]:
 
 
 def apply_timeouts(connection: Connection, settings: Settings) -> None:
-    """PostgreSQL lock/statement timeouts for the migration session (strong_migrations' advice:
-    a migration waiting on a busy table must fail rather than block every query behind it)."""
+    """PostgreSQL lock/statement timeouts for every later transaction of the migration
+    connection (strong_migrations' advice: a migration waiting on a busy table must fail rather
+    than block every query behind it). Set with ``SET LOCAL`` as each transaction begins, never
+    for the session: behind a pooler a session setting would outlive us on a shared connection."""
     if connection.dialect.name != "postgresql":
         return
-    for name, value in (
-        ("lock_timeout", settings.pg_lock_timeout),
-        ("statement_timeout", settings.pg_statement_timeout),
-    ):
-        if value is not None:
-            connection.execute(sa.text("SELECT set_config(:n, :v, false)"), {"n": name, "v": str(value)})
-    connection.commit()
+    local = {
+        name: str(value)
+        for name, value in (
+            ("lock_timeout", settings.pg_lock_timeout),
+            ("statement_timeout", settings.pg_statement_timeout),
+        )
+        if value is not None
+    }
+    connection.info[LOCAL_SETTINGS] = local
+
+
+def backend_pids(connection: Connection) -> tuple[int | None, int]:
+    """(the server process id the driver was told at connection time, the one that answers now).
+
+    They differ behind a connection pooler (PgBouncer hands out its own key data); the first is
+    None with drivers that do not expose it."""
+    raw: Any = connection.connection.dbapi_connection
+    told: int | None = None
+    info = getattr(raw, "info", None)  # psycopg 3
+    if info is not None and isinstance(getattr(info, "backend_pid", None), int):
+        told = info.backend_pid
+    elif callable(getattr(raw, "get_backend_pid", None)):  # psycopg2
+        told = raw.get_backend_pid()
+    answers = int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+    connection.rollback()
+    return told, answers
+
+
+def behind_pooler(connection: Connection) -> bool:
+    """Does this PostgreSQL connection go through a connection pooler rather than to the server?
+    Seen from the driver: the server process it was told about is not the one answering, or the
+    one answering changes from one transaction to the next (transaction pooling)."""
+    if connection.dialect.name != "postgresql":
+        return False
+    told, first = backend_pids(connection)
+    if told is not None and told != first:
+        return True
+    _told, second = backend_pids(connection)
+    return second != first
+
+
+def identity(connection: Connection) -> tuple[Any, ...]:
+    """What names one database wherever it is reached from: on PostgreSQL the database's name
+    and oid and the server's start time (distinct for another server, a replica included); on
+    SQLite the file's real path, device and inode."""
+    backend = connection.dialect.name
+    if backend == "postgresql":
+        row = connection.execute(
+            sa.text(
+                "SELECT current_database(), (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()), pg_postmaster_start_time()"
+            )
+        ).one()
+        connection.rollback()
+        return (backend, *row)
+    if backend == "sqlite":
+        return (backend, *sqlite_identity(connection.engine.url.database or ""))
+    return (backend, connection.engine.url.host, connection.engine.url.port, connection.engine.url.database)
+
+
+def sqlite_identity(database: str) -> tuple[Any, ...]:
+    """A SQLite file's real path and, when it exists, its device and inode."""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return (database,)
+    real = os.path.realpath(database)
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return (real,)
+    return (stat.st_dev, stat.st_ino)

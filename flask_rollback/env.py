@@ -8,7 +8,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from .database import connect
 from .errors import RollbackError
 from .project import COMPARISON_ATTRIBUTE, PROJECT_ATTRIBUTE, Project
 
@@ -34,7 +33,7 @@ def run_env() -> None:
     if comparison is not None:  # makemigrations: the database it chose to compare with
         _run_online(project, comparison)
         return
-    with connect(project.url) as connection:
+    with project.connect() as connection:
         _run_online(project, connection)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +15,8 @@ from flask import Flask
 from sqlalchemy.engine import URL, Connection
 
 from .apps import AppRegistry, AppSpec, blueprint_specs, project_home, resolve_apps
-from .errors import RollbackError
+from .database import connect, display_url, identity, sqlite_identity
+from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .graph import MigrationGraph
 from .loader import alembic_config, check_layout, load_scripts, refuse_foreign_layout
 from .recorder import Recorder
@@ -63,7 +65,9 @@ class Project:
         return self.db.metadata
 
     @cached_property
-    def url(self) -> URL:
+    def app_url(self) -> URL:
+        """The URL the app itself connects with (SQLALCHEMY_DATABASE_URI, as Flask-SQLAlchemy
+        resolved it)."""
         with self.flask_app.app_context():
             try:
                 return self.db.engine.url
@@ -71,6 +75,64 @@ class Project:
                 raise RollbackError(
                     f"no database configured ({exc}); set SQLALCHEMY_DATABASE_URI"
                 ) from None
+
+    @cached_property
+    def url(self) -> URL:
+        """The URL ``flask db`` connects with: ROLLBACK_DATABASE_URL when set (a direct
+        connection past a pooler), else the app's own."""
+        direct: URL | None = self.settings.database_url
+        return direct if direct is not None else self.app_url
+
+    @cached_property
+    def engine_options(self) -> dict[str, Any]:
+        """The app's engine options (Flask-SQLAlchemy's ``engine_options`` updated by
+        SQLALCHEMY_ENGINE_OPTIONS), so migrations connect as the app does: connect_args such as
+        ``options=-c search_path=tenant``, a ``creator``. Pool options are dropped later; a
+        ``creator`` too when ROLLBACK_DATABASE_URL says where to connect."""
+        options = dict(getattr(self.db, "_engine_options", {}) or {})
+        options.update(self.flask_app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        if self.settings.database_url is not None:
+            options.pop("creator", None)
+        return options
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A migration connection to the database (checked once to be the app's database when
+        ROLLBACK_DATABASE_URL is set)."""
+        self.check_direct_url()
+        with connect(self.url, self.engine_options) as connection:
+            yield connection
+
+    def check_direct_url(self) -> None:
+        """ROLLBACK_DATABASE_URL must reach the very database the app uses: compared by
+        identity (PostgreSQL: name, oid and server; SQLite: the file), read through both URLs."""
+        if self.settings.database_url is None or self.__dict__.get("_direct_checked"):
+            return
+        app_options = dict(getattr(self.db, "_engine_options", {}) or {})
+        app_options.update(self.flask_app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        app_url, direct = self.app_url, self.url
+        if app_url.get_backend_name() != direct.get_backend_name():
+            raise RollbackError(
+                f"ROLLBACK_DATABASE_URL is a {direct.get_backend_name()} database but the app "
+                f"uses {app_url.get_backend_name()}: it must be a direct URL to the app's own "
+                "database; nothing was changed",
+                exit_code=EXIT_COULD_NOT_RUN,
+            )
+        if app_url.get_backend_name() == "sqlite":
+            same = sqlite_identity(app_url.database or "") == sqlite_identity(direct.database or "")
+        else:
+            with connect(app_url, app_options) as app_side:
+                app_identity = identity(app_side)
+            with connect(direct, self.engine_options) as direct_side:
+                same = identity(direct_side) == app_identity
+        if not same:
+            raise RollbackError(
+                f"ROLLBACK_DATABASE_URL ({display_url(direct)}) reaches another database than "
+                f"the app's SQLALCHEMY_DATABASE_URI ({display_url(app_url)}): it must be a "
+                "direct connection to the same database; nothing was changed",
+                exit_code=EXIT_COULD_NOT_RUN,
+            )
+        self.__dict__["_direct_checked"] = True
 
     @cached_property
     def registry(self) -> AppRegistry:

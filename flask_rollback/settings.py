@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
 from .errors import RollbackError
 
 CONFIG_PREFIX = "ROLLBACK_"
@@ -72,6 +75,9 @@ class Settings:
     pg_lock_timeout: str | None = None
     #: PostgreSQL ``statement_timeout`` for migration statements, e.g. ``"10min"``.
     pg_statement_timeout: str | None = None
+    #: A direct URL to the app's database, used only by ``flask db`` (Prisma's ``directUrl``):
+    #: for apps whose SQLALCHEMY_DATABASE_URI goes through PgBouncer or another pooler.
+    database_url: Any = None
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -147,6 +153,15 @@ def _validate(settings: Settings) -> Settings:
                 f"ROLLBACK_{name.upper()} must be a table name (letters, digits, underscore, "
                 f"at most 63 characters), not {value!r}"
             )
+    if settings.database_url is not None:
+        try:
+            url = make_url(settings.database_url)
+        except (TypeError, ValueError, sa_exc.ArgumentError):
+            raise RollbackError(
+                "ROLLBACK_DATABASE_URL must be a database URL like "
+                "'postgresql+psycopg://user@host:5432/name', not a value of that form"
+            ) from None
+        settings = dataclasses.replace(settings, database_url=url)
     if type(settings.lock_timeout) is not float:  # "30" or 30 from the config: one type downstream
         settings = dataclasses.replace(settings, lock_timeout=seconds)
     return settings

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgbouncer import PgBouncer, find_pgbouncer
 from tests.pgserver import FALLBACK_BINDIR, PostgresServer, find_postgres_bin
 
 # --- Database backends: one throwaway PostgreSQL server per session, a fresh
@@ -39,6 +40,25 @@ def pg_server() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         atexit.unregister(server.stop)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction pooling mode in front of ``pg_server``; skip if absent (fail if CI)."""
+    program = find_pgbouncer()
+    if program is None:
+        reason = "PgBouncer is not installed (apt-get install pgbouncer)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    bouncer = PgBouncer(program, pg_server)
+    atexit.register(bouncer.stop)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.stop()
+        atexit.unregister(bouncer.stop)
 
 
 @pytest.fixture

@@ -361,6 +361,16 @@ def sqlite_lock_held(ctx: Context) -> Target:
     return ctx.target()
 
 
+def table_lock_left(ctx: Context) -> Target:
+    """A lock-table row left by a crashed run (ROLLBACK_LOCK = "table")."""
+    project = ctx.fork(config={"ROLLBACK_LOCK": "table"})
+    project.query_write(
+        "CREATE TABLE rollback_lock (id INTEGER PRIMARY KEY, holder VARCHAR(255) NOT NULL)",
+        "INSERT INTO rollback_lock (id, holder) VALUES (1, 'crashed/4343 since then')",
+    )
+    return ctx.target(project)
+
+
 def database_at_unknown_revision(ctx: Context) -> Target:
     project = ctx.fork()
     project.query_write("UPDATE alembic_version SET version_num = 'gone999' WHERE version_num = 'acc444'")
@@ -555,7 +565,10 @@ CASES = [
     case("edit-unknown-revision", "edit zz999", "no app or migration matches 'zz999'", in_process=True),
     case("history-unknown-range", "history -r zz111:yy222", "no app or migration matches 'zz111'"),
     # -- the lock --------------------------------------------------------------------------------------
-    case("unlock-sqlite", "unlock", "sqlite migration lock is released", "nothing to unlock", in_process=True),
+    case("unlock-sqlite-held", "unlock --yes", "the migration lock is held by otherhost/4242",
+         "stop that process", setup=sqlite_lock_held),
+    case("unlock-needs-yes", "unlock", "unlock needs confirmation: re-run with --yes",
+         setup=table_lock_left, in_process=True),
     case("upgrade-lock-held", "upgrade --lock-timeout 0", "could not take the migration lock within 0s",
          "otherhost/4242", setup=sqlite_lock_held),
     # -- deploys and rollback ------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import commands, compat
+from ..errors import RollbackError
 from .group import (
     TARGET_SETTINGS,
     allow_data_loss_option,
@@ -100,10 +103,17 @@ def stamp_command(target: tuple[str, ...], purge: bool, sql: bool, lock_timeout:
 
 
 @db_group.command("unlock")
-def unlock_command() -> None:
-    """Clear a lock-table row left by a crashed run (only with ROLLBACK_LOCK = "table")."""
-    cleared = commands.unlock(current_project())
-    click.echo("Cleared the migration lock." if cleared else "The migration lock was not held.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+def unlock_command(yes: bool) -> None:
+    """Clear the migration lock a dead or stuck run left, after showing who holds it."""
+
+    def confirm(holder: str) -> bool:
+        click.echo(f"The migration lock is held by {holder}.")
+        if not sys.stdin.isatty():
+            raise RollbackError("unlock needs confirmation: re-run with --yes")
+        return click.confirm("Clear it (a run still going would be stopped)?", default=False)
+
+    click.echo(commands.unlock(current_project(), confirm=None if yes else confirm))
 
 
 @db_group.command("sqlmigrate")

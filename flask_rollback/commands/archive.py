@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..archive import ArchiveLog, ArchiveRecord, RestoreResult
-from ..database import connect, mask
+from ..database import mask
 from ..errors import RollbackError
 from ..lock import Announce
 from ..project import Project
@@ -20,7 +20,7 @@ from .context import open_database
 
 def archives(project: Project) -> list[ArchiveRecord]:
     """The archives kept by ``--archive`` runs, newest first."""
-    with connect(project.url) as connection:
+    with project.connect() as connection:
         return ArchiveLog(project.settings.archive_table).all(connection)
 
 

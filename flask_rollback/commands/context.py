@@ -10,8 +10,8 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
-from ..database import apply_timeouts, connect
-from ..errors import RollbackError
+from ..database import apply_timeouts, behind_pooler
+from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..lock import Announce, migration_lock
 from ..plan import Plan, Planner
 from ..project import Project
@@ -48,7 +48,9 @@ def open_database(
     """
     graph = project.graph
     settings = project.settings
-    with connect(project.url) as connection:
+    with project.connect() as connection:
+        if lock:
+            refuse_pooler(project, connection)
         guard = (
             migration_lock(
                 connection,
@@ -71,6 +73,27 @@ def open_database(
             recent = recorder.most_recent_first(recorder.entries(connection))
             connection.rollback()
             yield connection, Planner(graph, heads, recent)
+
+def refuse_pooler(project: Project, connection: Connection) -> None:
+    """A command that changes the schema needs a server session of its own: the lock, the
+    per-migration settings and each migration's transaction must all run in it. Behind a
+    pooler (PgBouncer in transaction mode: 7 of 8 concurrent upgrades entered the same
+    migration) it refuses before anything runs and names the fix."""
+    if not behind_pooler(connection):
+        return
+    if project.settings.database_url is not None:
+        raise RollbackError(
+            "ROLLBACK_DATABASE_URL goes through a connection pooler (PgBouncer or similar): it "
+            "must be a direct connection to the database server; nothing was changed",
+            exit_code=EXIT_COULD_NOT_RUN,
+        )
+    raise RollbackError(
+        "the database URL goes through a connection pooler (PgBouncer or similar), where the "
+        "migration lock cannot be trusted: set ROLLBACK_DATABASE_URL to a direct connection to "
+        "the same database, used only by flask db; nothing was changed",
+        exit_code=EXIT_COULD_NOT_RUN,
+    )
+
 
 def positions(project: Project, applied: set[str]) -> dict[str, list[str]]:
     return {label: project.graph.position(label, applied) for label in project.registry.labels}

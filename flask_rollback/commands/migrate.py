@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .. import offline
 from ..archive import ArchiveSpec
 from ..checks import downgrade_problem
-from ..database import connect
 from ..dataloss import DataLossReport, assess
-from ..errors import RollbackError
+from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..executor import Progress, RunReport, mark_fake_initial
 from ..executor import stamp as execute_stamp
 from ..guard import DataGuard
-from ..lock import Announce, release_lock_table
+from ..lock import (
+    Announce,
+    advisory_holder,
+    lock_table_holder,
+    release_lock_table,
+    sqlite_lock_holder,
+)
 from ..plan import Plan, Planner, Step
 from ..predict import Prediction, predict
 from ..project import Project
@@ -190,18 +196,50 @@ def stamp(
         return RunResult(execute_stamp(project, connection, plan))
 
 
-def unlock(project: Project) -> bool:
-    """Delete the fallback lock row a crashed run left behind; True if there was one.
+def unlock(project: Project, confirm: Callable[[str], bool] | None = None) -> str:
+    """Clear the migration lock of any kind, after saying who holds it; returns what was done.
 
-    PostgreSQL advisory locks and SQLite file locks die with their process and need no unlock.
+    - lock table: deletes the row a crashed run left.
+    - PostgreSQL advisory lock: ends the server session holding it on this database (e.g. one
+      a transaction-mode pooler kept after its client died); ``confirm(holder)`` must agree.
+    - SQLite file lock: held only by a live process (the kernel drops it with the process), so
+      it names that process and refuses: stop the process instead.
     """
-    if project.settings.lock != "table" and project.url.get_backend_name() in ("postgresql", "sqlite"):
+    backend = project.url.get_backend_name()
+    if project.settings.lock == "table" or backend not in ("postgresql", "sqlite"):
+        with project.connect() as connection:
+            holder = lock_table_holder(connection, project.settings.lock_table)
+            if holder is None:
+                return "The migration lock was not held."
+            if confirm is not None and not confirm(holder):
+                raise RollbackError("the migration lock was left in place")
+            release_lock_table(connection, project.settings.lock_table)
+        return f"Cleared the migration lock held by {holder}."
+    if backend == "sqlite":
+        holder = sqlite_lock_holder(project.url.database or "")
+        if holder is None:
+            return "The migration lock was not held."
         raise RollbackError(
-            f"the {project.url.get_backend_name()} migration lock is released by the server when "
-            "its process ends; there is nothing to unlock"
+            f"the migration lock is held by {holder}, a running process (the lock ends with it): "
+            "stop that process if it is stuck; nothing was changed",
+            exit_code=EXIT_COULD_NOT_RUN,
         )
-    with connect(project.url) as connection:
-        return release_lock_table(connection, project.settings.lock_table)
+    with project.connect() as connection:
+        found = advisory_holder(connection, project.settings.version_table)
+        if found is None:
+            return "The migration lock was not held."
+        pid, holder = found
+        if confirm is not None and not confirm(holder):
+            raise RollbackError("the migration lock was left in place")
+        ended = connection.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        connection.commit()
+        if not ended:
+            raise RollbackError(
+                f"could not end server session {pid} holding the migration lock; ask a superuser "
+                f"to run SELECT pg_terminate_backend({pid})",
+                exit_code=EXIT_COULD_NOT_RUN,
+            )
+    return f"Cleared the migration lock held by {holder} (ended server session {pid})."
 
 
 def render_sql(project: Project, plan: Plan) -> str:
