@@ -68,9 +68,11 @@ def open_database(
                 apply_timeouts(connection, settings)
             recorder = project.recorder
             heads = () if purge else recorder.stored_heads(connection)
-            recent = recorder.most_recent_first(recorder.entries(connection))
+            entries = recorder.entries(connection)
+            recent = recorder.most_recent_first(entries)
+            names = {entry.revision: f"{entry.app}.{entry.name}" for entry in entries}
             connection.rollback()
-            yield connection, Planner(graph, heads, recent)
+            yield connection, Planner(graph, heads, recent, names)
 
 def positions(project: Project, applied: set[str]) -> dict[str, list[str]]:
     return {label: project.graph.position(label, applied) for label in project.registry.labels}
