@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -59,16 +58,18 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-#: SQLite DBAPI connections that a signal interrupts (see :func:`interruptible`).
-_SQLITE_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+#: SQLite DBAPI connections that a signal interrupts, by id (sqlite3 connections take no weak
+#: reference): added on connect, removed on close (see database.migration_engine).
+_SQLITE_CONNECTIONS: dict[int, Any] = {}
 
 
 def interruptible(dbapi_connection: Any) -> None:
     """Let SIGTERM/SIGINT stop a statement this SQLite connection is running."""
-    try:
-        _SQLITE_CONNECTIONS.add(dbapi_connection)
-    except TypeError:  # a driver whose connections take no weak reference
-        pass
+    _SQLITE_CONNECTIONS[id(dbapi_connection)] = dbapi_connection
+
+
+def forget(dbapi_connection: Any) -> None:
+    _SQLITE_CONNECTIONS.pop(id(dbapi_connection), None)
 
 
 def _interrupt_on_wakeup(read_fd: int) -> None:
@@ -83,7 +84,7 @@ def _interrupt_on_wakeup(read_fd: int) -> None:
         # The Python handler runs at once unless the main thread is inside a statement: only
         # then interrupt (an interrupt landing later would stop the cleanup's own statements).
         if any(byte in {int(h) for h in HANDLED} for byte in data) and not _HANDLER_RAN.wait(0.2):
-            for connection in list(_SQLITE_CONNECTIONS):
+            for connection in list(_SQLITE_CONNECTIONS.values()):
                 try:
                     connection.interrupt()
                 except Exception:  # noqa: BLE001 - closed meanwhile: nothing to stop

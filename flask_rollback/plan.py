@@ -97,7 +97,7 @@ class Planner:
     ) -> None:
         unknown = graph.unknown(stored_heads)
         if unknown:
-            # Never advise "stamp --purge": it would forget migrations that really ran, and the
+            # Never advise purging the version table: that forgets migrations that really ran, and the
             # next upgrade would run the older code's migrations over their schema.
             found = ", ".join(
                 f"{names[rev]} ({rev})" if names and rev in names else rev for rev in unknown
