@@ -334,6 +334,7 @@ class ArchiveLog:
             return sa.cast(value, _TypeNamed(casts[column])) if column in casts else value
 
         self._index(connection, record)
+        _analyze(connection, record.name)
         _stop_with_client(connection)
         match = sa.and_(*(archived_value(k) == target.c[k] for k in record.key))
         joined = _update_from_supported(connection)
@@ -358,6 +359,10 @@ class ArchiveLog:
                         })
                     )
             if record.column is None:
+                # PostgreSQL plans the anti-join from statistics taken before this transaction
+                # inserted anything: an emptied table looks empty, and each batch would scan
+                # every row inserted so far (quadratic). Sampled again per batch: bounded cost.
+                _analyze(connection, record.table)
                 missing_rows = sa.select(*(archived_value(c) for c in archived)).where(
                     batch, ~sa.exists().where(match)
                 )
@@ -416,6 +421,12 @@ def _key_ranges(
             return
         yield sa.and_(*after, row <= bound(tuple(upper)))
         last = tuple(upper)
+
+
+def _analyze(connection: Connection, table: str) -> None:
+    """PostgreSQL: fresh planner statistics for ``table`` (allowed inside a transaction)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {connection.dialect.identifier_preparer.quote(table)}")
 
 
 def _update_from_supported(connection: Connection) -> bool:
