@@ -15,7 +15,8 @@ Names fit the backend's identifier limit (in bytes on PostgreSQL) and never coll
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -299,9 +300,16 @@ class ArchiveLog:
         )
         connection.execute(self.table.delete().where(self.table.c.name == record.name))
 
-    def restore(self, connection: Connection, record: ArchiveRecord) -> RestoreResult:
+    def restore(
+        self, connection: Connection, record: ArchiveRecord, batch_size: int | None = None
+    ) -> RestoreResult:
         """Write the archived values back by key: update rows that exist, insert the others
-        (whole-table archives only), then drop the archive if every row found its place."""
+        (whole-table archives only), then drop the archive if every row found its place.
+
+        Linear in the rows: the archive gets an index on the key, each batch of
+        ``batch_size`` keys is one join with the table (``UPDATE ... FROM``, ``INSERT ...
+        SELECT ... WHERE NOT EXISTS`` through the table's primary key)."""
+        batch_size = batch_size or RESTORE_BATCH_ROWS
         inspector = sa.inspect(connection)
         if not inspector.has_table(record.table):
             raise RollbackError(
@@ -325,26 +333,44 @@ class ArchiveLog:
             value = archive.c[column]
             return sa.cast(value, _TypeNamed(casts[column])) if column in casts else value
 
+        self._index(connection, record)
+        _analyze(connection, record.name)
+        _stop_with_client(connection)
         match = sa.and_(*(archived_value(k) == target.c[k] for k in record.key))
-        # Counted up front: drivers do not all report rowcount for UPDATE/INSERT ... SELECT.
-        matched = connection.execute(
-            sa.select(sa.func.count()).select_from(archive).where(sa.exists().where(match))
-        ).scalar_one()
-        if values:
-            connection.execute(
-                sa.update(target)
-                .where(sa.exists().where(match))
-                .values({c: sa.select(archived_value(c)).where(match).scalar_subquery() for c in values})
-            )
-        inserted = 0
-        if record.column is None:
-            inserted = record.rows - matched
-            connection.execute(
-                sa.insert(target).from_select(
-                    archived,
-                    sa.select(*(archived_value(c) for c in archived)).where(~sa.exists().where(match)),
+        joined = _update_from_supported(connection)
+        matched = inserted = 0
+        for batch in _key_ranges(connection, archive, record.key, batch_size):
+            # Counted: drivers do not all report rowcount for UPDATE/INSERT ... SELECT.
+            found = connection.execute(
+                sa.select(sa.func.count()).select_from(archive).where(batch, sa.exists().where(match))
+            ).scalar_one()
+            matched += found
+            if values and found:
+                if joined:  # one join on the key: UPDATE ... FROM
+                    update = sa.update(target).values({c: archived_value(c) for c in values})
+                    connection.execute(update.where(match, batch))
+                else:  # SQLite < 3.33: a lookup per row, through the archive's key index
+                    connection.execute(
+                        sa.update(target)
+                        .where(sa.exists().where(match, batch))
+                        .values({
+                            c: sa.select(archived_value(c)).where(match).scalar_subquery()
+                            for c in values
+                        })
+                    )
+            if record.column is None:
+                # PostgreSQL plans the anti-join from statistics taken before this transaction
+                # inserted anything: an emptied table looks empty, and each batch would scan
+                # every row inserted so far (quadratic). Sampled again per batch: bounded cost.
+                _analyze(connection, record.table)
+                missing_rows = sa.select(*(archived_value(c) for c in archived)).where(
+                    batch, ~sa.exists().where(match)
                 )
-            )
+                inserted += connection.execute(
+                    sa.select(sa.func.count()).select_from(missing_rows.subquery())
+                ).scalar_one()
+                connection.execute(sa.insert(target).from_select(archived, missing_rows))
+        if record.column is None:
             _advance_sequence(connection, record.table, record.key)
         updated = matched if values else 0
         unmatched = record.rows - matched - inserted
@@ -352,6 +378,69 @@ class ArchiveLog:
         if result.dropped:
             self.drop(connection, record)
         return result
+
+    def _index(self, connection: Connection, record: ArchiveRecord) -> None:
+        """An index on the archive's key, so that each batch range is an index range and the
+        per-row lookups of the fallback are index lookups (archives are plain ``CREATE TABLE
+        AS`` copies: no key, no index)."""
+        name = f"{self.prefix}key_{hashlib.sha256(record.name.encode()).hexdigest()[:16]}"
+        if len(name) > PORTABLE_LIMIT.size:
+            name = f"ix_{hashlib.sha256(record.name.encode()).hexdigest()[:32]}"
+        if any(index["name"] == name for index in sa.inspect(connection).get_indexes(record.name)):
+            return
+        quote = connection.dialect.identifier_preparer.quote
+        columns = ", ".join(quote(k) for k in record.key)
+        connection.exec_driver_sql(f"CREATE INDEX {quote(name)} ON {quote(record.name)} ({columns})")
+
+
+#: Rows written back per statement: each statement is short, so a signal (or a client that
+#: went away) stops a restore within one batch, while the total stays linear in the rows.
+RESTORE_BATCH_ROWS = 20_000
+
+
+def _key_ranges(
+    connection: Connection, archive: Any, key: Sequence[str], size: int
+) -> Iterator[Any]:
+    """Conditions that split ``archive`` into consecutive ranges of ``size`` rows by key
+    (row-value comparisons, an index range scan each): ``key > last AND key <= upper``."""
+    columns = [archive.c[k] for k in key]
+    row = sa.tuple_(*columns)
+
+    def bound(values: Sequence[Any]) -> Any:
+        # Untyped: a Python int must not become "::INTEGER" against a BIGINT key.
+        return sa.tuple_(*(sa.bindparam(None, v, type_=sa.types.NullType()) for v in values))
+
+    last: Sequence[Any] | None = None
+    while True:
+        after = [] if last is None else [row > bound(last)]
+        upper = connection.execute(
+            sa.select(*columns).where(*after).order_by(*columns).offset(size - 1).limit(1)
+        ).first()
+        if upper is None:
+            yield sa.and_(sa.true(), *after)
+            return
+        yield sa.and_(*after, row <= bound(tuple(upper)))
+        last = tuple(upper)
+
+
+def _analyze(connection: Connection, table: str) -> None:
+    """PostgreSQL: fresh planner statistics for ``table`` (allowed inside a transaction)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {connection.dialect.identifier_preparer.quote(table)}")
+
+
+def _update_from_supported(connection: Connection) -> bool:
+    """``UPDATE ... FROM``: PostgreSQL, SQLite from 3.33."""
+    if connection.dialect.name == "sqlite":
+        return sqlite3.sqlite_version_info >= (3, 33, 0)
+    return connection.dialect.name == "postgresql"
+
+
+def _stop_with_client(connection: Connection) -> None:
+    """PostgreSQL 14+: end the running statement within a second of its client going away (a
+    killed ``restore``), instead of when it would have finished; for this transaction only."""
+    if connection.dialect.name == "postgresql" and (connection.dialect.server_version_info or (0,)) >= (14,):
+        connection.exec_driver_sql("SET LOCAL client_connection_check_interval = 1000")
 
 
 def _names_in_use(connection: Connection) -> set[str]:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.pool import NullPool
 
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
+from .interrupts import forget, interruptible
 from .settings import Settings
 
 
@@ -131,6 +132,11 @@ def migration_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engi
         @sa.event.listens_for(engine, "connect")
         def _no_implicit_transactions(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             dbapi_connection.isolation_level = None
+            interruptible(dbapi_connection)  # SIGTERM stops a long statement (interrupts.py)
+
+        @sa.event.listens_for(engine, "close")
+        def _closed(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            forget(dbapi_connection)
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:

@@ -8,7 +8,7 @@ is known and shown before anything runs. Alembic executes the resulting steps.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,6 +49,9 @@ class Plan:
     heads_before: tuple[str, ...]
     heads_after: tuple[str, ...]
     cascaded: list[str] = field(default_factory=list)
+    #: revision -> why this step is in the plan though it was not asked for (a rollback's
+    #: migrations applied after the deploy by a plain upgrade, which depend on it).
+    notes: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -86,13 +89,23 @@ class Planner:
     """Turns targets into plans for one graph and one database state."""
 
     def __init__(
-        self, graph: MigrationGraph, stored_heads: Sequence[str], recent: Sequence[str] = ()
+        self,
+        graph: MigrationGraph,
+        stored_heads: Sequence[str],
+        recent: Sequence[str] = (),
+        names: Mapping[str, str] | None = None,
     ) -> None:
         unknown = graph.unknown(stored_heads)
         if unknown:
+            # Never advise purging the version table: that forgets migrations that really ran, and the
+            # next upgrade would run the older code's migrations over their schema.
+            found = ", ".join(
+                f"{names[rev]} ({rev})" if names and rev in names else rev for rev in unknown
+            )
             raise RollbackError(
-                f"the database is at revision {', '.join(unknown)}, which no migration file "
-                "provides; restore the file or run 'flask db stamp --purge TARGET'"
+                f"the database was migrated by newer code than this: it is at {found}, which no "
+                "migration file here provides; deploy the code that has these migrations (the "
+                "release that applied them), or restore the missing file(s)"
             )
         self.graph = graph
         self.stored_heads = tuple(stored_heads)
@@ -219,6 +232,13 @@ class Planner:
         "before"), in dependency order."""
         keep = self.graph.closure(stored_heads)
         removed = self.applied - keep
+        order = [rev for rev in reversed(self.graph.migrations) if rev in removed]
+        return self._plan("downgrade", target, order, "down")
+
+    def revert(self, revisions: Sequence[str], target: str) -> Plan:
+        """Revert ``revisions`` (those still applied) and every applied migration that stands
+        on them, in dependency order; migrations that do not are left alone."""
+        removed = self.graph.dependents(set(revisions) & self.applied) & self.applied
         order = [rev for rev in reversed(self.graph.migrations) if rev in removed]
         return self._plan("downgrade", target, order, "down")
 

@@ -601,8 +601,8 @@ CASES = [
          setup=duplicate_revision),
     case("deploy-depends-on-cycle", "deploy", "cycle", "abc111", "def333",
          setup=edited_file("0001_initial.py", "accounts", "depends_on = None", "depends_on = 'def333'")),
-    case("upgrade-database-at-unknown-revision", "upgrade", "the database is at revision gone999",
-         "stamp --purge", setup=database_at_unknown_revision, in_process=True),
+    case("upgrade-database-at-unknown-revision", "upgrade", "migrated by newer code than this: it is at gone999",
+         "deploy the code that has these migrations", setup=database_at_unknown_revision, in_process=True),
     # -- the database ----------------------------------------------------------------------------------
     case("predeploy-database-in-missing-folder", "predeploy", "cannot connect to the database",
          "{database}", setup=database_in_missing_folder),

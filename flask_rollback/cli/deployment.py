@@ -131,7 +131,10 @@ def rollback_command(
     deploy_id: int | None, plan_only: bool, yes: bool, lock_timeout: float | None,
     allow_data_loss: bool, archive: bool | None,
 ) -> None:
-    """Undo a deploy (default: the latest): every app back to the heads recorded before it."""
+    """Undo a deploy (default: the latest): exactly the migrations it applied, and those applied
+    later by a plain upgrade that depend on them (marked; confirming or --yes accepts them).
+
+    Asks before taking the migration lock; refuses if the plan changed meanwhile."""
 
     def confirm(plan: Plan) -> bool:
         print_plan(plan)
@@ -152,4 +155,10 @@ def rollback_command(
     print_archived(result.archived)
     reverted = len(result.run.done) if result.run else 0
     click.echo(f"Rolled back deploy {result.record.id}: reverted {reverted} migration(s).")
+    later = [step.migration.label for step in result.plan.steps if step.migration.revision in result.plan.notes]
+    if later:
+        click.echo(
+            f"Also reverted, applied after deploy {result.record.id} by a plain upgrade: "
+            f"{', '.join(later)}."
+        )
 

@@ -126,9 +126,16 @@ def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
         extra = f"  IRREVERSIBLE: {note}" if note else ""
         if step.fake:
             extra += "  FAKE: its tables exist; recorded as applied, not run"
+        if step.migration.revision in plan.notes:
+            extra += f"  NOT IN THE DEPLOY: {plan.notes[step.migration.revision]}"
         click.echo(f"  {number:>3}. {arrow} {step.migration.label}  ({step.migration.revision}){extra}")
     if plan.cascaded:
         click.echo(f"  (cascade into other apps: {', '.join(plan.cascaded)})")
+    if plan.notes:
+        click.echo(
+            f"  ({len(plan.notes)} migration(s) marked NOT IN THE DEPLOY depend on it and are "
+            "reverted too; confirming, or --yes, accepts them)"
+        )
 
 
 def print_risks(report: DataLossReport | None, err: bool = False) -> None:

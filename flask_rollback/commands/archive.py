@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from ..archive import ArchiveLog, ArchiveRecord, RestoreResult
 from ..database import mask
 from ..errors import RollbackError
+from ..interrupts import Interrupted
 from ..lock import Announce
 from ..project import Project
 from .context import open_database
@@ -31,7 +32,8 @@ def restore(
     lock_timeout: float | None = None,
     announce: Announce | None = None,
 ) -> RestoreResult:
-    """Write an archive's values back by primary key (in one transaction), then drop it.
+    """Write an archive's values back by primary key (in one transaction, batch by batch so a
+    signal stops it within one batch), then drop it.
 
     A value the column no longer accepts (an enum re-created without its label, a longer string
     than the new length) fails the whole transaction: said as such, since the archive is kept."""
@@ -39,6 +41,9 @@ def restore(
     try:
         with _archive_transaction(project, lock_timeout, announce) as connection:
             return log.restore(connection, log.get(connection, name))
+    except Interrupted as exc:
+        exc.outcome.append(f"the restore of {name} was rolled back: nothing was written, the archive is kept")
+        raise
     except sa.exc.DBAPIError as exc:
         lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
         raise RollbackError(

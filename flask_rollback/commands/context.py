@@ -70,9 +70,11 @@ def open_database(
                 apply_timeouts(connection, settings)
             recorder = project.recorder
             heads = () if purge else recorder.stored_heads(connection)
-            recent = recorder.most_recent_first(recorder.entries(connection))
+            entries = recorder.entries(connection)
+            recent = recorder.most_recent_first(entries)
+            names = {entry.revision: f"{entry.app}.{entry.name}" for entry in entries}
             connection.rollback()
-            yield connection, Planner(graph, heads, recent)
+            yield connection, Planner(graph, heads, recent, names)
 
 def refuse_pooler(project: Project, connection: Connection) -> None:
     """A command that changes the schema needs a server session of its own: the lock, the

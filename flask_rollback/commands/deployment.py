@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .. import signals
@@ -13,13 +15,14 @@ from ..archive import ArchiveSpec
 from ..backup import backup_database
 from ..dataloss import DataLossError, DataLossReport, assess
 from ..deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRecord
+from ..database import mask
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..executor import Progress, RunReport
 from ..gate import GateReport, graph_failure, run_gate
 from ..guard import DataGuard
 from ..interrupts import Interrupted
 from ..lock import Announce
-from ..plan import Plan
+from ..plan import Plan, Planner
 from ..project import Project
 from .context import open_database, positions, run_hooks
 from .migrate import irreversible_steps
@@ -71,6 +74,7 @@ def deploy(
     Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``
     (which then do not make the gate's "data at risk" block a ``strict`` deploy).
     """
+    check_deploy_names(label, git_sha)
     deploy_log = DeployLog(project.settings.deploy_table)
     with open_database(project, lock=True, lock_timeout=lock_timeout, announce=announce) as (
         connection,
@@ -114,19 +118,27 @@ def deploy(
             if isinstance(exc, DataLossError):
                 raise DataLossError(exc.report, message) from exc
             raise RollbackError(message, exit_code=exc.exit_code) from exc
+        except sa.exc.SQLAlchemyError as exc:  # e.g. the connection dropped between steps
+            reason = mask(_first_line(exc), project.url)
+            _record_failure(project, connection, deploy_log, deploy_id, plan, reason)
+            raise RollbackError(f"deploy {deploy_id} failed: {reason}") from exc
         except Interrupted as exc:
             _record_failure(
-                project, connection, deploy_log, deploy_id, plan, f"terminated by {exc.signal_name}"
+                project, connection, deploy_log, deploy_id, plan, f"terminated by {exc.signal_name}",
+                interrupted=exc,
             )
             exc.outcome.append(f"deploy {deploy_id} was recorded as failed")
             raise
         applied = planner.applied | {step.migration.revision for step in plan.steps}
-        deploy_log.finish(
-            connection, deploy_id, APPLIED,
-            stored_heads_after=list(plan.heads_after),
-            heads_after=positions(project, applied),
-            migrations=[step.migration.revision for step in plan.steps],
-        )
+        try:
+            deploy_log.finish(
+                connection, deploy_id, APPLIED,
+                stored_heads_after=list(plan.heads_after),
+                heads_after=positions(project, applied),
+                migrations=[step.migration.revision for step in plan.steps],
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            raise _unrecorded(deploy_id, "its migrations were applied", exc, project) from exc
         record = deploy_log.get(connection, deploy_id)
         connection.rollback()
     run_hooks(project, "after_deploy", signals.after_deploy, plan=plan, deploy=record)
@@ -135,13 +147,64 @@ def deploy(
 
 def _record_failure(
     project: Project, connection: Connection, deploy_log: DeployLog, deploy_id: int, plan: Plan,
-    error: str,
+    error: str, interrupted: Interrupted | None = None,
 ) -> None:
-    """Close the deploy record as failed, with what it got done before it stopped."""
-    deploy_log.finish(
-        connection, deploy_id, FAILED, migrations=_applied_so_far(project, connection, plan),
-        error=error, stored_heads_after=list(project.recorder.stored_heads(connection)),
+    """Close the deploy record as failed, with what it got done before it stopped. When the
+    database cannot be reached to do so (the server went away mid-deploy), one error that
+    names the deploy and the repair command."""
+    try:
+        deploy_log.finish(
+            connection, deploy_id, FAILED, migrations=_applied_so_far(project, connection, plan),
+            error=error, stored_heads_after=list(project.recorder.stored_heads(connection)),
+        )
+    except sa.exc.SQLAlchemyError as exc:
+        failure = _unrecorded(deploy_id, f"it stopped ({error})", exc, project)
+        if interrupted is None:
+            raise failure from exc
+        interrupted.outcome.append(failure.message)
+        raise interrupted from exc
+
+
+def _unrecorded(deploy_id: int, what: str, exc: Exception, project: Project) -> RollbackError:
+    return RollbackError(
+        f"deploy {deploy_id}: {what}, and the database could not be reached to record it "
+        f"({mask(_first_line(exc), project.url)}); its record stays 'running': once the database "
+        "is back, run 'flask db deploys --repair' to close it with what was applied",
+        exit_code=EXIT_COULD_NOT_RUN,
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: What ``--label`` and ``--git-sha`` may be: they are stored in columns of these sizes and
+#: printed on one line.
+LABEL_MAX = 255
+GIT_SHA_RE = re.compile(r"[0-9a-fA-F]{1,64}")
+
+
+def check_deploy_names(label: str | None, git_sha: str | None) -> None:
+    """Refuse a label or commit id the deploy record cannot hold, before anything runs."""
+    if label is not None:
+        if not label.strip() or len(label) > LABEL_MAX:
+            raise RollbackError(
+                f"--label must be 1 to {LABEL_MAX} characters (got {len(label)}); nothing was run",
+                exit_code=EXIT_COULD_NOT_RUN,
+            )
+        if not label.isprintable():
+            raise RollbackError(
+                "--label must be one line of printable characters (no control characters or "
+                "newlines); nothing was run",
+                exit_code=EXIT_COULD_NOT_RUN,
+            )
+    if git_sha is not None and not GIT_SHA_RE.fullmatch(git_sha):
+        shown = git_sha if len(git_sha) <= 80 and git_sha.isprintable() else f"{len(git_sha)} characters"
+        raise RollbackError(
+            f"--git-sha must be a commit id, up to 64 hex digits (got {shown!r}); nothing was run",
+            exit_code=EXIT_COULD_NOT_RUN,
+        )
 
 
 def _applied_so_far(project: Project, connection: Connection, plan: Plan) -> list[str]:
@@ -198,51 +261,103 @@ def rollback(
     allow_data_loss: bool = False,
     archive: bool | None = None,
 ) -> RollbackResult:
-    """Return every app to the heads recorded before a deploy (default: the latest one).
+    """Revert exactly the migrations a deploy applied (default: the latest deploy).
 
-    Refused before anything runs if a step is irreversible or would destroy data written
-    since the deploy (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy)."""
+    Migrations applied after it by a plain ``upgrade`` that stand on them are reverted too,
+    marked in ``plan.notes`` (``confirm`` sees them); others are left alone. Refused before
+    anything runs if a step is irreversible or would destroy data written since the deploy
+    (unless ``allow_data_loss``, or ``archive`` keeps a restorable copy).
+
+    With ``confirm`` (a person answering), the question is asked before the migration lock is
+    taken, so no one waits behind an unanswered prompt; under the lock the plan is made again
+    and the rollback refused if it changed meanwhile."""
     deploy_log = DeployLog(project.settings.deploy_table)
+    guard = DataGuard(project, allow_data_loss, archive)
+    asked: list[tuple[str, str]] | None = None
+    if confirm is not None and not plan_only:
+        with open_database(project) as (connection, planner):
+            result = _plan_rollback(project, deploy_log, connection, planner, deploy_id, guard)
+        if not confirm(result.plan):
+            raise RollbackError("rollback cancelled; nothing was changed")
+        asked = _steps_of(result)
     with open_database(project, lock=not plan_only, lock_timeout=lock_timeout, announce=announce) as (
         connection,
         planner,
     ):
-        records = deploy_log.all(connection)
-        connection.rollback()
-        record = _deploy_to_undo(records, deploy_id)
-        plan = planner.revert_to(record.stored_heads_before, f"before deploy {record.id}")
-        problems = irreversible_steps(project, plan)
-        result = RollbackResult(record, plan, problems)
-        if problems:
-            listed = "; ".join(
-                f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
-            )
-            if plan_only:
-                return result
-            raise RollbackError(f"cannot roll back deploy {record.id}: {listed}; nothing was run")
-        guard = DataGuard(project, allow_data_loss, archive)
+        result = _plan_rollback(
+            project, deploy_log, connection, planner, deploy_id, guard, plan_only=plan_only
+        )
         if plan_only:
-            result.risks = assess(project, connection, plan)
             return result
-        result.risks = assess(project, connection, plan)
-        guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
-        if confirm is not None and not confirm(plan):
-            raise RollbackError("rollback cancelled; nothing was changed")
+        if asked is not None and _steps_of(result) != asked:
+            raise RollbackError(
+                f"the rollback plan changed while waiting for confirmation (another process "
+                f"migrated the database); nothing was run: run 'flask db rollback"
+                f"{'' if deploy_id is None else f' {deploy_id}'}' again to review the new plan",
+                exit_code=EXIT_COULD_NOT_RUN,
+            )
+        record, plan = result.record, result.plan
         run_hooks(project, "before_rollback", signals.before_rollback, plan=plan, deploy=record)
         if not plan.steps:
             with connection.begin():
                 deploy_log.mark_rolled_back(connection, record.id)
             return result
         finalize = lambda conn: deploy_log.mark_rolled_back(conn, record.id)  # noqa: E731
-        result.run = guard.execute(connection, plan, progress, finalize)
+        try:
+            result.run = guard.execute(connection, plan, progress, finalize)
+        except Interrupted as exc:
+            exc.outcome.append(f"deploy {record.id} stays recorded as {record.status}")
+            raise
         result.archived = guard.archived
         return result
+
+
+def _plan_rollback(
+    project: Project,
+    deploy_log: DeployLog,
+    connection: Connection,
+    planner: Planner,
+    deploy_id: int | None,
+    guard: DataGuard,
+    *,
+    plan_only: bool = False,
+) -> RollbackResult:
+    """The deploy to undo, the plan that undoes it, what is irreversible and what would be
+    lost; raises (unless ``plan_only``) when the plan cannot run as it is."""
+    records = deploy_log.all(connection)
+    connection.rollback()
+    record = _deploy_to_undo(records, deploy_id)
+    plan = planner.revert(record.migrations, f"before deploy {record.id}")
+    for step in plan.steps:
+        revision = step.migration.revision
+        if revision not in record.migrations:
+            plan.notes[revision] = f"applied after deploy {record.id} by a plain upgrade"
+    problems = irreversible_steps(project, plan)
+    result = RollbackResult(record, plan, problems)
+    if problems and not plan_only:
+        listed = "; ".join(
+            f"{project.graph.migrations[rev].label} {why}" for rev, why in problems.items()
+        )
+        raise RollbackError(f"cannot roll back deploy {record.id}: {listed}; nothing was run")
+    if problems:
+        return result
+    result.risks = assess(project, connection, plan)
+    if not plan_only:
+        guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
+    return result
+
+
+def _steps_of(result: RollbackResult) -> list[tuple[str, str]]:
+    return [(str(result.record.id), "deploy")] + [
+        (step.migration.revision, step.direction) for step in result.plan.steps
+    ]
 
 
 def _deploy_to_undo(records: list[DeployRecord], deploy_id: int | None) -> DeployRecord:
     """The deploy to undo; refuses anything but the latest live one, and refuses while a newer
     deploy is marked running (undoing under it would act as if it had never happened)."""
-    live = [r for r in records if r.status in (APPLIED, FAILED)]
+    # A failed deploy that applied nothing has nothing to undo and blocks no older one.
+    live = [r for r in records if r.status == APPLIED or (r.status == FAILED and r.migrations)]
     if deploy_id is None:
         if not live:
             raise RollbackError("there is no deploy to roll back; see 'flask db deploys'")
