@@ -219,7 +219,10 @@ def _advisory(connection: Connection, name: str, timeout: float, announce: Annou
         connection.commit()
         yield
     finally:
-        connection.info.pop(BEGIN_CHECK, None)
+        try:
+            connection.info.pop(BEGIN_CHECK, None)
+        except sa.exc.DBAPIError:  # a dead connection reconnects to reach .info: nothing to unhook
+            pass
         _release(connection, sa.text("SELECT pg_advisory_unlock(:c, :k)"), keys)
 
 
