@@ -377,11 +377,7 @@ def migrate(
 
 def edit(directory: str | None = None, revision: str = "current") -> list[Migration]:
     """Open the migration(s) in $EDITOR (Alembic's edit); returns them."""
-    project = _project(directory)
-    chosen = migrations_named(project, revision)
-    for migration in chosen:
-        commands.alembic_verb(project, "edit", migration.revision)
-    return chosen
+    return _each_named(directory, revision, "edit")
 
 
 def merge(
@@ -426,11 +422,16 @@ def downgrade(
 
 def show(directory: str | None = None, revision: str = "head") -> list[Migration]:
     """Print the migration(s) (Alembic's show; ``head`` shows every app's head)."""
+    return _each_named(directory, revision, "show")
+
+
+def _each_named(directory: str | None, revision: str, verb: str) -> list[Migration]:
+    """Alembic's ``verb`` (show, edit) for each migration ``revision`` names, in any spelling."""
     project = _project(directory)
-    shown = migrations_named(project, revision)
-    for migration in shown:
-        commands.alembic_verb(project, "show", migration.revision)
-    return shown
+    chosen = migrations_named(project, revision)
+    for migration in chosen:
+        commands.alembic_verb(project, verb, migration.revision)
+    return chosen
 
 
 def history(
