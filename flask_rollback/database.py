@@ -119,6 +119,28 @@ def migration_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: value for key, value in (options or {}).items() if key not in POOL_OPTIONS}
 
 
+#: The extra that installs the driver of each backend (setup.cfg ``extras_require``).
+DRIVER_EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+
+def create_engine(url: URL, **options: Any) -> Engine:
+    """``sa.create_engine``, or one line naming the extra when the URL's driver is missing."""
+    try:
+        return sa.create_engine(url, **options)
+    except ImportError as exc:
+        backend = url.get_backend_name()
+        extra = DRIVER_EXTRAS.get(backend)
+        advice = f"pip install 'flask-rollback[{extra}]'" if extra else "install it"
+        if backend in ("mysql", "mariadb") and url.get_driver_name() != "pymysql":
+            advice += f", and write the URL as {backend}+pymysql://..."
+        module = getattr(exc, "name", None) or url.get_driver_name()
+        raise RollbackError(
+            f"the database driver for {display_url(url)} is not installed (no module {module!r}): "
+            f"{advice}",
+            exit_code=EXIT_COULD_NOT_RUN,
+        ) from None
+
+
 def migration_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engine:
     """An engine of our own: the app's connection options, no pooling between commands, real
     transactions on SQLite.
@@ -126,7 +148,7 @@ def migration_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engi
     pysqlite does not BEGIN before DDL, so without this one migration could be half applied;
     the SQLAlchemy-documented fix hands transaction control to SQLAlchemy.
     """
-    engine = sa.create_engine(url, **migration_options(options), poolclass=NullPool)
+    engine = create_engine(url, **migration_options(options), poolclass=NullPool)
     if url.get_backend_name() == "sqlite":
 
         @sa.event.listens_for(engine, "connect")

@@ -344,3 +344,31 @@ def test_wrong_password_does_not_show_the_password(tmp_path: Path, pg_server: An
         line = assert_refused(result.returncode, output, "cannot connect", "password authentication failed")
         assert SECRET not in output, line
     assert snapshot(pg_url) == before
+
+
+def test_mysql_url_without_the_driver_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's engine exists (made while the driver was importable); our own engine cannot be
+    made: one line naming the extra, exit 2, no traceback."""
+    project = new_project(tmp_path, "mysql+pymysql://app:pw@127.0.0.1:9/shop")
+    assert project.db("init").exit_code == 0
+    app = project.app()
+    monkeypatch.setitem(__import__("sys").modules, "pymysql", None)
+    monkeypatch.setitem(__import__("sys").modules, "MySQLdb", None)
+    result = app.test_cli_runner().invoke(args=["db", "showmigrations"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "pip install 'flask-rollback[mysql]'" in lines[0]
+    assert "pw@" not in lines[0]
+
+
+def test_driver_message_for_a_mysql_url_without_pymysql() -> None:
+    """``mysql://`` means mysqlclient to SQLAlchemy: the line also says to name PyMySQL."""
+    from flask_rollback.database import create_engine
+    from flask_rollback.errors import RollbackError
+
+    with pytest.raises(RollbackError) as caught:
+        create_engine(sa.engine.make_url("mysql://app:pw@127.0.0.1:9/shop"))
+    assert caught.value.exit_code == 2
+    assert "pip install 'flask-rollback[mysql]'" in caught.value.message
+    assert "mysql+pymysql://" in caught.value.message and "pw@" not in caught.value.message
