@@ -175,6 +175,14 @@ def migration_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engi
             if check is not None:
                 check(connection)
 
+    elif url.get_backend_name() in ("mysql", "mariadb"):
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_mysql(connection: Connection) -> None:
+            check = connection.info.get(BEGIN_CHECK)
+            if check is not None:
+                check(connection)
+
     return engine
 
 

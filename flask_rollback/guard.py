@@ -338,7 +338,9 @@ class _Unexplained:
     trigger, a function, a raw DB-API cursor. PostgreSQL: the transaction's own counters
     (``pg_stat_xact_user_tables``, which see inside functions and triggers); SQLite: the
     authorizer, which hears of every DELETE and UPDATE the database prepares, trigger programs
-    included. Explained: the tables the step's operations name, the tables whose foreign keys
+    included; MariaDB: the session's ``Handler_delete``/``Handler_update`` counters (triggers and
+    procedures included) against the rows the step's own DELETE and UPDATE statements reported,
+    which cannot say which table: more than reported is refused as "an unknown table". Explained: the tables the step's operations name, the tables whose foreign keys
     lead to them (cascades), what the run created, and our own tables."""
 
     def __init__(
@@ -361,6 +363,9 @@ class _Unexplained:
         #: before; more changes than that came from triggers, cascades or a raw cursor.
         self.statement_rows = 0
         self.changes_before = 0
+        #: MariaDB: rows the statements said they deleted / updated, and the handler counters before.
+        self.statement_changes = {"deleted": 0, "updated": 0}
+        self.handler_before = {"deleted": 0, "updated": 0}
         self.before: dict[str, tuple[int, int]] = {}
         self.silenced = False
 
@@ -389,19 +394,26 @@ class _Unexplained:
             driver.set_authorizer(self._heard)
             self.changes_before = driver.total_changes
             sa.event.listen(self.connection, "after_cursor_execute", self._counted)
+        elif self.connection.dialect.name in ("mysql", "mariadb"):
+            self.handler_before = _handler_changes(self.connection)
+            sa.event.listen(self.connection, "after_cursor_execute", self._counted)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.connection.dialect.name == "sqlite":
             self.connection.connection.driver_connection.set_authorizer(None)
+        if self.connection.dialect.name in ("sqlite", "mysql", "mariadb"):
             sa.event.remove(self.connection, "after_cursor_execute", self._counted)
 
     def _counted(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
                  context: Any, executemany: bool) -> None:
-        if cursor.rowcount > 0 and statement.lstrip()[:7].upper().startswith(
-            ("INSERT", "UPDATE", "DELETE", "REPLACE")
-        ):
+        verb = statement.lstrip()[:7].upper()
+        if cursor.rowcount > 0 and verb.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
             self.statement_rows += cursor.rowcount
+            if verb.startswith(("DELETE", "REPLACE")):
+                self.statement_changes["deleted"] += cursor.rowcount
+            if verb.startswith(("UPDATE", "INSERT")):  # INSERT ... ON DUPLICATE KEY UPDATE
+                self.statement_changes["updated"] += cursor.rowcount
 
     def _heard(self, action: int, table: str | None, _column: str | None, _db: str | None,
                _source: str | None) -> int:
@@ -422,6 +434,12 @@ class _Unexplained:
                 was = self.before.get(table, (0, 0))
                 found += [(table, "deleted", deleted - was[0])] if deleted > was[0] else []
                 found += [(table, "updated", updated - was[1])] if updated > was[1] else []
+        elif self.connection.dialect.name in ("mysql", "mariadb"):
+            now = _handler_changes(self.connection)
+            for how in ("deleted", "updated"):
+                extra = now[how] - self.handler_before[how] - self.statement_changes[how]
+                if extra > 0:
+                    found.append((UNKNOWN_TABLE, how, extra))
         else:
             driver = self.connection.connection.driver_connection
             if driver.total_changes - self.changes_before <= self.statement_rows:
@@ -467,6 +485,21 @@ def _referencing(connection: Connection, tables: set[str]) -> set[str]:
     if not tables:
         return set()
     return Shadow(connection, dry=True).referencing(tables)
+
+
+#: MariaDB: the handler counters say how many rows changed, not in which table.
+UNKNOWN_TABLE = "an unknown table"
+
+
+def _handler_changes(connection: Connection) -> dict[str, int]:
+    """MariaDB: rows this session has deleted and updated so far, by any statement, trigger or
+    procedure (its handler counters). An UPDATE that leaves a row as it was does not count."""
+    rows = dict(
+        connection.exec_driver_sql(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_delete', 'Handler_update')"
+        ).all()
+    )
+    return {"deleted": int(rows.get("Handler_delete", 0)), "updated": int(rows.get("Handler_update", 0))}
 
 
 def _changes(connection: Connection) -> dict[str, tuple[int, int]]:

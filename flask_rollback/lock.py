@@ -10,6 +10,10 @@
   Opened with ``O_NOFOLLOW``, created 0600, only ever a regular file of one link: a planted
   symlink is refused, never truncated through. (SQLite's own write lock cannot be held across
   the commits of several migrations.)
+- MariaDB/MySQL: a named lock (``GET_LOCK``) on the connection, released by the server when the
+  connection ends; the name carries the database's, since named locks are server-wide. Every
+  transaction under it checks ``IS_USED_LOCK(name) = CONNECTION_ID()`` (a proxy that multiplexes
+  connections is caught the same way as a PostgreSQL pooler).
 - Any other backend: a row in the ``rollback_lock`` table; a crash leaves it behind, so the
   timeout message says how to clear it (``flask db unlock``).
 
@@ -37,6 +41,8 @@ from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .recorder import who
 
 Announce = Callable[[str], None]
+#: Backends with a lock the server (or kernel) drops when its holder dies.
+NAMED_LOCK_BACKENDS = ("postgresql", "sqlite", "mysql", "mariadb")
 POLL_SECONDS = 0.1
 
 
@@ -57,8 +63,10 @@ def migration_lock(
     """Hold the lock named ``name`` for the duration of the block."""
     backend = connection.dialect.name
     database = connection.engine.url.database or ""
-    if use_table or backend not in ("postgresql", "sqlite"):
+    if use_table or backend not in NAMED_LOCK_BACKENDS:
         lock = _table(connection, lock_table, timeout, announce)
+    elif backend in ("mysql", "mariadb"):
+        lock = _named(connection, name, timeout, announce)
     elif backend == "postgresql":
         lock = _advisory(connection, name, timeout, announce)
     elif (path := lock_file(database)) is None:
@@ -224,6 +232,63 @@ def _advisory(connection: Connection, name: str, timeout: float, announce: Annou
         except sa.exc.DBAPIError:  # a dead connection reconnects to reach .info: nothing to unhook
             pass
         _release(connection, sa.text("SELECT pg_advisory_unlock(:c, :k)"), keys)
+
+
+def named_lock_name(connection: Connection, name: str) -> str:
+    """The MariaDB lock name for ``name`` in this connection's database (at most 64 characters)."""
+    database = connection.exec_driver_sql("SELECT DATABASE()").scalar() or ""
+    digest = hashlib.sha256(f"{database}\0{name}".encode()).hexdigest()[:32]
+    return f"flask-rollback:{digest}"
+
+
+def named_holder(connection: Connection, name: str) -> tuple[int, str] | None:
+    """(connection id, who) of the session holding the MariaDB named lock, or None."""
+    row = connection.execute(
+        sa.text(
+            "SELECT p.ID, p.USER, p.HOST, p.TIME FROM information_schema.PROCESSLIST p "
+            "WHERE p.ID = IS_USED_LOCK(:n)"
+        ),
+        {"n": named_lock_name(connection, name)},
+    ).first()
+    connection.commit()
+    if row is None:
+        return None
+    session, user, host, seconds = row
+    return int(session), f"server connection {session} ({user}@{host}, {seconds}s in its current state)"
+
+
+@contextmanager
+def _named(connection: Connection, name: str, timeout: float, announce: Announce | None) -> Iterator[None]:
+    lock_name = named_lock_name(connection, name)
+    connection.commit()
+    params = {"n": lock_name}
+    mine = sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()")
+
+    def try_once() -> bool:
+        got = connection.execute(sa.text("SELECT GET_LOCK(:n, 0)"), params).scalar()
+        connection.commit()
+        return bool(got)
+
+    def holder() -> str:
+        found = named_holder(connection, name)
+        return "another process" if found is None else found[1]
+
+    def still_mine(conn: Connection) -> None:
+        if not conn.execute(mine, params).scalar():
+            raise UntrustedLock()
+
+    _wait(try_once, timeout, holder, announce)
+    connection.info[BEGIN_CHECK] = still_mine
+    try:
+        connection.begin()
+        connection.commit()
+        yield
+    finally:
+        try:
+            connection.info.pop(BEGIN_CHECK, None)
+        except sa.exc.DBAPIError:
+            pass
+        _release(connection, sa.text("SELECT RELEASE_LOCK(:n)"), params)
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from typing import IO
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from .database import connect, display_url, libpq_environment, mask
+from .database import connect, create_engine, display_url, libpq_environment, mask
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .recorder import archive_prefix
 
@@ -43,7 +43,7 @@ HOST_LABEL_LENGTH = 20
 #: First half of the scratch databases' advisory lock keys ("RLR"); the migration lock uses "RLK".
 SCRATCH_LOCK_CLASS = 0x524C52
 #: The backends a scratch database can be made for.
-SCRATCH_BACKENDS = ("sqlite", "postgresql")
+SCRATCH_BACKENDS = ("sqlite", "postgresql", "mysql")
 #: Files a SQLite scratch database may leave beside itself.
 SQLITE_SUFFIXES = ("", "-journal", ".rollback-lock")
 #: The message pg_dump gives when it cannot dump a server of another major version.
@@ -63,7 +63,8 @@ def _host_label() -> str:
 def _source_tag(admin: Connection) -> str:
     """A short tag of the database the admin connection is in. Advisory locks are per database,
     so a sweep judges only the scratch databases whose owner locked in the same database."""
-    database = admin.execute(sa.text("SELECT current_database()")).scalar_one()
+    query = "SELECT DATABASE()" if admin.dialect.name in ("mysql", "mariadb") else "SELECT current_database()"
+    database = admin.execute(sa.text(query)).scalar_one() or ""
     return hashlib.sha256(database.encode()).hexdigest()[:6]
 
 
@@ -93,6 +94,9 @@ def scratch_database(url: URL, fix: str = "the gate needs CREATEDB") -> Iterator
             yield scratch
     elif backend == "postgresql":
         with _postgres_scratch(url, fix) as scratch:
+            yield scratch
+    elif backend in ("mysql", "mariadb"):
+        with _mysql_scratch(url, fix) as scratch:
             yield scratch
     else:
         raise RollbackError(
@@ -175,21 +179,82 @@ MAINTENANCE_DATABASES = ("postgres", "template1")
 
 
 @contextmanager
+def _mysql_scratch(url: URL, fix: str) -> Iterator[URL]:
+    """MariaDB/MySQL: the same protocol as PostgreSQL with ``GET_LOCK(name)`` (server-wide,
+    released when the owner's connection dies) in place of the advisory lock."""
+    with _admin_connection(url) as admin:
+        tag = _source_tag(admin)
+        name = scratch_name(tag)
+        sweep_mysql(admin, tag)
+        admin.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name})
+        try:
+            charset = admin.execute(
+                sa.text("SELECT @@character_set_database, @@collation_database")
+            ).one()
+            try:
+                admin.execute(
+                    sa.text(f"CREATE DATABASE `{name}` CHARACTER SET {charset[0]} COLLATE {charset[1]}")
+                )
+            except sa.exc.DBAPIError as exc:
+                raise RollbackError(
+                    f"cannot create the scratch database on {display_url(url)}: "
+                    f"{mask(str(exc.orig).splitlines()[0], url)}; {fix.replace('CREATEDB', 'CREATE')}",
+                    EXIT_COULD_NOT_RUN,
+                ) from None
+            try:
+                yield url.set(database=name)
+            finally:
+                admin.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        finally:
+            admin.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+
+
+def sweep_mysql(admin: Connection, tag: str) -> list[str]:
+    """Drop the scratch databases (of this source database) whose owner no longer holds its
+    ``GET_LOCK``; returns their names."""
+    pattern = re.compile(rf"{re.escape(SCRATCH_PREFIX)}\w+_\d+_{tag}_[0-9a-f]+")
+    names = admin.execute(
+        sa.text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :prefix"),
+        {"prefix": SCRATCH_PREFIX.replace("_", "\\_") + "%"},
+    ).scalars()
+    swept = []
+    for name in [n for n in names if pattern.fullmatch(n)]:
+        if not admin.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar():
+            continue  # its rehearsal is running
+        try:
+            admin.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+            swept.append(name)
+        except sa.exc.DBAPIError:
+            pass
+        finally:
+            admin.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+    return swept
+
+
+#: MariaDB/MySQL's "Unknown database" error.
+MYSQL_UNKNOWN_DATABASE = 1049
+
+
+@contextmanager
 def _admin_connection(url: URL) -> Iterator[Connection]:
     """An autocommit connection in ``url``'s database, or, when the server says that database
     does not exist, in a maintenance database; one line (exit 2) when neither can be reached."""
-    candidates = [url, *(url.set(database=name) for name in MAINTENANCE_DATABASES)]
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        candidates = [url, url.set(database=None)]  # MariaDB: no database at all will do
+    else:
+        candidates = [url, *(url.set(database=name) for name in MAINTENANCE_DATABASES)]
     first_failure = ""
     for candidate in candidates:
-        engine = sa.create_engine(candidate, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        engine = create_engine(candidate, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         try:
             try:
                 connection = engine.connect()
             except sa.exc.DBAPIError as exc:
                 reason = " ".join(str(exc.orig or exc).split())
                 first_failure = first_failure or reason
-                if "does not exist" in reason:  # the server answered: try the next database
-                    continue
+                code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+                if "does not exist" in reason or code == MYSQL_UNKNOWN_DATABASE:
+                    continue  # the server answered: try the next database
                 break
             with connection:
                 yield connection
@@ -260,6 +325,8 @@ def copy_schema(
     with connect(scratch_url) as target:
         if source.dialect.name == "sqlite":
             _copy_sqlite(source, target, archives)
+        elif source.dialect.name in ("mysql", "mariadb"):
+            _copy_mysql(source, target, archives)
         elif fallback is not None:
             _copy_by_reflection(source, target, archives, fallback)
         _copy_version_rows(source, target, version_table)
@@ -286,6 +353,28 @@ def _copy_sqlite(source: Connection, target: Connection, archives: str) -> None:
             for table, statement in rows:
                 if not table.startswith(archives):
                     target.exec_driver_sql(statement)
+    except sa.exc.DBAPIError as exc:
+        raise _failed(str(exc.orig).splitlines()[0], target.engine.url) from None
+
+
+def _copy_mysql(source: Connection, target: Connection, archives: str) -> None:
+    """Each table's and view's own ``SHOW CREATE`` (engine, charset, collation, indexes, checks and
+    foreign keys exactly as the server has them), foreign key checks off while loading so the
+    order does not matter. Triggers and routines are not copied."""
+    rows = source.exec_driver_sql("SHOW FULL TABLES").all()
+    tables = [name for name, kind in rows if kind == "BASE TABLE" and not name.startswith(archives)]
+    views = [name for name, kind in rows if kind == "VIEW" and not name.startswith(archives)]
+    statements = [source.exec_driver_sql(f"SHOW CREATE TABLE `{name}`").one()[1] for name in tables]
+    for name in views:
+        text = source.exec_driver_sql(f"SHOW CREATE VIEW `{name}`").one()[1]
+        statements.append(re.sub(r"DEFINER=\S+ ", "", text))  # the scratch user may not be the definer
+    source.rollback()
+    try:
+        target.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+        for statement in statements:
+            target.exec_driver_sql(statement)
+        target.exec_driver_sql("SET SESSION foreign_key_checks = 1")
+        target.commit()
     except sa.exc.DBAPIError as exc:
         raise _failed(str(exc.orig).splitlines()[0], target.engine.url) from None
 

@@ -306,6 +306,8 @@ def fingerprint(project: Project) -> str:
     if project.url.startswith("sqlite"):
         return hashlib.sha256(Path(project.url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
     engine = project.engine()
+    if project.url.startswith("mysql"):
+        return _mysql_fingerprint(engine)
     try:
         with engine.connect() as connection:
             parts: list[Any] = []
@@ -322,6 +324,20 @@ def fingerprint(project: Project) -> str:
                 parts.append([tuple(row) for row in connection.exec_driver_sql(sql)])
             for table in sorted(sa.inspect(connection).get_table_names()):
                 rows = connection.exec_driver_sql(f'SELECT * FROM "{table}"')
+                parts.append((table, sorted(repr(tuple(row)) for row in rows)))
+            return hashlib.sha256(repr(parts).encode()).hexdigest()
+    finally:
+        engine.dispose()
+
+
+def _mysql_fingerprint(engine: sa.Engine) -> str:
+    """MariaDB: every table's SHOW CREATE TABLE (columns, keys, indexes, AUTO_INCREMENT) and rows."""
+    try:
+        with engine.connect() as connection:
+            parts: list[Any] = []
+            for table in sorted(sa.inspect(connection).get_table_names()):
+                parts.append(connection.exec_driver_sql(f"SHOW CREATE TABLE `{table}`").one()[1])
+                rows = connection.exec_driver_sql(f"SELECT * FROM `{table}`")
                 parts.append((table, sorted(repr(tuple(row)) for row in rows)))
             return hashlib.sha256(repr(parts).encode()).hexdigest()
     finally:

@@ -18,7 +18,9 @@ from ..executor import stamp as execute_stamp
 from ..guard import DataGuard
 from ..lock import (
     Announce,
+    NAMED_LOCK_BACKENDS,
     advisory_holder,
+    named_holder,
     lock_table_holder,
     release_lock_table,
     sqlite_lock_holder,
@@ -206,7 +208,7 @@ def unlock(project: Project, confirm: Callable[[str], bool] | None = None) -> st
       it names that process and refuses: stop the process instead.
     """
     backend = project.url.get_backend_name()
-    if project.settings.lock == "table" or backend not in ("postgresql", "sqlite"):
+    if project.settings.lock == "table" or backend not in NAMED_LOCK_BACKENDS:
         with project.connect() as connection:
             holder = lock_table_holder(connection, project.settings.lock_table)
             if holder is None:
@@ -224,6 +226,23 @@ def unlock(project: Project, confirm: Callable[[str], bool] | None = None) -> st
             "stop that process if it is stuck; nothing was changed",
             exit_code=EXIT_COULD_NOT_RUN,
         )
+    if backend in ("mysql", "mariadb"):
+        with project.connect() as connection:
+            found = named_holder(connection, project.settings.version_table)
+            if found is None:
+                return "The migration lock was not held."
+            session, holder = found
+            if confirm is not None and not confirm(holder):
+                raise RollbackError("the migration lock was left in place")
+            try:
+                connection.exec_driver_sql(f"KILL {int(session)}")
+            except sa.exc.DBAPIError as exc:
+                raise RollbackError(
+                    f"could not end server connection {session} holding the migration lock "
+                    f"({str(exc.orig).strip()}); ask an administrator to run KILL {session}",
+                    exit_code=EXIT_COULD_NOT_RUN,
+                ) from None
+        return f"Cleared the migration lock held by {holder} (ended server connection {session})."
     with project.connect() as connection:
         found = advisory_holder(connection, project.settings.version_table)
         if found is None:
