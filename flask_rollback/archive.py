@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from .dataloss import UNKNOWN, DataLossReport, RowsWhere
 from .errors import EXIT_REFUSED, RollbackError
 from .plan import Step
-from .recorder import archive_prefix, utcnow
+from .recorder import archive_prefix, timestamp, utcnow
 
 #: PostgreSQL's first OID for objects created after initdb (``FirstNormalObjectId``): a type or
 #: collation from ``CREATE TYPE/DOMAIN/COLLATION/EXTENSION`` has one at least this large.
@@ -138,7 +138,7 @@ class ArchiveLog:
             sa.Column("source_column", sa.String(255)),
             sa.Column("key_columns", sa.String(1000), nullable=False),
             sa.Column("rows", sa.Integer, nullable=False),
-            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("created_at", timestamp(), nullable=False),
         )
 
     def owns(self, table: str) -> bool:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .errors import RollbackError
-from .recorder import utcnow, who
+from .recorder import timestamp, utcnow, who
 
 RUNNING, APPLIED, FAILED, ROLLED_BACK = "running", "applied", "failed", "rolled back"
 
@@ -61,8 +61,8 @@ class DeployLog:
             sa.MetaData(),
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("status", sa.String(16), nullable=False),
-            sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("finished_at", sa.DateTime(timezone=True)),
+            sa.Column("started_at", timestamp(), nullable=False),
+            sa.Column("finished_at", timestamp()),
             *(sa.Column(name, sa.Text, nullable=False) for name in JSON_COLUMNS),
             sa.Column("label", sa.String(255)),
             sa.Column("git_sha", sa.String(64)),
@@ -71,7 +71,7 @@ class DeployLog:
             sa.Column("pid", sa.Integer, nullable=False),
             sa.Column("backup", sa.Text),
             sa.Column("error", sa.Text),
-            sa.Column("rolled_back_at", sa.DateTime(timezone=True)),
+            sa.Column("rolled_back_at", timestamp()),
         )
 
     def start(

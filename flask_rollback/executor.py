@@ -80,8 +80,10 @@ def execute(
             function = wrap(connection, planned, function)
         step.migration_fn = function
     clock: list[datetime] = [utcnow()]
+    ran = _StatementsRun(connection)
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
+        ran.next_step()
         planned = plan.steps[len(report.done)]
         recorder.write(
             ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake
@@ -99,7 +101,7 @@ def execute(
     try:
         if sqlite is not None:
             sqlite.prepare(plan.steps[0])
-        with EnvironmentContext(project.config, graph.script, fn=lambda heads, ctx: steps) as env:
+        with ran, EnvironmentContext(project.config, graph.script, fn=lambda heads, ctx: steps) as env:
             env.configure(
                 connection=connection,
                 transaction_per_migration=True,
@@ -123,6 +125,17 @@ def execute(
                 failed = plan.steps[len(report.done)]
                 text = str(exc).strip()
                 reason = mask(text.splitlines()[0] if text else "", project.url)
+                committed = ran.committed()
+                if committed:
+                    raise RollbackError(
+                        f"migration {failed.migration.label} ({failed.direction}) failed: "
+                        f"{type(exc).__name__}: {reason}; it is PARTLY APPLIED: the database "
+                        f"committed {len(committed)} of its statement(s) as they ran "
+                        f"({_listed(committed, project)}); nothing after the failing statement "
+                        f"ran; the version table still names the last complete migration; "
+                        f"{len(report.done)} earlier step(s) of this run stay done. Undo or "
+                        "finish those statements by hand before running migrations again"
+                    ) from exc
                 raise RollbackError(
                     f"migration {failed.migration.label} ({failed.direction}) failed: "
                     f"{type(exc).__name__}: {reason}; it was rolled back, "
@@ -132,6 +145,55 @@ def execute(
         if sqlite is not None:
             sqlite.restore()
     return report
+
+
+#: Statements after which MariaDB/MySQL commits at once (an implicit commit: DDL), which also
+#: commits whatever the transaction had done before.
+IMPLICIT_COMMIT = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE")
+#: Statements that change nothing: not worth listing as "ran".
+READS = ("SELECT", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN", "START", "SET", "DESCRIBE", "EXPLAIN")
+
+
+class _StatementsRun:
+    """On backends without transactional DDL (MariaDB/MySQL): the statements the current step
+    sent, so a failure can say which of them the database had already committed."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.active = connection.dialect.name in ("mysql", "mariadb")
+        self.statements: list[str] = []
+
+    def __enter__(self) -> _StatementsRun:
+        if self.active:
+            sa.event.listen(self.connection, "after_cursor_execute", self._heard)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            sa.event.remove(self.connection, "after_cursor_execute", self._heard)
+
+    def _heard(self, conn: Connection, cursor: object, statement: str, parameters: object,
+               context: object, executemany: bool) -> None:
+        words = statement.split(None, 1)
+        if words and words[0].upper() not in READS:
+            self.statements.append(" ".join(statement.split()))
+
+    def next_step(self) -> None:
+        self.statements = []
+
+    def committed(self) -> list[str]:
+        """The failed step's statements up to its last implicit commit (the rest was rolled back)."""
+        last = max(
+            (i for i, text in enumerate(self.statements) if text.split(None, 1)[0].upper() in IMPLICIT_COMMIT),
+            default=-1,
+        )
+        return self.statements[: last + 1]
+
+
+def _listed(statements: list[str], project: Project, most: int = 5, width: int = 120) -> str:
+    shown = [mask(text if len(text) <= width else text[: width - 3] + "...", project.url) for text in statements[:most]]
+    more = f"; and {len(statements) - most} more" if len(statements) > most else ""
+    return "; ".join(shown) + more
 
 
 def _interrupted_at(plan: Plan, report: RunReport) -> str:

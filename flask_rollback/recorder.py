@@ -15,10 +15,17 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from .graph import Migration
 from .settings import Settings
+
+
+def timestamp() -> sa.types.TypeEngine:
+    """A timestamp column type with microseconds everywhere (MariaDB's DATETIME keeps whole
+    seconds unless told otherwise, which would reorder the log and zero short durations)."""
+    return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def utcnow() -> datetime:
@@ -75,8 +82,8 @@ class Recorder:
             sa.Column("name", sa.String(255), nullable=False),
             sa.Column("direction", sa.String(8), nullable=False),
             sa.Column("fake", sa.Boolean, nullable=False, default=False),
-            sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("started_at", timestamp(), nullable=False),
+            sa.Column("finished_at", timestamp(), nullable=False),
             sa.Column("duration_ms", sa.Float, nullable=False),
             sa.Column("sha256", sa.String(64), nullable=False),
             sa.Column("host", sa.String(255), nullable=False),

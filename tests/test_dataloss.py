@@ -151,6 +151,8 @@ def test_each_destructive_kind_is_counted_and_refused_untouched(
     tmp_path: Path, db_url: str, kind: str
 ) -> None:
     upgrade, what, lost = KINDS[kind]
+    if kind == "upsert" and db_url.startswith("mysql"):
+        lost = "unknown"  # ON CONFLICT is PostgreSQL's: a statement not understood is not counted
     project = blog_project(tmp_path, db_url)
     write_migration(project, "blog", "0002_destroy.py", "blog0002", revision_of(project, "blog", "0001"), upgrade)
     before = fingerprint(project)
@@ -403,6 +405,14 @@ def test_an_archive_lives_and_dies_with_its_step(tmp_path: Path, db_url: str) ->
     failed = db(project, "upgrade", "--archive", code=1)
     assert "migration blog.0002_fails (up) failed" in error_lines(failed)[0]
     assert "Archived" not in failed.output
+    if db_url.startswith("mysql"):
+        # MariaDB committed the archive and the DROP COLUMN as they ran: the title values are in
+        # the archive, and the error says the step is partly applied and lists what ran.
+        (error,) = error_lines(failed)
+        assert "PARTLY APPLIED" in error and "DROP COLUMN title" in error, error
+        assert "title" not in columns(project, "posts")
+        assert [row["column"] for row in archives(project)] == ["title"]
+        return
     assert archives(project) == [] and archive_tables(project) == {"rollback_archives"}
     assert "title" in columns(project, "posts")
     assert project.query("SELECT count(*) FROM posts WHERE title IS NOT NULL") == [(2,)]
@@ -506,10 +516,14 @@ def test_code_that_cannot_be_read_is_counted_as_it_runs(tmp_path: Path, db_url: 
     )
     gate = json.loads(db(project, "predeploy", "--json").output)
     (check,) = [c for c in gate["checks"] if c["name"] == "data at risk"]
-    assert check["level"] == "ok", check
+    if db_url.startswith("mysql"):  # no transactional DDL: a partial step would stay, so it warns
+        assert check["level"] == "warning", check
+        assert "a partial step cannot be rolled back on this database" in check["message"]
+    else:
+        assert check["level"] == "ok", check
+        db(project, "predeploy", "--strict")
     assert any("blog.0002_by_hand" in d and "op.get_bind()" in d and "checked as it runs" in d
                for d in check["details"]), check
-    db(project, "predeploy", "--strict")
 
     before = fingerprint(project)
     refused = db(project, "upgrade", code=REFUSED)

@@ -97,8 +97,18 @@ def test_one_transaction_per_migration(tmp_path: Path, db_url: str) -> None:
     assert "accounts.0002_profiles" in errors[0]
     assert "RuntimeError" in errors[0] and "boom: the disk is on fire" in errors[0]
 
-    # The first migration stays applied; the failing one left no trace; the third never ran.
     tables = project.tables()
+    if db_url.startswith("mysql"):
+        # MariaDB committed CREATE TABLE profiles as it ran: the error says so and lists it, the
+        # version table stays at the last complete migration; fixed here by hand, as advised.
+        assert "PARTLY APPLIED" in errors[0] and "CREATE TABLE profiles" in errors[0]
+        assert "it was rolled back" not in errors[0]
+        assert "profiles" in tables
+        project.query_write("DROP TABLE profiles")
+        tables = project.tables()
+    else:
+        assert "PARTLY APPLIED" not in errors[0]
+    # The first migration stays applied; the failing one left no trace; the third never ran.
     assert "users" in tables
     assert "profiles" not in tables
     assert "settings" not in tables

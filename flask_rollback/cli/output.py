@@ -114,6 +114,27 @@ def progress() -> Progress | None:
     return show
 
 
+#: Backends whose DDL statements commit at once (no transaction around a migration).
+AUTOCOMMIT_DDL = {"mysql": "MariaDB/MySQL", "mariadb": "MariaDB"}
+
+
+def _ddl_note() -> str | None:
+    """On MariaDB/MySQL, what a plan cannot promise: each DDL statement commits as it runs."""
+    ctx = click.get_current_context(silent=True)
+    project = ctx.meta.get("rollback.project") if ctx is not None else None
+    try:
+        backend = project.url.get_backend_name() if project is not None else None
+    except Exception:  # no database configured: nothing to say
+        return None
+    if backend not in AUTOCOMMIT_DDL:
+        return None
+    return (
+        f"  Note: {AUTOCOMMIT_DDL[backend]} commits every DDL statement at once: a migration is "
+        "not one transaction, and a migration that fails part-way leaves the statements that "
+        "ran in place (the error lists them)."
+    )
+
+
 def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
     if not plan.steps:
         click.echo(f"Nothing to {plan.kind}: already at {plan.target}.")
@@ -131,6 +152,9 @@ def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
         click.echo(f"  {number:>3}. {arrow} {step.migration.label}  ({step.migration.revision}){extra}")
     if plan.cascaded:
         click.echo(f"  (cascade into other apps: {', '.join(plan.cascaded)})")
+    note = _ddl_note()
+    if note:
+        click.echo(note)
     if plan.notes:
         click.echo(
             f"  ({len(plan.notes)} migration(s) marked NOT IN THE DEPLOY depend on it and are "
