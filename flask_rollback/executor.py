@@ -24,6 +24,7 @@ from .database import BEGIN_STATEMENT, mask
 from .dataloss import DataLossError, read_only, step_operations
 from .errors import RollbackError
 from .interrupts import Interrupted
+from .partial import PartialLog
 from .plan import Plan, Step
 from .project import Project
 from .recorder import utcnow
@@ -127,14 +128,9 @@ def execute(
                 reason = mask(text.splitlines()[0] if text else "", project.url)
                 committed = ran.committed()
                 if committed:
-                    raise RollbackError(
-                        f"migration {failed.migration.label} ({failed.direction}) failed: "
-                        f"{type(exc).__name__}: {reason}; it is PARTLY APPLIED: the database "
-                        f"committed {len(committed)} of its statement(s) as they ran "
-                        f"({_listed(committed, project)}); nothing after the failing statement "
-                        f"ran; the version table still names the last complete migration; "
-                        f"{len(report.done)} earlier step(s) of this run stay done. Undo or "
-                        "finish those statements by hand before running migrations again"
+                    raise _partly_applied(
+                        project, connection, failed, clock[0], committed,
+                        f"{type(exc).__name__}: {reason}", len(report.done),
                     ) from exc
                 raise RollbackError(
                     f"migration {failed.migration.label} ({failed.direction}) failed: "
@@ -188,6 +184,36 @@ class _StatementsRun:
             default=-1,
         )
         return self.statements[: last + 1]
+
+
+def _partly_applied(
+    project: Project, connection: Connection, failed: Step, started: datetime,
+    committed: list[str], reason: str, done: int,
+) -> RollbackError:
+    """The error for a step the database committed part of, after recording it (partial.py):
+    every later command that changes the schema refuses until ``flask db resolve``."""
+    log = PartialLog(project.settings.log_table)
+    step = f"{failed.migration.label} ({failed.direction})"
+    try:
+        log.record(connection, failed.migration, failed.direction, started,
+                   [mask(text, project.url) for text in committed], reason)
+        recorded = (
+            f"recorded in {log.name}: migrations stay refused until you make the schema match "
+            f"one side by hand and run 'flask db resolve {failed.migration.app} "
+            f"{failed.migration.revision} --applied' or '--reverted'"
+        )
+    except sa.exc.SQLAlchemyError as exc:
+        why = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], project.url)
+        recorded = (
+            f"it could NOT be recorded ({why}): make the schema match one side by hand before "
+            "running migrations again"
+        )
+    return RollbackError(
+        f"migration {step} failed: {reason}; it is PARTLY APPLIED: the database committed "
+        f"{len(committed)} of its statement(s) as they ran ({_listed(committed, project)}); the "
+        "rest did not run; the version table still names the last complete migration; "
+        f"{done} earlier step(s) of this run stay done; {recorded}"
+    )
 
 
 def _listed(statements: list[str], project: Project, most: int = 5, width: int = 120) -> str:

@@ -102,7 +102,7 @@ class Recorder:
         settings = self.settings
         return {
             settings.log_table, settings.version_table, settings.lock_table,
-            settings.deploy_table, settings.archive_table,
+            settings.deploy_table, settings.archive_table, f"{settings.log_table[:55]}_partial",
         }
 
     def is_own_table(self, name: str) -> bool:

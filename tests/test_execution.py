@@ -105,7 +105,9 @@ def test_one_transaction_per_migration(tmp_path: Path, db_url: str) -> None:
         assert "it was rolled back" not in errors[0]
         assert "profiles" in tables
         project.query_write("DROP TABLE profiles")
-        tables = project.tables()
+        resolved = project.db("resolve", "accounts", "acc002", "--reverted")
+        assert resolved.exit_code == 0, resolved.output
+        tables = project.tables() - {"rollback_log_partial"}
     else:
         assert "PARTLY APPLIED" not in errors[0]
     # The first migration stays applied; the failing one left no trace; the third never ran.
@@ -253,3 +255,78 @@ def test_env_py_is_a_few_lines_calling_the_package(tmp_path: Path, sqlite_url: s
     with pytest.raises(RollbackError, match="flask db"):
         alembic_command.upgrade(config, "heads")
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+@pytest.fixture
+def mariadb_project(tmp_path: Path, mariadb_url: str) -> Project:
+    project = new_project(tmp_path, mariadb_url, with_blog=False)
+    assert project.db("init").exit_code == 0
+    write_migration(
+        project, "accounts", "0001_initial.py", "acc001", branch_labels=("accounts",),
+        upgrade=USERS_UP, downgrade='op.drop_table("users")',
+    )
+    write_migration(
+        project, "accounts", "0002_profiles.py", "acc002", down_revision="acc001",
+        upgrade=PROFILES_UP + 'op.add_column("users", sa.Column("age", sa.Integer))\n'
+        + 'op.execute("INSERT INTO no_such_table VALUES (1)")',
+        downgrade='op.drop_column("users", "age")\nop.drop_table("profiles")',
+    )
+    return project
+
+
+def test_mariadb_partial_step_is_recorded_refused_and_resolved(mariadb_project: Project) -> None:
+    """MariaDB commits DDL at once: a migration failing after CREATE TABLE and ADD COLUMN stays
+    partly applied. The error lists what ran, the version table stays at the last complete
+    migration, the partial step is recorded, showmigrations marks the app, every writing
+    command refuses until 'resolve'."""
+    project = mariadb_project
+    failed = project.run("upgrade")
+    assert failed.returncode == 1, failed.stderr
+    (error,) = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+    assert "accounts.0002_profiles (up) failed" in error and "PARTLY APPLIED" in error
+    assert "CREATE TABLE profiles" in error and "ADD COLUMN age" in error
+    assert "INSERT INTO profiles" in error  # committed by the ADD COLUMN after it
+    assert "no_such_table" in error  # the failing statement's error
+    assert "flask db resolve accounts acc002 --applied" in error
+    assert versions(project) == ["acc001"]
+    assert "profiles" in project.tables()
+    (row,) = project.query("SELECT revision, direction, statements, resolved_at FROM rollback_log_partial")
+    assert row[:2] == ("acc002", "up") and row[3] is None
+    assert "CREATE TABLE profiles" in row[2] and "ADD COLUMN age" in row[2]
+    assert [r["revision"] for r in log_rows(project)] == ["acc001"]
+
+    shown = project.db("showmigrations")
+    assert shown.exit_code == 0, shown.output
+    assert "accounts  NEEDS ATTENTION" in shown.output
+    assert "[!] 0002_profiles  PARTLY APPLIED (up" in shown.output
+    assert "committed: CREATE TABLE profiles" in shown.output
+
+    for command in (["upgrade"], ["downgrade", "accounts@base", "--allow-data-loss"], ["stamp", "heads"]):
+        refused = project.db(*command)
+        assert refused.exit_code == 1, (command, refused.output)
+        assert "app accounts needs attention" in refused.output, refused.output
+        assert "nothing was changed" in refused.output
+    assert versions(project) == ["acc001"]
+    assert project.db("upgrade", "--plan").exit_code == 0  # looking is fine
+
+    wrong = project.db("resolve", "accounts", "acc001", "--applied")
+    assert wrong.exit_code == 1 and "is not the partly applied migration" in wrong.output
+    missing = project.db("resolve", "accounts", "acc002")
+    assert missing.exit_code == 2 and "--applied or --reverted" in missing.output
+
+    # The INSERT before ADD COLUMN was committed by it too: everything the migration meant to
+    # do is in place (the failing statement was a mistake), so it is recorded as applied.
+    assert project.query("SELECT id, bio FROM profiles") == [(1, "half-way")]
+    resolved = project.db("resolve", "accounts", "acc002", "--applied")
+    assert resolved.exit_code == 0, resolved.output
+    assert "recorded as applied" in resolved.output
+    assert versions(project) == ["acc002"]
+    assert [(r["revision"], r["direction"], bool(r["fake"])) for r in log_rows(project)] == [
+        ("acc001", "up", False), ("acc002", "up", True),
+    ]
+    again = project.db("resolve", "accounts", "acc002", "--applied")
+    assert again.exit_code == 1 and "is not partly applied: nothing to resolve" in again.output
+    assert "NEEDS ATTENTION" not in project.db("showmigrations").output
+    down = project.db("downgrade", "accounts@acc001", "--allow-data-loss")
+    assert down.exit_code == 0, down.output
+    assert versions(project) == ["acc001"] and "profiles" not in project.tables()

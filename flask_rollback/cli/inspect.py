@@ -35,6 +35,12 @@ def _status_json(status: commands.Status) -> dict[str, Any]:
                     }
                     for s in app.migrations
                 ],
+                "partly_applied": [
+                    {"revision": p.revision, "name": p.name, "direction": p.direction,
+                     "failed_at": p.failed_at.isoformat(), "error": p.error,
+                     "statements": p.statements}
+                    for p in app.partial
+                ],
             }
             for app in status.apps
         ]
@@ -57,12 +63,23 @@ def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) 
                 click.echo(f"[{'X' if item.applied else ' '}]  {item.migration.label}")
         return
     for app in status.apps:
-        click.echo(app.label)
+        click.echo(app.label + ("  NEEDS ATTENTION: a migration is partly applied" if app.partial else ""))
         if not app.migrations:
             click.echo(" (no migrations)")
+        partial = {step.revision: step for step in app.partial}
         for item in app.migrations:
             when = f"  (applied {item.applied_at:%Y-%m-%d %H:%M:%S})" if item.applied_at else ""
-            click.echo(f" [{'X' if item.applied else ' '}] {item.migration.name}{when}")
+            step = partial.get(item.migration.revision)
+            if step is None:
+                click.echo(f" [{'X' if item.applied else ' '}] {item.migration.name}{when}")
+                continue
+            click.echo(
+                f" [!] {item.migration.name}  PARTLY APPLIED ({step.direction}, failed "
+                f"{step.failed_at:%Y-%m-%d %H:%M:%S}: {step.error})"
+            )
+            for text in step.statements:
+                click.echo(f"       committed: {text}")
+            click.echo(f"       {step.advice()}")
 
 
 @db_group.command("current")

@@ -102,6 +102,21 @@ def stamp_command(target: tuple[str, ...], purge: bool, sql: bool, lock_timeout:
     )
 
 
+@db_group.command("resolve")
+@click.argument("app")
+@click.argument("revision")
+@click.option("--applied", "how", flag_value="applied", help="The migration's changes are all in place.")
+@click.option("--reverted", "how", flag_value="reverted", help="None of the migration's changes are.")
+@lock_timeout_option
+def resolve_command(app: str, revision: str, how: str | None, lock_timeout: float | None) -> None:
+    """Close APP's partly applied migration REVISION after fixing the schema by hand."""
+    if how is None:
+        raise click.UsageError("say which side the schema now matches: --applied or --reverted")
+    click.echo(
+        commands.resolve(current_project(), app, revision, how, lock_timeout=lock_timeout, announce=announce)
+    )
+
+
 @db_group.command("unlock")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 def unlock_command(yes: bool) -> None:

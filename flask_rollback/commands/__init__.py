@@ -15,7 +15,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "context": ("get_project",),
     "author": ("init", "adopt", "Adoption", "makemigrations", "merge", "NewMigration"),
     "migrate": (
-        "RunResult", "upgrade", "downgrade", "irreversible_steps", "stamp", "unlock",
+        "RunResult", "upgrade", "downgrade", "irreversible_steps", "stamp", "resolve", "unlock",
         "render_sql", "sqlmigrate",
     ),
     "inspect": (

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from ..database import apply_timeouts, behind_pooler
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..lock import Announce, migration_lock
+from ..partial import PartialLog, refuse_if_partial
 from ..plan import Plan, Planner
 from ..project import Project
 from ..settings import lock_seconds
@@ -39,8 +40,12 @@ def open_database(
     lock_timeout: float | None = None,
     announce: Announce | None = None,
     purge: bool = False,
+    allow_partial: bool = False,
 ) -> Iterator[tuple[Connection, Planner]]:
     """A connection and a planner for the database's current state.
+
+    Under the lock, a partly applied migration (partial.py) stops the command unless
+    ``allow_partial`` (``resolve``, which clears it).
 
     With ``lock``, the migration lock is taken first and the state read after it, so a process
     that waited for another one plans against what that one left. ``purge`` ignores the
@@ -68,6 +73,8 @@ def open_database(
         with guard:
             if lock:
                 apply_timeouts(connection, settings)
+                if not allow_partial:
+                    refuse_if_partial(PartialLog(settings.log_table), connection)
             recorder = project.recorder
             heads = () if purge else recorder.stored_heads(connection)
             entries = recorder.entries(connection)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from ..errors import (
     RollbackError,
 )
 from ..graph import Migration
+from ..partial import PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
 from .author import makemigrations
@@ -42,6 +43,8 @@ class AppStatus:
     migrations: list[MigrationStatus]
     heads: list[str]
     current: list[str]
+    #: Migrations of this app left partly applied (partial.py): the app needs attention.
+    partial: list[PartialStep] = field(default_factory=list)
 
     @property
     def pending(self) -> list[MigrationStatus]:
@@ -62,6 +65,7 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
         project.registry.get(label)
     with open_database(project) as (connection, planner):
         times = project.recorder.applied_times(project.recorder.entries(connection))
+        partial = PartialLog(project.settings.log_table).unresolved(connection)
     graph = project.graph
     order = [
         MigrationStatus(m, m.revision in planner.applied, times.get(m.revision))
@@ -77,6 +81,7 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
                 [s for s in order if s.migration.app == label],
                 graph.app_heads(label),
                 graph.position(label, planner.applied),
+                [step for step in partial if step.app == label],
             )
         )
     return Status(result, order, planner.stored_heads)

@@ -25,7 +25,9 @@ from ..lock import (
     release_lock_table,
     sqlite_lock_holder,
 )
+from ..partial import PartialLog
 from ..plan import Plan, Planner, Step
+from ..recorder import utcnow
 from ..predict import Prediction, predict
 from ..project import Project
 from .context import open_database
@@ -196,6 +198,51 @@ def stamp(
     ) as (connection, planner):
         plan = planner.stamp(target)
         return RunResult(execute_stamp(project, connection, plan))
+
+
+def resolve(
+    project: Project,
+    app: str,
+    revision: str,
+    how: str,
+    *,
+    lock_timeout: float | None = None,
+    announce: Announce | None = None,
+) -> str:
+    """Close a partly applied migration of ``app`` (partial.py) once the person made the schema
+    match one side: ``how="applied"`` records the migration as applied (after an upgrade that
+    failed) or still applied (after a downgrade), ``"reverted"`` the opposite. Returns what was
+    recorded."""
+    if how not in ("applied", "reverted"):
+        raise RollbackError("resolve needs --applied or --reverted")
+    project.registry.get(app)
+    log = PartialLog(project.settings.log_table)
+    with open_database(
+        project, lock=True, lock_timeout=lock_timeout, announce=announce, allow_partial=True
+    ) as (connection, planner):
+        mine = [step for step in log.unresolved(connection) if step.app == app]
+        if not mine:
+            raise RollbackError(f"app {app!r} is not partly applied: nothing to resolve")
+        migration = project.graph.find(revision, app)
+        found = [step for step in mine if step.revision == migration.revision]
+        if not found:
+            names = ", ".join(f"{step.label} ({step.revision})" for step in mine)
+            raise RollbackError(
+                f"{migration.label} is not the partly applied migration of app {app!r}: {names}"
+            )
+        step = found[0]
+        applied = set(planner.applied)
+        wanted = applied | {migration.revision} if how == "applied" else applied - {migration.revision}
+        with connection.begin():
+            if wanted != applied:
+                direction = "up" if how == "applied" else "down"
+                project.recorder.ensure_log(connection)
+                project.recorder.set_heads(connection, project.graph.stored_heads(wanted))
+                project.recorder.write(connection, migration, direction, utcnow(), fake=True)
+            log.mark_resolved(connection, step, how)
+    state = "applied" if how == "applied" else "not applied"
+    changed = "the version table now says so" if wanted != applied else "the version table already said so"
+    return f"Resolved {migration.label}: recorded as {state} ({changed}); migrations can run again."
 
 
 def unlock(project: Project, confirm: Callable[[str], bool] | None = None) -> str:
