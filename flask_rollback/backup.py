@@ -8,6 +8,11 @@ A backup of the right database, or none:
   contents (``pg_restore -l``) must name the database being migrated and list the same tables,
   with the same catalog OIDs, as the live catalog: a dump of another server or database fails.
 * **SQLite**: the sqlite3 online backup API (consistent while others write), checked the same way.
+* **MariaDB/MySQL**: ``mariadb-dump`` (or ``mysqldump``) ``--single-transaction`` with routines
+  and triggers, every connection parameter of the driver in a private option file
+  (``--defaults-extra-file``, so the password is never on a command line). The dump must name the
+  database being migrated and create the same tables; unlike PostgreSQL there is no catalog id to
+  tell a same-named database of another server apart.
 
 The file is written under a temporary name in the folder and renamed when it is complete and
 checked, so a failed or wrong backup leaves no file. Files are 0600, the folder 0700; a symlinked,
@@ -62,7 +67,11 @@ def backup_database(connection: Connection, url: URL, directory: str) -> Path:
         target = folder / f"{_file_stem(url.database or 'postgres')}-{stamp}.dump"
         _in_place(target, lambda temporary: _pg_dump(connection, url, temporary))
         return target
-    raise RollbackError(f"the backup hook supports SQLite and PostgreSQL, not {backend}")
+    if backend in ("mysql", "mariadb"):
+        target = folder / f"{_file_stem(url.database or 'mysql')}-{stamp}.sql"
+        _in_place(target, lambda temporary: _mysql_dump(connection, url, temporary))
+        return target
+    raise RollbackError(f"the backup hook supports SQLite, PostgreSQL and MariaDB/MySQL, not {backend}")
 
 
 def backup_folder(folder: Path) -> Path:
@@ -183,6 +192,93 @@ def _pg_dump(connection: Connection, url: URL, temporary: Path) -> None:
             "no backup was written"
         )
     _check_dump(connection, url, listed.stdout)
+
+
+#: PyMySQL connection arguments -> mariadb-dump options. SQLAlchemy also passes client_flag
+#: (FOUND_ROWS, meaningless to a dump) and autocommit; anything else is refused, not dropped.
+MYSQL_OPTIONS = {
+    "host": "host", "port": "port", "user": "user", "password": "password",
+    "unix_socket": "socket", "charset": "default-character-set",
+    "connect_timeout": "connect-timeout", "database": None, "db": None,
+}
+MYSQL_SSL_OPTIONS = {"ca": "ssl-ca", "cert": "ssl-cert", "key": "ssl-key", "cipher": "ssl-cipher", "capath": "ssl-capath"}
+MYSQL_IGNORED = ("client_flag", "autocommit")
+DUMP_DATABASE_RE = re.compile(r"^-- Host: .*\sDatabase: (\S+)\s*$", re.MULTILINE)
+DUMP_TABLE_RE = re.compile(r"^CREATE TABLE `((?:[^`]|``)+)`", re.MULTILINE)
+
+
+def mysql_option_file(connection: Connection, url: URL) -> str:
+    """A ``[client]`` option file making a MariaDB client connect exactly where the driver does."""
+    _args, arguments = connection.dialect.create_connect_args(url)
+    lines = ["[client]"]
+    for key, value in arguments.items():
+        if key in MYSQL_IGNORED or value is None:
+            continue
+        if key == "ssl" and isinstance(value, dict):
+            for ssl_key, ssl_value in value.items():
+                if ssl_key not in MYSQL_SSL_OPTIONS:
+                    raise RollbackError(
+                        f"the backup hook cannot pass the URL's ssl parameter {ssl_key!r} to "
+                        "mariadb-dump; no backup was written"
+                    )
+                lines.append(f"{MYSQL_SSL_OPTIONS[ssl_key]}={_option_value(ssl_value)}")
+            continue
+        if key not in MYSQL_OPTIONS:
+            raise RollbackError(
+                f"the backup hook cannot pass the URL's connection parameter {key!r} to "
+                "mariadb-dump; no backup was written"
+            )
+        if MYSQL_OPTIONS[key] is not None:
+            lines.append(f"{MYSQL_OPTIONS[key]}={_option_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _option_value(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _mysql_dump(connection: Connection, url: URL, temporary: Path) -> None:
+    program = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+    if program is None:
+        raise RollbackError("the backup hook needs mariadb-dump (or mysqldump) on PATH; no backup was written")
+    options = temporary.with_name(f"{temporary.name}.cnf")
+    descriptor = os.open(options, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(mysql_option_file(connection, url))
+        command = [
+            program, f"--defaults-extra-file={options}", "--single-transaction", "--routines",
+            "--triggers", "--hex-blob", "--no-tablespaces", f"--result-file={temporary}",
+            "--", url.database or "",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
+    finally:
+        options.unlink(missing_ok=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RollbackError(
+            f"{Path(program).name} of {display_url(url)} failed: {mask(reason, url)}; no backup was written"
+        )
+    text = temporary.read_text(errors="replace")
+    began = not connection.in_transaction()
+    try:
+        database = connection.exec_driver_sql("SELECT DATABASE()").scalar()
+        live = {name for name, kind in connection.exec_driver_sql("SHOW FULL TABLES") if kind == "BASE TABLE"}
+    finally:
+        if began:
+            connection.rollback()
+    named = DUMP_DATABASE_RE.search(text)
+    dumped = {found.replace("``", "`") for found in DUMP_TABLE_RE.findall(text)}
+    if named is None or named.group(1) != database or dumped != live:
+        found_text = (
+            f"database {named.group(1) if named else None!r}" if named is None or named.group(1) != database
+            else _difference(live, dumped)
+        )
+        raise RollbackError(
+            f"{Path(program).name} did not dump the database being migrated ({database!r} of "
+            f"{display_url(url)}): the dump holds {found_text}; no backup was written"
+        )
 
 
 def _check_dump(connection: Connection, url: URL, toc: str) -> None:

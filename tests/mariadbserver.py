@@ -80,7 +80,10 @@ class MariaDBServer:
 
     def start(self) -> None:
         """Create a fresh data dir, start the server and create the test user."""
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="flask-rollback-mariadb-"))
+        # Always under /tmp: a test's private TMPDIR would make the socket path longer than
+        # the 108 bytes a Unix socket name may have.
+        base = "/tmp" if os.path.isdir("/tmp") else None
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="flask-rollback-mariadb-", dir=base))
         self.port = _free_port()
         result = subprocess.run(
             [

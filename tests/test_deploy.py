@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import Result
 
 from flask_rollback.errors import EXIT_REFUSED as REFUSED
@@ -780,7 +781,30 @@ def test_backup_hook_saves_the_database_as_it_was_before_the_deploy(
     assert backup.parent == backups and backup.is_file() and backup != Path(first["backup"])
     assert sorted(backups.iterdir()) == sorted([backup, Path(first["backup"])])
 
-    if not postgres:
+    if db_url.startswith("mysql"):
+        assert backup.suffix == ".sql" and "CREATE TABLE `users`" in backup.read_text()
+        server = request.getfixturevalue("mariadb_server")
+        restored = f"restored_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+        server.create_database(restored)
+        try:
+            with backup.open("rb") as dump:
+                done = subprocess.run(
+                    ["mariadb", "--no-defaults", "--host=127.0.0.1", f"--port={server.port}",
+                     f"--user={server.user}", restored],
+                    env={**os.environ, "MYSQL_PWD": server.password}, stdin=dump,
+                    capture_output=True, text=True, timeout=60,
+                )
+            assert done.returncode == 0, done.stderr
+            copy_project = Project(tmp_path, project.package, server.url(restored))
+            tables = copy_project.tables()
+            users = copy_project.query("SELECT id, email FROM users ORDER BY id")
+            posts = copy_project.query("SELECT id, title, author_id FROM posts")
+            columns = [c["name"] for c in sa.inspect(copy_project.engine()).get_columns("users")]
+            stored = copy_project.query("SELECT version_num FROM alembic_version")
+            deploy_ids = copy_project.query("SELECT id, status FROM rollback_deploys")
+        finally:
+            server.drop_database(restored)
+    elif not postgres:
         with sqlite3.connect(backup) as copy:
             tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             users = copy.execute("SELECT id, email FROM users ORDER BY id").fetchall()
