@@ -51,7 +51,7 @@ from .plan import Plan, Step
 from .project import Project
 
 #: Backends whose failure rules are known.
-BACKENDS = ("postgresql", "sqlite")
+BACKENDS = ("postgresql", "sqlite", "mysql")
 
 #: Operations that change no row nor value, so later counts still hold after them.
 _DATA_UNCHANGED = (

@@ -133,7 +133,8 @@ def snapshot(url: str) -> Any:
                     (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
                     for c in inspector.get_columns(table)
                 ]
-                count = connection.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar()
+                quoted = connection.dialect.identifier_preparer.quote(table)
+                count = connection.exec_driver_sql(f"SELECT count(*) FROM {quoted}").scalar()
                 state[table] = (columns, count)
             if "alembic_version" in state:
                 state["versions"] = sorted(

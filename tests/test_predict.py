@@ -229,32 +229,32 @@ RULES: dict[str, tuple[Callable[[Project], None], str, str, str, str, int, str, 
     "add_not_null": (
         add_not_null, "posts", "add_column", "posts.slug",
         "adds NOT NULL column posts.slug without a server default", 7,
-        "add a server_default or backfill in an earlier migration", ("sqlite", "postgresql"),
+        "add a server_default or backfill in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "set_not_null": (
         set_not_null, "posts", "alter_column", "posts.title",
         "sets NOT NULL on posts.title, which holds NULLs", 2,
-        "backfill the NULLs in an earlier migration", ("sqlite", "postgresql"),
+        "backfill the NULLs in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "unique_constraint": (
         unique_constraint, "posts", "create_unique_constraint", "posts (title)",
         "adds unique constraint uq_posts_title on posts (title) over duplicate values", 3,
-        "remove the duplicates in an earlier migration", ("sqlite", "postgresql"),
+        "remove the duplicates in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "unique_index": (
         unique_index, "posts", "create_index", "posts (title)",
         "adds unique index ix_posts_title on posts (title) over duplicate values", 3,
-        "remove the duplicates in an earlier migration", ("sqlite", "postgresql"),
+        "remove the duplicates in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "primary_key": (
         primary_key, "post_tags", "create_primary_key", "post_tags (post_id, tag)",
         "adds primary key pk_post_tags on post_tags (post_id, tag) over {keys} keys", 2,
-        "{fix} in an earlier migration", ("sqlite", "postgresql"),
+        "{fix} in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "check_constraint": (
         check_constraint, "posts", "create_check_constraint", "posts",
         "adds check constraint ck_posts_short_title on posts over rows that violate it", 2,
-        "correct those rows in an earlier migration", ("sqlite", "postgresql"),
+        "correct those rows in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     # SQLite does not enforce foreign keys unless the connection asks (see the hook test below).
     "foreign_key": (
@@ -262,7 +262,7 @@ RULES: dict[str, tuple[Callable[[Project], None], str, str, str, str, int, str, 
         ("adds foreign key fk_posts_editor_id_users on posts (editor_id) -> users (id) over rows "
         "that match no users row"), 2,
         "delete or correct those rows (or set their editor_id to NULL) in an earlier migration",
-        ("postgresql",),
+        ("postgresql", "mysql"),
     ),
     # SQLite does not enforce lengths; PostgreSQL cuts excess spaces (row 7) without complaint.
     "narrowing": (
