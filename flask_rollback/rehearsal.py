@@ -185,9 +185,13 @@ def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result
             if _declared_irreversible(project, step):  # a barrier: nothing to rehearse back
                 execute(project, scratch, _single(project, scratch, step, "up"))
                 continue
+            implicit: set[tuple[str, str, tuple[str, ...]]] = set()
             for direction in ("up", "down"):
                 execute(project, scratch, _single(project, scratch, step, direction))
-            result.differences = differences(before, snapshot(scratch, exclude))
+                if direction == "up" and scratch.dialect.name in ("mysql", "mariadb"):
+                    implicit = _foreign_key_indexes(scratch, exclude)
+            after = _without_implicit_indexes(before, snapshot(scratch, exclude), implicit)
+            result.differences = differences(before, after)
             if result.differences:
                 result.failed = step.migration.label
                 result.problem = "its downgrade does not restore the schema"
@@ -197,6 +201,37 @@ def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result
             result.failed, result.problem = step.migration.label, exc.message
             return
     result.drift = _drift(project, scratch)
+
+
+def _foreign_key_indexes(connection: Connection, exclude: set[str]) -> set[tuple[str, str, tuple[str, ...]]]:
+    """MariaDB/MySQL: (table, name, columns) of each foreign key, whose index the server made."""
+    inspector = sa.inspect(connection)
+    names = sorted(set(inspector.get_table_names()) - exclude)
+    found = inspector.get_multi_foreign_keys(filter_names=names) if names else {}
+    connection.rollback()
+    return {
+        (table, fk["name"], tuple(fk["constrained_columns"]))
+        for (_schema, table), keys in found.items() for fk in keys if fk.get("name")
+    }
+
+
+def _without_implicit_indexes(
+    before: Snapshot, after: Snapshot, implicit: set[tuple[str, str, tuple[str, ...]]]
+) -> Snapshot:
+    """MariaDB/MySQL create an index for a foreign key that has none and keep it when the key is
+    dropped: a downgrade dropping the key leaves that index behind. Such an index (named and
+    keyed like a foreign key the upgrade made, not there before) is no difference; any other is."""
+    if not implicit:
+        return after
+    cleaned: Snapshot = {}
+    for table, shape in after.items():
+        old = set(before.get(table, {}).get("indexes", []))
+        kept = [
+            index for index in shape["indexes"]
+            if index in old or index[2] or (table, index[0], index[1]) not in implicit
+        ]
+        cleaned[table] = {**shape, "indexes": kept}
+    return cleaned
 
 
 def _declared_irreversible(project: Project, step: Step) -> bool:

@@ -85,16 +85,23 @@ class MariaDBServer:
         base = "/tmp" if os.path.isdir("/tmp") else None
         self.tmpdir = Path(tempfile.mkdtemp(prefix="flask-rollback-mariadb-", dir=base))
         self.port = _free_port()
-        result = subprocess.run(
-            [
-                self.install_db, "--no-defaults", f"--datadir={self.data_dir}", "--skip-test-db",
-                "--auth-root-authentication-method=normal", "--skip-name-resolve",
-                *self._user_args,
-            ],
-            cwd=self.tmpdir, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-            timeout=START_TIMEOUT,
-        )
-        if result.returncode != 0:
+        # Two workers bootstrapping at the same moment now and then see "Installation of system
+        # tables failed": a fresh data dir and a second try get past it.
+        for attempt in range(3):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            result = subprocess.run(
+                [
+                    self.install_db, "--no-defaults", f"--datadir={self.data_dir}", "--skip-test-db",
+                    "--auth-root-authentication-method=normal", "--skip-name-resolve",
+                    *self._user_args,
+                ],
+                cwd=self.tmpdir, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                timeout=START_TIMEOUT,
+            )
+            if result.returncode == 0:
+                break
+            time.sleep(0.5 + attempt)
+        else:
             raise MariaDBServerError(
                 f"mariadb-install-db exited with {result.returncode}\n"
                 f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
