@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import atexit
-import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +11,12 @@ import pytest
 
 from tests.mariadbserver import MariaDBServer, find_mariadb
 from tests.pgbouncer import PgBouncer, find_pgbouncer
-from tests.pgserver import FALLBACK_BINDIR, PostgresServer, find_postgres_bin
+from tests.pgserver import (
+    FALLBACK_BINDIR,
+    PostgresServer,
+    find_postgres_bin,
+    unavailable,
+)
 
 # --- Database backends: one throwaway PostgreSQL server per session, a fresh
 # --- database per test; `db_url` runs a test on both SQLite and PostgreSQL.
@@ -30,13 +33,10 @@ def pg_server() -> Iterator[PostgresServer]:
     """A running PostgreSQL 15 server for the session; skip if absent (fail if CI=true)."""
     bindir = find_postgres_bin()
     if bindir is None:
-        reason = (
+        unavailable(
             "PostgreSQL 15 is not installed: no initdb/pg_ctl/postgres found via "
             f"`pg_config --bindir` or in {FALLBACK_BINDIR}"
         )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
     server = PostgresServer(bindir)
     atexit.register(server.stop)
     try:
@@ -52,10 +52,7 @@ def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
     """PgBouncer in transaction pooling mode in front of ``pg_server``; skip if absent (fail if CI)."""
     program = find_pgbouncer()
     if program is None:
-        reason = "PgBouncer is not installed (apt-get install pgbouncer)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("PgBouncer is not installed (apt-get install pgbouncer)")
     bouncer = PgBouncer(program, pg_server)
     atexit.register(bouncer.stop)
     try:
@@ -69,12 +66,8 @@ def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
 @pytest.fixture
 def pg_url(pg_server: PostgresServer) -> Iterator[str]:
     """SQLAlchemy URL of a fresh, uniquely named PostgreSQL database, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    pg_server.create_database(name)
-    try:
-        yield pg_server.url(name)
-    finally:
-        pg_server.drop_database(name)
+    with pg_server.fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +104,20 @@ def mariadb_url(mariadb_server: MariaDBServer) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
     """SQLAlchemy URL of a SQLite database file under tmp_path."""
     yield f"sqlite:///{tmp_path / 'test.db'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.backends("postgresql")`` (on a test or one of its parameters): the test
+    exists on those backends only; its other ``db_url`` variants are deselected, not skipped."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("db_url") if callspec is not None else None
+        (dropped if marker and backend and backend not in marker.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(params=list(DB_URL_FIXTURES), ids=list(DB_URL_FIXTURES))

@@ -8,15 +8,27 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote
 
 import psycopg
+import pytest
 from psycopg import sql
 
 FALLBACK_BINDIR = "/usr/lib/postgresql/15/bin"
 REQUIRED_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 START_TIMEOUT = 30  # seconds, passed to pg_ctl -t
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A program the tests need is missing: a failure under CI (which installs it), else a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 class PostgresServerError(RuntimeError):
@@ -166,6 +178,16 @@ class PostgresServer:
         """Create an empty database."""
         with self.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    @contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """The URL of a new, uniquely named database, dropped afterwards."""
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        self.create_database(name)
+        try:
+            yield self.url(name)
+        finally:
+            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting any sessions still using it."""

@@ -21,7 +21,12 @@ import pytest
 from click.testing import Result
 
 from flask_rollback.files import WRITE_LOCK_NAME
-from tests.pgserver import FALLBACK_BINDIR, PostgresServer, find_postgres_bin
+from tests.pgserver import (
+    FALLBACK_BINDIR,
+    PostgresServer,
+    find_postgres_bin,
+    unavailable,
+)
 from tests.projects import (
     ACCOUNTS_MODELS,
     Project,
@@ -175,7 +180,7 @@ def second_server() -> Iterator[PostgresServer]:
     """Another PostgreSQL cluster: what a wrong host/port would reach instead."""
     bindir = find_postgres_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL 15 is not installed")
+        unavailable("PostgreSQL 15 is not installed")
     server = PostgresServer(bindir)
     try:
         server.start()
@@ -318,7 +323,7 @@ def test_an_unreadable_backup_folder_is_refused(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            pytest.skip("running as root without setpriv: root reads any folder")
+            unavailable("running as root without setpriv (util-linux): root reads any folder")
         drop = "-dac_override,-dac_read_search"
         prefix = [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
     try:

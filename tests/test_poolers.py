@@ -7,7 +7,6 @@ from __future__ import annotations
 import stat
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,12 +47,8 @@ def one_line(result: subprocess.CompletedProcess[str], waited: bool = False) -> 
 
 @pytest.fixture
 def other_pg_url(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    pg_server.create_database(name)
-    try:
-        yield pg_server.url(name)
-    finally:
-        pg_server.drop_database(name)
+    with pg_server.fresh_database() as url:
+        yield url
 
 
 def pooled(bouncer: PgBouncer, url: str) -> str:

@@ -366,7 +366,7 @@ def test_a_signal_during_the_rehearsal_removes_the_scratch_database(
     before = state(project)
     marker = tmp_path / "marker"
     process = start_db(project, "predeploy", TEST_SLEEP_ON="scratch", TEST_MARKER=str(marker))
-    wait_for(marker.exists, process, "the rehearsal to reach the sleeping migration")
+    wait_for(written(marker), process, "the rehearsal to reach the sleeping migration")
     assert marker.read_text() in scratch_leftovers(db_url, pg_server)
     started = time.monotonic()
     process.send_signal(signum)
@@ -440,12 +440,17 @@ if "TEST_MARKER" in os.environ:
 '''
 
 
+def written(marker: Path) -> Callable[[], bool]:
+    """The migration writes the marker (create, then write): wait for its text, not the file."""
+    return lambda: marker.exists() and bool(marker.read_text())
+
+
 def scratch_of(project: Project, tmp_path: Path, name: str) -> tuple[subprocess.Popen[str], str, Path]:
     """A predeploy held inside its rehearsal: the process, its scratch database, its hold file."""
     marker, hold = tmp_path / f"{name}.marker", tmp_path / f"{name}.hold"
     hold.write_text("")
     process = start_db(project, "predeploy", TEST_MARKER=str(marker), TEST_HOLD=str(hold))
-    wait_for(marker.exists, process, f"rehearsal {name} to start")
+    wait_for(written(marker), process, f"rehearsal {name} to start")
     return process, marker.read_text(), hold
 
 
