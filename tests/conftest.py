@@ -19,13 +19,9 @@ from tests.pgserver import (
 )
 
 # --- Database backends: one throwaway PostgreSQL server per session, a fresh
-# --- database per test; `db_url` runs a test on both SQLite and PostgreSQL.
+# --- database per test; `db_url` runs a test on SQLite, PostgreSQL and MariaDB.
 
-DB_URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "pg_url"}
-#: MariaDB joins the `db_url` backends only when asked (ROLLBACK_TEST_MARIADB=1) until every
-#: backend-parametrised test passes on it (issue 12).
-if os.environ.get("ROLLBACK_TEST_MARIADB", "") not in ("", "0"):
-    DB_URL_FIXTURES["mariadb"] = "mariadb_url"
+DB_URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}
 
 
 @pytest.fixture(scope="session")
@@ -75,10 +71,7 @@ def mariadb_server() -> Iterator[MariaDBServer]:
     """A running MariaDB server for the session (one per xdist worker); skip if absent (fail if CI=true)."""
     programs = find_mariadb()
     if programs is None:
-        reason = "MariaDB is not installed: no mariadb-install-db/mariadbd (apt-get install mariadb-server)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("MariaDB is not installed: no mariadb-install-db/mariadbd (apt-get install mariadb-server)")
     server = MariaDBServer(*programs)
     atexit.register(server.stop)
     try:
@@ -92,12 +85,8 @@ def mariadb_server() -> Iterator[MariaDBServer]:
 @pytest.fixture
 def mariadb_url(mariadb_server: MariaDBServer) -> Iterator[str]:
     """SQLAlchemy URL of a fresh, uniquely named MariaDB database, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    mariadb_server.create_database(name)
-    try:
-        yield mariadb_server.url(name)
-    finally:
-        mariadb_server.drop_database(name)
+    with mariadb_server.fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

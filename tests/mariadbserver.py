@@ -9,6 +9,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -95,7 +98,7 @@ class MariaDBServer:
                     "--auth-root-authentication-method=normal", "--skip-name-resolve",
                     *self._user_args,
                 ],
-                cwd=self.tmpdir, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                check=False, cwd=self.tmpdir, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                 timeout=START_TIMEOUT,
             )
             if result.returncode == 0:
@@ -194,6 +197,16 @@ class MariaDBServer:
         """Create an empty database."""
         with self.connect() as conn, conn.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{name}`")
+
+    @contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """The URL of a new, uniquely named database, dropped afterwards."""
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        self.create_database(name)
+        try:
+            yield self.url(name)
+        finally:
+            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting any sessions still using it."""
