@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from flask_rollback.database import migration_engine  # noqa: E402
+from tests.mariadbserver import MariaDBServer, find_mariadb  # noqa: E402
 from tests.pgserver import PostgresServer, find_postgres_bin  # noqa: E402
 from tests.projects import Project, new_project  # noqa: E402
 
@@ -81,7 +82,7 @@ def _mark(byte):
 def upgrade() -> None:
     _mark(b"u")
     op.create_table("t{number:04d}", sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.String(20)))
-    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i, "v": "x"}} for i in range({rows})])
+    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i, "v": "x"}} for i in range(1, {rows} + 1)])
     time.sleep({sleep})
 
 
@@ -343,6 +344,21 @@ class Postgres(Backend):
         self.server.drop_database(sa.make_url(url).database or "")
 
 
+class MariaDB(Backend):
+    name = "MariaDB"
+
+    def __init__(self, server: MariaDBServer) -> None:
+        self.server = server
+
+    def new_database(self) -> str:
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        self.server.create_database(name)
+        return self.server.url(name)
+
+    def drop_database(self, url: str) -> None:
+        self.server.drop_database(sa.make_url(url).database or "")
+
+
 class SQLiteFile(Backend):
     name = "SQLite file"
 
@@ -401,7 +417,8 @@ def read_state(url: str, revisions: list[str], has_log: bool, seed: str | None =
     engine = migration_engine(sa.make_url(url))
     try:
         with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
+            if connection.dialect.name in ("postgresql", "mysql"):
+                # MariaDB's default too; its snapshot starts at the first read (InnoDB)
                 connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 return _read_state(connection, revisions, has_log, seed)
@@ -418,6 +435,10 @@ def _read_state(connection: sa.Connection, revisions: list[str], has_log: bool, 
 
     if connection.dialect.name == "postgresql":
         names = {r[0] for r in rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    elif connection.dialect.name == "mysql":
+        names = {r[0] for r in rows(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )}
     else:
         names = {r[0] for r in rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
     state = State(0)
@@ -720,6 +741,47 @@ def speed_runs(combo: Combo, repeats: int, workdir: Path) -> Speed:
     return speed
 
 
+#: The floor: the chain's statements run by one fresh Python process through SQLAlchemy, one
+#: transaction per migration as the tools do, with no migration tool at all.
+RAW_CHAIN = """
+import sys, time
+import sqlalchemy as sa
+url, count, rows, direction = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+with engine.connect() as connection:
+    for number in range(1, count + 1) if direction == "up" else range(count, 0, -1):
+        with connection.begin():
+            if direction == "up":
+                connection.exec_driver_sql(
+                    f"CREATE TABLE t{number:04d} (id INTEGER NOT NULL PRIMARY KEY, v VARCHAR(20))")
+                connection.execute(sa.text(f"INSERT INTO t{number:04d} (id, v) VALUES (:id, :v)"),
+                                   [{"id": i, "v": "x"} for i in range(1, rows + 1)])
+            else:
+                connection.exec_driver_sql(f"DROP TABLE t{number:04d}")
+"""
+
+
+def raw_runs(backend: Backend, migrations: int, repeats: int) -> Speed:
+    """Wall time of RAW_CHAIN up and down (Python start-up included, like the tools' runs)."""
+    speed = Speed()
+    for _ in range(repeats):
+        url = backend.new_database()
+        try:
+            for key, direction in (("upgrade", "up"), ("downgrade", "down")):
+                started = time.monotonic()
+                done = subprocess.run(
+                    [sys.executable, "-c", RAW_CHAIN, url, str(migrations), str(ROWS), direction],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )
+                if done.returncode != 0:
+                    speed.failures.append(f"raw {direction}: {done.stderr.strip().splitlines()[-1:]}")
+                    break
+                getattr(speed, key).append(time.monotonic() - started)
+        finally:
+            backend.drop_database(url)
+    return speed
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -735,7 +797,7 @@ class Report:
         return "\n".join(self.lines) + "\n"
 
 
-def machine_info(server: PostgresServer | None) -> str:
+def machine_info(server: PostgresServer | None, mariadb: MariaDBServer | None) -> str:
     import sqlite3
     from importlib.metadata import version as dist_version
 
@@ -744,6 +806,10 @@ def machine_info(server: PostgresServer | None) -> str:
         with server.connect() as conn:
             row = conn.execute("SHOW server_version").fetchone()
         pg = f"PostgreSQL {row[0] if row else '?'} (fsync=off, synchronous_commit=off)"
+    if mariadb is not None and mariadb.tmpdir is not None:
+        with mariadb.connect() as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            pg += f", MariaDB {cursor.fetchone()[0]} (InnoDB, flush at commit off)"
     return (
         f"nproc {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
         f"{pg}, SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, "
@@ -763,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: trials 4, concurrency 4, rounds 1, migrations 20")
     parser.add_argument("--sections", default="1,2,3", help="which sections to run, e.g. 1,3")
     parser.add_argument("--tools", default="flask-rollback,Flask-Migrate")
-    parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument("--backends", default="postgresql,mariadb,sqlite")
     parser.add_argument("--max-minutes", type=float, default=90, help="soft budget; kill trials stop early past it")
     parser.add_argument("--seed", type=int, default=20261125, help="random seed of the kill moments")
     parser.add_argument("--output", type=Path, help="also write the report to this file")
@@ -777,8 +843,14 @@ def main(argv: list[str] | None = None) -> int:
     if bindir is None and "postgresql" in args.backends:
         print("PostgreSQL (initdb/pg_ctl) not found; use --backends sqlite", file=sys.stderr)
         return 2
+    mariadb_programs = find_mariadb()
+    if mariadb_programs is None and "mariadb" in args.backends:
+        print("MariaDB (mariadb-install-db/mariadbd) not found; apt-get install mariadb-server, "
+              "or leave mariadb out of --backends", file=sys.stderr)
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="flask-rollback-bench-"))
     server = PostgresServer(bindir) if bindir else None
+    mariadb = MariaDBServer(*mariadb_programs) if mariadb_programs and "mariadb" in args.backends else None
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -796,6 +868,10 @@ def main(argv: list[str] | None = None) -> int:
             log("starting a throwaway PostgreSQL server")
             server.start()
             backends.append(Postgres(server))
+        if mariadb is not None:
+            log("starting a throwaway MariaDB server")
+            mariadb.start()
+            backends.append(MariaDB(mariadb))
         if "sqlite" in args.backends:
             backends.append(SQLiteFile(workdir))
         tools = [t for t in (FlaskRollback(), FlaskMigrate()) if t.name in args.tools.split(",")]
@@ -810,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.now(timezone.utc)
         report("flask-rollback vs Flask-Migrate: reliability and speed")
         report(f"date: {now:%Y-%m-%d %H:%M} UTC")
-        report(f"machine: {machine_info(server)}")
+        report(f"machine: {machine_info(server, mariadb)}")
         report(
             f"sizes: migrations M={args.migrations} (each: CREATE TABLE + {ROWS} rows + sleep {args.sleep}s), "
             f"concurrency N={args.concurrency}, rounds R={args.rounds}, kill trials T={args.trials}, speed repeats={args.repeats}"
@@ -836,6 +912,9 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             log("stopping the PostgreSQL server")
             server.stop()
+        if mariadb is not None:
+            log("stopping the MariaDB server")
+            mariadb.stop()
         if args.output:
             args.output.write_text(report.text())
         if args.keep:
@@ -939,12 +1018,23 @@ def section_speed(report: Report, combos: list[Combo], args: argparse.Namespace,
         write_chain(combo.tool, combo.project, args.migrations, 0.0)
         speeds[combo.label] = speed_runs(combo, args.repeats, workdir)
         write_chain(combo.tool, combo.project, args.migrations, args.sleep)
+    backends = {combo.backend.name: combo.backend for combo in combos}
+    raw: dict[str, Speed] = {}
+    for name, backend in backends.items():
+        log(f"speed raw SQL / {name}")
+        raw[name] = raw_runs(backend, args.migrations, args.repeats)
     report("")
     report(f"  {'tool / backend':<32} {'upgrade':>9} {'no-op':>9} {'downgrade':>10}   (seconds)")
     for combo in combos:
         s = speeds[combo.label]
         report(f"  {combo.label:<32} {median(s.upgrade):>9.2f} {median(s.noop):>9.2f} {median(s.downgrade):>10.2f}"
                + (f"   FAILURES: {s.failures}" if s.failures else ""))
+    for name, s in raw.items():
+        label = f"raw SQL / {name}"
+        report(f"  {label:<32} {median(s.upgrade):>9.2f} {'-':>9} {median(s.downgrade):>10.2f}"
+               + (f"   FAILURES: {s.failures}" if s.failures else ""))
+    report("  (raw SQL: the same statements from one Python process through SQLAlchemy, one transaction")
+    report("   per migration, no migration tool: the floor either tool could reach)")
     report("")
     report("  ratios flask-rollback / Flask-Migrate (net = minus the no-op run, i.e. start-up and connecting):")
     fr, fm = _for_each(combos, "flask-rollback"), _for_each(combos, "Flask-Migrate")
@@ -959,6 +1049,11 @@ def section_speed(report: Report, combos: list[Combo], args: argparse.Namespace,
             f"(net {ratio(median(a.downgrade) - median(a.noop), median(b.downgrade) - median(b.noop))}), "
             f"no-op {ratio(median(a.noop), median(b.noop))}"
         )
+    report("  ratios to raw SQL (upgrade, downgrade):")
+    for combo in combos:
+        s, floor = speeds[combo.label], raw[combo.backend.name]
+        report(f"    {combo.label}: {ratio(median(s.upgrade), median(floor.upgrade))}, "
+               f"{ratio(median(s.downgrade), median(floor.downgrade))}")
 
 
 if __name__ == "__main__":
