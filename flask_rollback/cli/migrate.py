@@ -52,7 +52,7 @@ def upgrade_command(
     with --sql also FROM:TO (the SQL from FROM, reading no database)."""
     project = current_project()
     words, start = compat.sql_range(project, " ".join(target), sql)
-    each_bind(bind_views(project, words), lambda view: finish(
+    each_bind(bind_views(project, words[:1]), lambda view: finish(
         commands.upgrade(
             view, words, plan_only=plan_only,
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
@@ -81,7 +81,7 @@ def downgrade_command(
     with --sql also FROM:TO (the SQL from FROM, reading no database)."""
     project = current_project()
     words, start = compat.sql_range(project, " ".join(target), sql)
-    views = bind_views(project, words)
+    views = bind_views(project, words[:1])
     if len(views) > 1 and (not words or RELATIVE_RE.match(words[0])):
         raise RollbackError(
             f"downgrade {' '.join(words) or '-1'} is ambiguous with several binds (each has its "
@@ -111,7 +111,7 @@ def stamp_command(target: tuple[str, ...], purge: bool, sql: bool, lock_timeout:
     compat.refuse_stamp_sql(sql)
     project = current_project()
     words = compat.alembic_target(project, " ".join(target))
-    each_bind(bind_views(project, words), lambda view: finish(
+    each_bind(bind_views(project, words[:1]), lambda view: finish(
         commands.stamp(view, words, purge=purge, lock_timeout=lock_timeout, announce=announce)
     ))
 
