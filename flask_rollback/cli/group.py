@@ -74,8 +74,8 @@ def _mask(ctx: click.Context, text: str) -> str:
     """Hide the password; the project is remembered because the app context may be gone."""
     project: Project | None = ctx.meta.get("rollback.project")
     if project is not None:
-        try:
-            for view in project.views():
+        try:  # each bind's URL, once the apps (and so the binds) are known
+            for view in project.views() if "all_apps" in project.__dict__ else [project]:
                 text = mask(text, view.url)
         except RollbackError:  # no database configured: no password to hide
             pass
