@@ -300,7 +300,9 @@ def resolve_apps(
     metadatas = [metadata] if isinstance(metadata, sa.MetaData) else list(metadata)
     table_binds = _table_binds(metadatas)
     claimants = _claimants(list(specs))
-    claims = _assign_tables(metadatas, list(mapped_classes), claimants, default)
+    claims = _default_app_per_bind(
+        _assign_tables(metadatas, list(mapped_classes), claimants, default), table_binds, default
+    )
     owners = {ownership.app for ownership in claims.values()}
     for label in owners:
         validate_label(label)
@@ -408,6 +410,25 @@ def _table_binds(metadatas: list[sa.MetaData]) -> dict[str, str | None]:
                         "cannot enforce a key into another database: store the id as a plain column"
                     )
     return binds
+
+
+def _default_app_per_bind(
+    claims: Mapping[str, Ownership], table_binds: Mapping[str, str | None], default: str
+) -> dict[str, Ownership]:
+    """Models outside every blueprint on another bind (a plain ``models.py`` with a few
+    ``__bind_key__ = "events"`` classes) form that bind's default app, labelled by the bind key,
+    instead of making the default app span two databases. A label someone chose stays."""
+    moved: dict[str, Ownership] = {}
+    for table, ownership in claims.items():
+        key = table_binds.get(table)
+        if key is None or ownership.app != default or ownership.rule == EXPLICIT_LABEL:
+            moved[table] = ownership
+            continue
+        label = validate_label(key, f"app label for the models of bind {key!r} outside every app (the bind key)")
+        moved[table] = Ownership(
+            table, label, ownership.rule, f"{ownership.reason}; on bind {key!r}, whose default app is {label!r}"
+        )
+    return moved
 
 
 def _app_binds(

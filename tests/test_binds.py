@@ -270,3 +270,38 @@ def test_the_python_api_needs_a_bind(tmp_path: Path, db_url: str, second_db_url:
         result = commands.upgrade(commands.get_project(app, bind="analytics"))
         assert [step.migration.label for step, _ in result.report.done] == ["analytics.0001_initial"]
     assert "events" in tables(second_db_url) and "users" not in tables(db_url)
+
+
+#: No blueprints at all: one models.py, a few models on another bind (the common layout).
+PLAIN_MODELS = '''
+from sqlalchemy.orm import Mapped, mapped_column
+from . import db
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Event(db.Model):
+    __bind_key__ = "analytics"
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(db.Integer)
+'''
+
+
+def test_models_outside_every_blueprint_form_a_default_app_per_bind(
+    tmp_path: Path, db_url: str, second_db_url: str
+) -> None:
+    project = Project(tmp_path, f"proj_{uuid.uuid4().hex[:10]}", db_url)
+    project.write("models.py", PLAIN_MODELS)
+    project.set_factory([], {"SQLALCHEMY_BINDS": {"analytics": second_db_url}}, extra_modules=["models"])
+    ok(project.db("init"))
+    listing = ok(project.db("apps")).splitlines()
+    assert [line.split()[:2] for line in listing[1:]] == [["main", "default"], ["analytics", "analytics"]]
+    ok(project.db("makemigrations"))
+    assert project.files("main") == ["0001_initial.py"] and project.files("analytics") == ["0001_initial.py"]
+    ok(project.db("upgrade"))
+    assert tables(db_url) == {"users", "alembic_version", "rollback_log"}
+    assert tables(second_db_url) == {"events", "alembic_version", "rollback_log"}
