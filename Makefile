@@ -7,4 +7,4 @@ test: install
 	python3 -m pytest -q -p no:cacheprovider -n 2 tests
 
 demo: install
-	FLASK_APP=example_app python3 -m flask db upgrade && FLASK_APP=example_app python3 -m flask db showmigrations
+	FLASK_APP=example_app python3 -m flask db apps && FLASK_APP=example_app python3 -m flask db upgrade && FLASK_APP=example_app python3 -m flask db showmigrations

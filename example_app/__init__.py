@@ -30,24 +30,34 @@ rollback = Rollback()
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: database, the accounts/blog/shop blueprints and flask-rollback."""
+    """Build the app: databases, the accounts/blog/shop/analytics blueprints and flask-rollback.
+
+    accounts, blog and shop live in the default database (DATABASE_URL); analytics in a
+    database of its own, the ``analytics`` bind (ANALYTICS_DATABASE_URL)."""
     app = Flask(__name__)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ.get(
         "DATABASE_URL", "sqlite:///" + os.path.join(app.instance_path, "example.db")
     )
+    app.config["SQLALCHEMY_BINDS"] = {
+        "analytics": os.environ.get(
+            "ANALYTICS_DATABASE_URL", "sqlite:///" + os.path.join(app.instance_path, "analytics.db")
+        ),
+    }
     if config:
         app.config.update(config)
 
     db.init_app(app)
 
     from example_app.accounts import bp as accounts_bp
+    from example_app.analytics import bp as analytics_bp
     from example_app.blog import bp as blog_bp
     from example_app.shop import bp as shop_bp
 
     app.register_blueprint(accounts_bp)
     app.register_blueprint(blog_bp)
     app.register_blueprint(shop_bp)
+    app.register_blueprint(analytics_bp)
 
     rollback.init_app(app, db)
     return app

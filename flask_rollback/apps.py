@@ -135,6 +135,22 @@ class App:
     folder_origin: str = FOLDER_DEFAULT
     #: What it claims: ``package X`` or ``module X`` (None: labels and folders only).
     claims: str | None = None
+    #: The Flask-SQLAlchemy bind key its tables live on (None: the default bind).
+    bind: str | None = None
+
+
+#: How output and ``--bind`` name the default bind (Flask-SQLAlchemy's key ``None``).
+DEFAULT_BIND = "default"
+
+
+def bind_name(key: str | None) -> str:
+    return DEFAULT_BIND if key is None else key
+
+
+def bind_order(keys: Iterable[str | None]) -> list[str | None]:
+    """The order every command visits binds in: the default bind first, then keys sorted."""
+    unique = set(keys)
+    return ([None] if None in unique else []) + sorted(k for k in unique if k is not None)
 
 
 class AppRegistry:
@@ -186,6 +202,19 @@ class AppRegistry:
 
     def directories(self) -> dict[str, Path]:
         return {app.label: app.directory for app in self._apps.values()}
+
+    @property
+    def binds(self) -> list[str | None]:
+        """The binds holding apps, in visiting order; the default bind always (a project
+        without apps yet still has its database)."""
+        return bind_order([None, *(app.bind for app in self._apps.values())])
+
+    def for_bind(self, key: str | None) -> AppRegistry:
+        """The apps of one bind and the ownership of their tables."""
+        apps = [app for app in self._apps.values() if app.bind == key]
+        labels = {app.label for app in apps}
+        owned = {table: owner for table, owner in self.ownership.items() if owner.app in labels}
+        return AppRegistry(apps, owned, self.default_label)
 
 
 # -- what blueprints claim ----------------------------------------------------------------------
@@ -254,19 +283,26 @@ def project_home(flask_app: Flask) -> Path:
 
 
 def resolve_apps(
-    metadata: sa.MetaData,
+    metadata: sa.MetaData | Sequence[sa.MetaData],
     mapped_classes: Iterable[type],
     specs: Iterable[AppSpec],
     settings: Settings,
     project_dirs: Sequence[Path] = (),
+    bind_keys: Iterable[str | None] = (None,),
 ) -> AppRegistry:
-    """Assign every table of ``metadata`` to an app and build the registry.
+    """Assign every table of ``metadata`` (one MetaData per Flask-SQLAlchemy bind) to an app,
+    each app to its bind, and build the registry.
 
     ``project_dirs``: folders of the project itself (besides the one holding the migrations
-    root); a package's shipped migrations outside them are an installed package's."""
+    root); a package's shipped migrations outside them are an installed package's.
+    ``bind_keys``: the binds the app configures (SQLALCHEMY_BINDS keys and None)."""
     default = validate_label(settings.default_app, "default app label")
+    metadatas = [metadata] if isinstance(metadata, sa.MetaData) else list(metadata)
+    table_binds = _table_binds(metadatas)
     claimants = _claimants(list(specs))
-    claims = _assign_tables(metadata, list(mapped_classes), claimants, default)
+    claims = _default_app_per_bind(
+        _assign_tables(metadatas, list(mapped_classes), claimants, default), table_binds, default
+    )
     owners = {ownership.app for ownership in claims.values()}
     for label in owners:
         validate_label(label)
@@ -307,6 +343,7 @@ def resolve_apps(
             f"{', '.join(labels) or 'none yet'}"
         )
 
+    binds = _app_binds(labels, tables_by_app, table_binds, settings, list(bind_keys))
     apps = []
     for label in labels:
         validate_label(label)
@@ -321,6 +358,7 @@ def resolve_apps(
                 read_only=folder.read_only,
                 folder_origin=folder.origin,
                 claims=spec.claim_text if spec else None,
+                bind=binds[label],
             )
         )
     for app in apps:
@@ -328,8 +366,126 @@ def resolve_apps(
     return AppRegistry(apps, claims, default)
 
 
+# -- binds ----------------------------------------------------------------------------------------
+
+
+def _bind_of(metadata: sa.MetaData) -> str | None:
+    """Flask-SQLAlchemy 3.1 routes a table by its MetaData: ``db.metadatas[key]`` carries
+    ``info["bind_key"]`` (``__bind_key__`` on a model, ``db.Table(..., bind_key=...)``)."""
+    return metadata.info.get("bind_key")
+
+
+def _table_binds(metadatas: list[sa.MetaData]) -> dict[str, str | None]:
+    """``{table name: bind key}``; refuses what would make a bind's migrations wrong: a table
+    name on two binds, a table whose ``info["bind_key"]`` (Flask-SQLAlchemy 2's spelling) is
+    not the bind its MetaData routes it to, a foreign key from one bind into another."""
+    binds: dict[str, str | None] = {}
+    for metadata in metadatas:
+        key = _bind_of(metadata)
+        for table in metadata.tables.values():
+            if table.name in binds and binds[table.name] != key:
+                raise RollbackError(
+                    f"table {table.name!r} is defined on two binds, {bind_name(binds[table.name])!r} "
+                    f"and {bind_name(key)!r}: flask-rollback needs one name per table across "
+                    "binds; rename one of them (__tablename__)"
+                )
+            said = table.info.get("bind_key", key)
+            if said != key:
+                raise RollbackError(
+                    f"table {table.name!r} says info={{'bind_key': {said!r}}} but is defined on "
+                    f"bind {bind_name(key)!r} (Flask-SQLAlchemy 3 routes a table by its MetaData): "
+                    f"define it with __bind_key__ = {said!r} or db.Table(..., bind_key={said!r})"
+                )
+            binds[table.name] = key
+    for metadata in metadatas:
+        for table in metadata.tables.values():
+            for fk in table.foreign_keys:
+                target = fk.target_fullname.split(".")
+                target_table = target[-2] if len(target) >= 2 else target[0]
+                if target_table in binds and binds[target_table] != binds[table.name]:
+                    raise RollbackError(
+                        f"foreign key {table.name}.{fk.parent.name} -> {fk.target_fullname} crosses "
+                        f"binds: table {table.name!r} is on bind {bind_name(binds[table.name])!r}, "
+                        f"{target_table!r} on bind {bind_name(binds[target_table])!r}; a database "
+                        "cannot enforce a key into another database: store the id as a plain column"
+                    )
+    return binds
+
+
+def _default_app_per_bind(
+    claims: Mapping[str, Ownership], table_binds: Mapping[str, str | None], default: str
+) -> dict[str, Ownership]:
+    """Models outside every blueprint on another bind (a plain ``models.py`` with a few
+    ``__bind_key__ = "events"`` classes) form that bind's default app, labelled by the bind key,
+    instead of making the default app span two databases. A label someone chose stays."""
+    moved: dict[str, Ownership] = {}
+    for table, ownership in claims.items():
+        key = table_binds.get(table)
+        if key is None or ownership.app != default or ownership.rule == EXPLICIT_LABEL:
+            moved[table] = ownership
+            continue
+        label = validate_label(key, f"app label for the models of bind {key!r} outside every app (the bind key)")
+        moved[table] = Ownership(
+            table, label, ownership.rule, f"{ownership.reason}; on bind {key!r}, whose default app is {label!r}"
+        )
+    return moved
+
+
+def _app_binds(
+    labels: list[str],
+    tables_by_app: Mapping[str, list[str]],
+    table_binds: Mapping[str, str | None],
+    settings: Settings,
+    bind_keys: list[str | None],
+) -> dict[str, str | None]:
+    """Each app's bind: the bind of its tables (one only), else ROLLBACK_APP_BINDS, else the
+    default bind. ROLLBACK_APP_BINDS must name an app and a configured bind, and agree with
+    the app's tables (the tables are where the app's queries go)."""
+    configured = dict(settings.app_binds)
+    known = ", ".join(bind_name(key) for key in bind_order(bind_keys))
+    for label, key in configured.items():
+        if label not in labels:
+            raise RollbackError(
+                f"ROLLBACK_APP_BINDS names app {label!r}, which has no models and no "
+                f"migrations{_suggest_label(label, labels)}; known apps: {', '.join(labels) or 'none yet'}"
+            )
+        if key not in bind_keys:
+            close = difflib.get_close_matches(str(key), [k for k in bind_keys if k], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RollbackError(
+                f"ROLLBACK_APP_BINDS[{label!r}] names bind {key!r}, which is not configured{hint}; "
+                f"binds: {known} (add it to SQLALCHEMY_BINDS)"
+            )
+    binds: dict[str, str | None] = {}
+    for label in labels:
+        by_bind: dict[str | None, list[str]] = {}
+        for table in sorted(tables_by_app.get(label, ())):
+            by_bind.setdefault(table_binds.get(table), []).append(table)
+        if len(by_bind) > 1:
+            spread = "; ".join(
+                f"bind {bind_name(key)!r}: {', '.join(tables)}"
+                for key, tables in ((k, by_bind[k]) for k in bind_order(by_bind))
+            )
+            raise RollbackError(
+                f"app {label!r} has tables on {len(by_bind)} binds ({spread}); an app lives on one "
+                "bind: give its models one __bind_key__, or move some to another app (__app_label__)"
+            )
+        if by_bind:
+            (key,) = by_bind
+            if label in configured and configured[label] != key:
+                raise RollbackError(
+                    f"ROLLBACK_APP_BINDS puts app {label!r} on bind {bind_name(configured[label])!r} "
+                    f"but its tables ({', '.join(by_bind[key])}) are on bind {bind_name(key)!r}; "
+                    "remove the entry or change the models' __bind_key__"
+                )
+            binds[label] = key
+        else:
+            binds[label] = configured.get(label)
+    return binds
+
+
 def _assign_tables(
-    metadata: sa.MetaData, mapped_classes: list[type], claimants: list[AppSpec], default: str
+    metadatas: list[sa.MetaData], mapped_classes: list[type], claimants: list[AppSpec], default: str
 ) -> dict[str, Ownership]:
     """Every table's app and the rule behind it: mapped classes first, then explicit Table
     labels, then plain tables (which may follow the foreign keys into tables decided before)."""
@@ -353,13 +509,13 @@ def _assign_tables(
         # A subclass owns only the tables it adds: its parent's table stays the parent's.
         inherited = mapper.inherits.tables if mapper.inherits is not None else []
         for table in mapper.tables:
-            if not isinstance(table, sa.Table) or table.metadata is not metadata:
+            if not isinstance(table, sa.Table) or not any(table.metadata is m for m in metadatas):
                 continue
             if any(table is parent for parent in inherited):
                 continue
             claim(deciding.of_class(cls, table))
 
-    ordered = _referenced_first(metadata)
+    ordered = _referenced_first(metadatas)
     for table in ordered:
         explicit_label = table.info.get("app")
         if explicit_label is not None:
@@ -379,12 +535,12 @@ def _assign_tables(
     return claims
 
 
-def _referenced_first(metadata: sa.MetaData) -> list[sa.Table]:
+def _referenced_first(metadatas: list[sa.MetaData]) -> list[sa.Table]:
     """``metadata.sorted_tables`` without its SAWarning on every command when foreign keys form
     a cycle (teams <-> users): such a cycle is legitimate (makemigrations breaks it), and the
     order here only has to put a referenced table first where one can be."""
     ordered = sa.schema.sort_tables_and_constraints(
-        sorted(metadata.tables.values(), key=lambda table: table.key)
+        sorted((t for m in metadatas for t in m.tables.values()), key=lambda table: table.key)
     )
     return [table for table, _constraints in ordered if table is not None]
 

@@ -234,7 +234,9 @@ def create_layout(
     folders); other layouts are refused, since there is one env.py, in the package."""
     if multidb:
         raise _refuse(
-            _both_spellings("multidb"), "it migrates the default Flask-SQLAlchemy bind only, with one version table"
+            _both_spellings("multidb"), "binds need no layout of their own: each app's migrations "
+            "run on the bind of its models, with a version table per bind (README: 'Several "
+            "databases (binds)')"
         )
     if template not in (None, FLASK_MIGRATE_DEFAULT_TEMPLATE, *TEMPLATES):
         raise _refuse(

@@ -42,6 +42,9 @@ class Settings:
     default_app: str = "main"
     #: Per-app migration folder overrides, ``{label: path}``.
     app_directories: Mapping[str, str] = field(default_factory=dict)
+    #: The bind (SQLALCHEMY_BINDS key) of apps without models, or to state an app's bind,
+    #: ``{label: bind key}``; ``None`` names the default bind.
+    app_binds: Mapping[str, str | None] = field(default_factory=dict)
     #: Name of the ``flask`` command group.
     command: str = "db"
     #: Autogenerate compares column types (Flask-Migrate's default too).
@@ -145,6 +148,23 @@ def _validate(settings: Settings) -> Settings:
         if not _is_path(folder):
             raise RollbackError(
                 f"ROLLBACK_APP_DIRECTORIES[{label!r}] must be a folder path, not {folder!r}"
+            )
+    binds = settings.app_binds
+    if not isinstance(binds, Mapping):
+        raise RollbackError(
+            "ROLLBACK_APP_BINDS must be a dict {app label: bind key}, "
+            f"not {type(binds).__name__} {binds!r}"
+        )
+    for label, key in binds.items():
+        if not isinstance(label, str) or not IDENTIFIER_RE.match(label):
+            raise RollbackError(
+                f"ROLLBACK_APP_BINDS: invalid app label {label!r}: use a Python identifier "
+                "(letters, digits, underscore; no '/', '.' or '-')"
+            )
+        if key is not None and not (isinstance(key, str) and key):
+            raise RollbackError(
+                f"ROLLBACK_APP_BINDS[{label!r}] must be a key of SQLALCHEMY_BINDS (or None for "
+                f"the default bind), not {key!r}"
             )
     for name in Settings.option_names():
         value = getattr(settings, name)

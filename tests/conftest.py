@@ -116,6 +116,18 @@ def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
+def second_db_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another fresh database on the backend of ``db_url`` (a second Flask-SQLAlchemy bind)."""
+    backend = request.node.callspec.params["db_url"]
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'second.db'}"
+        return
+    server = request.getfixturevalue("pg_server" if backend == "postgresql" else "mariadb_server")
+    with server.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temp dir of this test's own (TMPDIR, as Python resolves it), so SQLite scratch files
     from other processes on the machine cannot be mistaken for ours. Request it after the

@@ -1,6 +1,7 @@
 """The shipped example app and its shipped migrations, run as a user would, on SQLite and
 PostgreSQL: ``python -m flask --app example_app db ...`` from the repository root with
-``DATABASE_URL`` pointing at a throwaway database. Neither folder is modified."""
+``DATABASE_URL`` and ``ANALYTICS_DATABASE_URL`` (the analytics bind) pointing at throwaway
+databases. Neither folder is modified."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ TABLES = {"users", "posts", "tags", "post_tags", "products", "orders", "order_li
 OWN_TABLES = {"alembic_version", "rollback_log"}
 #: Heads of the shipped migrations (accounts' initial is below both through depends_on).
 BLOG_INITIAL, SHOP_INITIAL = "a86a3d95c5c4", "1bee7f2580b9"
+#: The analytics app's initial migration, on its own database (the analytics bind).
+ANALYTICS_INITIAL = "f745a18f1d79"
 
 
 def tree(*folders: str) -> dict[str, str]:
@@ -40,9 +43,15 @@ def untouched_example() -> Iterator[None]:
     assert tree("example_app", "migrations") == before, "the example app or its migrations changed"
 
 
-def flask_db(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def urls(db_url: str, second_db_url: str) -> tuple[str, str]:
+    """The default database and the analytics bind's database."""
+    return db_url, second_db_url
+
+
+def flask_db(urls: tuple[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FLASK_APP", "ROLLBACK_DIRECTORY")}
-    env.update(DATABASE_URL=url, PYTHONDONTWRITEBYTECODE="1")
+    env.update(DATABASE_URL=urls[0], ANALYTICS_DATABASE_URL=urls[1], PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "example_app", "db", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
@@ -74,12 +83,15 @@ def state(url: str) -> tuple[set[str], list[str], dict[str, int]]:
         engine.dispose()
 
 
-def exercise_routes(url: str) -> None:
-    """Create a user, a post with tags and an order through the app's own routes."""
+def exercise_routes(urls: tuple[str, str]) -> None:
+    """Create a user, a post with tags, an order and page views through the app's own routes."""
     from example_app import create_app, db
     from example_app.shop.models import Product
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": urls[0], "SQLALCHEMY_BINDS": {"analytics": urls[1]},
+        "TESTING": True,
+    })
     try:
         client = app.test_client()
         response = client.post("/accounts/", json={"email": "ann@example.org", "name": "Ann"})
@@ -119,30 +131,54 @@ def exercise_routes(url: str) -> None:
         assert sorted((line["product_id"], line["quantity"]) for line in order["lines"]) == sorted(
             [(products["MUG-1"], 2), (products["TEE-1"], 1)]
         )
+
+        for path in ("/blog/posts", "/shop/products", "/blog/posts"):
+            response = client.post("/analytics/views", json={"path": path, "user_id": user["id"]})
+            assert response.status_code == 201, response.get_data(as_text=True)
+        assert client.get("/analytics/views").get_json() == [
+            {"path": "/blog/posts", "views": 2}, {"path": "/shop/products", "views": 1}
+        ]
     finally:
         with app.app_context():
             db.session.remove()
-            db.engine.dispose()
+            for engine in db.engines.values():
+                engine.dispose()
 
 
-def test_example_app_end_to_end(db_url: str, untouched_example: None) -> None:
-    # upgrade creates the seven tables of the three apps.
-    output = ok(flask_db(db_url, "upgrade"))
-    assert "Applied 3 migration(s)" in output
+def test_example_app_end_to_end(urls: tuple[str, str], untouched_example: None) -> None:
+    db_url, analytics_url = urls
+    # apps shows each app's bind.
+    rows = [line.split()[:2] for line in ok(flask_db(urls, "apps")).splitlines()]
+    assert [row for row in rows if row and row[0] in ("app", "accounts", "blog", "shop", "analytics")] == [
+        ["app", "bind"], ["accounts", "default"], ["blog", "default"], ["shop", "default"],
+        ["analytics", "analytics"],
+    ]
+
+    # upgrade creates the seven tables of the three apps in the default database, and the
+    # analytics app's table in its own, each database with its own version table and log.
+    output = ok(flask_db(urls, "upgrade"))
+    assert "Applied 3 migration(s) (accounts 1, blog 1, shop 1)" in output
+    assert "Applied 1 migration(s) (analytics 1)" in output
+    assert output.index("Bind 'default'") < output.index("Bind 'analytics'")
     tables, versions, _ = state(db_url)
     assert tables == TABLES | OWN_TABLES
     assert versions == sorted([BLOG_INITIAL, SHOP_INITIAL])
+    tables, versions, _ = state(analytics_url)
+    assert tables == {"page_views"} | OWN_TABLES
+    assert versions == [ANALYTICS_INITIAL]
 
-    # The shipped migrations match the models.
-    output = ok(flask_db(db_url, "check"))
-    assert "No problems" in output
+    # The shipped migrations match the models, on both binds.
+    output = ok(flask_db(urls, "check"))
+    assert output.count("No problems") == 2
 
-    exercise_routes(db_url)
+    exercise_routes(urls)
     before = state(db_url)
     assert before[2]["users"] == 1 and before[2]["post_tags"] == 2 and before[2]["order_lines"] == 2
+    analytics_before = state(analytics_url)
+    assert analytics_before[2]["page_views"] == 3
 
     # accounts cannot go to zero alone: blog and shop depend on it.
-    result = flask_db(db_url, "downgrade", "accounts", "zero")
+    result = flask_db(urls, "downgrade", "accounts", "zero")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Traceback" not in output, output
@@ -153,13 +189,13 @@ def test_example_app_end_to_end(db_url: str, untouched_example: None) -> None:
     assert state(db_url) == before
 
     # The tables hold rows: the cascade is refused until data loss is accepted.
-    result = flask_db(db_url, "downgrade", "accounts", "zero", "--cascade")
+    result = flask_db(urls, "downgrade", "accounts", "zero", "--cascade")
     assert result.returncode == EXIT_REFUSED and "Data at risk:" in result.stderr, result.stderr
     assert "  order_lines  2 rows  " in result.stderr and "  users        1 row   " in result.stderr
     assert state(db_url) == before
 
     # --cascade --allow-data-loss reverts all three apps, dependents first.
-    output = ok(flask_db(db_url, "downgrade", "accounts", "zero", "--cascade", "--allow-data-loss"))
+    output = ok(flask_db(urls, "downgrade", "accounts", "zero", "--cascade", "--allow-data-loss"))
     assert "Reverted 3 migration(s)" in output
     tables, versions, _ = state(db_url)
     assert tables == OWN_TABLES
@@ -176,3 +212,5 @@ def test_example_app_end_to_end(db_url: str, untouched_example: None) -> None:
     assert log[0] == ("accounts", "up")
     assert sorted(log[3:]) == [("accounts", "down"), ("blog", "down"), ("shop", "down")]
     assert log[-1] == ("accounts", "down")
+    # The analytics bind was not touched by reverting apps of the default bind.
+    assert state(analytics_url) == analytics_before

@@ -444,6 +444,7 @@ def test_apps_shows_source_folder_tables_and_the_rule_for_each(
     shop = data[2]
     assert shop == {
         "app": "shop",
+        "bind": None,
         "source": "registered",
         "claims": f"package {package}.shop",
         "folder": "migrations/shop",

@@ -5,10 +5,17 @@ from __future__ import annotations
 import click
 
 from .. import commands
+from ..archive import ArchiveRecord
+from ..errors import EXIT_COULD_NOT_RUN, RollbackError
+from ..project import Project
 from .group import (
     announce,
+    bind_option,
+    bind_views,
+    by_bind,
     current_project,
     db_group,
+    each_bind,
     emit_json,
     json_option,
     lock_timeout_option,
@@ -19,16 +26,35 @@ from .group import (
 @json_option
 @click.option("--drop", "drop", default=None, metavar="ARCHIVE", help="Discard this archive.")
 @lock_timeout_option
+@bind_option
 def archives_command(as_json: bool, drop: str | None, lock_timeout: float | None) -> None:
     """Archives kept by --archive runs, newest first (or discard one with --drop)."""
+    views = bind_views(current_project())
     if drop is not None:
-        record = commands.drop_archive(current_project(), drop, lock_timeout=lock_timeout, announce=announce)
+        record = commands.drop_archive(_one_bind(views, "--drop"), drop, lock_timeout=lock_timeout, announce=announce)
         click.echo(f"Dropped archive {record.name} ({record.rows} row(s) of {record.object}).")
         return
-    records = commands.archives(current_project())
     if as_json:
-        emit_json([record.as_dict() for record in records])
+        emit_json(by_bind(views, [
+            [record.as_dict() for record in records]
+            for records in each_bind(views, commands.archives, heading=False)
+        ]))
         return
+    each_bind(views, lambda view: _show_archives(commands.archives(view)))
+
+
+def _one_bind(views: list[Project], what: str) -> Project:
+    """An archive lives in one bind's database: with several, ``--bind`` says which."""
+    if len(views) > 1:
+        raise RollbackError(
+            f"{what} works on one database: name its bind with --bind KEY (see 'flask db "
+            "archives'); nothing was changed",
+            exit_code=EXIT_COULD_NOT_RUN,
+        )
+    return views[0]
+
+
+def _show_archives(records: list[ArchiveRecord]) -> None:
     if not records:
         click.echo("No archives.")
     for record in records:
@@ -41,10 +67,12 @@ def archives_command(as_json: bool, drop: str | None, lock_timeout: float | None
 @db_group.command("restore")
 @click.argument("archives", nargs=-1, required=True)
 @lock_timeout_option
+@bind_option
 def restore_command(archives: tuple[str, ...], lock_timeout: float | None) -> None:
     """Write archives' values back (matched by primary key), in the order given, then drop each."""
+    view = _one_bind(bind_views(current_project()), "restore")
     for name in archives:
-        result = commands.restore(current_project(), name, lock_timeout=lock_timeout, announce=announce)
+        result = commands.restore(view, name, lock_timeout=lock_timeout, announce=announce)
         record = result.archive
         click.echo(
             f"Restored {record.object} from {record.name}: {result.updated} row(s) updated, "

@@ -10,14 +10,17 @@ import click
 
 from .. import commands, compat
 from ..errors import EXIT_MODELS_DIFFER
-from ..project import Comparison
+from ..project import Comparison, Project
 from ..questioner import questioner_for
 from .group import (
     announce,
+    bind_option,
+    bind_views,
     current_project,
     database_option,
     db_group,
     directory_option,
+    each_bind,
     x_arg_option,
 )
 from .output import print_adoption, print_new
@@ -69,18 +72,26 @@ def list_templates_command() -> None:
     "--no-input", "--noinput", "no_input", is_flag=True,
     help="Ask nothing (also without a terminal): no rename; a NOT NULL column without default is an error.",
 )
+@bind_option
 def makemigrations_command(
     apps: tuple[str, ...], message: str | None, empty: bool, dry_run: bool, check_only: bool,
     database: Comparison, verbose: int, no_input: bool,
 ) -> None:
     """Autogenerate one migration per changed app (all apps, or APPS); on a terminal, asks
     about renames and values for existing rows, as Django does."""
-    new = commands.makemigrations(
-        current_project(), apps, message=message, empty=empty, dry_run=dry_run, check=check_only,
-        database=database, questioner=questioner_for(no_input), announce=announce,
-    )
-    print_new(new, dry_run or check_only, verbose)
-    if check_only and new:
+    project = current_project()
+
+    def one(view: Project) -> bool:
+        new = commands.makemigrations(
+            view, [a for a in apps if a in view.registry] or apps, message=message, empty=empty,
+            dry_run=dry_run, check=check_only, database=database,
+            questioner=questioner_for(no_input), announce=announce,
+        )
+        print_new(new, dry_run or check_only, verbose)
+        return bool(new)
+
+    written = each_bind(bind_views(project, apps), one)
+    if check_only and any(written):
         raise click.exceptions.Exit(EXIT_MODELS_DIFFER)
 
 
@@ -105,9 +116,13 @@ def new_migration_options(command: Command) -> Command:
 @new_migration_options
 @click.option("--app", "apps", multiple=True, help="Only these apps.")
 @x_arg_option
+@bind_option
 def migrate_command(apps: tuple[str, ...], **options: Any) -> None:
     """Flask-Migrate's name for makemigrations."""
-    print_new(compat.new_migrations(current_project(), apps=apps, autogenerate=True, **options), False)
+    project = current_project()
+    each_bind(bind_views(project, apps), lambda view: print_new(compat.new_migrations(
+        view, apps=[a for a in apps if a in view.registry] or apps, autogenerate=True, **options
+    ), False))
 
 
 @db_group.command("revision")
@@ -118,7 +133,10 @@ def revision_command(app: str | None, autogenerate: bool, **options: Any) -> Non
     """Create a migration (empty unless --autogenerate)."""
     project = current_project()
     apps = [app] if app else []
-    print_new(compat.new_migrations(project, apps=apps, autogenerate=autogenerate, **options), False)
+    each_bind(bind_views(project, apps), lambda view: print_new(compat.new_migrations(
+        view, apps=[a for a in apps if a in view.registry] or apps, autogenerate=autogenerate,
+        **options
+    ), False))
 
 
 @db_group.command("merge")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from flask import current_app, has_app_context
 from flask.cli import AppGroup
 
 from .. import commands
-from ..database import mask
+from ..database import display_url, mask
 from ..dataloss import DataLossError
 from ..errors import RollbackError
 from ..interrupts import Interrupted, signals_raise
@@ -74,10 +74,12 @@ def _mask(ctx: click.Context, text: str) -> str:
     """Hide the password; the project is remembered because the app context may be gone."""
     project: Project | None = ctx.meta.get("rollback.project")
     if project is not None:
-        try:
-            return mask(text, project.url)
+        try:  # each bind's URL, once the apps (and so the binds) are known
+            for view in project.views() if "all_apps" in project.__dict__ else [project]:
+                text = mask(text, view.url)
         except RollbackError:  # no database configured: no password to hide
-            return text
+            pass
+        return text
     if has_app_context():
         uri = current_app.config.get("SQLALCHEMY_DATABASE_URI")
         if uri:
@@ -178,3 +180,72 @@ tag_option = click.option(
 def announce(message: str) -> None:
     click.echo(message, err=True)
 
+
+
+# -- binds ------------------------------------------------------------------------------------
+
+#: ``ctx.meta`` key: the binds ``--bind`` named.
+BINDS = "rollback.binds"
+bind_option = click.option(
+    "--bind", multiple=True, expose_value=False, callback=_remember(BINDS), metavar="KEY",
+    help="Only this bind: a SQLALCHEMY_BINDS key, or 'default' (repeatable; default: every bind).",
+)
+T = TypeVar("T")
+
+
+def bind_views(project: Project, apps: Sequence[str] = ()) -> list[Project]:
+    """The binds a command visits, each as its own project: those ``--bind`` names, else the
+    binds of the apps ``apps`` names (app labels, or target words naming a migration), else
+    every bind holding apps. A project with one bind visits itself."""
+    names = click.get_current_context().meta.get(BINDS)
+    views = project.views(names)
+    if names or len(views) < 2 or not apps:
+        return views
+    keys = {_bind_of_word(project, word) for word in apps}
+    if ... in keys:
+        return views
+    return [view for view in views if view.bind in keys]
+
+
+def _bind_of_word(project: Project, word: str) -> Any:
+    """The bind of the app a target word names; ``...`` for words naming every app."""
+    if word in ("heads", "head", "base") or RELATIVE_RE.match(word):
+        return ...
+    registry = project.all_apps
+    if word in registry:
+        return registry.get(word).bind
+    label, _rest = project.graph.split_reference(word)
+    label = label if label is not None else project.graph.find(word).app
+    return registry.get(label).bind
+
+
+def each_bind(views: Sequence[Project], action: Callable[[Project], T], *, heading: bool = True) -> list[T]:
+    """Run ``action`` on each bind in turn (each under its own lock, if it takes one). With
+    several binds, a heading names each one, and an error names the bind it happened on and
+    the binds already done (they stay as they are)."""
+    several = len(views) > 1 or any(view.several_binds for view in views)
+    results: list[T] = []
+    done: list[str] = []
+    for view in views:
+        try:
+            if several and heading:
+                click.echo(f"Bind {view.bind_label!r} ({display_url(view.url)}):")
+            results.append(action(view))
+        except RollbackError as exc:
+            if several:
+                after = (
+                    f"; bind {', '.join(repr(name) for name in done)} finished before it and "
+                    "stays as it is" if done else ""
+                )
+                exc.message = f"bind {view.bind_label!r}: {exc.message}{after}"
+                exc.args = (exc.message,)
+            raise
+        done.append(view.bind_label)
+    return results
+
+
+def by_bind(views: Sequence[Project], documents: Sequence[Any]) -> Any:
+    """One JSON document: as it was with one bind, ``{bind: document}`` with several."""
+    if len(views) == 1 and not views[0].several_binds:
+        return documents[0]
+    return {"binds": {view.bind_label: doc for view, doc in zip(views, documents)}}

@@ -7,12 +7,16 @@ from typing import Any
 import click
 
 from .. import commands, compat
-from ..project import Comparison
+from ..project import Comparison, Project
 from .group import (
+    bind_option,
+    bind_views,
+    by_bind,
     current_project,
     database_option,
     db_group,
     directory_option,
+    each_bind,
     emit_json,
     json_option,
 )
@@ -51,12 +55,23 @@ def _status_json(status: commands.Status) -> dict[str, Any]:
 @click.argument("apps", nargs=-1)
 @click.option("--plan", "as_plan", is_flag=True, help="One list in the order migrations apply.")
 @json_option
+@bind_option
 def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) -> None:
     """[X] applied / [ ] pending, per app, with applied times."""
-    status = commands.status(current_project(), apps)
+    project = current_project()
+    views = bind_views(project, apps)
     if as_json:
-        emit_json(_status_json(status))
+        emit_json(by_bind(views, [_status_json(status) for status in each_bind(
+            views, lambda view: commands.status(view, [a for a in apps if a in view.registry] or list(apps)),
+            heading=False,
+        )]))
         return
+    each_bind(views, lambda view: _show_status(
+        commands.status(view, [a for a in apps if a in view.registry] or list(apps)), apps, as_plan
+    ))
+
+
+def _show_status(status: commands.Status, apps: tuple[str, ...], as_plan: bool) -> None:
     if as_plan:
         for item in status.order:
             if not apps or item.migration.app in apps:
@@ -86,12 +101,20 @@ def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) 
 @directory_option
 @json_option
 @click.option("-v", "--verbose", is_flag=True, help="Show file paths.")
+@bind_option
 def current_command(as_json: bool, verbose: bool) -> None:
     """Where the database stands, per app."""
-    status = commands.status(current_project())
+    views = bind_views(current_project())
     if as_json:
-        emit_json({"apps": {a.label: a.current for a in status.apps}, "stored_heads": list(status.stored_heads)})
+        emit_json(by_bind(views, [
+            {"apps": {a.label: a.current for a in status.apps}, "stored_heads": list(status.stored_heads)}
+            for status in each_bind(views, commands.status, heading=False)
+        ]))
         return
+    each_bind(views, lambda view: _show_current(commands.status(view), verbose))
+
+
+def _show_current(status: commands.Status, verbose: bool) -> None:
     graph_names = {s.migration.revision: s.migration for s in status.order}
     for app in status.apps:
         if not app.current:
@@ -137,18 +160,31 @@ def heads_command(as_json: bool, verbose: bool, resolve_dependencies: bool) -> N
 @directory_option
 @json_option
 @database_option
+@bind_option
 def check_command(as_json: bool, database: Comparison) -> None:
-    """Exit 0 when all is current; 3 models differ, 4 database behind, 5 several heads in an app."""
-    report = commands.check(current_project(), database)
+    """Exit 0 when all is current; 3 models differ, 4 database behind, 5 several heads in an app
+    (with several binds: the first problem's code, binds in order)."""
+    views = bind_views(current_project())
+
+    def one(view: Project) -> commands.CheckReport:
+        report = commands.check(view, database)
+        if not as_json:
+            if not report.problems:
+                click.echo("No problems: single heads, database current, models match the migrations.")
+            for _code, message in report.problems:
+                click.echo(message)
+        return report
+
+    reports = each_bind(views, one, heading=not as_json)
     if as_json:
-        emit_json({"ok": not report.problems, "exit_code": report.exit_code,
-                    "problems": [{"code": c, "message": m} for c, m in report.problems]})
-    elif not report.problems:
-        click.echo("No problems: single heads, database current, models match the migrations.")
-    for _code, message in report.problems if not as_json else []:
-        click.echo(message)
-    if report.exit_code:
-        raise click.exceptions.Exit(report.exit_code)
+        emit_json(by_bind(views, [
+            {"ok": not report.problems, "exit_code": report.exit_code,
+             "problems": [{"code": c, "message": m} for c, m in report.problems]}
+            for report in reports
+        ]))
+    code = next((report.exit_code for report in reports if report.exit_code), 0)
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 @db_group.command("history")
@@ -157,11 +193,17 @@ def check_command(as_json: bool, database: Comparison) -> None:
 @click.option("-r", "--rev-range", default=None, help="START:END within one app, e.g. blog.0002: or :blog@head.")
 @click.option("-v", "--verbose", is_flag=True, help="Also ids, parents, dependencies, dates and paths.")
 @click.option("-i", "--indicate-current", is_flag=True, help="Mark where the database stands.")
+@bind_option
 def history_command(apps: tuple[str, ...], rev_range: str | None, verbose: bool, indicate_current: bool) -> None:
     """Migrations per app (all, or APPS), newest first."""
-    shown = commands.history(current_project(), apps, rev_range, indicate_current)
-    for line in shown.lines(verbose):
-        click.echo(line)
+
+    def one(view: Project) -> None:
+        mine = tuple(a for a in apps if a in view.registry) or apps
+        for line in commands.history(view, mine, rev_range, indicate_current).lines(verbose):
+            click.echo(line)
+
+    project = current_project()
+    each_bind(bind_views(project, apps), one)
 
 
 @db_group.command("show")

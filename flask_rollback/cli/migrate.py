@@ -7,13 +7,18 @@ import sys
 import click
 
 from .. import commands, compat
-from ..errors import RollbackError
+from ..errors import EXIT_COULD_NOT_RUN, RollbackError
+from ..plan import RELATIVE_RE
+from ..project import Project
 from .group import (
     TARGET_SETTINGS,
     allow_data_loss_option,
     announce,
     archive_option,
+    bind_option,
+    bind_views,
     current_project,
+    each_bind,
     db_group,
     directory_option,
     lock_timeout_option,
@@ -38,6 +43,7 @@ from .output import finish, progress
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@bind_option
 def upgrade_command(
     target: tuple[str, ...], plan_only: bool, sql: bool, fake_initial: bool,
     lock_timeout: float | None, allow_data_loss: bool, archive: bool | None,
@@ -46,13 +52,13 @@ def upgrade_command(
     with --sql also FROM:TO (the SQL from FROM, reading no database)."""
     project = current_project()
     words, start = compat.sql_range(project, " ".join(target), sql)
-    finish(
+    each_bind(bind_views(project, words[:1]), lambda view: finish(
         commands.upgrade(
-            project, words, plan_only=plan_only,
+            view, words, plan_only=plan_only,
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial, start=start,
         )
-    )
+    ))
 
 
 @db_group.command("downgrade", context_settings=TARGET_SETTINGS)
@@ -66,6 +72,7 @@ def upgrade_command(
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@bind_option
 def downgrade_command(
     target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None,
     allow_data_loss: bool, archive: bool | None,
@@ -74,13 +81,21 @@ def downgrade_command(
     with --sql also FROM:TO (the SQL from FROM, reading no database)."""
     project = current_project()
     words, start = compat.sql_range(project, " ".join(target), sql)
-    finish(
+    views = bind_views(project, words[:1])
+    if len(views) > 1 and (not words or RELATIVE_RE.match(words[0])):
+        raise RollbackError(
+            f"downgrade {' '.join(words) or '-1'} is ambiguous with several binds (each has its "
+            "own most recent migration): name an app (APP@-1) or pick one with --bind KEY; "
+            "nothing was changed",
+            exit_code=EXIT_COULD_NOT_RUN,
+        )
+    each_bind(views, lambda view: finish(
         commands.downgrade(
-            project, words, cascade=cascade,
+            view, words, cascade=cascade,
             plan_only=plan_only, sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, start=start,
         )
-    )
+    ))
 
 
 @db_group.command("stamp", context_settings=TARGET_SETTINGS)
@@ -90,16 +105,15 @@ def downgrade_command(
 @tag_option
 @directory_option
 @lock_timeout_option
+@bind_option
 def stamp_command(target: tuple[str, ...], purge: bool, sql: bool, lock_timeout: float | None) -> None:
     """Record TARGET as applied without running migrations."""
     compat.refuse_stamp_sql(sql)
     project = current_project()
-    finish(
-        commands.stamp(
-            project, compat.alembic_target(project, " ".join(target)), purge=purge,
-            lock_timeout=lock_timeout, announce=announce,
-        )
-    )
+    words = compat.alembic_target(project, " ".join(target))
+    each_bind(bind_views(project, words[:1]), lambda view: finish(
+        commands.stamp(view, words, purge=purge, lock_timeout=lock_timeout, announce=announce)
+    ))
 
 
 @db_group.command("resolve")
@@ -112,13 +126,14 @@ def resolve_command(app: str, revision: str, how: str | None, lock_timeout: floa
     """Close APP's partly applied migration REVISION after fixing the schema by hand."""
     if how is None:
         raise click.UsageError("say which side the schema now matches: --applied or --reverted")
-    click.echo(
-        commands.resolve(current_project(), app, revision, how, lock_timeout=lock_timeout, announce=announce)
-    )
+    project = current_project()
+    view = bind_views(project, [app])[0]
+    click.echo(commands.resolve(view, app, revision, how, lock_timeout=lock_timeout, announce=announce))
 
 
 @db_group.command("unlock")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@bind_option
 def unlock_command(yes: bool) -> None:
     """Clear the migration lock a dead or stuck run left, after showing who holds it."""
 
@@ -128,7 +143,11 @@ def unlock_command(yes: bool) -> None:
             raise RollbackError("unlock needs confirmation: re-run with --yes")
         return click.confirm("Clear it (a run still going would be stopped)?", default=False)
 
-    click.echo(commands.unlock(current_project(), confirm=None if yes else confirm))
+    project = current_project()
+    each_bind(
+        bind_views(project),
+        lambda view: click.echo(commands.unlock(view, confirm=None if yes else confirm)),
+    )
 
 
 @db_group.command("sqlmigrate")
@@ -137,4 +156,6 @@ def unlock_command(yes: bool) -> None:
 @click.option("--backwards", is_flag=True, help="The SQL of the downgrade.")
 def sqlmigrate_command(app: str, revision: str | None, backwards: bool) -> None:
     """Print the SQL of one migration: APP NAME (blog 0002), blog.0002_tags, blog@0002, or an id."""
-    click.echo(commands.sqlmigrate(current_project(), app, revision, backwards), nl=False)
+    project = current_project()
+    view: Project = bind_views(project, [app])[0]
+    click.echo(commands.sqlmigrate(view, app, revision, backwards), nl=False)

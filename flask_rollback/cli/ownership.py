@@ -9,8 +9,10 @@ from typing import Any
 import click
 
 from .. import commands
+from ..apps import bind_name
 from .group import (
     announce,
+    bind_views,
     current_project,
     db_group,
     emit_json,
@@ -19,6 +21,8 @@ from .group import (
 )
 
 HEADER = ("app", "source", "folder", "read-only", "table", "rule", "why")
+#: With several binds a column says where each app lives.
+BIND_HEADER = ("app", "bind", "source", "folder", "read-only", "table", "rule", "why")
 
 
 def shown_path(path: Path) -> str:
@@ -33,6 +37,7 @@ def _apps_json(overviews: list[commands.AppOverview]) -> dict[str, Any]:
         "apps": [
             {
                 "app": app.label,
+                "bind": app.bind,
                 "source": app.source,
                 "claims": app.claims,
                 "folder": shown_path(app.directory),
@@ -51,21 +56,29 @@ def _apps_json(overviews: list[commands.AppOverview]) -> dict[str, Any]:
 @db_group.command("apps")
 @json_option
 def apps_command(as_json: bool) -> None:
-    """Each app: where it comes from, its folder, its tables and the rule behind each."""
-    overviews = commands.apps(current_project())
+    """Each app: where it comes from, its bind (with several), its folder, its tables and the
+    rule behind each."""
+    project = current_project()
+    overviews = commands.apps(project)
     if as_json:
         emit_json(_apps_json(overviews))
         return
-    rows: list[tuple[str, ...]] = [HEADER]
+    several = project.several_binds
+    header = BIND_HEADER if several else HEADER
+    rows: list[tuple[str, ...]] = [header]
     for app in overviews:
-        first = (app.label, app.source, shown_path(app.directory), "yes" if app.read_only else "no")
+        first: tuple[str, ...] = (
+            app.label, app.source, shown_path(app.directory), "yes" if app.read_only else "no"
+        )
+        if several:
+            first = (app.label, bind_name(app.bind), *first[1:])
         for number, ownership in enumerate(app.tables or (None,)):
             cells = first if number == 0 else ("",) * len(first)
             if ownership is None:
                 rows.append((*cells, "-", "", ""))
             else:
                 rows.append((*cells, ownership.table, ownership.rule, ownership.reason))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
         click.echo(line.rstrip())
@@ -78,8 +91,9 @@ def apps_command(as_json: bool) -> None:
 @lock_timeout_option
 def rename_app_command(old: str, new: str, dry_run: bool, lock_timeout: float | None) -> None:
     """Rename app OLD to NEW: folder, branch label, depends_on, database records."""
+    view = bind_views(current_project(), [old])[0]
     result = commands.rename_app(
-        current_project(), old, new, dry_run=dry_run, lock_timeout=lock_timeout, announce=announce
+        view, old, new, dry_run=dry_run, lock_timeout=lock_timeout, announce=announce
     )
     would = "Would " if dry_run else ""
     if result.moved_to is not None:

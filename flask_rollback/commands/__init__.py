@@ -23,7 +23,9 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
         "AppStatus", "Status", "status", "CheckReport", "check", "History", "AppHistory",
         "HistoryEntry", "history", "alembic_verb",
     ),
-    "deployment": ("predeploy", "DeployResult", "deploy", "deploys", "RollbackResult", "rollback"),
+    "deployment": (
+        "predeploy", "DeployResult", "deploy", "deploys", "RollbackResult", "rollback", "round_to_undo",
+    ),
     "archive": ("archives", "restore", "drop_archive"),
     "ownership": ("AppOverview", "apps", "RenameResult", "rename_app"),
 }
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
         deploys,
         predeploy,
         rollback,
+        round_to_undo,
     )
     from .inspect import (  # noqa: F401
         EXIT_DATABASE_BEHIND,

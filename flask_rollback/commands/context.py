@@ -19,15 +19,19 @@ from ..project import Project
 from ..settings import lock_seconds
 
 
-def get_project(app: Flask | None = None, directory: str | None = None) -> Project:
-    """The Project of ``app`` (default: the current app)."""
+def get_project(
+    app: Flask | None = None, directory: str | None = None, bind: str | None = None
+) -> Project:
+    """The Project of ``app`` (default: the current app); with ``bind`` (a SQLALCHEMY_BINDS
+    key, or 'default'), the view of that bind, which every database function works on."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     state = app.extensions.get("rollback")
     if state is None:
         raise RollbackError(
             "flask-rollback is not set up for this app: call rollback.init_app(app, db)"
         )
-    return state.project(app, directory)
+    project: Project = state.project(app, directory)
+    return project if bind is None else project.for_bind(project.bind_key(bind))
 
 # -- the database state ---------------------------------------------------------------------
 
@@ -90,6 +94,13 @@ def refuse_pooler(project: Project, connection: Connection) -> None:
     migration) it refuses before anything runs and names the fix."""
     if not behind_pooler(connection):
         return
+    if project.bind is not None:
+        raise RollbackError(
+            f"the URL of bind {project.bind_label!r} goes through a connection pooler (PgBouncer "
+            "or similar), where the migration lock cannot be trusted: point its SQLALCHEMY_BINDS "
+            "entry at the database server directly; nothing was changed",
+            exit_code=EXIT_COULD_NOT_RUN,
+        )
     if project.settings.database_url is not None:
         raise RollbackError(
             "ROLLBACK_DATABASE_URL goes through a connection pooler (PgBouncer or similar): it "

@@ -27,6 +27,9 @@ from ..project import Project
 from .context import open_database, positions, run_hooks
 from .migrate import irreversible_steps
 
+#: Key of the deploy record's report holding the round id of a deploy over several binds.
+BIND_ROUND = "bind_round"
+
 # -- safe deploys -----------------------------------------------------------------------------
 
 
@@ -68,11 +71,14 @@ def deploy(
     allow_data_loss: bool = False,
     archive: bool | None = None,
     rehearse: bool = True,
+    bind_round: str | None = None,
 ) -> DeployResult:
     """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks.
 
     Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``
     (which then do not make the gate's "data at risk" block a ``strict`` deploy).
+    ``bind_round``: the id shared by the records one ``flask db deploy`` writes on several
+    binds, so ``rollback`` undoes them together (``round_to_undo``).
     """
     check_deploy_names(label, git_sha)
     deploy_log = DeployLog(project.settings.deploy_table)
@@ -105,7 +111,7 @@ def deploy(
             stored_heads_before=list(planner.stored_heads),
             heads_before=positions(project, planner.applied),
             migrations=[],
-            report=report.as_dict(),
+            report={**report.as_dict(), **({BIND_ROUND: bind_round} if bind_round else {})},
             label=label,
             git_sha=git_sha,
             backup=backup,
@@ -345,6 +351,31 @@ def _plan_rollback(
     if not plan_only:
         guard.decide(connection, plan, result.risks)  # refuse before asking to confirm
     return result
+
+
+def round_to_undo(views: list[Project]) -> list[tuple[Project, int]]:
+    """What ``rollback`` undoes over several binds: the latest deploy round, as ``(bind, deploy
+    id)`` in reverse bind order. A round is the records one ``deploy`` wrote, one per bind that
+    had pending migrations; the latest is that of the newest live record of any bind (a record
+    written without a round, e.g. ``deploy --bind``, is a round of its own). A bind whose
+    latest live record is from another round is left alone."""
+    latest: list[tuple[Project, DeployRecord]] = []
+    for view in views:
+        with open_database(view) as (connection, _planner):
+            records = DeployLog(view.settings.deploy_table).all(connection)
+            connection.rollback()
+        live = [r for r in records if r.status == APPLIED or (r.status == FAILED and r.migrations)]
+        if live:
+            latest.append((view, live[0]))
+    if not latest:
+        raise RollbackError("there is no deploy to roll back on any bind; see 'flask db deploys'")
+    newest_view, newest = max(latest, key=lambda pair: pair[1].started_at)
+    token = newest.report.get(BIND_ROUND)
+    chosen = [
+        (view, record.id) for view, record in latest
+        if (view is newest_view) or (token is not None and record.report.get(BIND_ROUND) == token)
+    ]
+    return chosen[::-1]
 
 
 def _steps_of(result: RollbackResult) -> list[tuple[str, str]]:

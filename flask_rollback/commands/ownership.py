@@ -51,6 +51,8 @@ class AppOverview:
     folder_origin: str
     claims: str | None
     tables: tuple[Ownership, ...]
+    #: The bind its tables live on (None: the default bind).
+    bind: str | None = None
 
 
 def apps(project: Project) -> list[AppOverview]:
@@ -65,6 +67,7 @@ def apps(project: Project) -> list[AppOverview]:
             folder_origin=app.folder_origin,
             claims=app.claims,
             tables=tuple(registry.ownership[table] for table in app.tables),
+            bind=app.bind,
         )
         for app in registry
     ]
