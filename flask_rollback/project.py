@@ -88,7 +88,9 @@ class Project:
 
     @property
     def several_binds(self) -> bool:
-        return len(self.all_apps.binds) > 1
+        """Apps on more than one bind. Without SQLALCHEMY_BINDS that is known without resolving
+        the apps, which a Flask-Migrate folder (before ``adopt``) refuses."""
+        return len(self.bind_keys) > 1 and len(self.all_apps.binds) > 1
 
     @property
     def bind_label(self) -> str:
