@@ -338,7 +338,7 @@ class Shadow:
         assert where is not None and column is not None
         if effect.using is None and effect.old is not None and not isinstance(effect.new, str):
             old, new = sqltypes.to_instance(effect.old), sqltypes.to_instance(effect.new)
-            condition = misfits(old, new)
+            condition = misfits(old, new, self.dialect.name)
             if condition is not None:
                 values = self._values(schema, where, column, condition)
                 return [Loss(where, column, values, f"{reason}: {values} values that do not fit", schema)]
@@ -775,11 +775,16 @@ class _Matched:
         return found
 
 
-def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any:
+def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any], dialect: str) -> Any:
     """``column -> condition`` true for values the new type cannot hold; None when that
     cannot be said in portable SQL (then every non-NULL value counts)."""
+    mysql = dialect in ("mysql", "mariadb")
+    # MariaDB/MySQL: length() counts bytes, and a bare DECIMAL is DECIMAL(10, 0).
+    numeric = sa.Numeric(65, 30) if mysql else sa.Numeric()
     if isinstance(new, sa.String) and new.length is not None:
         length = new.length
+        if mysql:
+            return lambda c: sa.func.char_length(c) > length
         return lambda c: sa.func.length(sa.cast(c, sa.Text)) > length
     limit = integer_limit(new)
     if limit is not None:
@@ -787,13 +792,13 @@ def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any
             out = sa.or_(c < -limit, c >= limit)
             if integer_limit(old) is not None:
                 return out
-            exact = sa.cast(c, sa.Numeric)
+            exact = sa.cast(c, numeric)
             return sa.or_(out, exact != sa.func.round(exact))
         return outside
     if isinstance(new, sa.Numeric) and not isinstance(new, sa.Float):
         precision, scale = new.precision, new.scale or 0
         def unfit(c: Any) -> Any:
-            exact = sa.cast(c, sa.Numeric)
+            exact = sa.cast(c, numeric)
             conditions = [exact != sa.func.round(exact, scale)]
             if precision is not None:
                 conditions.append(sa.func.abs(exact) >= 10 ** (precision - scale))

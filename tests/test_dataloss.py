@@ -372,6 +372,35 @@ def test_restore_keeps_a_column_archive_whose_rows_are_partly_gone(tmp_path: Pat
     assert [a["name"] for a in archives(project)] == [name]
 
 
+def test_a_narrowing_counts_the_values_it_changes(tmp_path: Path, db_url: str) -> None:
+    """Characters, not bytes ('äöü' fits in 3); the fractions a lower scale rounds away
+    (1.2300 keeps its value)."""
+    project = blog_project(tmp_path, db_url)
+    write_migration(
+        project, "blog", "0002_prices.py", "blog0002", revision_of(project, "blog", "0001"),
+        'op.create_table("prices", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("amount", sa.Numeric(10, 4)), sa.Column("label", sa.String(20)))',
+        'op.drop_table("prices")',
+    )
+    db(project, "upgrade")
+    project.query_write(
+        "INSERT INTO prices (id, amount, label) VALUES (1, 1.2345, 'äöü'), (2, 1.23, 'abcd'), "
+        "(3, 12345.5, 'ab'), (4, NULL, NULL)"
+    )
+    write_migration(
+        project, "blog", "0003_narrow.py", "blog0003", "blog0002",
+        'with op.batch_alter_table("prices") as batch:\n'
+        '    batch.alter_column("amount", type_=sa.Numeric(10, 2), existing_type=sa.Numeric(10, 4))\n'
+        '    batch.alter_column("label", type_=sa.String(3), existing_type=sa.String(20))',
+    )
+    before = fingerprint(project)
+    refused = db(project, "upgrade", code=REFUSED)
+    assert [row[2:4] for row in risk_rows(refused.stderr)] == [
+        ["prices.amount", "1 value"], ["prices.label", "1 value"],
+    ]
+    assert fingerprint(project) == before
+
+
 def test_narrowed_values_are_archived_and_restored_after_widening(tmp_path: Path, pg_url: str) -> None:
     project = blog_project(tmp_path, pg_url)
     write_migration(
