@@ -489,6 +489,8 @@ def snapshot(engine: sa.Engine) -> Any:
 def seeded(db_url: str) -> Any:
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
+        if engine.dialect.name == "mysql":  # the standard "quoted names" of SCHEMA and ROWS
+            connection.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
         for statement in SCHEMA + ROWS:
             connection.exec_driver_sql(statement)
     yield engine
