@@ -196,8 +196,8 @@ TAG_ROWS = (
 #: their foreign keys cascade to; SQLite enforces no foreign key here).
 ANY_KEY_UPSERTS = {
     "on_duplicate_key": (
-        "INSERT INTO tags (code, name) VALUES ('a', 'x'), ('B', 'y'), ('z', 'new') "
-        "ON DUPLICATE KEY UPDATE name = VALUES(name)",
+        ("INSERT INTO tags (code, name) VALUES ('a', 'x'), ('B', 'y'), ('z', 'new') "
+         "ON DUPLICATE KEY UPDATE name = VALUES(name)"),
         {"mysql": [["tags", "2 rows"]]},  # 'B' is 'b' under MariaDB's case-insensitive collation
         [(1, "a", "x"), (2, "b", "y"), (3, "c", "C"), (4, "z", "new")],
     ),
