@@ -455,7 +455,15 @@ FAILURES = {
 }
 
 
-@pytest.mark.parametrize("name", list(FAILURES))
+#: MariaDB gives a new NOT NULL column's existing rows the type's implicit default ('') instead
+#: of failing (test_predict checks that it is not predicted there and deploys).
+FAILS_ON = {"not_null_without_default_on_rows": ("sqlite", "postgresql")}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.backends(*FAILS_ON[name])] if name in FAILS_ON else [])
+    for name in FAILURES
+])
 def test_failures_on_live_data_block_the_gate(tmp_path: Path, db_url: str, name: str) -> None:
     upgrade, detail = FAILURES[name]
     project = build(tmp_path, db_url, Case([("op.create_index('ix_posts_author', 'posts', ['author_id'])",
