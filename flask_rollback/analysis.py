@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from alembic.operations import BatchOperations, Operations
 from alembic.operations import ops as alembic_ops
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import sqltypes
@@ -431,9 +432,11 @@ def _compiled(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> str:
         return repr(type_)
 
 
-#: Values a column of each integer type holds; smallest type first.
+#: Values a column of each integer type holds (signed); smallest type first.
 INTEGER_RANGES: tuple[tuple[type[sa.Integer], int], ...] = (
+    (mysql.TINYINT, 2**7),
     (sa.SmallInteger, 2**15),
+    (mysql.MEDIUMINT, 2**23),
     (sa.BigInteger, 2**63),
     (sa.Integer, 2**31),
 )

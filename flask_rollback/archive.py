@@ -37,27 +37,44 @@ FIRST_USER_OID = 16384
 @dataclass(frozen=True)
 class IdentifierLimit:
     """How long a table name the backend keeps: PostgreSQL silently truncates past 63 bytes
-    (NAMEDATALEN - 1, UTF-8 bytes, not characters), MySQL/MariaDB refuse past 64 characters."""
+    (NAMEDATALEN - 1, UTF-8 bytes, not characters), MariaDB/MySQL refuse past 64 characters,
+    and past ``file_bytes`` bytes of the name as a file name."""
 
     size: int
     in_bytes: bool
+    #: MariaDB/MySQL store a table in files named after it: ASCII letters, digits and ``_``
+    #: stay as they are, any other character takes up to 5 bytes (``@`` + 4 hex digits); the
+    #: server refuses a table whose encoded name exceeds 251 bytes (50 CJK characters).
+    file_bytes: int | None = None
 
     def length(self, name: str) -> int:
         return len(name.encode()) if self.in_bytes else len(name)
 
-    def clip(self, text: str, room: int) -> str:
-        """The longest start of ``text`` within ``room``, never cutting a character in two."""
-        room = max(room, 0)
-        if not self.in_bytes:
-            return text[:room]
-        return text.encode()[:room].decode(errors="ignore")
+    def fits(self, name: str) -> bool:
+        return self.length(name) <= self.size and (
+            self.file_bytes is None or _file_name_bytes(name) <= self.file_bytes
+        )
+
+    def clip(self, text: str, tail: str) -> str:
+        """The longest start of ``text`` that fits with ``tail`` after it, never cutting a
+        character in two."""
+        room = max(self.size - self.length(tail), 0)
+        start = text.encode()[:room].decode(errors="ignore") if self.in_bytes else text[:room]
+        while start and not self.fits(start + tail):
+            start = start[:-1]
+        return start
+
+
+def _file_name_bytes(name: str) -> int:
+    """At most how many bytes MariaDB/MySQL's file name for table ``name`` takes."""
+    return sum(1 if char.isascii() and (char.isalnum() or char == "_") else 5 for char in name)
 
 
 #: By dialect name; any other backend (SQLite included) gets PostgreSQL's, the strictest, so
 #: archive names stay portable.
 IDENTIFIER_LIMITS = {
-    "mysql": IdentifierLimit(64, in_bytes=False),
-    "mariadb": IdentifierLimit(64, in_bytes=False),
+    "mysql": IdentifierLimit(64, in_bytes=False, file_bytes=251),
+    "mariadb": IdentifierLimit(64, in_bytes=False, file_bytes=251),
 }
 PORTABLE_LIMIT = IdentifierLimit(63, in_bytes=True)
 
@@ -211,9 +228,8 @@ class ArchiveLog:
         while True:
             suffix = "" if number == 1 else f"_{number}"
             name = base + suffix
-            if limit.length(name) > limit.size:
-                room = limit.size - limit.length(digest + suffix)
-                name = limit.clip(base, room) + digest + suffix
+            if not limit.fits(name):
+                name = limit.clip(base, digest + suffix) + digest + suffix
                 if not name.startswith(self.prefix):
                     raise RollbackError(
                         f"archive table name {self.table.name!r} is too long to name archives "
@@ -384,7 +400,7 @@ class ArchiveLog:
         per-row lookups of the fallback are index lookups (archives are plain ``CREATE TABLE
         AS`` copies: no key, no index)."""
         name = f"{self.prefix}key_{hashlib.sha256(record.name.encode()).hexdigest()[:16]}"
-        if len(name) > PORTABLE_LIMIT.size:
+        if not PORTABLE_LIMIT.fits(name):
             name = f"ix_{hashlib.sha256(record.name.encode()).hexdigest()[:32]}"
         if any(index["name"] == name for index in sa.inspect(connection).get_indexes(record.name)):
             return

@@ -50,6 +50,7 @@ from .statements import (
     Uncountable,
     UpdateRows,
     plain_column,
+    value_rows,
 )
 
 #: ``rows`` when a loss cannot be counted before it happens.
@@ -338,7 +339,7 @@ class Shadow:
         assert where is not None and column is not None
         if effect.using is None and effect.old is not None and not isinstance(effect.new, str):
             old, new = sqltypes.to_instance(effect.old), sqltypes.to_instance(effect.new)
-            condition = misfits(old, new)
+            condition = misfits(old, new, self.dialect.name)
             if condition is not None:
                 values = self._values(schema, where, column, condition)
                 return [Loss(where, column, values, f"{reason}: {values} values that do not fit", schema)]
@@ -464,7 +465,18 @@ class Shadow:
         if table is None or not _holds_existing(table):
             return []
         schema, where, _ = self._where(table)
-        if where is not None and effect.rows is not None:
+        if where is not None and effect.rows is not None and effect.any_key:
+            conflicts = self._conflicts(table, effect)
+            if conflicts is not None and effect.deletes:
+                return self._delete(DeleteRows(target, None, None, Clause(conflicts)), reason)
+            if conflicts is not None:
+                count = self._count(
+                    f"SELECT count(*) FROM {self._source(table)} AS {self.quote(target.table)} "
+                    f"WHERE {conflicts}", [], (schema, where),
+                )
+                return [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')} it overwrites",
+                             schema)]
+        elif where is not None and effect.rows is not None:
             alias, values = self.quote(target.table), self.quote("rollback_v")
             pairs = " AND ".join(
                 f"{alias}.{self.quote(key)} = {values}.column{effect.columns.index(key) + 1}"
@@ -481,6 +493,61 @@ class Shadow:
             return []
         return [Loss(where or table.name, None, UNKNOWN, f"{reason}: the table has {rows} rows; "
                      "which of them it overwrites is not known before it runs", schema)]
+
+    def _conflicts(self, table: _Table, effect: Overwrite) -> str | None:
+        """SQL true for the rows of ``table`` that share a unique key (primary key, unique
+        constraint or index) with a row of ``effect``'s VALUES: those an ``ON DUPLICATE KEY
+        UPDATE`` overwrites, a ``REPLACE`` deletes. None when that cannot be said: the plan
+        renamed the table or its columns, a key is partial, on a prefix or an expression, or
+        a key column the statement leaves to its default could collide."""
+        schema, where, _ = self._where(table)
+        if where is None or self._source(table) != self._name(schema, where) or effect.rows is None:
+            return None
+        rows = value_rows(effect.rows.text)
+        columns = {c["name"]: c for c in self.inspector.get_columns(where, schema=schema)}
+        primary = self.inspector.get_pk_constraint(where, schema=schema)["constrained_columns"] or []
+        keys: list[list[str | None]] = [list(primary)] if primary else []
+        keys += [list(u["column_names"]) for u in self.inspector.get_unique_constraints(where, schema=schema)]
+        for index in self.inspector.get_indexes(where, schema=schema):
+            if not index["unique"]:
+                continue
+            options = index.get("dialect_options") or {}
+            if any(option.endswith(("_where", "_length")) for option in options):
+                return None
+            keys.append(list(index["column_names"]))
+        alias = self.quote(effect.table.table)
+        matches: list[str] = []
+        for found in keys:
+            key = [name for name in found if name is not None and name in columns]
+            if len(key) != len(found):
+                return None  # an expression index
+            missing = [name for name in key if name not in effect.columns]
+            if missing:
+                if self._never_collides(missing, columns, primary):
+                    continue
+                return None
+            for row in rows:
+                values = [row[effect.columns.index(name)] for name in key]
+                if any(value.upper() == "NULL" for value in values):
+                    continue  # a NULL collides with nothing
+                pairs = " AND ".join(
+                    f"{alias}.{self.quote(name)} = {value}" for name, value in zip(key, values)
+                )
+                matches.append(f"({pairs})")
+        return " OR ".join(matches) or "1 = 0"
+
+    def _never_collides(
+        self, missing: list[str], columns: dict[str, Any], primary: list[str]
+    ) -> bool:
+        """Columns an INSERT leaves out get a value no existing row has in its key: a new
+        auto-increment (SQLite: rowid) key, or NULL."""
+        if missing == primary and len(primary) == 1:
+            column = columns[primary[0]]
+            if column.get("autoincrement") is True or (
+                self.dialect.name == "sqlite" and str(column["type"]).upper() == "INTEGER"
+            ):
+                return True
+        return any(columns[name]["nullable"] and columns[name].get("default") is None for name in missing)
 
     def _uncountable(self, effect: Uncountable, reason: str) -> list[Loss]:
         target = effect.table
@@ -775,11 +842,16 @@ class _Matched:
         return found
 
 
-def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any:
+def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any], dialect: str) -> Any:
     """``column -> condition`` true for values the new type cannot hold; None when that
     cannot be said in portable SQL (then every non-NULL value counts)."""
+    mysql = dialect in ("mysql", "mariadb")
+    # MariaDB/MySQL: length() counts bytes, and a bare DECIMAL is DECIMAL(10, 0).
+    numeric = sa.Numeric(65, 30) if mysql else sa.Numeric()
     if isinstance(new, sa.String) and new.length is not None:
         length = new.length
+        if mysql:
+            return lambda c: sa.func.char_length(c) > length
         return lambda c: sa.func.length(sa.cast(c, sa.Text)) > length
     limit = integer_limit(new)
     if limit is not None:
@@ -787,13 +859,13 @@ def misfits(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> Any
             out = sa.or_(c < -limit, c >= limit)
             if integer_limit(old) is not None:
                 return out
-            exact = sa.cast(c, sa.Numeric)
+            exact = sa.cast(c, numeric)
             return sa.or_(out, exact != sa.func.round(exact))
         return outside
     if isinstance(new, sa.Numeric) and not isinstance(new, sa.Float):
         precision, scale = new.precision, new.scale or 0
         def unfit(c: Any) -> Any:
-            exact = sa.cast(c, sa.Numeric)
+            exact = sa.cast(c, numeric)
             conditions = [exact != sa.func.round(exact, scale)]
             if precision is not None:
                 conditions.append(sa.func.abs(exact) >= 10 ** (precision - scale))

@@ -6,20 +6,32 @@ operations (``analysis.operations``) and counts, with read-only queries on the l
 the rows that would make one fail:
 
 * ``add_column`` NOT NULL without a server default (nor a computed, primary key or, on
-  PostgreSQL, identity column, which fill every row): the rows of the table;
-* ``alter_column(nullable=False)``: the column's NULLs;
+  PostgreSQL, identity column, which fill every row): the rows of the table. MariaDB/MySQL
+  fill the rows with the type's implicit default (``''``, ``0``...) instead, and only refuse
+  the zero date of a DATE or DATETIME column when ``sql_mode`` has ``NO_ZERO_DATE``;
+* ``alter_column(nullable=False)``: the column's NULLs (on MariaDB/MySQL in strict mode only:
+  otherwise they become the implicit default);
 * ``create_unique_constraint``, ``create_index(unique=True)``: rows in groups of equal keys
   (a key holding a NULL is no duplicate unless ``postgresql_nulls_not_distinct``; a partial
-  index only counts the rows its WHERE keeps); ``create_primary_key``: the same, plus rows with a
-  NULL key on PostgreSQL (SQLite accepts NULL keys);
+  index only counts the rows its WHERE keeps; a MariaDB/MySQL prefix index, ``mysql_length``,
+  compares the prefixes). Keys are grouped by the database itself, so under each column's
+  collation, as the new key will compare them: MariaDB's default collations ignore case and
+  trailing spaces. ``create_primary_key``: the same, plus rows with a NULL key on PostgreSQL
+  and on MariaDB/MySQL in strict mode (SQLite accepts NULL keys);
 * ``create_foreign_key``: rows whose key columns are all non-NULL and match no referent row
-  (MATCH SIMPLE); on SQLite only when the connection enforces foreign keys;
+  (MATCH SIMPLE); on SQLite only when the connection enforces foreign keys, on MariaDB/MySQL
+  unless ``foreign_key_checks`` is off;
 * ``create_check_constraint``: rows for which the condition is false (NULL passes, as for
-  CHECK);
-* a narrowing ``alter_column`` type change, on PostgreSQL only (SQLite does not enforce
-  lengths or ranges): strings longer than the new length (trailing spaces are cut, not
-  refused), integers outside the new range, numbers with more integer digits than the new
-  precision leaves. Fractions are rounded, not refused: that is data loss, not a failure.
+  CHECK); not on MariaDB with ``check_constraint_checks`` off;
+* a narrowing ``alter_column`` type change (SQLite does not enforce lengths or ranges):
+  strings longer than the new length, integers outside the new range, numbers with more
+  integer digits than the new precision leaves. Fractions are rounded, not refused: that is
+  data loss, not a failure. PostgreSQL cuts excess trailing spaces without complaint.
+  MariaDB/MySQL, in strict mode only (otherwise they cut with a warning), accept excess
+  whitespace too, except when copying VARCHAR to VARCHAR of the same collation and length
+  prefix size (both at most 255 bytes, or both more), where any excess character fails; they
+  round like ``ROUND`` does on the column's own type (half away from zero for exact numbers,
+  to even for floating point).
 
 Not checked: PostgreSQL ``NOT VALID`` constraints (existing rows are not validated),
 ``postgresql_using`` type changes (the expression decides), expression indexes. On SQLite an
@@ -36,6 +48,7 @@ A count the database refuses (a condition it cannot evaluate) predicts nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -50,8 +63,23 @@ from .dataloss import read_only, step_operations
 from .plan import Plan, Step
 from .project import Project
 
-#: Backends whose failure rules are known.
-BACKENDS = ("postgresql", "sqlite", "mysql")
+#: Backends whose failure rules are known (dialect names).
+BACKENDS = ("postgresql", "sqlite", "mysql", "mariadb")
+
+#: The whitespace MariaDB/MySQL accept in the excess of a string cut to a shorter column
+#: (``my_isspace``: space, tab, newline, vertical tab, form feed, carriage return).
+MYSQL_SPACES = " \t\n\x0b\x0c\r"
+
+#: Integer types of MariaDB/MySQL (as SQLAlchemy compiles them) and their bits.
+MYSQL_INTEGER_BITS = {
+    "BOOL": 8, "BOOLEAN": 8, "TINYINT": 8, "SMALLINT": 16, "MEDIUMINT": 24, "INT": 32,
+    "INTEGER": 32, "BIGINT": 64,
+}
+
+#: Column types (information_schema DATA_TYPE) whose values ROUND() and comparisons read as
+#: numbers.
+MYSQL_NUMBERS = ("tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "float", "double")
+MYSQL_STRINGS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
 
 #: Operations that change no row nor value, so later counts still hold after them.
 _DATA_UNCHANGED = (
@@ -181,6 +209,7 @@ class _LiveData:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.dialect = connection.dialect.name
+        self.mysql = self.dialect in ("mysql", "mariadb")
         self.inspector = sa.inspect(connection)
         self.changed = _Changed(self.inspector.default_schema_name)
         # PRAGMA foreign_keys is off unless a connect hook turns it on (it is a no-op inside
@@ -188,6 +217,23 @@ class _LiveData:
         self.foreign_keys_enforced = self.dialect != "sqlite" or bool(
             connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
         )
+        self.strict = True  # values that do not fit are refused, not converted
+        self.no_zero_date = False
+        self.checks_enforced = True
+        if self.mysql:
+            # The session's settings are those the migrations run with: same engine, and a
+            # migration that changes them is raw SQL, after which nothing is predicted.
+            mode, foreign_keys = connection.exec_driver_sql(
+                "SELECT @@SESSION.sql_mode, @@SESSION.foreign_key_checks"
+            ).one()
+            modes = set(str(mode or "").upper().split(","))
+            self.strict = bool(modes & {"STRICT_TRANS_TABLES", "STRICT_ALL_TABLES"})
+            self.no_zero_date = "NO_ZERO_DATE" in modes
+            self.foreign_keys_enforced = bool(foreign_keys)
+            checks = connection.exec_driver_sql(
+                "SHOW SESSION VARIABLES LIKE 'check_constraint_checks'"
+            ).first()  # MariaDB only; MySQL always checks
+            self.checks_enforced = checks is None or str(checks[1]).upper() in ("ON", "1")
 
     def failures(self, op: Operation) -> list[_Failure]:
         source = op.source
@@ -265,6 +311,8 @@ class _LiveData:
         )
         if column.nullable or fills_rows:
             return []
+        if self.mysql and not (self.no_zero_date and _zero_date_default(column.type)):
+            return []  # every row gets the type's implicit default
         live = self._live_columns(schema, table)
         if not live or column.name in live or self.changed.values(schema, table, [column.name]):
             return []
@@ -279,6 +327,8 @@ class _LiveData:
         schema, table, name = source.schema, source.table_name, source.column_name
         if source.modify_nullable is not False or not self._countable(schema, table, [name]):
             return []
+        if not self.strict:
+            return []  # the NULLs become the type's implicit default
         where = _where(schema, table, name)
         nulls = self._rows(schema, table, lambda t: t.c[name].is_(None), name)
         return self._found(
@@ -288,25 +338,63 @@ class _LiveData:
 
     def _narrowed(self, source: alembic_ops.AlterColumnOp) -> list[_Failure]:
         schema, table, name = source.schema, source.table_name, source.column_name
+        enforced = self.dialect == "postgresql" or (self.mysql and self.strict)
         if (
-            self.dialect != "postgresql"
-            or source.modify_type is None
-            or source.existing_type is None
-            or "postgresql_using" in source.kw
+            not enforced or source.modify_type is None
+            or not self._countable(schema, table, [name])
         ):
             return []
-        old = sqltypes.to_instance(source.existing_type)
         new = sqltypes.to_instance(source.modify_type)
-        refused = _refused_by_postgresql(old, new)
-        if refused is None or not self._countable(schema, table, [name]):
+        dialect = self.connection.dialect
+        if self.dialect == "postgresql":
+            if source.existing_type is None or "postgresql_using" in source.kw:
+                return []
+            old = sqltypes.to_instance(source.existing_type)
+            refused = _refused_by_postgresql(old, new)
+            old_sql = old.compile(dialect=dialect)
+            fix = "correct those values in an earlier migration, or convert them with postgresql_using"
+        else:
+            live = self._mysql_column(schema, table, name)
+            if live is None:
+                return []
+            try:
+                refused = _refused_by_mysql(live, new.compile(dialect=dialect))
+            except sa.exc.SQLAlchemyError:
+                return []  # a type this dialect cannot render: no rule applies
+            old_sql = (
+                sqltypes.to_instance(source.existing_type).compile(dialect=dialect)
+                if source.existing_type is not None else live.column_type.upper()
+            )
+            fix = "correct those values in an earlier migration"
+        if refused is None:
             return []
         where = _where(schema, table, name)
-        dialect = self.connection.dialect
         return self._found(
             where, self._rows(schema, table, lambda t: refused(t.c[name]), name),
-            f"narrows {where} from {old.compile(dialect=dialect)} to "
-            f"{new.compile(dialect=dialect)} over values that do not fit",
-            "correct those values in an earlier migration, or convert them with postgresql_using",
+            f"narrows {where} from {old_sql} to {new.compile(dialect=dialect)} over values that "
+            "do not fit", fix,
+        )
+
+    def _mysql_column(self, schema: str | None, table: str, column: str) -> _MySQLColumn | None:
+        """The live column as MariaDB/MySQL copies it in an ALTER."""
+        row = self.connection.execute(
+            sa.text(
+                "SELECT c.DATA_TYPE, c.COLUMN_TYPE, c.CHARACTER_MAXIMUM_LENGTH, c.COLLATION_NAME, "
+                "t.TABLE_COLLATION, s.MAXLEN FROM information_schema.COLUMNS c "
+                "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
+                "AND t.TABLE_NAME = c.TABLE_NAME "
+                "LEFT JOIN information_schema.CHARACTER_SETS s "
+                "ON s.CHARACTER_SET_NAME = c.CHARACTER_SET_NAME "
+                "WHERE c.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND c.TABLE_NAME = :table "
+                "AND c.COLUMN_NAME = :column"
+            ),
+            {"schema": schema, "table": table, "column": column},
+        ).first()
+        if row is None:
+            return None
+        return _MySQLColumn(
+            str(row[0]).lower(), str(row[1]), None if row[2] is None else int(row[2]),
+            row[3], row[4], None if row[5] is None else int(row[5]),
         )
 
     def _unique_index(self, source: alembic_ops.CreateIndexOp) -> list[_Failure]:
@@ -339,20 +427,28 @@ class _LiveData:
             self.dialect == "postgresql" and options.get("postgresql_nulls_not_distinct")
         )
         where = f"{_where(schema, table)} ({', '.join(columns)})"
+        prefixes = options.get("mysql_length", options.get("mariadb_length")) if self.mysql else None
         return self._found(
-            where, self._duplicates(schema, table, columns, nulls_distinct, partial),
+            where, self._duplicates(schema, table, columns, nulls_distinct, partial, prefixes),
             f"adds {what} on {where} over duplicate values",
             "remove the duplicates in an earlier migration",
         )
 
     def _duplicates(
         self, schema: str | None, table: str, columns: list[str], nulls_distinct: bool,
-        partial: Any = None,
+        partial: Any = None, prefixes: int | dict[str, int] | None = None,
     ) -> int | None:
         """Rows whose key another row shares (a key with a NULL shares nothing when
-        ``nulls_distinct``)."""
+        ``nulls_distinct``); ``prefixes``: the MariaDB/MySQL prefix length of every column, or
+        by column name."""
         target = sa.table(table, *(sa.column(c) for c in columns), schema=schema)
-        keys = [target.c[c] for c in columns]
+        keys: list[Any] = [target.c[c] for c in columns]
+        if prefixes is not None:
+            lengths = prefixes if isinstance(prefixes, dict) else dict.fromkeys(columns, prefixes)
+            keys = [
+                sa.func.left(key, lengths[c]) if c in lengths else key
+                for c, key in zip(columns, keys)
+            ]
         groups = (
             sa.select(sa.func.count().label("members"))
             .select_from(target)
@@ -373,7 +469,9 @@ class _LiveData:
         where = f"{_where(schema, table)} ({', '.join(columns)})"
         what = _named("primary key", source.constraint_name)
         duplicates = self._duplicates(schema, table, columns, nulls_distinct=True)
-        if self.dialect != "postgresql":
+        # PostgreSQL and MariaDB/MySQL make key columns NOT NULL (the latter converting NULLs to
+        # the implicit default, then maybe duplicates, when not strict).
+        if not (self.dialect == "postgresql" or (self.mysql and self.strict)):
             return self._found(
                 where, duplicates, f"adds {what} on {where} over duplicate keys",
                 "remove the duplicates in an earlier migration",
@@ -428,6 +526,7 @@ class _LiveData:
         schema, table = source.schema, source.table_name
         if (
             source.kw.get("postgresql_not_valid")
+            or not self.checks_enforced
             or not self.inspector.has_table(table, schema=schema)
             or self.changed.table(schema, table)
         ):
@@ -477,4 +576,76 @@ def _refused_by_postgresql(
         scale = new.scale or 0
         bound = 10 ** (new.precision - scale)
         return lambda c: sa.func.abs(sa.func.round(sa.cast(c, sa.Numeric), scale)) >= bound
+    return None
+
+
+def _zero_date_default(type_: Any) -> bool:
+    """MariaDB/MySQL fill a new NOT NULL column of this type with a zero date: DATE and
+    DATETIME (a TIMESTAMP gets a real value)."""
+    type_ = sqltypes.to_instance(type_)
+    return isinstance(type_, sa.Date) or (
+        isinstance(type_, sa.DateTime) and not isinstance(type_, sa.TIMESTAMP)
+    )
+
+
+class _MySQLColumn(NamedTuple):
+    """A live MariaDB/MySQL column: what decides how an ALTER copies its values."""
+
+    data_type: str  # information_schema DATA_TYPE, lower case: varchar, int, decimal...
+    column_type: str  # as declared: varchar(200), int(10) unsigned...
+    length: int | None  # characters, for strings
+    collation: str | None
+    table_collation: str | None
+    bytes_per_character: int | None
+
+
+def _refused_by_mysql(old: _MySQLColumn, new: str) -> Condition | None:
+    """``column -> condition`` true for the values MariaDB/MySQL in strict mode refuse when an
+    ALTER converts ``old`` to ``new`` (the type as compiled for the dialect); None when it
+    refuses none or the conversion is not one whose rule is known."""
+    string = re.fullmatch(r"(VARCHAR|CHAR)\((\d+)\)(.*)", new)
+    if string is not None and old.data_type in MYSQL_STRINGS:
+        kind, length, extra = string[1], int(string[2]), string[3]
+
+        def too_long(c: Any) -> Any:
+            return sa.func.char_length(c) > length
+
+        # VARCHAR to VARCHAR in the same collation (the column takes the table's unless the
+        # type names one) with a length prefix of the same size is copied byte for byte and
+        # any cut character is an error.
+        per_character = old.bytes_per_character or 0
+        if (
+            kind == "VARCHAR" and old.data_type == "varchar" and not extra
+            and old.collation is not None and old.collation == old.table_collation
+            and old.length is not None and per_character > 0
+            and (old.length * per_character > 255) == (length * per_character > 255)
+        ):
+            return too_long
+        # Any other copy stores the value as a new one: excess whitespace is cut silently.
+
+        def important_excess(c: Any) -> Any:
+            excess = sa.func.substring(c, length + 1)
+            for space in MYSQL_SPACES:
+                excess = sa.func.replace(excess, space, "")
+            return sa.and_(too_long(c), sa.func.char_length(excess) > 0)
+        return important_excess
+    if old.data_type not in MYSQL_NUMBERS:
+        return None
+    integer = re.fullmatch(r"([A-Z]+)(?:\(\d+\))?( UNSIGNED)?( ZEROFILL)?", new)
+    if integer is not None and integer[1] in MYSQL_INTEGER_BITS:
+        bits = MYSQL_INTEGER_BITS[integer[1]]
+        if integer[2]:  # UNSIGNED refuses every negative value, even one that rounds to 0
+            return lambda c: sa.or_(c < 0, sa.func.round(c) > 2**bits - 1)
+        limit = 2 ** (bits - 1)
+        return lambda c: sa.or_(sa.func.round(c) < -limit, sa.func.round(c) >= limit)
+    decimal = re.fullmatch(r"(?:NUMERIC|DECIMAL)(?:\((\d+)(?:, ?(\d+))?\))?( UNSIGNED)?( ZEROFILL)?", new)
+    if decimal is not None:
+        precision = int(decimal[1]) if decimal[1] else 10  # MariaDB/MySQL: DECIMAL = (10, 0)
+        scale = int(decimal[2]) if decimal[2] else 0
+        bound = 10 ** (precision - scale)
+
+        def out_of_range(c: Any) -> Any:
+            too_big = sa.func.abs(sa.func.round(c, scale)) >= bound
+            return sa.or_(too_big, c < 0) if decimal[3] else too_big
+        return out_of_range
     return None

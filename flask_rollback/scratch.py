@@ -240,7 +240,8 @@ def _admin_connection(url: URL) -> Iterator[Connection]:
     """An autocommit connection in ``url``'s database, or, when the server says that database
     does not exist, in a maintenance database; one line (exit 2) when neither can be reached."""
     if url.get_backend_name() in ("mysql", "mariadb"):
-        candidates = [url, url.set(database=None)]  # MariaDB: no database at all will do
+        # MariaDB: no database at all will do (``set(database=None)`` would keep it).
+        candidates = [url, url._replace(database=None)]
     else:
         candidates = [url, *(url.set(database=name) for name in MAINTENANCE_DATABASES)]
     first_failure = ""

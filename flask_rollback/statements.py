@@ -160,12 +160,19 @@ class CopyRows:
 class Overwrite:
     """An upsert: rows of ``table`` that already exist may be overwritten. With ``keys`` (the
     ``ON CONFLICT (...)`` columns) and ``rows`` (its ``VALUES`` text, the columns in
-    ``columns`` order), the rows it overwrites are countable: those whose keys are among them."""
+    ``columns`` order), the rows it overwrites are countable: those whose keys are among them.
+
+    ``any_key``: a row conflicts on whichever unique key of the table it shares (MariaDB/MySQL
+    ``ON DUPLICATE KEY UPDATE`` and ``REPLACE``, SQLite ``INSERT OR REPLACE``); then ``rows``
+    are counted against every unique key. ``deletes``: the conflicting rows are deleted and
+    the new one inserted (``REPLACE``), so foreign keys act on them as for a DELETE."""
 
     table: Target
     columns: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     rows: Clause | None = None
+    any_key: bool = False
+    deletes: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,14 +328,15 @@ def _insert(statement: Statement, words: list[Token], sql: str, prefix: Clause |
     first = _keyword(words[0]) if words else None
     at = _skip(words, 1, "OR", "REPLACE", "IGNORE", "INTO")
     targets = _targets(words[at] if at < len(words) else None)
-    upsert = first == "REPLACE" or "REPLACE" in {_keyword(w) for w in words[:at]} or (
-        "UPDATE" in dml)
-    if upsert:
+    replace = first == "REPLACE" or "REPLACE" in {_keyword(w) for w in words[:at]}
+    if replace or "UPDATE" in dml:
         table = targets[0] if targets else None
+        what = "replaces (deletes and re-inserts)" if replace else "overwrites"
         return Reading(
-            "destroys", f"overwrites existing rows of {table or '?'} (upsert): {sql}",
+            "destroys", f"{what} existing rows of {table or '?'} (upsert): {sql}",
             table.table if table else None,
-            effects=(_upsert(statement, table),) if table else (Uncountable(None, "an upsert"),),
+            effects=(_upsert(statement, table, replace),) if table
+            else (Uncountable(None, "an upsert"),),
         )
     copy = _copy(statement, targets[0]) if targets else None
     return Reading("safe", f"runs INSERT: {sql}", targets[0].table if targets else None,
@@ -342,17 +350,113 @@ UPSERT_RE = re.compile(
 )
 
 
-def _upsert(statement: Statement, table: Target) -> Overwrite:
-    """``INSERT INTO t (cols) VALUES (...), ... ON CONFLICT (keys) DO UPDATE``: what makes the
-    overwritten rows countable; any other upsert only names its table."""
-    match = UPSERT_RE.match(str(statement).strip())
-    if match is None or "$" in match["rows"] or "?" in match["rows"] or "%" in match["rows"]:
+#: MariaDB/MySQL ``INSERT/REPLACE ... (cols) VALUES (...), ...`` (and SQLite's ``INSERT OR
+#: REPLACE``): the column list and what follows ``VALUES``.
+ROWS_RE = re.compile(
+    r"^(?:INSERT|REPLACE)(?:\s+(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE|INTO|OR\s+REPLACE))*"
+    r"\s+[^\s(]+\s*\((?P<columns>[^()]*)\)\s*VALUES?\s*(?P<rest>\(.*)$",
+    re.I | re.S,
+)
+#: ``INSERT/REPLACE t SET a = 1, b = 2``: one row.
+SET_ROW_RE = re.compile(
+    r"^(?:INSERT|REPLACE)(?:\s+(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE|INTO))*"
+    r"\s+[^\s(]+\s+SET\s+(?P<rest>.*)$",
+    re.I | re.S,
+)
+#: What may follow the rows: a row alias (MySQL 8), then ``ON DUPLICATE KEY UPDATE ...``.
+AFTER_ROWS_RE = re.compile(
+    r"(?:\s+AS\s+\w+(?:\s*\([^()]*\))?)?(?:\s+ON\s+DUPLICATE\s+KEY\s+UPDATE\b.*)?\s*$", re.I | re.S
+)
+#: Bind parameter marks: rows holding one are not countable from the text.
+PARAMETER_MARKS = ("$", "?", "%")
+
+
+def _upsert(statement: Statement, table: Target, replace: bool = False) -> Overwrite:
+    """``INSERT INTO t (cols) VALUES (...), ... ON CONFLICT (keys) DO UPDATE`` (PostgreSQL,
+    SQLite), or MariaDB/MySQL's ``ON DUPLICATE KEY UPDATE`` and ``REPLACE`` with VALUES or
+    SET: what makes the overwritten rows countable; any other upsert only names its table."""
+    text = str(statement).strip().removesuffix(";").rstrip()
+    match = UPSERT_RE.match(text)
+    if match is not None:
+        if any(mark in match["rows"] for mark in PARAMETER_MARKS):
+            return Overwrite(table)
+        columns = tuple(plain_column(c) or "" for c in _split_top(match["columns"]))
+        keys = tuple(plain_column(k) or "" for k in _split_top(match["keys"]))
+        if not all(columns) or not keys or any(k not in columns for k in keys):
+            return Overwrite(table)
+        return Overwrite(table, columns, keys, Clause(match["rows"].strip()))
+    any_key = replace or re.search(r"\bON\s+DUPLICATE\s+KEY\s+UPDATE\b", text, re.I) is not None
+    if not any_key:
         return Overwrite(table)
-    columns = tuple(plain_column(c) or "" for c in _split_top(match["columns"]))
-    keys = tuple(plain_column(k) or "" for k in _split_top(match["keys"]))
-    if not all(columns) or not keys or any(k not in columns for k in keys):
-        return Overwrite(table)
-    return Overwrite(table, columns, keys, Clause(match["rows"].strip()))
+    found = _values_rows(text)
+    if found is None:
+        return Overwrite(table, any_key=True, deletes=replace)
+    columns, rows = found
+    return Overwrite(table, columns, (), Clause(rows), any_key=True, deletes=replace)
+
+
+def _values_rows(text: str) -> tuple[tuple[str, ...], str] | None:
+    """(columns, ``(v, ...), (v, ...)``) of an INSERT/REPLACE with a column list and VALUES, or
+    with SET; None when the rows are not plain text (a SELECT, bind parameters, no columns)."""
+    match = ROWS_RE.match(text)
+    if match is not None:
+        columns = tuple(plain_column(c) or "" for c in _split_top(match["columns"]))
+        groups, rest = _leading_groups(match["rest"])
+        rows = value_rows(", ".join(groups))
+    else:
+        match = SET_ROW_RE.match(text)
+        if match is None:
+            return None
+        tail = re.search(r"(?:\s+AS\s+\w+)?\s+ON\s+DUPLICATE\s+KEY\s+UPDATE\b", match["rest"], re.I)
+        pairs = _assignments(match["rest"][: tail.start()] if tail else match["rest"]) or ()
+        columns = tuple(column for column, _ in pairs)
+        rows, rest = [[value for _, value in pairs]], ""
+    if (
+        not columns or not all(columns) or not rows or AFTER_ROWS_RE.fullmatch(rest) is None
+        or any(len(row) != len(columns) for row in rows)
+        or any(mark in value for row in rows for value in row for mark in PARAMETER_MARKS)
+    ):
+        return None
+    return columns, ", ".join(f"({', '.join(row)})" for row in rows)
+
+
+def value_rows(text: str) -> list[list[str]]:
+    """``(1, 'a'), (2, f(x))`` -> [["1", "'a'"], ["2", "f(x)"]]: the values of each row."""
+    return [_split_top(group.strip()[1:-1]) for group in _split_top(text)]
+
+
+def _leading_groups(text: str) -> tuple[list[str], str]:
+    """``(a), (b) rest`` -> (["(a)", "(b)"], " rest"): the parenthesized groups at the start,
+    separated by commas (parentheses inside quotes do not count)."""
+    groups: list[str] = []
+    at = 0
+    while True:
+        start = at + len(text[at:]) - len(text[at:].lstrip())
+        if start >= len(text) or text[start] != "(":
+            return groups, text[at:]
+        depth, quote, end = 0, "", None
+        for index in range(start, len(text)):
+            char = text[index]
+            if quote:
+                if char == quote:
+                    quote = ""
+            elif char in "'\"`":
+                quote = char
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth == 0:
+                    end = index
+                    break
+        if end is None:
+            return groups, text[at:]
+        groups.append(text[start:end + 1])
+        after = end + 1 + len(text[end + 1:]) - len(text[end + 1:].lstrip())
+        if after < len(text) and text[after] == ",":
+            at = after + 1
+            continue
+        return groups, text[end + 1:]
 
 
 def _create(statement: Statement, words: list[Token], sql: str, prefix: Clause | None) -> Reading:

@@ -116,9 +116,13 @@ class MariaDBServer:
 
     def start_server_only(self) -> None:
         """Start mariadbd on the existing data dir and port; wait until it answers."""
+        # Its own directory for temporary tables: /tmp is shared with whatever else runs here.
+        temporary = self.data_dir.parent / "tmp"
+        temporary.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             [
                 self.mariadbd, "--no-defaults", f"--datadir={self.data_dir}",
+                f"--tmpdir={temporary}",
                 f"--socket={self.socket_path}", f"--port={self.port}", "--bind-address=127.0.0.1",
                 f"--pid-file={self.tmpdir}/mariadbd.pid", f"--log-error={self.log_file}",
                 "--skip-name-resolve", "--skip-log-bin", "--max-connections=200",

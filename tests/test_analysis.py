@@ -24,7 +24,7 @@ from alembic.runtime.migration import MigrationContext
 
 from flask_rollback.analysis import Operation, destructive, operations, worst
 from flask_rollback.dataloss import Loss, count_losses
-from flask_rollback.statements import DeleteRows, DropColumns, DropTables, Target, UpdateRows, read
+from flask_rollback.statements import DeleteRows, DropColumns, DropTables, Overwrite, Target, UpdateRows, read
 from tests.projects import new_project
 
 DIALECTS = ["sqlite", "postgresql"]
@@ -145,6 +145,8 @@ def test_batch_operations_are_recorded_without_reflection(tmp_path: Path, dialec
         ("INSERT INTO posts (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 2", "posts", None,
          "upsert"),
         ("INSERT OR REPLACE INTO posts (id) VALUES (1)", "posts", None, "upsert"),
+        ("INSERT INTO posts (id) VALUES (1) ON DUPLICATE KEY UPDATE id = 2", "posts", None, "upsert"),
+        ("REPLACE INTO posts (id) VALUES (1)", "posts", None, "replaces (deletes and re-inserts)"),
         ("WITH gone AS (DELETE FROM posts RETURNING id) SELECT count(*) FROM gone", None, None,
          "a WITH clause that changes data"),
         ("DROP SCHEMA archive CASCADE", None, None, "drops a whole schema"),
@@ -157,6 +159,43 @@ def test_destructive_raw_sql_names_the_statement(
     assert (found.kind, found.table, found.column, found.risk) == ("execute", table, column, "destroys")
     assert found.sql == statement
     assert reason in found.reason and statement[:30] in found.reason
+
+
+#: statement -> (columns, rows, deletes) the data-loss count works from; None: not countable
+#: from the text (only the table is known).
+ANY_KEY_UPSERTS: dict[str, tuple[tuple[str, ...], str, bool] | None] = {
+    "INSERT INTO tags (id, code) VALUES (1, 'a'), (2, 'b)') ON DUPLICATE KEY UPDATE code = VALUES(code)":
+        (("id", "code"), "(1, 'a'), (2, 'b)')", False),
+    "INSERT INTO tags (code) VALUE ('a') AS new ON DUPLICATE KEY UPDATE code = new.code":
+        (("code",), "('a')", False),
+    "INSERT IGNORE INTO tags SET id = 1, code = lower('A') ON DUPLICATE KEY UPDATE code = 'x'":
+        (("id", "code"), "(1, lower('A'))", False),
+    "REPLACE tags (id, code) VALUES (1, 'a');": (("id", "code"), "(1, 'a')", True),
+    "REPLACE INTO tags SET id = 1, code = 'a'": (("id", "code"), "(1, 'a')", True),
+    "INSERT OR REPLACE INTO tags (id, code) VALUES (1, 'a')": (("id", "code"), "(1, 'a')", True),
+    "INSERT INTO tags (id, code) SELECT id, code FROM old ON DUPLICATE KEY UPDATE code = old.code": None,
+    "INSERT INTO tags (id, code) VALUES (%s, %s) ON DUPLICATE KEY UPDATE code = VALUES(code)": None,
+    "INSERT INTO tags VALUES (1, 'a') ON DUPLICATE KEY UPDATE code = 'a'": None,  # no column list
+    "REPLACE INTO tags (id, code) VALUES (1, 'a', 'extra')": None,
+}
+
+
+@pytest.mark.parametrize("statement", list(ANY_KEY_UPSERTS))
+def test_upserts_on_any_unique_key_are_read_with_their_rows(statement: str) -> None:
+    """MariaDB/MySQL ``ON DUPLICATE KEY UPDATE`` and ``REPLACE`` (and SQLite's): which rows
+    the statement writes, so that the rows of the table sharing any unique key with them can
+    be counted."""
+    (reading,) = read(statement)
+    (effect,) = reading.effects
+    assert reading.risk == "destroys" and reading.table == "tags"
+    assert isinstance(effect, Overwrite) and effect.any_key and effect.keys == ()
+    expected = ANY_KEY_UPSERTS[statement]
+    if expected is None:
+        assert (effect.columns, effect.rows) == ((), None)
+        return
+    columns, rows, deletes = expected
+    assert effect.rows is not None
+    assert (effect.columns, effect.rows.text, effect.deletes) == (columns, rows, deletes)
 
 
 def test_raw_sql_as_text_core_and_several_statements(tmp_path: Path) -> None:
@@ -489,6 +528,8 @@ def snapshot(engine: sa.Engine) -> Any:
 def seeded(db_url: str) -> Any:
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
+        if engine.dialect.name == "mysql":  # the standard "quoted names" of SCHEMA and ROWS
+            connection.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
         for statement in SCHEMA + ROWS:
             connection.exec_driver_sql(statement)
     yield engine

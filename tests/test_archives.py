@@ -1,16 +1,21 @@
 """Archives that do not get in the way (issue 8): an archive keeps no dependency on the types
 the migration drops (PostgreSQL enums, domains, extension types, arrays of them), ``restore``
 casts the values back to the re-created types, and archive names fit the backend's identifier
-limit in bytes, stay readable and never collide.
+limit (bytes on PostgreSQL, characters and file name bytes on MariaDB), stay readable and never
+collide.
 
-Real projects on real SQLite files and a throwaway PostgreSQL; assertions on exit codes,
+Real projects on real SQLite files, a throwaway PostgreSQL and MariaDB; assertions on exit codes,
 output, schema and rows.
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
 
 from flask_rollback.archive import ArchiveLog, identifier_limit
 from tests.projects import Project, revision_of, write_migration
@@ -43,6 +48,15 @@ def column_type(project: Project, table: str, column: str) -> str:
         f"WHERE attrelid = CAST('{table}' AS regclass) AND attname = '{column}'"
     )
     return str(name)
+
+
+def quoted(project: Project, name: str) -> str:
+    """``name`` quoted for raw SQL on the project's backend."""
+    engine = project.engine()
+    try:
+        return engine.dialect.identifier_preparer.quote_identifier(name)
+    finally:
+        engine.dispose()
 
 
 def listed(project: Project) -> list[str]:
@@ -241,10 +255,10 @@ def long_names_project(tmp_path: Path, url: str, table: str, dropped: list[str])
         f"op.drop_table({table!r})",
     )
     db(project, "upgrade")
-    names = ", ".join(f'"{c}"' for c in dropped)
+    names = ", ".join(quoted(project, c) for c in dropped)
     for row in (1, 2):
         values = ", ".join(f"'{c[:3]}{row}'" for c in dropped)
-        project.query_write(f'INSERT INTO "{table}" (id, {names}) VALUES ({row}, {values})')
+        project.query_write(f"INSERT INTO {quoted(project, table)} (id, {names}) VALUES ({row}, {values})")
     write_migration(
         project, "blog", "0003_drop_long.py", "blog0003", "blog0002",
         "\n".join(f"op.drop_column({table!r}, {c!r})" for c in dropped),
@@ -254,24 +268,30 @@ def long_names_project(tmp_path: Path, url: str, table: str, dropped: list[str])
 
 
 def test_a_non_ascii_name_longer_than_63_bytes_is_shortened_by_bytes(tmp_path: Path, db_url: str) -> None:
+    """PostgreSQL (and SQLite, for portable names) counts 63 bytes; MariaDB 64 characters,
+    where the whole name fits."""
     table, column = "tâches", "описание_задачи"
     whole = f"rollback_archives_blog0003_{table}__{column}"
     assert len(whole) <= 63 < len(whole.encode())  # fits in characters, not in bytes
     project = long_names_project(tmp_path, db_url, table, [column])
-    original = project.query(f'SELECT id, "{column}" FROM "{table}" ORDER BY id')
+    q = partial(quoted, project)
+    original = project.query(f"SELECT id, {q(column)} FROM {q(table)} ORDER BY id")
 
     ran = db(project, "upgrade", "--archive")
     (name,) = [a["name"] for a in archives(project)]
-    assert len(name.encode()) <= 63
-    assert re.fullmatch(r"rollback_archives_blog0003_tâches__опис\w*_[0-9a-f]{8}", name), name
+    if project.url.startswith("mysql"):
+        assert name == whole
+    else:
+        assert len(name.encode()) <= 63
+        assert re.fullmatch(r"rollback_archives_blog0003_tâches__опис\w*_[0-9a-f]{8}", name), name
     assert f"Archived {table}.{column} into {name} before blog.0003_drop_long" in ran.stdout
     assert name in project.tables()  # the registered name is the table's real name
     assert listed(project) == [name]
-    assert project.query(f'SELECT id, "{column}" FROM "{name}" ORDER BY id') == original
+    assert project.query(f"SELECT id, {q(column)} FROM {q(name)} ORDER BY id") == original
 
     db(project, "downgrade")
     assert "2 row(s) updated, 0 inserted." in db(project, "restore", name).output
-    assert project.query(f'SELECT id, "{column}" FROM "{table}" ORDER BY id') == original
+    assert project.query(f"SELECT id, {q(column)} FROM {q(table)} ORDER BY id") == original
     assert archives(project) == [] and name not in project.tables()
 
 
@@ -287,7 +307,8 @@ def test_long_names_sharing_their_first_63_bytes_get_distinct_archives(tmp_path:
     names = {a["column"]: a["name"] for a in archives(project)}
     assert set(names) == set(dropped)
     assert len(set(names.values())) == 2
-    assert all(len(n.encode()) <= 63 and n in project.tables() for n in names.values())
+    limit = identifier_limit(sa.make_url(db_url).get_backend_name())  # MariaDB: 64 characters
+    assert all(limit.length(n) == limit.size and n in project.tables() for n in names.values())
     assert sorted(listed(project)) == sorted(names.values())
     for position, (column, name) in enumerate(names.items(), start=1):
         kept = [(row[0], row[position]) for row in original]
@@ -307,32 +328,58 @@ def test_an_archive_name_in_use_is_never_clobbered(tmp_path: Path, db_url: str) 
         'op.add_column("posts", sa.Column("title", sa.String(200), nullable=True))',
     )
     name = "rollback_archives_blog0002_posts__title"
-    # A table with the would-be name, and an index with the next one (a table cannot take it).
+    # A table with the would-be name, an index with the next one (a table cannot take it on
+    # PostgreSQL and SQLite; MariaDB names indexes per table) and a view with the one after.
     project.query_write(
         f"CREATE TABLE {name} (id integer PRIMARY KEY, note text)",
         f"INSERT INTO {name} VALUES (1, 'mine')",
         f"CREATE INDEX {name}_2 ON users (email)",
+        f"CREATE VIEW {name}_3 AS SELECT id FROM users",
     )
+    free, following = (2, 4) if project.url.startswith("mysql") else (4, 5)  # past the view
     titles = project.query("SELECT id, title FROM posts WHERE title IS NOT NULL ORDER BY id")
 
     ran = db(project, "upgrade", "--archive")
-    assert f"Archived posts.title into {name}_3 before" in ran.stdout
+    assert f"Archived posts.title into {name}_{free} before" in ran.stdout
     assert project.query(f"SELECT id, note FROM {name}") == [(1, "mine")]
-    assert project.query(f"SELECT id, title FROM {name}_3 ORDER BY id") == titles
+    assert project.query(f"SELECT id, title FROM {name}_{free} ORDER BY id") == titles
 
     # A registered archive whose table was dropped by hand keeps its name too.
     db(project, "downgrade")
     project.query_write(
-        f"UPDATE posts SET title = (SELECT title FROM {name}_3 WHERE {name}_3.id = posts.id)",
-        f"DROP TABLE {name}_3",
+        f"UPDATE posts SET title = (SELECT title FROM {name}_{free} WHERE {name}_{free}.id = posts.id)",
+        f"DROP TABLE {name}_{free}",
     )
     db(project, "upgrade", "--archive")
-    assert sorted(listed(project)) == [f"{name}_3", f"{name}_4"]
-    assert project.query(f"SELECT id, title FROM {name}_4 ORDER BY id") == titles
+    assert sorted(listed(project)) == [f"{name}_{free}", f"{name}_{following}"]
+    assert project.query(f"SELECT id, title FROM {name}_{following} ORDER BY id") == titles
     db(project, "downgrade")
-    db(project, "restore", f"{name}_4")
+    db(project, "restore", f"{name}_{following}")
     assert project.query("SELECT id, title FROM posts WHERE title IS NOT NULL ORDER BY id") == titles
     assert project.query(f"SELECT id, note FROM {name}") == [(1, "mine")]
+
+
+def test_a_mariadb_archive_name_fits_as_a_file_name(tmp_path: Path, mariadb_url: str) -> None:
+    """MariaDB keeps a table in files named after it, a CJK character taking 5 bytes there,
+    and refuses a name over 251 such bytes: with a short registry name, 62 characters are
+    already too many."""
+    table, column = "日" * 24, "本" * 24
+    project = long_names_project(tmp_path, mariadb_url, table, [column])
+    project.set_factory(["accounts", "blog"], config={"ROLLBACK_ARCHIVE_TABLE": "ar"})
+    whole = f"ar_blog0003_{table}__{column}"
+    assert len(whole) <= 64
+    original = project.query(f"SELECT id, `{column}` FROM `{table}` ORDER BY id")
+
+    db(project, "upgrade", "--archive")
+    (name,) = [a["name"] for a in archives(project)]
+    assert re.fullmatch(rf"ar_blog0003_{table}__本+_[0-9a-f]{{8}}", name), name
+    assert name in project.tables()
+    assert project.query(f"SELECT id, `{column}` FROM `{name}` ORDER BY id") == original
+    db(project, "downgrade")
+    db(project, "restore", name)
+    assert project.query(f"SELECT id, `{column}` FROM `{table}` ORDER BY id") == original
+    with pytest.raises(sa.exc.DBAPIError, match="File name too long"):  # what the cut avoids
+        project.query_write(f"CREATE TABLE `{whole}` (id integer)")
 
 
 def test_an_archive_table_setting_too_long_to_name_archives_is_refused(tmp_path: Path, sqlite_url: str) -> None:

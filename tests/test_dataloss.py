@@ -179,6 +179,68 @@ def test_each_destructive_kind_is_counted_and_refused_untouched(
     assert fingerprint(project) == before
 
 
+#: tags with a primary key and a unique code, tag_uses pointing at them ON DELETE CASCADE.
+TAGS = (
+    'op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True), '
+    'sa.Column("code", sa.String(20), nullable=False, unique=True), sa.Column("name", sa.String(20)))\n'
+    'op.create_table("tag_uses", sa.Column("id", sa.Integer, primary_key=True), '
+    'sa.Column("tag_id", sa.Integer, sa.ForeignKey("tags.id", ondelete="CASCADE")))'
+)
+TAG_ROWS = (
+    "INSERT INTO tags (id, code, name) VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'C')",
+    "INSERT INTO tag_uses (id, tag_id) VALUES (1, 1), (2, 1), (3, 3)",
+)
+
+#: statement -> (objects at risk by backend, tags after it ran): rows sharing any unique key
+#: with a new row are overwritten (ON DUPLICATE KEY UPDATE) or deleted (REPLACE, with what
+#: their foreign keys cascade to; SQLite enforces no foreign key here).
+ANY_KEY_UPSERTS = {
+    "on_duplicate_key": (
+        ("INSERT INTO tags (code, name) VALUES ('a', 'x'), ('B', 'y'), ('z', 'new') "
+         "ON DUPLICATE KEY UPDATE name = VALUES(name)"),
+        {"mysql": [["tags", "2 rows"]]},  # 'B' is 'b' under MariaDB's case-insensitive collation
+        [(1, "a", "x"), (2, "b", "y"), (3, "c", "C"), (4, "z", "new")],
+    ),
+    "replace_by_either_key": (
+        "REPLACE INTO tags (id, code, name) VALUES (1, 'b', 'x')",
+        {"mysql": [["tags", "2 rows"], ["tag_uses", "2 rows"]], "sqlite": [["tags", "2 rows"]]},
+        [(1, "b", "x"), (3, "c", "C")],
+    ),
+    "replace_of_new_rows_only": (
+        "REPLACE INTO tags (code, name) VALUES ('z', 'new')",  # the id is a new auto-increment
+        {"mysql": [], "sqlite": []},
+        [(1, "a", "A"), (2, "b", "B"), (3, "c", "C"), (4, "z", "new")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(name, marks=pytest.mark.backends(*({"mysql": "mariadb"}.get(b, b) for b in risks)))
+    for name, (_, risks, _) in ANY_KEY_UPSERTS.items()
+])
+def test_upserts_on_any_unique_key_count_the_rows_they_replace(
+    tmp_path: Path, db_url: str, case: str
+) -> None:
+    """MariaDB's ON DUPLICATE KEY UPDATE and REPLACE (SQLite's REPLACE too), counted exactly
+    before they run: refused without a flag; with one, they do what was counted (the run-time
+    count of the guard agrees)."""
+    statement, risks, after = ANY_KEY_UPSERTS[case]
+    expected = risks[sa.make_url(db_url).get_backend_name()]
+    project = blog_project(tmp_path, db_url)
+    write_migration(project, "blog", "0002_tags.py", "blog0002", revision_of(project, "blog", "0001"),
+                    TAGS, 'op.drop_table("tag_uses")\nop.drop_table("tags")')
+    db(project, "upgrade")
+    project.query_write(*TAG_ROWS)
+    write_migration(project, "blog", "0003_upsert.py", "blog0003", "blog0002", f"op.execute({statement!r})")
+    if expected:
+        before = fingerprint(project)
+        refused = db(project, "upgrade", code=REFUSED)
+        assert [row[2:4] for row in risk_rows(refused.stderr)] == expected
+        assert fingerprint(project) == before
+    db(project, "upgrade", "--allow-data-loss")
+    assert project.query("SELECT id, code, name FROM tags ORDER BY id") == after
+
+
 def test_refusal_is_split_stdout_stderr_in_the_real_cli(tmp_path: Path, db_url: str) -> None:
     project = blog_project(tmp_path, db_url)
     write_migration(
@@ -370,6 +432,35 @@ def test_restore_keeps_a_column_archive_whose_rows_are_partly_gone(tmp_path: Pat
     assert "Warning: 1 archived row(s) found no row with the same key" in restored.stderr
     assert project.query("SELECT id, title FROM posts ORDER BY id") == [(1, "short"), (3, None)]
     assert [a["name"] for a in archives(project)] == [name]
+
+
+def test_a_narrowing_counts_the_values_it_changes(tmp_path: Path, db_url: str) -> None:
+    """Characters, not bytes ('äöü' fits in 3); the fractions a lower scale rounds away
+    (1.2300 keeps its value)."""
+    project = blog_project(tmp_path, db_url)
+    write_migration(
+        project, "blog", "0002_prices.py", "blog0002", revision_of(project, "blog", "0001"),
+        'op.create_table("prices", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("amount", sa.Numeric(10, 4)), sa.Column("label", sa.String(20)))',
+        'op.drop_table("prices")',
+    )
+    db(project, "upgrade")
+    project.query_write(
+        "INSERT INTO prices (id, amount, label) VALUES (1, 1.2345, 'äöü'), (2, 1.23, 'abcd'), "
+        "(3, 12345.5, 'ab'), (4, NULL, NULL)"
+    )
+    write_migration(
+        project, "blog", "0003_narrow.py", "blog0003", "blog0002",
+        'with op.batch_alter_table("prices") as batch:\n'
+        '    batch.alter_column("amount", type_=sa.Numeric(10, 2), existing_type=sa.Numeric(10, 4))\n'
+        '    batch.alter_column("label", type_=sa.String(3), existing_type=sa.String(20))',
+    )
+    before = fingerprint(project)
+    refused = db(project, "upgrade", code=REFUSED)
+    assert [row[2:4] for row in risk_rows(refused.stderr)] == [
+        ["prices.amount", "1 value"], ["prices.label", "1 value"],
+    ]
+    assert fingerprint(project) == before
 
 
 def test_narrowed_values_are_archived_and_restored_after_widening(tmp_path: Path, pg_url: str) -> None:

@@ -74,8 +74,9 @@ def state(url: str) -> tuple[set[str], list[str], dict[str, int]]:
             versions = sorted(
                 connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
             ) if "alembic_version" in tables else []
+            quote = connection.dialect.identifier_preparer.quote_identifier
             counts = {
-                table: connection.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar()
+                table: connection.exec_driver_sql(f"SELECT count(*) FROM {quote(table)}").scalar()
                 for table in sorted(tables)
             }
             return tables, versions, counts

@@ -679,9 +679,10 @@ def test_rename_app_refusals_change_nothing(tmp_path: Path, db_url: str, case: s
 def test_rename_app_refuses_a_label_the_database_still_knows(tmp_path: Path, db_url: str) -> None:
     """An app whose folder is gone but whose rows remain still holds its label."""
     project, _archive = rename_fixture(tmp_path, db_url)
+    user = "`user`" if db_url.startswith("mysql") else '"user"'
     project.query_write("INSERT INTO rollback_log (app, revision, name, direction, fake, started_at, "
-                        "finished_at, duration_ms, sha256, host, \"user\") SELECT 'journal', revision, name, "
-                        "direction, fake, started_at, finished_at, duration_ms, sha256, host, \"user\" "
+                        f"finished_at, duration_ms, sha256, host, {user}) SELECT 'journal', revision, name, "
+                        f"direction, fake, started_at, finished_at, duration_ms, sha256, host, {user} "
                         "FROM rollback_log WHERE app = 'accounts'")
     blueprint(project, "blog", "journal", BLOG_WITH_SUBTITLE)
     before = (fingerprint(project), folder_state(project))

@@ -2,13 +2,14 @@
 ``upgrade --plan`` count, with read-only queries on the live database, the rows that would make
 a pending step fail, which the rehearsal (a copy of the schema without rows) cannot see.
 
-Real projects on real SQLite and PostgreSQL databases. Each rule is checked against reality:
+Real projects on real SQLite, PostgreSQL and MariaDB databases. Each rule is checked against reality:
 the step the gate blocks really fails when run without the gate, and passes once the table is
 empty; what is not predicted really runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -18,11 +19,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic.operations import Operations
+from alembic.operations import ops as alembic_ops
 from alembic.runtime.migration import MigrationContext
 from click.testing import Result
+from sqlalchemy.dialects import mysql
 
 from flask_rollback import commands
-from flask_rollback.predict import _refused_by_postgresql
+from flask_rollback.analysis import Operation
+from flask_rollback.predict import _LiveData, _refused_by_postgresql
 from flask_rollback.questioner import Questioner
 from flask_rollback.rehearsal import snapshot
 from tests.projects import Project, new_project, revision_of, write_migration
@@ -224,26 +228,33 @@ def primary_key(project: Project) -> None:
     )
 
 
-#: rule -> (change, table it reads, operation, object, message, rows, fix, backends it fails on)
-RULES: dict[str, tuple[Callable[[Project], None], str, str, str, str, int, str, tuple[str, ...]]] = {
+#: rule -> (change, table it reads, operation, object, message, rows (by backend where they
+#: differ), fix, backends it fails on)
+RULES: dict[
+    str, tuple[Callable[[Project], None], str, str, str, str, int | dict[str, int], str, tuple[str, ...]]
+] = {
+    # MariaDB fills the existing rows with the type's implicit default ('' for a VARCHAR).
     "add_not_null": (
         add_not_null, "posts", "add_column", "posts.slug",
         "adds NOT NULL column posts.slug without a server default", 7,
-        "add a server_default or backfill in an earlier migration", ("sqlite", "postgresql", "mysql"),
+        "add a server_default or backfill in an earlier migration", ("sqlite", "postgresql"),
     ),
     "set_not_null": (
         set_not_null, "posts", "alter_column", "posts.title",
         "sets NOT NULL on posts.title, which holds NULLs", 2,
         "backfill the NULLs in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
+    # MariaDB's default collation ignores trailing spaces: 'hello      ' is a fourth 'hello'.
     "unique_constraint": (
         unique_constraint, "posts", "create_unique_constraint", "posts (title)",
-        "adds unique constraint uq_posts_title on posts (title) over duplicate values", 3,
+        "adds unique constraint uq_posts_title on posts (title) over duplicate values",
+        {"sqlite": 3, "postgresql": 3, "mysql": 4},
         "remove the duplicates in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "unique_index": (
         unique_index, "posts", "create_index", "posts (title)",
-        "adds unique index ix_posts_title on posts (title) over duplicate values", 3,
+        "adds unique index ix_posts_title on posts (title) over duplicate values",
+        {"sqlite": 3, "postgresql": 3, "mysql": 4},
         "remove the duplicates in an earlier migration", ("sqlite", "postgresql", "mysql"),
     ),
     "primary_key": (
@@ -264,12 +275,12 @@ RULES: dict[str, tuple[Callable[[Project], None], str, str, str, str, int, str, 
         "delete or correct those rows (or set their editor_id to NULL) in an earlier migration",
         ("postgresql", "mysql"),
     ),
-    # SQLite does not enforce lengths; PostgreSQL cuts excess spaces (row 7) without complaint.
+    # SQLite does not enforce lengths; PostgreSQL and MariaDB (strict mode) cut excess spaces
+    # (row 7) without complaint.
     "narrowing": (
         narrowing, "posts", "alter_column", "posts.title",
         "narrows posts.title from VARCHAR(200) to VARCHAR(10) over values that do not fit", 1,
-        "correct those values in an earlier migration, or convert them with postgresql_using",
-        ("postgresql",),
+        "correct those values in an earlier migration{using}", ("postgresql", "mysql"),
     ),
 }
 
@@ -286,12 +297,16 @@ def plan_predictions(project: Project) -> list[tuple[str, str, str, int]]:
 def test_each_rule_blocks_the_gate_with_the_live_count(tmp_path: Path, db_url: str, rule: str) -> None:
     change, table, operation, object_, message, rows, fix, fails_on = RULES[rule]
     backend = sa.make_url(db_url).get_backend_name()
+    rows = rows[backend] if isinstance(rows, dict) else rows
     project = blog_project(tmp_path, db_url)
     change(project)
     label = label_of(project, "blog", "0002")
-    postgresql = backend == "postgresql"
-    message = message.format(keys="NULL or duplicate" if postgresql else "duplicate")
-    fix = fix.format(fix="fill the NULLs and remove the duplicates" if postgresql else "remove the duplicates")
+    null_keys = backend in ("postgresql", "mysql")  # key columns become NOT NULL (SQLite: no)
+    message = message.format(keys="NULL or duplicate" if null_keys else "duplicate")
+    fix = fix.format(
+        fix="fill the NULLs and remove the duplicates" if null_keys else "remove the duplicates",
+        using=", or convert them with postgresql_using" if backend == "postgresql" else "",
+    )
     expected = f"{label}: {message}: would fail on live data: {rows} row{'s' if rows > 1 else ''}; {fix}"
     before = state(project)
 
@@ -341,8 +356,8 @@ def test_each_rule_blocks_the_gate_with_the_live_count(tmp_path: Path, db_url: s
     ]
 
 
-def test_a_primary_key_over_null_keys_fails_on_postgresql_only(tmp_path: Path, db_url: str) -> None:
-    """PostgreSQL makes key columns NOT NULL; SQLite accepts NULL in a VARCHAR key."""
+def test_a_primary_key_over_null_keys_fails_except_on_sqlite(tmp_path: Path, db_url: str) -> None:
+    """PostgreSQL and MariaDB make key columns NOT NULL; SQLite accepts NULL in a VARCHAR key."""
     project = blog_project(tmp_path, db_url)
     blog_1 = revision_of(project, "blog", "0001")
     write_migration(
@@ -440,6 +455,129 @@ def test_conversions_postgresql_never_refuses_are_not_predicted() -> None:
         assert _refused_by_postgresql(old, new) is None, (old, new)
 
 
+#: MariaDB's own rules on top of NARROWINGS: excess whitespace is cut (except VARCHAR to
+#: VARCHAR of the same collation and length prefix size: both up to 255 bytes, here 20 and 3
+#: characters of up to 4 bytes), unsigned types refuse every negative value, floats round to
+#: even, a plain DECIMAL is DECIMAL(10, 0).
+MARIADB_NARROWINGS: dict[str, tuple[sa.types.TypeEngine[Any], sa.types.TypeEngine[Any], list[Any]]] = {
+    **NARROWINGS,
+    "long string to short": (
+        sa.String(200), sa.String(10),
+        ["a" * 10, "a" * 11, "a" * 10 + " ", "a" * 10 + "\t\n\x0b\x0c\r ", "a" * 10 + "\u00a0", "a" * 9 + "  b"],
+    ),
+    "whitespace in a short string": (sa.String(20), sa.String(3), ["ab\t", "abc\t", "abc\u00a0"]),
+    "shorter char": (sa.CHAR(10), sa.CHAR(3), ["abc", "abcd", "abc   ", "ab   c", "abc\t", "abc\u3000"]),
+    "char to string": (sa.CHAR(10), sa.String(3), ["abc", "abcd", "abc  \t"]),
+    "string to char": (sa.String(10), sa.CHAR(3), ["abc", "abcd", "abc   ", "abc\r\n"]),
+    "text to string, other whitespace": (sa.Text(), sa.String(3), ["abc\n", "abc\x0c", "abc\u00a0"]),
+    "characters, not bytes": (sa.String(10), sa.String(3), ["äöü", "äöüß", "日本語", "日本語x", "日本語 "]),
+    "into the table's collation": (sa.String(20, collation="utf8mb4_bin"), sa.String(3), ["abc ", "abcd"]),
+    "int to tinyint": (sa.Integer(), mysql.TINYINT(), [127, 128, -128, -129]),
+    "to unsigned": (sa.BigInteger(), mysql.INTEGER(unsigned=True), [0, -1, 2**32 - 1, 2**32]),
+    "fraction to unsigned": (
+        sa.Numeric(8, 2), mysql.SMALLINT(unsigned=True),
+        [Decimal("-0.49"), Decimal("0.49"), Decimal("65535.49"), Decimal("65535.5")],
+    ),
+    "to unsigned decimal": (
+        sa.Numeric(8, 3), mysql.DECIMAL(6, 2, unsigned=True),
+        [Decimal("-0.004"), Decimal(0), Decimal("9999.994"), Decimal("9999.995")],
+    ),
+    "double to small integer": (
+        mysql.DOUBLE(), sa.SmallInteger(), [32767.5, 32766.5, 32767.49, -32768.5, -32769.5],
+    ),
+    "double to numeric": (mysql.DOUBLE(), sa.Numeric(4, 1), [999.94, 999.95, -999.95, 12.345]),
+    "to a plain numeric": (
+        sa.Numeric(14, 2), sa.Numeric(), [Decimal("9999999999.49"), Decimal("9999999999.5")],
+    ),
+    "to boolean": (sa.Integer(), sa.Boolean(), [0, 2, 127, 128, -129]),
+}
+
+
+@pytest.mark.parametrize("narrowing", list(MARIADB_NARROWINGS))
+def test_narrowing_counts_exactly_the_values_mariadb_refuses(mariadb_url: str, narrowing: str) -> None:
+    """Value by value, in strict mode (the default): the prediction for a one-row table
+    against the ALTER itself (which commits at once on MariaDB)."""
+    old, new, values = MARIADB_NARROWINGS[narrowing]
+    engine = sa.create_engine(mariadb_url, poolclass=sa.pool.NullPool)
+    outcomes = []
+    try:
+        with engine.connect() as connection:
+            for value in values:
+                connection.exec_driver_sql("DROP TABLE IF EXISTS narrowed")
+                table = sa.Table("narrowed", sa.MetaData(), sa.Column("v", old))
+                table.create(connection)
+                connection.execute(table.insert().values(v=value))
+                connection.commit()
+                with connection.begin() as transaction:
+                    predicted = _LiveData(connection).failures(Operation(
+                        "alter_column", "narrowed", "v", "may_fail", "",
+                        source=alembic_ops.AlterColumnOp("narrowed", "v", modify_type=new, existing_type=old),
+                    ))
+                    transaction.rollback()
+                try:
+                    Operations(MigrationContext.configure(connection)).alter_column(
+                        "narrowed", "v", type_=new, existing_type=old
+                    )
+                    failed = False
+                except sa.exc.DBAPIError:
+                    failed = True
+                connection.rollback()
+                outcomes.append((value, [f.rows for f in predicted] == [1], failed))
+    finally:
+        engine.dispose()
+    assert [(value, counted) for value, counted, _ in outcomes] == [
+        (value, failed) for value, _, failed in outcomes
+    ]
+    assert {failed for _, _, failed in outcomes} == {True, False}
+
+
+def with_sql_mode(url: str, mode: str) -> str:
+    """``url`` with every connection (the app's, flask-rollback's, the test's) in ``mode``."""
+    init = f"SET SESSION sql_mode = '{mode}'"
+    return sa.make_url(url).update_query_dict({"init_command": init}).render_as_string(hide_password=False)
+
+
+def test_what_mariadb_refuses_follows_its_sql_mode(tmp_path: Path, mariadb_url: str) -> None:
+    """Without strict mode MariaDB turns NULLs into '' and cuts long values (with a warning):
+    nothing fails, so nothing is predicted (the cut is data loss, flagged as such).
+    NO_ZERO_DATE, strict or not, refuses the zero date a new NOT NULL DATE column gives
+    existing rows."""
+    project = blog_project(tmp_path, with_sql_mode(mariadb_url, "NO_ZERO_DATE"))
+    short_title = BLOG_BASE.replace("title: Mapped[str | None] = mapped_column(db.String(200))",
+                                    "title: Mapped[str] = mapped_column(db.String(10))")
+    models(project, short_title)
+    label = label_of(project, "blog", "0002")
+    report = gate(project, 0)
+    assert check(report, "live data")["level"] == "ok"
+    assert check(report, "data at risk")["level"] == "warning"  # the cut title
+    assert predicted(db(project, "upgrade", "--plan").output) == []
+    db(project, "upgrade", "--allow-data-loss")
+    assert project.query("SELECT id, title FROM posts WHERE id IN (4, 5) ORDER BY id") == [
+        (4, "a much lon"), (5, ""),
+    ]
+
+    project.write("blog/models.py", short_title.replace(
+        "    editor_id", "    published: Mapped[datetime.date] = mapped_column()\n    editor_id"
+    ).replace("from sqlalchemy.orm", "import datetime\nfrom sqlalchemy.orm"))
+    app = project.app()
+    with app.app_context():  # the ADD with nothing for the existing rows, as in add_not_null
+        commands.makemigrations(commands.get_project(app), questioner=Questioner())
+    label = label_of(project, "blog", "0003")
+    expected = (
+        f"{label}: adds NOT NULL column posts.published without a server default: would fail "
+        "on live data: 7 rows; add a server_default or backfill in an earlier migration"
+    )
+    assert check(gate(project, 1), "live data")["details"] == [expected]
+    failed = db(project, "upgrade", code=1)
+    assert f"migration {label} (up) failed" in failed.stderr and "Incorrect date value" in failed.stderr
+
+    # The same migration in MariaDB's default mode gives every row 0000-00-00.
+    project = dataclasses.replace(project, url=mariadb_url)
+    assert check(gate(project, 0), "live data")["level"] == "ok"
+    db(project, "upgrade")
+    assert project.query("SELECT DISTINCT CAST(published AS CHAR) FROM posts") == [("0000-00-00",)]
+
+
 # -- 2. what earlier operations of the plan change is not predicted -----------------------------
 
 
@@ -460,7 +598,7 @@ EARLIER_CHANGES: dict[str, tuple[str, str]] = {
     ),
     "values rewritten earlier in the same step": (
         "",
-        "op.execute(\"UPDATE posts SET title = 'post ' || id\")\n"
+        'op.execute("UPDATE posts SET title = id")\n'
         + in_batch("posts", 'create_unique_constraint("uq_posts_title", ["title"])'),
     ),
 }

@@ -207,7 +207,8 @@ def test_several_candidates_are_asked_per_pair(tmp_path: Path, db_url: str) -> N
         "    views: Mapped[int | None] = mapped_column()\n"
     )
     project = blog_with_rows(tmp_path, db_url, before)
-    project.query_write("UPDATE posts SET subtitle = 'sub ' || title, views = id")
+    sub_title = "CONCAT('sub ', title)" if db_url.startswith("mysql") else "'sub ' || title"
+    project.query_write(f"UPDATE posts SET subtitle = {sub_title}, views = id")
     project.write("blog/models.py", before.replace("subtitle: Mapped[str | None]", "tagline: Mapped[str]").replace("title: Mapped[str]", "headline: Mapped[str]"))
     talk = converse(project, "makemigrations", answers=[
         ("Did you rename posts.subtitle to posts.headline (VARCHAR(200))? [y/N] ", "n"),

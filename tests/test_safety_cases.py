@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import Result
 
 from flask_rollback.errors import EXIT_REFUSED
@@ -347,7 +348,8 @@ def test_data_migrations(tmp_path: Path, db_url: str, name: str) -> None:
 def test_an_intentional_noop_downgrade_passes_the_gate_and_rolls_back(tmp_path: Path, db_url: str) -> None:
     """A backfill's empty downgrade is an error until it is declared; declared, the gate passes
     and the deploy rolls back. The message names both declarations."""
-    case = Case([("op.execute(\"UPDATE posts SET title = 'x' || id WHERE title IS NULL\")", "pass")])
+    x_id = "CONCAT('x', id)" if db_url.startswith("mysql") else "'x' || id"
+    case = Case([(f"op.execute(\"UPDATE posts SET title = {x_id} WHERE title IS NULL\")", "pass")])
     project = build(tmp_path, db_url, case)
     report = json.loads(db(project, "predeploy", "--json", code=1).output)
     (reversibility,) = [c for c in report["checks"] if c["name"] == "reversibility"]
@@ -453,7 +455,15 @@ FAILURES = {
 }
 
 
-@pytest.mark.parametrize("name", list(FAILURES))
+#: MariaDB gives a new NOT NULL column's existing rows the type's implicit default ('') instead
+#: of failing (test_predict checks that it is not predicted there and deploys).
+FAILS_ON = {"not_null_without_default_on_rows": ("sqlite", "postgresql")}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.backends(*FAILS_ON[name])] if name in FAILS_ON else [])
+    for name in FAILURES
+])
 def test_failures_on_live_data_block_the_gate(tmp_path: Path, db_url: str, name: str) -> None:
     upgrade, detail = FAILURES[name]
     project = build(tmp_path, db_url, Case([("op.create_index('ix_posts_author', 'posts', ['author_id'])",
@@ -596,6 +606,7 @@ TRIGGER = {
     "postgresql": ("CREATE FUNCTION wipe() RETURNS trigger AS $$ BEGIN DELETE FROM posts; RETURN NEW; END "
                    "$$ LANGUAGE plpgsql; CREATE TRIGGER wipe AFTER UPDATE ON users FOR EACH STATEMENT "
                    "EXECUTE FUNCTION wipe()", "DROP TRIGGER wipe ON users; DROP FUNCTION wipe()"),
+    "mysql": ("CREATE TRIGGER wipe AFTER UPDATE ON users FOR EACH ROW DELETE FROM posts", "DROP TRIGGER wipe"),
 }
 
 FOUND = {
@@ -648,8 +659,8 @@ def test_what_a_user_found(tmp_path: Path, db_url: str, name: str) -> None:
 def test_rows_changed_behind_the_statements_are_refused(tmp_path: Path, db_url: str, how: str) -> None:
     """A trigger the migration creates, a raw DB-API cursor, a function: rows change without a
     statement that says so; the step is rolled back and refused (exit 6)."""
-    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
-    create, drop = TRIGGER[backend]
+    backend = sa.make_url(db_url).get_backend_name()
+    create, _drop = TRIGGER[backend]
     upgrade = {
         "trigger": f'op.execute("""{create}""")\n'
                    'op.execute("UPDATE users SET email = email WHERE id = 1")',
@@ -662,7 +673,9 @@ def test_rows_changed_behind_the_statements_are_refused(tmp_path: Path, db_url: 
     refused = db(project, "upgrade", code=EXIT_REFUSED)
     errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "counted again as it ran" in errors[0], errors
-    assert "of posts deleted by something no statement of this step says" in errors[0]
+    # MariaDB's session counters say how many rows changed, not where.
+    table = "an unknown table" if backend == "mysql" else "posts"
+    assert f"of {table} deleted by something no statement of this step says" in errors[0]
     assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
 
 

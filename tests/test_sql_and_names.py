@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 import sqlalchemy as sa
 from click.testing import Result
@@ -100,6 +101,17 @@ def run_script(url: str, sql: str) -> None:
         with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
             connection.executescript(sql)
         return
+    if url.startswith("mysql"):  # one round trip for the whole script, as the mariadb client
+        parts = sa.make_url(url)
+        with pymysql.connect(
+            host=parts.host, port=parts.port, user=parts.username, password=parts.password,
+            database=parts.database, charset="utf8mb4", autocommit=True,
+            client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
+        ) as connection, connection.cursor() as cursor:
+            cursor.execute(sql)
+            while cursor.nextset():  # each statement's result; an error surfaces here
+                pass
+        return
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
@@ -118,7 +130,7 @@ def second_url(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'offline.db'}"
         return
-    server = request.getfixturevalue("pg_server")
+    server = request.getfixturevalue("mariadb_server" if db_url.startswith("mysql") else "pg_server")
     name = f"test_{uuid.uuid4().hex[:16]}"
     server.create_database(name)
     try:
@@ -326,6 +338,8 @@ def unreachable(url: str, tmp_path: Path) -> str:
     """A database URL of the same backend that cannot be connected to."""
     if url.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'no-such-directory' / 'app.db'}"
+    if url.startswith("mysql"):
+        return "mysql+pymysql://nobody@127.0.0.1:1/nothing"
     return "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
 
 
