@@ -228,7 +228,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table("t{number:04d}", sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.String(20)))
-    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i, "v": "x"}} for i in range({rows})])
+    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i + 1, "v": "x"}} for i in range({rows})])
     time.sleep({sleep})
 
 
