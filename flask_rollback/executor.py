@@ -304,12 +304,14 @@ def _committed_part(
     listed = _listed(masked, project)
     earlier = f"{done} earlier step(s) of this run stay done"
     ran.quiet = True
+    undoable = True  # worth offering 'resolve --undo' (it stopped on an error, not on a rule)
     try:
         if connection.in_transaction():
             connection.rollback()
         inverses = undo(connection, plan_undo(connection, committed))
     except CannotUndo as exc:
         why_not = f"it cannot be undone automatically ({mask(str(exc), project.url)})"
+        undoable = False
     except UndoFailed as exc:
         why_not = (
             f"undoing it failed ({mask(exc.reason, project.url)}) after {len(exc.undone)} of "
@@ -329,10 +331,15 @@ def _committed_part(
         )
     problem = ran.failed(masked, reason)
     resolve = f"flask db resolve {failed.migration.app} {failed.migration.revision}"
-    if problem is None:
+    if problem is None and undoable:
         recorded = (
             f"recorded in {ran.log.name}: migrations stay refused until '{resolve} --undo', "
             "'--applied' or '--reverted'"
+        )
+    elif problem is None:
+        recorded = (
+            f"recorded in {ran.log.name}: migrations stay refused until the schema is made to "
+            f"match one side by hand and '{resolve} --applied' or '--reverted' says which"
         )
     elif ran.row is not None:
         recorded = (

@@ -102,6 +102,12 @@ def mysql_interruptible(engine: sa.Engine) -> None:
 
     def started(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
                 executemany: bool) -> None:
+        if conn._execution_options.get("skip_user_error_events"):
+            # SQLAlchemy's MySQL reflection sets this on the Connection itself (SHOW CREATE
+            # TABLE), which would turn the error hook below off for good on this connection.
+            conn._execution_options = sa.util.immutabledict(
+                {k: v for k, v in conn._execution_options.items() if k != "skip_user_error_events"}
+            )
         if _PENDING:
             raise _Stop()
         if threading.current_thread() is threading.main_thread():

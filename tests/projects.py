@@ -237,6 +237,21 @@ def downgrade() -> None:
 '''
 
 
+def server_database(bind: sa.Connection) -> str:
+    """For migrations in tests: the name of the database a server backend runs them on (a
+    rehearsal's scratch copy has its own), on PostgreSQL and MariaDB alike."""
+    if bind.dialect.name == "mysql":
+        return str(bind.exec_driver_sql("SELECT DATABASE()").scalar())
+    return str(bind.exec_driver_sql("SELECT current_database()").scalar())
+
+
+def sleep_on_server(bind: sa.Connection, seconds: float) -> None:
+    """For migrations in tests: a statement that sleeps inside the server (what a signal must
+    cancel there): pg_sleep on PostgreSQL, SLEEP() on MariaDB."""
+    function = "SLEEP" if bind.dialect.name == "mysql" else "pg_sleep"
+    bind.exec_driver_sql(f"SELECT {function}({seconds})").all()
+
+
 def write_chain(project: Project, app: str, count: int, rows: int = 20, sleep: float = 0.0) -> list[str]:
     """``count`` hand-written migrations in ``app``, each creating table tNNNN with ``rows`` rows;
     returns their revision ids in order. Ids are ``<app>NNNN`` so tests can name them."""
