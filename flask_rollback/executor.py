@@ -71,8 +71,6 @@ def execute(
     recorder.ensure_log(connection)
     connection.commit()
     ran = _StatementsRun(project, connection, plan)
-    if ran.active:
-        ran.log.ensure(connection)
     graph = project.graph
     steps = plan.alembic_steps(graph)
     sqlite = _SQLiteSteps(project, connection, plan) if connection.dialect.name == "sqlite" else None
@@ -137,6 +135,17 @@ def execute(
                 text = str(exc).strip()
                 reason = mask(text.splitlines()[0] if text else "", project.url)
                 committed = ran.committed()
+                if ran.row is not None and isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+                    raise RollbackError(
+                        f"migration {failed.migration.label} ({failed.direction}) failed: "
+                        f"{type(exc).__name__}: {reason}; the connection was lost while a statement "
+                        "that commits at once may have been running, so what the step left is not "
+                        f"known here; its marker in {ran.log.name} stays: the next command that "
+                        "changes the schema checks it against the live schema and, if any of it "
+                        f"ran, refuses until 'flask db resolve {failed.migration.app} "
+                        f"{failed.migration.revision} --undo', '--applied' or '--reverted'; "
+                        f"{len(report.done)} earlier step(s) of this run stay done"
+                    ) from exc
                 if committed:
                     raise RollbackError(
                         f"migration {failed.migration.label} ({failed.direction}) failed: "
@@ -201,6 +210,19 @@ class _StatementsRun:
             except sa.exc.DBAPIError:
                 pass
             self.side = None
+            self._drop_if_empty()
+
+    def _drop_if_empty(self) -> None:
+        """The marker table exists only while it holds something (a step to resolve, or the
+        history of resolved ones): the schema looks the same as on the other backends."""
+        try:
+            if self.connection.in_transaction():
+                self.connection.rollback()
+            if self.log.is_empty(self.connection):
+                self.connection.exec_driver_sql(f"DROP TABLE IF EXISTS `{self.log.name}`")
+            self.connection.commit()
+        except sa.exc.SQLAlchemyError:
+            pass  # a lost connection: the table stays, empty or marked, and is read as such
 
     def _own(self, statement: str) -> bool:
         """A statement on our own tables (version table, logs): bookkeeping, not the step's."""
@@ -237,6 +259,7 @@ class _StatementsRun:
         try:
             if self.side is None:
                 self.side = self.connection.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self.log.table.create(self.side, checkfirst=True)
             if self.row is None:
                 self.row = self.log.begin(self.side, step.migration, step.direction, self.started_at, masked)
             else:

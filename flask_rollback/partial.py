@@ -146,17 +146,30 @@ class PartialLog:
             row = self.begin(connection, migration, direction, started_at, statements)
             self.fail(connection, row, statements, error)
 
+    def is_empty(self, connection: Connection) -> bool:
+        """No row at all (or no table); within the caller's transaction."""
+        if not sa.inspect(connection).has_table(self.table.name):
+            return False
+        return connection.execute(sa.select(sa.func.count()).select_from(self.table)).scalar() == 0
+
     def unresolved(self, connection: Connection) -> list[PartialStep]:
-        """The rows not resolved yet, oldest first; none when the table does not exist."""
+        """The rows not resolved yet, oldest first; none when the table does not exist (on
+        MariaDB/MySQL it exists only while it holds rows, see executor.py)."""
         if not sa.inspect(connection).has_table(self.table.name):
             connection.rollback()
             return []
         t = self.table
-        rows = connection.execute(
-            sa.select(t.c.id, t.c.app, t.c.revision, t.c.name, t.c.direction, t.c.started_at,
-                      t.c.failed_at, t.c.statements, t.c.error, t.c.state)
-            .where(t.c.resolved_at.is_(None)).order_by(t.c.id)
-        ).all()
+        try:
+            rows = connection.execute(
+                sa.select(t.c.id, t.c.app, t.c.revision, t.c.name, t.c.direction, t.c.started_at,
+                          t.c.failed_at, t.c.statements, t.c.error, t.c.state)
+                .where(t.c.resolved_at.is_(None)).order_by(t.c.id)
+            ).all()
+        except sa.exc.ProgrammingError:  # dropped since, empty, by the run that held the lock
+            connection.rollback()
+            if sa.inspect(connection).has_table(self.table.name):
+                raise
+            rows = []
         connection.rollback()
         return [
             PartialStep(row.id, row.app, row.revision, row.name, row.direction,

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from flask_rollback.database import migration_engine
 from flask_rollback.errors import EXIT_COULD_NOT_RUN
 
+from tests.mariadbserver import MariaDBServer
 from tests.pgserver import PostgresServer
 from tests.projects import Project, new_project, write_chain
 
@@ -246,6 +247,37 @@ def test_server_stopped_mid_run_then_restarted(
     finished = project.run("upgrade")
     assert finished.returncode == 0, finished.stderr
     assert applied_count(project, revisions) == 60
+
+
+def test_mariadb_stopped_mid_run_then_restarted(
+    tmp_path: Path, mariadb_server: MariaDBServer, mariadb_url: str
+) -> None:
+    """The bad input "MariaDB down mid-run": one line, exit 1; once the server is back the
+    database is consistent, or the step the stop cut in half is marked, refused and resolved."""
+    project, revisions = chain_project(tmp_path, mariadb_url, 60, sleep=0.03)
+    checksum = seed(project)
+    process = popen_db(project, "upgrade")
+    deadline = time.monotonic() + 30
+    while log_rows(project) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    mariadb_server.stop_server_only()
+    try:
+        code = process.wait(timeout=60)
+        out, err = process.communicate()
+    finally:
+        mariadb_server.start_server_only()
+    assert code == 1, (out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert mariadb_server.password not in err
+    assert seed_checksum(project) == checksum
+    resolve_marked(project, revisions, [])
+    done = applied_count(project, revisions)
+    assert 0 < done < 60
+    finished = project.run("upgrade")
+    assert finished.returncode == 0, finished.stderr
+    assert applied_count(project, revisions) == 60
+    assert seed_checksum(project) == checksum
 
 
 @pytest.mark.parametrize("where", ["first", "middle"])
