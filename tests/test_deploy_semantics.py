@@ -223,7 +223,10 @@ def test_rollback_reverts_exactly_what_the_deploy_applied(tmp_path: Path, db_url
     assert [(r["status"], r["migrations"]) for r in records(project)][2] == ("failed", [])
     (project.migrations / "accounts" / "0004_fails.py").unlink()
 
-    plan = db(project, "rollback", "--plan").output.splitlines()  # deploy 3 blocks nothing
+    plan = [  # deploy 3 blocks nothing; MariaDB's note on DDL is tested with --plan itself
+        line for line in db(project, "rollback", "--plan").output.splitlines()
+        if "commits every DDL statement at once" not in line
+    ]
     assert plan[0] == "Plan: downgrade before deploy 2: 2 migration(s) (accounts 2)"
     assert plan[1].split()[:3] == ["1.", "-", label(project, "accounts", "0003")]
     assert plan[1].endswith("NOT IN THE DEPLOY: applied after deploy 2 by a plain upgrade")
