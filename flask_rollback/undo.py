@@ -12,7 +12,7 @@ only to a free name. Anything else has no known inverse and stops the undo befor
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -235,13 +235,33 @@ def plan_undo(connection: Connection, statements: list[str]) -> list[Effect]:
         if effect is None or effect.kind not in UNDOABLE:
             raise CannotUndo(f"{_short(text)} has no known inverse")
         effects.append(effect)
-    wanted = [effect for effect in reversed(effects) if in_place(connection, effect)]
-    for effect in wanted:
-        blocker = _blocker(connection, effect)
+    wanted = []
+    tables: dict[str, str] = {}  # a table's name in an earlier statement -> its name now
+    columns: dict[tuple[str, str], str] = {}  # (table now, column then) -> column now
+    for effect in reversed(effects):
+        live = _as_now(effect, tables, columns)
+        if effect.kind == RENAME_TABLE and effect.old:
+            tables[effect.old] = live.table
+        elif effect.kind == RENAME_COLUMN and effect.old and effect.name:
+            columns[(live.table, effect.old)] = columns.get((live.table, effect.name), effect.name)
+        if not in_place(connection, live):
+            continue  # undone by hand already: nothing to do for it
+        blocker = _blocker(connection, live)
         connection.rollback()
         if blocker:
             raise CannotUndo(blocker)
+        wanted.append(effect)
     return wanted
+
+
+def _as_now(effect: Effect, tables: dict[str, str], columns: dict[tuple[str, str], str]) -> Effect:
+    """``effect`` under the names later statements gave its table and column (checks run on
+    the schema as it is; the inverses run in reverse order, after the later renames went back)."""
+    table = tables.get(effect.table, effect.table)
+    name = effect.name
+    if effect.kind in (ADD_COLUMN, RENAME_COLUMN) and name:
+        name = columns.get((table, name), name)
+    return replace(effect, table=table, name=name)
 
 
 def _blocker(connection: Connection, effect: Effect) -> str | None:
