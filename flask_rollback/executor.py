@@ -26,10 +26,10 @@ from .dataloss import DataLossError, read_only, step_operations
 from .errors import RollbackError
 from .interrupts import Interrupted
 from .partial import PartialLog
-from .undo import CannotUndo, UndoFailed, plan_undo, undo
 from .plan import Plan, Step
 from .project import Project
 from .recorder import utcnow
+from .undo import CannotUndo, UndoFailed, plan_undo, undo
 
 Progress = Callable[[int, int, Step], None]
 #: ``wrap(connection, step, migration_fn)``: what runs in place of the migration (the data-loss
@@ -227,7 +227,7 @@ class _StatementsRun:
     def _own(self, statement: str) -> bool:
         """A statement on our own tables (version table, logs): bookkeeping, not the step's."""
         found = _TARGET.match(statement)
-        return bool(found) and self.project.recorder.is_own_table(found.group(1))
+        return found is not None and self.project.recorder.is_own_table(found.group(1))
 
     def _starting(self, conn: Connection, cursor: object, statement: str, parameters: object,
                   context: object, executemany: bool) -> tuple[str, object]:

@@ -111,7 +111,7 @@ def mysql_interruptible(engine: sa.Engine) -> None:
         if _PENDING:
             raise _Stop()
         if threading.current_thread() is threading.main_thread():
-            _MYSQL_RUNNING.append((engine, conn.connection.dbapi_connection.thread_id()))
+            _MYSQL_RUNNING.append((engine, _server_id(conn)))
 
     def ended(conn: sa.Connection, *args: Any) -> None:
         _forget_statement(engine, conn)
@@ -128,9 +128,14 @@ def mysql_interruptible(engine: sa.Engine) -> None:
     sa.event.listen(engine, "handle_error", failed)
 
 
+def _server_id(conn: sa.Connection) -> int:
+    """The server's id of this connection (``CONNECTION_ID()``), as PyMySQL was told it."""
+    return int(conn.connection.driver_connection.thread_id())  # type: ignore[union-attr]
+
+
 def _forget_statement(engine: sa.Engine, conn: sa.Connection) -> None:
     try:
-        entry = (engine, conn.connection.dbapi_connection.thread_id())
+        entry = (engine, _server_id(conn))
     except Exception:  # noqa: BLE001 - the connection is gone: drop this engine's entries
         _MYSQL_RUNNING[:] = [e for e in _MYSQL_RUNNING if e[0] is not engine]
         return

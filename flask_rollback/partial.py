@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from .errors import RollbackError
 from .graph import Migration
 from .recorder import timestamp, utcnow, who
-from .undo import read, in_place
+from .undo import in_place, read
 
 RUNNING = "running"
 FAILED = "failed"
@@ -117,7 +117,9 @@ class PartialLog:
                 statements=json.dumps(statements), error="", host=host, user=user,
             )
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # an autoincrement id, always returned on insert
+        return int(key[0])
 
     def progress(self, connection: Connection, row: int, statements: list[str]) -> None:
         """The running step is about to run ``statements[-1]``; the ones before it ran."""
