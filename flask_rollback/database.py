@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.pool import NullPool
 
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
-from .interrupts import forget, interruptible
+from .interrupts import forget, interruptible, mysql_interruptible
 from .settings import Settings
 
 
@@ -176,6 +176,7 @@ def migration_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engi
                 check(connection)
 
     elif url.get_backend_name() in ("mysql", "mariadb"):
+        mysql_interruptible(engine)  # SIGTERM stops the running statement on the server
 
         @sa.event.listens_for(engine, "begin")
         def _begin_mysql(connection: Connection) -> None:

@@ -10,6 +10,7 @@ checked (``PRAGMA foreign_key_check``) before the step commits and the setting i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -28,6 +29,7 @@ from .partial import PartialLog
 from .plan import Plan, Step
 from .project import Project
 from .recorder import utcnow
+from .undo import CannotUndo, UndoFailed, plan_undo, undo
 
 Progress = Callable[[int, int, Step], None]
 #: ``wrap(connection, step, migration_fn)``: what runs in place of the migration (the data-loss
@@ -68,6 +70,7 @@ def execute(
     recorder = project.recorder
     recorder.ensure_log(connection)
     connection.commit()
+    ran = _StatementsRun(project, connection, plan)
     graph = project.graph
     steps = plan.alembic_steps(graph)
     sqlite = _SQLiteSteps(project, connection, plan) if connection.dialect.name == "sqlite" else None
@@ -81,10 +84,9 @@ def execute(
             function = wrap(connection, planned, function)
         step.migration_fn = function
     clock: list[datetime] = [utcnow()]
-    ran = _StatementsRun(connection)
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
-        ran.next_step()
+        ran.next_step(ctx.connection)
         planned = plan.steps[len(report.done)]
         recorder.write(
             ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake
@@ -112,26 +114,46 @@ def execute(
             try:
                 env.run_migrations()
             except Interrupted as exc:
-                exc.outcome.append(_interrupted_at(plan, report))
+                exc.outcome.append(_interrupted_at(project, connection, plan, report, ran, exc.signal_name))
                 raise
             except DataLossError as exc:
                 failed = plan.steps[len(report.done)]
+                committed = ran.committed()
+                if committed:  # MariaDB/MySQL: found after statements that committed at once
+                    outcome = _committed_part(project, connection, ran, failed, committed,
+                                              exc.message, len(report.done))
+                else:
+                    ran.forget()
+                    outcome = f"it was rolled back, {len(report.done)} earlier step(s) of this run stay done"
                 raise DataLossError(
                     exc.report,
                     f"migration {failed.migration.label} ({failed.direction}) was stopped: "
-                    f"{exc.message}; it was rolled back, {len(report.done)} earlier step(s) of "
-                    "this run stay done",
+                    f"{exc.message}; {outcome}",
                 ) from exc
             except Exception as exc:
                 failed = plan.steps[len(report.done)]
                 text = str(exc).strip()
                 reason = mask(text.splitlines()[0] if text else "", project.url)
                 committed = ran.committed()
-                if committed:
-                    raise _partly_applied(
-                        project, connection, failed, clock[0], committed,
-                        f"{type(exc).__name__}: {reason}", len(report.done),
+                if ran.row is not None and isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+                    raise RollbackError(
+                        f"migration {failed.migration.label} ({failed.direction}) failed: "
+                        f"{type(exc).__name__}: {reason}; the connection was lost while a statement "
+                        "that commits at once may have been running, so what the step left is not "
+                        f"known here; its marker in {ran.log.name} stays: the next command that "
+                        "changes the schema checks it against the live schema and, if any of it "
+                        f"ran, refuses until 'flask db resolve {failed.migration.app} "
+                        f"{failed.migration.revision} --undo', '--applied' or '--reverted'; "
+                        f"{len(report.done)} earlier step(s) of this run stay done"
                     ) from exc
+                if committed:
+                    raise RollbackError(
+                        f"migration {failed.migration.label} ({failed.direction}) failed: "
+                        f"{type(exc).__name__}: {reason}; "
+                        + _committed_part(project, connection, ran, failed, committed,
+                                          f"{type(exc).__name__}: {reason}", len(report.done))
+                    ) from exc
+                ran.forget()
                 raise RollbackError(
                     f"migration {failed.migration.label} ({failed.direction}) failed: "
                     f"{type(exc).__name__}: {reason}; it was rolled back, "
@@ -152,67 +174,211 @@ READS = ("SELECT", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN"
 
 class _StatementsRun:
     """On backends without transactional DDL (MariaDB/MySQL): the statements the current step
-    sent, so a failure can say which of them the database had already committed."""
+    sent, so a failure can say which of them the database had already committed, and the
+    step's marker in the partial log (partial.py), written on a connection of its own before
+    each statement that commits at once, so a kill or a lost server leaves it behind."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, project: Project, connection: Connection, plan: Plan) -> None:
+        self.project = project
         self.connection = connection
+        self.plan = plan
         self.active = connection.dialect.name in ("mysql", "mariadb")
+        self.log = PartialLog(project.settings.log_table)
         self.statements: list[str] = []
+        #: How many of ``statements`` an implicit commit made permanent.
+        self.upto = 0
+        self.index = 0  # the plan step running
+        self.started_at = utcnow()
+        self.row: int | None = None  # the running step's marker
+        self.side: Connection | None = None
+        #: Set while the step's statements are undone: those are not the step's.
+        self.quiet = False
 
     def __enter__(self) -> _StatementsRun:
         if self.active:
+            sa.event.listen(self.connection, "before_cursor_execute", self._starting, retval=True)
             sa.event.listen(self.connection, "after_cursor_execute", self._heard)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.active:
+            sa.event.remove(self.connection, "before_cursor_execute", self._starting)
             sa.event.remove(self.connection, "after_cursor_execute", self._heard)
+        if self.side is not None:
+            try:
+                self.side.close()
+            except sa.exc.DBAPIError:
+                pass
+            self.side = None
+            self._drop_if_empty()
+
+    def _drop_if_empty(self) -> None:
+        """The marker table exists only while it holds something (a step to resolve, or the
+        history of resolved ones): the schema looks the same as on the other backends."""
+        try:
+            if self.connection.in_transaction():
+                self.connection.rollback()
+            if self.log.is_empty(self.connection):
+                self.connection.exec_driver_sql(f"DROP TABLE IF EXISTS `{self.log.name}`")
+            self.connection.commit()
+        except sa.exc.SQLAlchemyError:
+            pass  # a lost connection: the table stays, empty or marked, and is read as such
+
+    def _own(self, statement: str) -> bool:
+        """A statement on our own tables (version table, logs): bookkeeping, not the step's."""
+        found = _TARGET.match(statement)
+        return found is not None and self.project.recorder.is_own_table(found.group(1))
+
+    def _starting(self, conn: Connection, cursor: object, statement: str, parameters: object,
+                  context: object, executemany: bool) -> tuple[str, object]:
+        """Before a statement that commits at once: what ran so far is committed by it, and the
+        marker must say so (and name this statement) before the server sees it."""
+        words = statement.split(None, 1)
+        if words and words[0].upper() in IMPLICIT_COMMIT and not self.quiet:
+            self.upto = len(self.statements)
+            if not self._own(statement):
+                self._mark([*self.statements, " ".join(statement.split())])
+        return statement, parameters
 
     def _heard(self, conn: Connection, cursor: object, statement: str, parameters: object,
                context: object, executemany: bool) -> None:
         words = statement.split(None, 1)
-        if words and words[0].upper() not in READS:
+        if not words or words[0].upper() in READS or self.quiet:
+            return
+        commits = words[0].upper() in IMPLICIT_COMMIT
+        if not self._own(statement):
             self.statements.append(" ".join(statement.split()))
+        if commits:
+            self.upto = len(self.statements)
 
-    def next_step(self) -> None:
+    def _mark(self, statements: list[str]) -> None:
+        """Write the marker on the side connection (autocommit); without it the statement must
+        not run (a kill would leave no trace)."""
+        step = self.plan.steps[self.index]
+        masked = [mask(text, self.project.url) for text in statements]
+        try:
+            if self.side is None:
+                self.side = self.connection.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self.log.table.create(self.side, checkfirst=True)
+            if self.row is None:
+                self.row = self.log.begin(self.side, step.migration, step.direction, self.started_at, masked)
+            else:
+                self.log.progress(self.side, self.row, masked)
+        except sa.exc.SQLAlchemyError as exc:
+            why = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self.project.url)
+            raise RollbackError(
+                f"the step's marker in {self.log.name} could not be written ({why}); the "
+                "statement that commits at once was not run"
+            ) from None
+
+    def next_step(self, connection: Connection) -> None:
+        """The step completed: its marker goes in the same transaction as its version row."""
+        if self.row is not None:
+            self.log.clear(connection, self.row)
+        self.row = None
         self.statements = []
+        self.upto = 0
+        self.index += 1
+        self.started_at = utcnow()
 
     def committed(self) -> list[str]:
         """The failed step's statements up to its last implicit commit (the rest was rolled back)."""
-        last = max(
-            (i for i, text in enumerate(self.statements) if text.split(None, 1)[0].upper() in IMPLICIT_COMMIT),
-            default=-1,
-        )
-        return self.statements[: last + 1]
+        return self.statements[: self.upto]
+
+    def forget(self) -> None:
+        """Nothing of the failed step stayed: its marker goes."""
+        if self.row is not None and self.side is not None:
+            try:
+                self.log.clear(self.side, self.row)
+            except sa.exc.SQLAlchemyError:
+                pass  # a stale marker is checked against the live schema by the next run
+        self.row = None
+
+    def failed(self, statements: list[str], error: str) -> str | None:
+        """Turn the marker into a partly applied step (or write one); None when done, else why
+        it could not be recorded."""
+        step = self.plan.steps[self.index]
+        try:
+            if self.row is not None and self.side is not None:
+                self.log.fail(self.side, self.row, statements, error)
+            else:
+                if self.connection.in_transaction():
+                    self.connection.rollback()
+                self.log.record(self.connection, step.migration, step.direction, self.started_at, statements, error)
+        except sa.exc.SQLAlchemyError as exc:
+            return mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self.project.url)
+        return None
 
 
-def _partly_applied(
-    project: Project, connection: Connection, failed: Step, started: datetime,
+#: The table a statement writes to or alters (enough to tell our own bookkeeping apart).
+_TARGET = re.compile(
+    r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|CREATE\s+TABLE|ALTER\s+TABLE)\s+`?([\w$]+)`?", re.IGNORECASE
+)
+
+
+def _committed_part(
+    project: Project, connection: Connection, ran: _StatementsRun, failed: Step,
     committed: list[str], reason: str, done: int,
-) -> RollbackError:
-    """The error for a step the database committed part of, after recording it (partial.py):
-    every later command that changes the schema refuses until ``flask db resolve``."""
-    log = PartialLog(project.settings.log_table)
-    step = f"{failed.migration.label} ({failed.direction})"
+) -> str:
+    """What became of the statements MariaDB/MySQL had committed when the step stopped: undone
+    when each has a safe inverse (undo.py), else recorded as partly applied (partial.py), after
+    which every command that changes the schema refuses until ``flask db resolve``."""
+    masked = [mask(text, project.url) for text in committed]
+    listed = _listed(masked, project)
+    earlier = f"{done} earlier step(s) of this run stay done"
+    ran.quiet = True
+    undoable = True  # worth offering 'resolve --undo' (it stopped on an error, not on a rule)
     try:
-        log.record(connection, failed.migration, failed.direction, started,
-                   [mask(text, project.url) for text in committed], reason)
-        recorded = (
-            f"recorded in {log.name}: migrations stay refused until you make the schema match "
-            f"one side by hand and run 'flask db resolve {failed.migration.app} "
-            f"{failed.migration.revision} --applied' or '--reverted'"
+        if connection.in_transaction():
+            connection.rollback()
+        inverses = undo(connection, plan_undo(connection, committed))
+    except CannotUndo as exc:
+        why_not = f"it cannot be undone automatically ({mask(str(exc), project.url)})"
+        undoable = False
+    except UndoFailed as exc:
+        why_not = (
+            f"undoing it failed ({mask(exc.reason, project.url)}) after {len(exc.undone)} of "
+            f"{len(exc.undone) + len(exc.left)} statement(s) went back"
         )
+        gone = {effect.statement for effect in exc.undone}
+        masked = [mask(text, project.url) for text in committed if " ".join(text.split()).rstrip(";") not in gone]
     except sa.exc.SQLAlchemyError as exc:
-        why = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], project.url)
+        why_not = "it cannot be undone automatically (" + mask(
+            str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], project.url) + ")"
+    else:
+        ran.forget()
+        return (
+            f"the database had committed {len(committed)} of its statement(s) as they ran "
+            f"({listed}); they were undone ({_listed(inverses, project)}), so it left no trace; "
+            f"{earlier}"
+        )
+    problem = ran.failed(masked, reason)
+    resolve = f"flask db resolve {failed.migration.app} {failed.migration.revision}"
+    if problem is None and undoable:
         recorded = (
-            f"it could NOT be recorded ({why}): make the schema match one side by hand before "
+            f"recorded in {ran.log.name}: migrations stay refused until '{resolve} --undo', "
+            "'--applied' or '--reverted'"
+        )
+    elif problem is None:
+        recorded = (
+            f"recorded in {ran.log.name}: migrations stay refused until the schema is made to "
+            f"match one side by hand and '{resolve} --applied' or '--reverted' says which"
+        )
+    elif ran.row is not None:
+        recorded = (
+            f"it could not be recorded as failed ({problem}), but its marker in {ran.log.name} "
+            "stays: the next command that changes the schema checks it against the live schema "
+            f"and refuses until '{resolve} --undo', '--applied' or '--reverted'"
+        )
+    else:
+        recorded = (
+            f"it could NOT be recorded ({problem}): make the schema match one side by hand before "
             "running migrations again"
         )
-    return RollbackError(
-        f"migration {step} failed: {reason}; it is PARTLY APPLIED: the database committed "
-        f"{len(committed)} of its statement(s) as they ran ({_listed(committed, project)}); the "
-        "rest did not run; the version table still names the last complete migration; "
-        f"{done} earlier step(s) of this run stay done; {recorded}"
+    return (
+        f"it is PARTLY APPLIED: the database committed {len(committed)} of its statement(s) as they "
+        f"ran ({listed}); the rest did not run; {why_not}; the version table still names the last "
+        f"complete migration; {earlier}; {recorded}"
     )
 
 
@@ -222,13 +388,22 @@ def _listed(statements: list[str], project: Project, most: int = 5, width: int =
     return "; ".join(shown) + more
 
 
-def _interrupted_at(plan: Plan, report: RunReport) -> str:
+def _interrupted_at(
+    project: Project, connection: Connection, plan: Plan, report: RunReport, ran: _StatementsRun,
+    signal_name: str,
+) -> str:
     """What a signal left: the step in progress rolled back (its transaction), the earlier ones
-    committed."""
+    committed; on MariaDB/MySQL what the step had committed undone or recorded."""
     done = len(report.done)
     if done == len(plan.steps):
         return f"all {done} step(s) of this run were applied"
     step = plan.steps[done]
+    committed = ran.committed()
+    if committed:
+        return f"migration {step.migration.label} ({step.direction}) was stopped: " + _committed_part(
+            project, connection, ran, step, committed, f"terminated by {signal_name}", done,
+        )
+    ran.forget()
     return (
         f"migration {step.migration.label} ({step.direction}) was rolled back, "
         f"{done} earlier step(s) of this run stay done"

@@ -228,13 +228,28 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table("t{number:04d}", sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.String(20)))
-    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i, "v": "x"}} for i in range({rows})])
+    op.bulk_insert(sa.table("t{number:04d}", sa.column("id"), sa.column("v")), [{{"id": i + 1, "v": "x"}} for i in range({rows})])
     time.sleep({sleep})
 
 
 def downgrade() -> None:
     op.drop_table("t{number:04d}")
 '''
+
+
+def server_database(bind: sa.Connection) -> str:
+    """For migrations in tests: the name of the database a server backend runs them on (a
+    rehearsal's scratch copy has its own), on PostgreSQL and MariaDB alike."""
+    if bind.dialect.name == "mysql":
+        return str(bind.exec_driver_sql("SELECT DATABASE()").scalar())
+    return str(bind.exec_driver_sql("SELECT current_database()").scalar())
+
+
+def sleep_on_server(bind: sa.Connection, seconds: float) -> None:
+    """For migrations in tests: a statement that sleeps inside the server (what a signal must
+    cancel there): pg_sleep on PostgreSQL, SLEEP() on MariaDB."""
+    function = "SLEEP" if bind.dialect.name == "mysql" else "pg_sleep"
+    bind.exec_driver_sql(f"SELECT {function}({seconds})").all()
 
 
 def write_chain(project: Project, app: str, count: int, rows: int = 20, sleep: float = 0.0) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from .. import commands, compat
+from ..partial import RUNNING
 from ..project import Comparison, Project
 from .group import (
     bind_option,
@@ -41,7 +42,7 @@ def _status_json(status: commands.Status) -> dict[str, Any]:
                 ],
                 "partly_applied": [
                     {"revision": p.revision, "name": p.name, "direction": p.direction,
-                     "failed_at": p.failed_at.isoformat(), "error": p.error,
+                     "failed_at": p.failed_at.isoformat(), "error": p.error, "state": p.state,
                      "statements": p.statements}
                     for p in app.partial
                 ],
@@ -87,6 +88,16 @@ def _show_status(status: commands.Status, apps: tuple[str, ...], as_plan: bool) 
             step = partial.get(item.migration.revision)
             if step is None:
                 click.echo(f" [{'X' if item.applied else ' '}] {item.migration.name}{when}")
+                continue
+            if step.state == RUNNING:  # its run died; the next locked command checks it
+                click.echo(
+                    f" [!] {item.migration.name}  INTERRUPTED ({step.direction}, started "
+                    f"{step.failed_at:%Y-%m-%d %H:%M:%S}): its process ended mid-step"
+                )
+                for number, text in enumerate(step.statements, 1):
+                    ran = "may have run" if number == len(step.statements) else "committed"
+                    click.echo(f"       {ran}: {text}")
+                click.echo(f"       {step.advice()}")
                 continue
             click.echo(
                 f" [!] {item.migration.name}  PARTLY APPLIED ({step.direction}, failed "

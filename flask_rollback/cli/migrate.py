@@ -121,13 +121,13 @@ def stamp_command(target: tuple[str, ...], purge: bool, sql: bool, lock_timeout:
 @click.argument("revision")
 @click.option("--applied", "how", flag_value="applied", help="The migration's changes are all in place.")
 @click.option("--reverted", "how", flag_value="reverted", help="None of the migration's changes are.")
+@click.option("--undo", "how", flag_value="undo", help="Reverse its committed statements (each needs a safe inverse).")
 @lock_timeout_option
 def resolve_command(app: str, revision: str, how: str | None, lock_timeout: float | None) -> None:
-    """Close APP's partly applied migration REVISION after fixing the schema by hand."""
+    """Close APP's partly applied migration REVISION: undo it, or record the side you fixed it to."""
     if how is None:
-        raise click.UsageError("say which side the schema now matches: --applied or --reverted")
-    project = current_project()
-    view = bind_views(project, [app])[0]
+        raise click.UsageError("say what to do: --undo, or which side the schema now matches: --applied or --reverted")
+    view = bind_views(current_project(), [app])[0]
     click.echo(commands.resolve(view, app, revision, how, lock_timeout=lock_timeout, announce=announce))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ..database import apply_timeouts, behind_pooler
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..lock import Announce, migration_lock
-from ..partial import PartialLog, refuse_if_partial
+from ..partial import PartialLog, refuse_if_partial, settle_stale
 from ..plan import Plan, Planner
 from ..project import Project
 from ..settings import lock_seconds
@@ -48,7 +48,8 @@ def open_database(
 ) -> Iterator[tuple[Connection, Planner]]:
     """A connection and a planner for the database's current state.
 
-    Under the lock, a partly applied migration (partial.py) stops the command unless
+    Under the lock, the markers of runs that died mid-step are checked against the live schema
+    first; then a partly applied migration (partial.py) stops the command unless
     ``allow_partial`` (``resolve``, which clears it).
 
     With ``lock``, the migration lock is taken first and the state read after it, so a process
@@ -77,8 +78,10 @@ def open_database(
         with guard:
             if lock:
                 apply_timeouts(connection, settings)
+                partial = PartialLog(settings.log_table)
+                settle_stale(partial, connection)  # markers of runs that died (we hold the lock)
                 if not allow_partial:
-                    refuse_if_partial(PartialLog(settings.log_table), connection)
+                    refuse_if_partial(partial, connection)
             recorder = project.recorder
             heads = () if purge else recorder.stored_heads(connection)
             entries = recorder.entries(connection)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from alembic import command as alembic_command
 from alembic.util import CommandError
+from sqlalchemy.engine import Connection
 
 from ..errors import (
     EXIT_DATABASE_BEHIND,
@@ -18,7 +19,8 @@ from ..errors import (
     RollbackError,
 )
 from ..graph import Migration
-from ..partial import PartialLog, PartialStep
+from ..lock import lock_table_holder, named_holder
+from ..partial import RUNNING, PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
 from .author import makemigrations
@@ -66,6 +68,9 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
     with open_database(project) as (connection, planner):
         times = project.recorder.applied_times(project.recorder.entries(connection))
         partial = PartialLog(project.settings.log_table).unresolved(connection)
+        if any(step.state == RUNNING for step in partial) and _migrating(project, connection):
+            # the marker of the step a run is in right now (partial.py), not a step to resolve
+            partial = [step for step in partial if step.state != RUNNING]
     graph = project.graph
     order = [
         MigrationStatus(m, m.revision in planner.applied, times.get(m.revision))
@@ -85,6 +90,13 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
             )
         )
     return Status(result, order, planner.stored_heads)
+
+def _migrating(project: Project, connection: Connection) -> bool:
+    """Does a run hold the migration lock now (MariaDB/MySQL named lock, or the lock table)?"""
+    if project.settings.lock == "table":
+        return lock_table_holder(connection, project.settings.lock_table) is not None
+    return named_holder(connection, project.settings.version_table) is not None
+
 
 # -- checking -------------------------------------------------------------------------------
 

@@ -25,11 +25,12 @@ from ..lock import (
     release_lock_table,
     sqlite_lock_holder,
 )
-from ..partial import PartialLog
+from ..partial import PartialLog, PartialStep
 from ..plan import Plan, Planner, Step
 from ..recorder import utcnow
 from ..predict import Prediction, predict
 from ..project import Project
+from ..undo import CannotUndo, UndoFailed, plan_undo, undo
 from .context import open_database
 
 # -- running --------------------------------------------------------------------------------
@@ -211,10 +212,11 @@ def resolve(
 ) -> str:
     """Close a partly applied migration of ``app`` (partial.py) once the person made the schema
     match one side: ``how="applied"`` records the migration as applied (after an upgrade that
-    failed) or still applied (after a downgrade), ``"reverted"`` the opposite. Returns what was
-    recorded."""
-    if how not in ("applied", "reverted"):
-        raise RollbackError("resolve needs --applied or --reverted")
+    failed) or still applied (after a downgrade), ``"reverted"`` the opposite; ``"undo"`` runs
+    the inverses of its committed statements (undo.py: only when none can lose data), back to
+    what the version table records. Returns what was done."""
+    if how not in ("applied", "reverted", "undo"):
+        raise RollbackError("resolve needs --undo, --applied or --reverted")
     project.registry.get(app)
     log = PartialLog(project.settings.log_table)
     with open_database(
@@ -231,6 +233,8 @@ def resolve(
                 f"{migration.label} is not the partly applied migration of app {app!r}: {names}"
             )
         step = found[0]
+        if how == "undo":
+            return _undo_partial(project, connection, log, step)
         applied = set(planner.applied)
         wanted = applied | {migration.revision} if how == "applied" else applied - {migration.revision}
         with connection.begin():
@@ -243,6 +247,30 @@ def resolve(
     state = "applied" if how == "applied" else "not applied"
     changed = "the version table now says so" if wanted != applied else "the version table already said so"
     return f"Resolved {migration.label}: recorded as {state} ({changed}); migrations can run again."
+
+
+def _undo_partial(project: Project, connection: Connection, log: PartialLog, step: PartialStep) -> str:
+    """``resolve --undo``: reverse the statements of ``step`` that are still in place, or say
+    which one stops it (nothing is changed then)."""
+    try:
+        inverses = undo(connection, plan_undo(connection, step.statements))
+    except CannotUndo as exc:
+        raise RollbackError(
+            f"cannot undo {step.label}: {exc}; nothing was changed; make the schema match one side "
+            f"by hand, then run 'flask db resolve {step.app} {step.revision} --applied' or '--reverted'"
+        ) from None
+    except UndoFailed as exc:
+        raise RollbackError(
+            f"undoing {step.label} failed: {exc.reason}; {len(exc.undone)} of "
+            f"{len(exc.undone) + len(exc.left)} statement(s) went back; it stays partly applied"
+        ) from None
+    with connection.begin():
+        log.mark_resolved(connection, step, "undone")
+    done = f"ran {'; '.join(inverses)}" if inverses else "nothing of it was in place any more"
+    return (
+        f"Undid {step.label} ({step.direction}): {done}; the schema is back where the version "
+        "table says; migrations can run again."
+    )
 
 
 def unlock(project: Project, confirm: Callable[[str], bool] | None = None) -> str:
