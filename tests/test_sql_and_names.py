@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,19 +125,23 @@ def created_tables(path: Path) -> list[str]:
     return re.findall(r"op\.create_table\(\s*['\"](\w+)['\"]", path.read_text())
 
 
-@pytest.fixture
-def second_url(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """Another fresh database on the same backend as ``db_url``."""
+@contextmanager
+def another_database(db_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database on the same backend as ``db_url``, dropped afterwards."""
     if db_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'offline.db'}"
+        folder = request.getfixturevalue("tmp_path")
+        yield f"sqlite:///{folder / f'offline_{uuid.uuid4().hex[:8]}.db'}"
         return
     server = request.getfixturevalue("mariadb_server" if db_url.startswith("mysql") else "pg_server")
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    server.create_database(name)
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
+    with server.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def second_url(db_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another fresh database on the same backend as ``db_url``."""
+    with another_database(db_url, request) as url:
+        yield url
 
 
 # -- sqlmigrate on the shipped example app ---------------------------------------------------------
@@ -149,9 +154,9 @@ EXAMPLE_MIGRATIONS = sorted((ROOT / "migrations").glob("*/[0-9]*.py"))
     "path", EXAMPLE_MIGRATIONS, ids=[f"{p.parent.name}.{p.stem}" for p in EXAMPLE_MIGRATIONS]
 )
 def test_sqlmigrate_renders_every_example_migration(
-    db_url: str, untouched_example: None, path: Path, backwards: bool  # noqa: F811
+    db_url: str, second_db_url: str, untouched_example: None, path: Path, backwards: bool  # noqa: F811
 ) -> None:
-    result = flask_db(db_url, "sqlmigrate", path.parent.name, path.stem, *(["--backwards"] if backwards else []))
+    result = flask_db((db_url, second_db_url), "sqlmigrate", path.parent.name, path.stem, *(["--backwards"] if backwards else []))
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "Traceback" not in output and not result.stderr, output
     revision = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.MULTILINE)[1]  # type: ignore[index]
@@ -161,7 +166,7 @@ def test_sqlmigrate_renders_every_example_migration(
     assert created_tables(path), path
     for table in created_tables(path):
         assert f"{verb} {table}" in result.stdout, (table, result.stdout)
-    assert schema_and_versions(db_url) == ({}, [])  # nothing ran
+    assert schema_and_versions(db_url) == ({}, []) == schema_and_versions(second_db_url)  # nothing ran
 
 
 # -- a SQLite batch migration, and several apps applied ----------------------------------------
@@ -395,18 +400,27 @@ def test_sql_with_nothing_to_do_is_a_comment(tmp_path: Path, sqlite_url: str) ->
 
 
 def test_example_app_upgrade_sql_builds_the_same_schema(
-    db_url: str, second_url: str, untouched_example: None  # noqa: F811
+    db_url: str, second_db_url: str, second_url: str, untouched_example: None,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
-    """The shipped app: the SQL of ``upgrade --sql`` on an empty database builds what
-    ``upgrade`` builds; ``downgrade shop zero --sql`` with all three apps applied reverts what
-    ``downgrade shop zero`` reverts."""
-    for command in (("upgrade",), ("downgrade", "shop", "zero")):
-        rendered = flask_db(second_url, *command, "--sql")
-        assert rendered.returncode == 0 and not rendered.stderr, rendered.stderr
-        run_script(second_url, rendered.stdout)
-        done = flask_db(db_url, *command)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert schema_and_versions(second_url) == schema_and_versions(db_url), command
+    """The shipped app, bind by bind: the SQL of ``upgrade --sql`` on empty databases builds
+    what ``upgrade`` builds; ``downgrade shop zero --sql`` with every app applied reverts what
+    ``downgrade shop zero`` reverts (shop is on the default bind)."""
+    live = (db_url, second_db_url)
+    with another_database(db_url, request) as analytics_offline:
+        offline = (second_url, analytics_offline)
+        for bind, command in (
+            ("default", ("upgrade",)), ("analytics", ("upgrade",)), ("default", ("downgrade", "shop", "zero")),
+        ):
+            index = 0 if bind == "default" else 1
+            rendered = flask_db(offline, *command, "--sql", "--bind", bind)
+            assert rendered.returncode == 0 and not rendered.stderr, rendered.stderr
+            heading = rendered.stdout.splitlines()[0]
+            assert heading.startswith(f"-- Bind '{bind}' ("), heading  # a comment: still SQL
+            run_script(offline[index], rendered.stdout)
+            done = flask_db(live, *command, "--bind", bind)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert schema_and_versions(offline[index]) == schema_and_versions(live[index]), (bind, command)
 
 
 # -- what cannot render: one line naming the migration ---------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from typing import Any
 
 import click
 
@@ -102,6 +103,7 @@ def deploy_command(
     if several:
         _gate_every_bind(views, strict, not no_rehearsal, as_json)
     bind_round = uuid.uuid4().hex if several else None
+    documents: list[dict[str, Any]] = []
 
     def one(view: Project) -> commands.DeployResult:
         result = commands.deploy(
@@ -109,6 +111,11 @@ def deploy_command(
             announce=announce, progress=progress(), allow_data_loss=allow_data_loss, archive=archive,
             rehearse=not no_rehearsal, bind_round=bind_round,
         )
+        documents.append({
+            "report": result.report.as_dict(),
+            "deploy": result.record.as_dict() if result.record else None,
+            "archived": [spec.name for spec in result.archived],
+        })
         if not as_json:
             print_report(result.report)
             print_archived(result.archived)
@@ -130,6 +137,8 @@ def deploy_command(
     try:
         results = each_bind(views, one, heading=not as_json)
     except RollbackError as exc:
+        if as_json and documents:  # the reports so far, the failing bind's last, then the error
+            emit_json(by_bind(views[: len(documents)], documents))
         if as_json or exc.message != "the gate blocked the deploy; nothing was applied":
             raise
         click.echo(f"Error: {exc.message}.", err=True)
@@ -137,12 +146,7 @@ def deploy_command(
     if several and not as_json and any(result.record for result in results):
         click.echo("Undo this deploy on every bind with 'flask db rollback'.")
     if as_json:
-        emit_json(by_bind(views, [
-            {"report": result.report.as_dict(),
-             "deploy": result.record.as_dict() if result.record else None,
-             "archived": [spec.name for spec in result.archived]}
-            for result in results
-        ]))
+        emit_json(by_bind(views, documents))
 
 
 def _gate_every_bind(views: list[Project], strict: bool, rehearse: bool, as_json: bool) -> None:

@@ -219,17 +219,20 @@ def _bind_of_word(project: Project, word: str) -> Any:
     return registry.get(label).bind
 
 
-def each_bind(views: Sequence[Project], action: Callable[[Project], T], *, heading: bool = True) -> list[T]:
+def each_bind(
+    views: Sequence[Project], action: Callable[[Project], T], *, heading: bool = True, sql: bool = False
+) -> list[T]:
     """Run ``action`` on each bind in turn (each under its own lock, if it takes one). With
-    several binds, a heading names each one, and an error names the bind it happened on and
-    the binds already done (they stay as they are)."""
+    several binds, a heading names each one (a SQL comment when the output is SQL, so it can
+    still be piped into the database), and an error names the bind it happened on and the
+    binds already done (they stay as they are)."""
     several = len(views) > 1 or any(view.several_binds for view in views)
     results: list[T] = []
     done: list[str] = []
     for view in views:
         try:
             if several and heading:
-                click.echo(f"Bind {view.bind_label!r} ({display_url(view.url)}):")
+                click.echo(f"{'-- ' if sql else ''}Bind {view.bind_label!r} ({display_url(view.url)}):")
             results.append(action(view))
         except RollbackError as exc:
             if several:

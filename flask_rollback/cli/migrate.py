@@ -58,7 +58,7 @@ def upgrade_command(
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial, start=start,
         )
-    ))
+    ), sql=sql)
 
 
 @db_group.command("downgrade", context_settings=TARGET_SETTINGS)
@@ -95,7 +95,7 @@ def downgrade_command(
             plan_only=plan_only, sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, start=start,
         )
-    ))
+    ), sql=sql)
 
 
 @db_group.command("stamp", context_settings=TARGET_SETTINGS)
