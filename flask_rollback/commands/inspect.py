@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -134,8 +133,6 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
 
 # -- history --------------------------------------------------------------------------------
 
-#: The creation time Alembic's template writes into a migration's docstring.
-CREATE_DATE_RE = re.compile(r"^Create Date:[ \t]*(?P<date>\S.*)$", re.MULTILINE)
 #: Open ends of a history range, and the words that mean "where the database stands".
 RANGE_BASE, RANGE_HEAD, RANGE_CURRENT = ("", "base"), ("", "head", "heads"), "current"
 
@@ -260,7 +257,7 @@ def history(
                 m, [graph.migrations[rev] for rev in m.parents],
                 [graph.migrations[rev] for rev in m.dependencies],
                 m.revision in heads, indicate_current and m.revision in current,
-                applied_at.get(m.revision), _created(project, m),
+                applied_at.get(m.revision), m.created,
             )
             for m in reversed(chosen)
         ]))
@@ -304,11 +301,6 @@ def _range_end(project: Project, text: str, scope_app: str | None) -> _RangeEnd:
     migration = project.graph.named(words) if len(words) == 2 else project.graph.find(word, scope_app)
     return _RangeEnd(word, migration.app, migration)
 
-
-def _created(project: Project, migration: Migration) -> str | None:
-    """The Create Date line of the migration's docstring, as Alembic's template writes it."""
-    found = CREATE_DATE_RE.search(project.script.get_revision(migration.revision).longdoc)
-    return found["date"].strip() if found else None
 
 
 # -- Flask-Migrate's informational verbs, delegated to Alembic -------------------------------
