@@ -2,7 +2,8 @@
 
 The graph comes from the revision index (index.py: each file's header read with ``ast``, cached
 beside the files), so a syntax error, a missing ``revision`` or a revision id used twice is
-reported by file name, and no migration module is imported until a step that uses it runs.
+reported by file name, and no migration module is imported until a step that uses it runs
+(scripts.py). Nothing here imports Alembic until a Config is made.
 """
 
 from __future__ import annotations
@@ -11,16 +12,9 @@ import argparse
 import ast
 import os
 import sys
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
-from typing import Any
-
-from alembic.config import Config
-from alembic.script import Script, ScriptDirectory
-from alembic.script.revision import Revision, RevisionError, RevisionMap
-from alembic.util import CommandError
+from typing import TYPE_CHECKING, Any
 
 from .apps import AppRegistry
 from .errors import RollbackError
@@ -30,13 +24,14 @@ from .index import (  # noqa: F401 - re-exported: adopt and ownership read files
     Declared,
     constant_names,
     failing_file,
-    import_migration,
-    imported_header,
     migration_files,
     module_assignments,
     read_folder,
     validate_revision_id,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -51,6 +46,8 @@ def alembic_config(
 ) -> Config:
     """An in-memory Alembic Config: no alembic.ini to keep in sync. ``staging`` folders are
     extra version locations, where makemigrations has Alembic write new files first."""
+    from alembic.config import Config
+
     config = Config(
         cmd_opts=argparse.Namespace(x=x_args or None, quiet=quiet),
         stdout=sys.stdout,  # read now, so output goes where click (or a test runner) points it
@@ -198,53 +195,3 @@ def resolved_dependencies(declared: dict[str, Declared]) -> dict[str, tuple[str,
         for revision, item in declared.items()
     }
 
-
-class IndexedScript(Script):
-    """An Alembic Script made from the index: its module is imported the first time Alembic
-    (or a check) uses it, so only the migrations that run or are analysed are imported."""
-
-    def __init__(self, declared: Declared) -> None:
-        self.path = str(declared.path)
-        self._declared = declared
-        down = declared.down_revision
-        Revision.__init__(
-            self,
-            declared.revision,
-            down[0] if len(down) == 1 else (down or None),
-            dependencies=declared.depends_on or None,
-            branch_labels=declared.branch_labels or None,
-        )
-
-    @property
-    def module(self) -> ModuleType:  # type: ignore[override]
-        declared = self._declared
-        if declared.module is None:
-            module = import_migration(declared.path)
-            if imported_header(declared.path, module).graph_key() != declared.graph_key():
-                raise RollbackError(
-                    f"migration file {declared.path} sets revision, down_revision, branch_labels "
-                    "or depends_on to other values when it runs than it declares; assign each "
-                    "once, at module level, as a plain constant"
-                )
-            declared.module = module
-        return declared.module
-
-
-def load_scripts(config: Config, declared: dict[str, Declared]) -> ScriptDirectory:
-    """The ScriptDirectory Alembic runs steps with, its revision map made from the index (no
-    file imported yet); Alembic's own graph checks turned into one line."""
-    script = ScriptDirectory.from_config(config)
-    scripts = [IndexedScript(item) for item in declared.values()]
-    script.revision_map = RevisionMap(lambda: iter(scripts))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            script.revision_map.heads  # noqa: B018 - builds the map: Alembic checks the graph
-        except (CommandError, RevisionError, Warning) as exc:
-            raise RollbackError(f"cannot read the migrations: {exc}") from None
-    return script
-
-
-def migration_name(script: Script) -> str:
-    """Django-style name: the file name without ``.py`` (``0002_add_tags``)."""
-    return Path(script.path).stem

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
-
-from alembic.runtime.migration import MigrationStep
+from typing import TYPE_CHECKING, Literal
 
 from .errors import RollbackError
 from .graph import Migration, MigrationGraph
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationStep
 
 Kind = Literal["upgrade", "downgrade", "stamp"]
 RELATIVE_RE = re.compile(r"^([+-])(\d+)$")
@@ -66,6 +67,8 @@ class Plan:
         return grouped
 
     def alembic_steps(self, graph: MigrationGraph) -> list[MigrationStep]:
+        from alembic.runtime.migration import MigrationStep
+
         revision_map = graph.script.revision_map
         steps: list[MigrationStep] = [
             MigrationStep.upgrade_from_script(revision_map, script)

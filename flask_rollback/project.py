@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy.engine import URL, Connection
 
@@ -22,11 +20,13 @@ from .database import connect, display_url, identity, sqlite_identity
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .graph import MigrationGraph
 from .index import Declared
-from .loader import alembic_config, check_layout, load_scripts, refuse_foreign_layout, scan
+from .loader import alembic_config, check_layout, refuse_foreign_layout, scan
 from .recorder import Recorder
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
     from flask_sqlalchemy import SQLAlchemy
 
 #: Key under which the Project travels to ``migrations/env.py`` through Alembic's Config.
@@ -297,6 +297,8 @@ class Project:
     def script(self) -> ScriptDirectory:
         """Alembic's view of the migrations, for running steps; a module is imported when a step
         that uses it is made."""
+        from .scripts import load_scripts
+
         return load_scripts(self.config, self.declared)
 
     @cached_property

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
@@ -110,10 +109,13 @@ class Recorder:
         return name in self.own_tables or name.startswith(archive_prefix(self.settings.archive_table))
 
     def stored_heads(self, connection: Connection) -> tuple[str, ...]:
-        context = MigrationContext.configure(
-            connection, opts={"version_table": self.settings.version_table}
-        )
-        return tuple(context.get_current_heads())
+        """The rows of Alembic's version table, read as Alembic reads them (none when the table
+        is absent), without loading Alembic's runtime for a command that only looks."""
+        name = self.settings.version_table
+        if not connection.dialect.has_table(connection, name, None):
+            return ()
+        version = sa.table(name, sa.column("version_num"))
+        return tuple(row[0] for row in connection.execute(sa.select(version.c.version_num)))
 
     def ensure_log(self, connection: Connection) -> None:
         with connection.begin_nested() if connection.in_transaction() else connection.begin():

@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from alembic import command as alembic_command
-from alembic.util import CommandError
-
 from ..errors import (
     EXIT_DATABASE_BEHIND,
     EXIT_MODELS_DIFFER,
@@ -20,7 +17,6 @@ from ..graph import Migration
 from ..partial import PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
-from .author import makemigrations
 from .context import open_database
 
 
@@ -120,6 +116,8 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
             (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
         )
     if not problems or (database == "scratch" and all(code == EXIT_DATABASE_BEHIND for code, _ in problems)):
+        from .author import makemigrations  # autogenerate: only when models are compared
+
         new = makemigrations(project, check=True, database=database)
         for migration in new:
             shipped = " shipped with its installed package (upgrade the package)" if migration.read_only else ""
@@ -308,6 +306,9 @@ def _range_end(project: Project, text: str, scope_app: str | None) -> _RangeEnd:
 
 def alembic_verb(project: Project, verb: str, *args: object, **kwargs: object) -> None:
     """history, show, branches, edit: Alembic prints these itself."""
+    from alembic import command as alembic_command
+    from alembic.util import CommandError
+
     try:
         getattr(alembic_command, verb)(project.config, *args, **kwargs)
     except CommandError as exc:
