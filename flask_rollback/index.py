@@ -61,7 +61,7 @@ def validate_revision_id(revision: str) -> str:
     return revision
 
 
-@dataclass
+@dataclass(slots=True)
 class Declared:
     """What a migration file declares at module level: its place in the graph."""
 
@@ -125,7 +125,8 @@ def parse(path: Path, source: bytes) -> Declared | None:
     try:
         tree = ast.parse(source, filename=str(path))
     except (SyntaxError, ValueError) as exc:  # ValueError: null bytes, before Python 3.11.4
-        line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)
+        line = f" at line {lineno}" if lineno else ""
         reason = getattr(exc, "msg", None) or str(exc)
         raise RollbackError(
             f"migration file {path} has a syntax error{line}: {reason}; fix or remove it"

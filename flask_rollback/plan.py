@@ -117,7 +117,8 @@ class Planner:
         logged = [rev for rev in recent if rev in self.applied]
         # Applied without a log row (an adopted history, a stamp): older than anything logged,
         # the later in the graph's order the more recent.
-        unlogged = [rev for rev in reversed(graph.migrations) if rev in self.applied and rev not in logged]
+        seen = set(logged)
+        unlogged = [rev for rev in reversed(graph.migrations) if rev in self.applied and rev not in seen]
         self.recent = logged + unlogged
 
     # -- upgrade -------------------------------------------------------------------------------

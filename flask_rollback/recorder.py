@@ -9,9 +9,11 @@ from __future__ import annotations
 import getpass
 import hashlib
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -64,6 +66,18 @@ class LogEntry:
     sha256: str
     host: str
     user: str
+
+
+class Applied(NamedTuple):
+    """The columns of a log row that say what is applied and when (a tuple: a long log is read
+    by every command that plans)."""
+
+    id: int
+    app: str
+    revision: str
+    name: str
+    direction: str
+    finished_at: datetime
 
 
 class Recorder:
@@ -161,7 +175,16 @@ class Recorder:
         rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
         return [LogEntry(**row) for row in rows]
 
-    def applied_times(self, entries: list[LogEntry]) -> dict[str, datetime]:
+    def applied(self, connection: Connection) -> list[Applied]:
+        """The log's rows, oldest first, only the columns planning and status read; empty when the
+        log does not exist yet."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return []
+        log = self.log.c
+        query = sa.select(log.id, log.app, log.revision, log.name, log.direction, log.finished_at)
+        return [Applied(*row) for row in connection.execute(query.order_by(log.id))]
+
+    def applied_times(self, entries: Sequence[Applied | LogEntry]) -> dict[str, datetime]:
         """When each revision was last applied."""
         times: dict[str, datetime] = {}
         for entry in entries:
@@ -171,7 +194,7 @@ class Recorder:
                 times.pop(entry.revision, None)
         return times
 
-    def most_recent_first(self, entries: list[LogEntry]) -> list[str]:
+    def most_recent_first(self, entries: Sequence[Applied | LogEntry]) -> list[str]:
         """Revisions still applied, by when they were last applied, newest first."""
         last_up: dict[str, int] = {}
         for entry in entries:

@@ -59,7 +59,7 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
     for label in apps:
         project.registry.get(label)
     with open_database(project) as (connection, planner):
-        times = project.recorder.applied_times(project.recorder.entries(connection))
+        times = project.recorder.applied_times(project.recorder.applied(connection))
         partial = PartialLog(project.settings.log_table).unresolved(connection)
     graph = project.graph
     order = [
