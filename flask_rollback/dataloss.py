@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.sql import sqltypes
 
 from .analysis import Operation, integer_limit, operations
-from .errors import EXIT_REFUSED, RollbackError
+from .errors import EXIT_REFUSED, DataLossError, RollbackError  # noqa: F401 - DataLossError: its home was here
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
@@ -952,15 +952,6 @@ class DataLossReport:
     @property
     def unreviewed(self) -> list[StepRisk]:
         return [risk for risk in self.risks if risk.needs_review]
-
-
-class DataLossError(RollbackError):
-    """A plan (or a step, counted again as it ran) refused because it would destroy existing
-    data; ``report`` says where. Exit code 6: a person must decide, retrying will not help."""
-
-    def __init__(self, report: DataLossReport, message: str) -> None:
-        super().__init__(message, exit_code=EXIT_REFUSED)
-        self.report = report
 
 
 def step_operations(project: Project, step: Step, dialect: str) -> list[Operation]:

@@ -7,6 +7,11 @@ to protect data) and from a real error (1).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .dataloss import DataLossReport
+
 #: Done, or nothing to do.
 EXIT_OK = 0
 #: An error: a migration failed, a bad target, a refused plan (cascade, irreversible step).
@@ -42,3 +47,12 @@ class RollbackError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class DataLossError(RollbackError):
+    """A plan (or a step, counted again as it ran) refused because it would destroy existing
+    data; ``report`` says where. Exit code 6: a person must decide, retrying will not help."""
+
+    def __init__(self, report: DataLossReport, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_REFUSED)
+        self.report = report

@@ -9,28 +9,41 @@ from __future__ import annotations
 
 import difflib
 import heapq
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-
-from alembic.script import Script, ScriptDirectory
-from alembic.util import to_tuple
+from typing import TYPE_CHECKING, Any
 
 from .apps import AppRegistry
 from .errors import RollbackError
-from .loader import migration_name
+from .index import Declared
+from .loader import resolved_dependencies
+
+if TYPE_CHECKING:
+    from alembic.script import Script, ScriptDirectory
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Migration:
-    """One migration file: its revision id, app, Django-style name and file."""
+    """One migration file: its revision id, app, Django-style name and file (slots, the folder
+    shared: a graph of 10,000 migrations stays small)."""
 
     revision: str
     app: str
     name: str
-    path: Path
+    #: The app folder (resolved) holding ``<name>.py``.
+    directory: Path
     parents: tuple[str, ...]
     dependencies: tuple[str, ...]
+    #: The ``irreversible`` marker the file declares (a rollback barrier), None when absent.
+    irreversible: Any = field(default=None, compare=False)
+    #: The Create Date of its docstring, as Alembic's template writes it.
+    created: str | None = field(default=None, compare=False)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.name}.py"
 
     @property
     def label(self) -> str:
@@ -38,28 +51,40 @@ class Migration:
 
 
 class MigrationGraph:
-    """Migrations in a global topological order (parents and dependencies first)."""
+    """Migrations in a global topological order (parents and dependencies first).
 
-    def __init__(self, script: ScriptDirectory, registry: AppRegistry) -> None:
-        self.script = script
+    Built from the files' headers (the revision index): nothing is imported. ``script``, the
+    Alembic ScriptDirectory that runs steps, is made only when something runs."""
+
+    def __init__(
+        self,
+        declared: Mapping[str, Declared],
+        registry: AppRegistry,
+        script: Callable[[], ScriptDirectory],
+    ) -> None:
+        self._script = script
         self.registry = registry
-        app_by_dir = {d.resolve(): label for label, d in registry.directories().items()}
+        app_by_dir = {d: (label, d.resolve()) for label, d in registry.directories().items()}
+        dependencies = resolved_dependencies(dict(declared))
         found: dict[str, Migration] = {}
-        for rev in script.walk_revisions():
-            path = Path(rev.path).resolve()
-            app = app_by_dir.get(path.parent)
-            if app is None:  # pragma: no cover - version_locations are exactly the app folders
-                raise RollbackError(f"migration {path} is outside every app folder")
-            found[rev.revision] = Migration(
-                revision=rev.revision,
+        for revision, item in declared.items():
+            app, resolved = app_by_dir[item.path.parent]  # read app folder by app folder
+            found[revision] = Migration(
+                revision=revision,
                 app=app,
-                name=migration_name(rev),
-                path=path,
-                parents=to_tuple(rev.down_revision, default=()),
-                dependencies=tuple(rev._resolved_dependencies),
+                name=item.path.stem,
+                directory=resolved,
+                parents=item.down_revision,
+                dependencies=dependencies[revision],
+                irreversible=item.irreversible,
+                created=item.created,
             )
         self.migrations = _topological(found, registry.labels)
         self._check_branches()
+
+    @cached_property
+    def script(self) -> ScriptDirectory:
+        return self._script()
 
     def _check_branches(self) -> None:
         """A revision must stay in its app's branch: its parent lives in the same folder."""
@@ -248,6 +273,6 @@ def _topological(found: dict[str, Migration], labels: list[str]) -> dict[str, Mi
             if not waiting[child]:
                 heapq.heappush(ready, key(child))
     if len(ordered) != len(found):
-        stuck = sorted(found[rev].label for rev in found if rev not in ordered)
+        stuck = sorted(f"{found[rev].label} ({rev})" for rev in found if rev not in ordered)
         raise RollbackError(f"migrations depend on each other in a cycle: {', '.join(stuck)}")
     return ordered

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
-
-from alembic.runtime.migration import MigrationStep
+from typing import TYPE_CHECKING, Literal
 
 from .errors import RollbackError
 from .graph import Migration, MigrationGraph
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationStep
 
 Kind = Literal["upgrade", "downgrade", "stamp"]
 RELATIVE_RE = re.compile(r"^([+-])(\d+)$")
@@ -66,6 +67,8 @@ class Plan:
         return grouped
 
     def alembic_steps(self, graph: MigrationGraph) -> list[MigrationStep]:
+        from alembic.runtime.migration import MigrationStep
+
         revision_map = graph.script.revision_map
         steps: list[MigrationStep] = [
             MigrationStep.upgrade_from_script(revision_map, script)
@@ -114,7 +117,8 @@ class Planner:
         logged = [rev for rev in recent if rev in self.applied]
         # Applied without a log row (an adopted history, a stamp): older than anything logged,
         # the later in the graph's order the more recent.
-        unlogged = [rev for rev in reversed(graph.migrations) if rev in self.applied and rev not in logged]
+        seen = set(logged)
+        unlogged = [rev for rev in reversed(graph.migrations) if rev in self.applied and rev not in seen]
         self.recent = logged + unlogged
 
     # -- upgrade -------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy.engine import URL, Connection
 
@@ -21,11 +19,14 @@ from .apps import (
 from .database import connect, display_url, identity, sqlite_identity
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .graph import MigrationGraph
-from .loader import alembic_config, check_layout, load_scripts, refuse_foreign_layout
+from .index import Declared
+from .loader import alembic_config, check_layout, refuse_foreign_layout, scan
 from .recorder import Recorder
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
     from flask_sqlalchemy import SQLAlchemy
 
 #: Key under which the Project travels to ``migrations/env.py`` through Alembic's Config.
@@ -283,10 +284,11 @@ class Project:
         )
 
     @cached_property
-    def script(self) -> ScriptDirectory:
+    def declared(self) -> dict[str, Declared]:
+        """Every migration file's header, from the revision index (nothing imported)."""
         check_layout(self.root)
         try:
-            return load_scripts(self.config, self.registry)
+            return scan(self.registry)
         except RollbackError:
             whole = self.__dict__.get("_whole")
             if whole is not None:
@@ -294,15 +296,23 @@ class Project:
             raise
 
     @cached_property
+    def script(self) -> ScriptDirectory:
+        """Alembic's view of the migrations, for running steps; a module is imported when a step
+        that uses it is made."""
+        from .scripts import load_scripts
+
+        return load_scripts(self.config, self.declared)
+
+    @cached_property
     def graph(self) -> MigrationGraph:
-        graph = MigrationGraph(self.script, self.registry)
+        graph = MigrationGraph(self.declared, self.registry, lambda: self.script)
         if not self.is_view and self.several_binds:
             _refuse_cross_bind_dependencies(graph)
         return graph
 
     def reload(self) -> None:
         """Forget loaded files after new migrations were written."""
-        for name in ("config", "quiet_config", "script", "graph"):
+        for name in ("config", "quiet_config", "declared", "script", "graph"):
             self.__dict__.pop(name, None)
 
     def include_name(self, name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import getpass
 import hashlib
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
@@ -67,6 +68,18 @@ class LogEntry:
     user: str
 
 
+class Applied(NamedTuple):
+    """The columns of a log row that say what is applied and when (a tuple: a long log is read
+    by every command that plans)."""
+
+    id: int
+    app: str
+    revision: str
+    name: str
+    direction: str
+    finished_at: datetime
+
+
 class Recorder:
     """Reads and writes the version table and the applied log of one database."""
 
@@ -110,10 +123,13 @@ class Recorder:
         return name in self.own_tables or name.startswith(archive_prefix(self.settings.archive_table))
 
     def stored_heads(self, connection: Connection) -> tuple[str, ...]:
-        context = MigrationContext.configure(
-            connection, opts={"version_table": self.settings.version_table}
-        )
-        return tuple(context.get_current_heads())
+        """The rows of Alembic's version table, read as Alembic reads them (none when the table
+        is absent), without loading Alembic's runtime for a command that only looks."""
+        name = self.settings.version_table
+        if not connection.dialect.has_table(connection, name, None):
+            return ()
+        version = sa.table(name, sa.column("version_num"))
+        return tuple(row[0] for row in connection.execute(sa.select(version.c.version_num)))
 
     def ensure_log(self, connection: Connection) -> None:
         with connection.begin_nested() if connection.in_transaction() else connection.begin():
@@ -159,7 +175,16 @@ class Recorder:
         rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
         return [LogEntry(**row) for row in rows]
 
-    def applied_times(self, entries: list[LogEntry]) -> dict[str, datetime]:
+    def applied(self, connection: Connection) -> list[Applied]:
+        """The log's rows, oldest first, only the columns planning and status read; empty when the
+        log does not exist yet."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return []
+        log = self.log.c
+        query = sa.select(log.id, log.app, log.revision, log.name, log.direction, log.finished_at)
+        return [Applied(*row) for row in connection.execute(query.order_by(log.id))]
+
+    def applied_times(self, entries: Sequence[Applied | LogEntry]) -> dict[str, datetime]:
         """When each revision was last applied."""
         times: dict[str, datetime] = {}
         for entry in entries:
@@ -169,7 +194,7 @@ class Recorder:
                 times.pop(entry.revision, None)
         return times
 
-    def most_recent_first(self, entries: list[LogEntry]) -> list[str]:
+    def most_recent_first(self, entries: Sequence[Applied | LogEntry]) -> list[str]:
         """Revisions still applied, by when they were last applied, newest first."""
         last_up: dict[str, int] = {}
         for entry in entries:

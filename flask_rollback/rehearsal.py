@@ -182,7 +182,7 @@ def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result
         result.steps.append(step.migration.label)
         before = snapshot(scratch, exclude)
         try:
-            if _declared_irreversible(project, step):  # a barrier: nothing to rehearse back
+            if step.migration.irreversible:  # a barrier: nothing to rehearse back
                 execute(project, scratch, _single(project, scratch, step, "up"))
                 continue
             implicit: set[tuple[str, str, tuple[str, ...]]] = set()
@@ -232,10 +232,6 @@ def _without_implicit_indexes(
         ]
         cleaned[table] = {**shape, "indexes": kept}
     return cleaned
-
-
-def _declared_irreversible(project: Project, step: Step) -> bool:
-    return bool(getattr(project.script.get_revision(step.migration.revision).module, "irreversible", None))
 
 
 def _single(project: Project, connection: Connection, step: Step, direction: str) -> Plan:

@@ -590,7 +590,8 @@ CASES = [
                            "revision = 'bad555'\ndown_revision = 'def333'\ndepends_on = 'nowhere999'\n")),
     case("heads-file-with-null-bytes", "heads", "{file}", "syntax error", "null bytes",
          setup=broken_file("0003_broken.py", b"revision = 'bad555'\x00\n"), in_process=True),
-    case("sqlmigrate-file-raising-on-import", "sqlmigrate blog def333", "{file} (line 3)",
+    # Only the migrations a command runs or renders are imported: the broken one is named.
+    case("sqlmigrate-file-raising-on-import", "sqlmigrate blog bad555", "{file} (line 3)",
          "failed to import: RuntimeError: half-written",
          setup=broken_file("0003_broken.py",
                            "revision = 'bad555'\ndown_revision = 'def333'\nraise RuntimeError('half-written')\n"), in_process=True),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from .. import commands
-from ..archive import ArchiveRecord
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..project import Project
+if TYPE_CHECKING:  # the archive machinery loads when an archive command runs
+    from ..archive import ArchiveRecord
 from .group import (
     announce,
     bind_option,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .. import commands, compat
 from ..errors import EXIT_MODELS_DIFFER
 from ..project import Comparison, Project
-from ..questioner import questioner_for
 from .group import (
     announce,
     bind_option,
@@ -24,6 +23,9 @@ from .group import (
     x_arg_option,
 )
 from .output import print_adoption, print_new
+
+if TYPE_CHECKING:
+    from ..questioner import Questioner
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -85,7 +87,7 @@ def makemigrations_command(
         new = commands.makemigrations(
             view, [a for a in apps if a in view.registry] or apps, message=message, empty=empty,
             dry_run=dry_run, check=check_only, database=database,
-            questioner=questioner_for(no_input), announce=announce,
+            questioner=_questioner(no_input), announce=announce,
         )
         print_new(new, dry_run or check_only, verbose)
         return bool(new)
@@ -162,3 +164,10 @@ def edit_command(revision: tuple[str, ...]) -> None:
     project = current_project()
     for migration in compat.migrations_named(project, " ".join(revision) or "heads"):
         commands.alembic_verb(project, "edit", migration.revision)
+
+
+def _questioner(no_input: bool) -> Questioner:
+    """The questioner loads autogenerate's renderers: only when migrations are written."""
+    from ..questioner import questioner_for
+
+    return questioner_for(no_input)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import commands
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
-from ..commands.deployment import check_deploy_names
-from ..deploys import DeployRecord
-from ..gate import GateReport
-from ..plan import Plan
 from ..project import Project
+
+if TYPE_CHECKING:  # the deploy machinery loads when a deploy command runs
+    from ..deploys import DeployRecord
+    from ..gate import GateReport
+    from ..plan import Plan
 from .group import (
     allow_data_loss_option,
     announce,
@@ -99,6 +100,8 @@ def deploy_command(
     project = current_project()
     views = bind_views(project)
     several = len(views) > 1
+    from ..commands.deployment import check_deploy_names
+
     check_deploy_names(label, git_sha)
     if several:
         _gate_every_bind(views, strict, not no_rehearsal, as_json)

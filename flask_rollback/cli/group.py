@@ -16,8 +16,7 @@ from flask.cli import AppGroup
 
 from .. import commands
 from ..database import display_url, mask
-from ..dataloss import DataLossError
-from ..errors import RollbackError
+from ..errors import DataLossError, RollbackError
 from ..interrupts import Interrupted, signals_raise
 from ..plan import RELATIVE_RE
 from ..project import COMPARISONS, Project

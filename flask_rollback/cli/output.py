@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import commands
-from ..archive import ArchiveSpec
-from ..dataloss import DataLossReport
-from ..executor import Progress
-from ..gate import GateReport
-from ..plan import Plan, Step
-from ..predict import Prediction
+
+if TYPE_CHECKING:  # loaded only by the commands that produce them
+    from ..archive import ArchiveSpec
+    from ..dataloss import DataLossReport
+    from ..executor import Progress
+    from ..gate import GateReport
+    from ..plan import Plan, Step
+    from ..predict import Prediction
 
 
 def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int = 0) -> None:

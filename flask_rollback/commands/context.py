@@ -84,9 +84,13 @@ def open_database(
                     refuse_if_partial(partial, connection)
             recorder = project.recorder
             heads = () if purge else recorder.stored_heads(connection)
-            entries = recorder.entries(connection)
+            entries = recorder.applied(connection)
             recent = recorder.most_recent_first(entries)
-            names = {entry.revision: f"{entry.app}.{entry.name}" for entry in entries}
+            names = (  # only to name revisions no file provides
+                {entry.revision: f"{entry.app}.{entry.name}" for entry in entries}
+                if graph.unknown(heads) else None
+            )
+            del entries
             connection.rollback()
             yield connection, Planner(graph, heads, recent, names)
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from alembic import command as alembic_command
-from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from ..errors import (
@@ -23,7 +20,6 @@ from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
-from .author import makemigrations
 from .context import open_database
 
 
@@ -66,7 +62,7 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
     for label in apps:
         project.registry.get(label)
     with open_database(project) as (connection, planner):
-        times = project.recorder.applied_times(project.recorder.entries(connection))
+        times = project.recorder.applied_times(project.recorder.applied(connection))
         partial = PartialLog(project.settings.log_table).unresolved(connection)
         if any(step.state == RUNNING for step in partial) and _migrating(project, connection):
             # the marker of the step a run is in right now (partial.py), not a step to resolve
@@ -133,6 +129,8 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
             (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
         )
     if not problems or (database == "scratch" and all(code == EXIT_DATABASE_BEHIND for code, _ in problems)):
+        from .author import makemigrations  # autogenerate: only when models are compared
+
         new = makemigrations(project, check=True, database=database)
         for migration in new:
             shipped = " shipped with its installed package (upgrade the package)" if migration.read_only else ""
@@ -146,8 +144,6 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
 
 # -- history --------------------------------------------------------------------------------
 
-#: The creation time Alembic's template writes into a migration's docstring.
-CREATE_DATE_RE = re.compile(r"^Create Date:[ \t]*(?P<date>\S.*)$", re.MULTILINE)
 #: Open ends of a history range, and the words that mean "where the database stands".
 RANGE_BASE, RANGE_HEAD, RANGE_CURRENT = ("", "base"), ("", "head", "heads"), "current"
 
@@ -272,7 +268,7 @@ def history(
                 m, [graph.migrations[rev] for rev in m.parents],
                 [graph.migrations[rev] for rev in m.dependencies],
                 m.revision in heads, indicate_current and m.revision in current,
-                applied_at.get(m.revision), _created(project, m),
+                applied_at.get(m.revision), m.created,
             )
             for m in reversed(chosen)
         ]))
@@ -317,17 +313,15 @@ def _range_end(project: Project, text: str, scope_app: str | None) -> _RangeEnd:
     return _RangeEnd(word, migration.app, migration)
 
 
-def _created(project: Project, migration: Migration) -> str | None:
-    """The Create Date line of the migration's docstring, as Alembic's template writes it."""
-    found = CREATE_DATE_RE.search(project.script.get_revision(migration.revision).longdoc)
-    return found["date"].strip() if found else None
-
 
 # -- Flask-Migrate's informational verbs, delegated to Alembic -------------------------------
 
 
 def alembic_verb(project: Project, verb: str, *args: object, **kwargs: object) -> None:
     """history, show, branches, edit: Alembic prints these itself."""
+    from alembic import command as alembic_command
+    from alembic.util import CommandError
+
     try:
         getattr(alembic_command, verb)(project.config, *args, **kwargs)
     except CommandError as exc:

@@ -1,0 +1,578 @@
+#!/usr/bin/env python3
+"""Command speed vs history size: flask-rollback and Flask-Migrate on the same history.
+
+    python3 bench/speed.py [--sizes 0,1000,10000] [--repeat 5] [--commands heads,current,...]
+                           [--output FILE] [--write-results] [--keep]
+    python3 bench/speed.py --quick          # sizes 0,200, repeat 3: a smoke run of a minute
+
+For each size N the script generates one history and gives it to both tools:
+
+  * flask-rollback: ``--tables`` tables (50) owned by ``--apps`` blueprints (20), one branch per
+    app in ``migrations/<app>/``; a table's creation depends on (``depends_on``) the creation of
+    the table its foreign key points to, in another app, and every 100th revision also depends
+    on the latest revision of the next app;
+  * Flask-Migrate 4.1: a real project (``Migrate(app, db)``, its own ``flask db init`` and stock
+    env.py) with the same migration bodies as one linear chain in ``migrations/versions/``.
+
+Revisions 1..tables create the tables; later ones come in pairs (create an index, drop it), an
+odd last one is a data migration touching no row, so the models (the same at every size, also
+at N = 0) match the schema at heads. Each tool's SQLite database is brought to heads by its own
+``flask db stamp`` plus the models' ``create_all`` (replaying 10,000 migrations is not what is
+measured here).
+
+Every command is timed as a whole subprocess (``python -m flask db ...``: start-up, imports,
+reading the migrations, connecting), ``--repeat`` times after one untimed warm-up run (which
+writes ``__pycache__``), the two tools alternating; the report gives medians, the
+flask-rollback / Flask-Migrate ratio, the ratio to the same command on the empty history, and
+each run's peak memory (``ru_maxrss`` of the child, read with ``os.wait4``). The first run of
+``heads`` on a fresh copy of the migrations (nothing cached) is reported apart as "cold".
+
+Flask-Migrate has no ``showmigrations``: its closest verb, ``history --indicate-current`` (every
+revision, the current one marked, the database read), is timed opposite it; ``check`` is
+flask-rollback's ``check --database live`` (models vs the live database, what Flask-Migrate's
+``check`` compares) opposite Flask-Migrate's ``check``.
+
+Everything lives in one temporary directory, removed at the end (``--keep`` keeps it). The
+report (Markdown) goes to stdout and ``--output``; ``--write-results`` also puts it into
+bench/RESULTS.md between the markers ``<!-- speed.py -->`` and ``<!-- /speed.py -->``. Progress
+goes to stderr. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.projects import Project  # noqa: E402
+
+RESULTS = BENCH / "RESULTS.md"
+BEGIN, END = "<!-- speed.py -->", "<!-- /speed.py -->"
+
+FLASK_ROLLBACK = "flask-rollback"
+FLASK_MIGRATE = "Flask-Migrate"
+
+FLASK_MIGRATE_FACTORY = '''
+import os
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from flask_migrate import Migrate
+
+db = SQLAlchemy()
+migrate = Migrate()
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
+    db.init_app(app)
+    from . import models  # noqa: F401
+    migrate.init_app(app, db, directory=os.environ["TEST_MIGRATIONS"])
+    return app
+'''
+
+MODEL = '''
+
+class T{t:03d}(db.Model):
+    __tablename__ = "t{t:03d}"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    v: Mapped[str | None] = mapped_column(db.String(20))
+{parent}'''
+
+MODEL_PARENT = '''    parent_id: Mapped[int | None] = mapped_column(db.ForeignKey("t{p:03d}.id"))
+'''
+
+MIGRATION = '''"""{message}
+
+Revision ID: {revision}
+Revises: {down}
+Create Date: 2026-01-01 00:00:00.000000
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = {labels!r}
+depends_on = {depends!r}
+
+
+def upgrade():
+{upgrade}
+
+
+def downgrade():
+{downgrade}
+'''
+
+
+# -- the history ------------------------------------------------------------------------------
+
+
+@dataclass
+class Revision:
+    """One generated migration: what both tools get, apart from parents and labels."""
+
+    number: int
+    app: int
+    message: str
+    upgrade: str
+    downgrade: str
+    depends_on: list[int] = field(default_factory=list)
+
+    @property
+    def revision(self) -> str:
+        return f"r{self.number:05d}"
+
+
+def table_app(table: int, apps: int) -> int:
+    return table % apps
+
+
+def history(size: int, tables: int, apps: int) -> list[Revision]:
+    """The issue's history: tables first, then index pairs, cross-app dependencies."""
+    revisions: list[Revision] = []
+    created: dict[int, int] = {}  # table -> revision number that created it
+    latest: dict[int, int] = {}  # app -> its latest revision number
+    for number in range(1, size + 1):
+        if number <= tables:
+            t = number - 1
+            parent = f', sa.Column("parent_id", sa.Integer, sa.ForeignKey("t{t - 1:03d}.id"))' if t else ""
+            revision = Revision(
+                number, table_app(t, apps), f"create t{t:03d}",
+                f'    op.create_table("t{t:03d}", sa.Column("id", sa.Integer, primary_key=True), '
+                f'sa.Column("v", sa.String(20)){parent})',
+                f'    op.drop_table("t{t:03d}")',
+                [created[t - 1]] if t and table_app(t - 1, apps) != table_app(t, apps) else [],
+            )
+            created[t] = number
+        else:
+            pair, second = divmod(number - tables - 1, 2)
+            t = pair % tables
+            index = f"ix_p{pair:05d}"
+            if second:
+                up, down = f'    op.drop_index("{index}", table_name="t{t:03d}")', \
+                    f'    op.create_index("{index}", "t{t:03d}", ["v"])'
+            elif number == size:  # unpaired last one: a data migration that touches no row
+                up = down = f'    op.execute("UPDATE t{t:03d} SET v = v WHERE 1 = 0")'
+            else:
+                up, down = f'    op.create_index("{index}", "t{t:03d}", ["v"])', \
+                    f'    op.drop_index("{index}", table_name="t{t:03d}")'
+            app = table_app(t, apps)
+            other = (app + 1) % apps
+            depends = [latest[other]] if number % 100 == 0 and other in latest and other != app else []
+            revision = Revision(number, app, f"index pair {pair} on t{t:03d}", up, down, depends)
+        latest[revision.app] = number
+        revisions.append(revision)
+    return revisions
+
+
+def app_label(app: int) -> str:
+    return f"a{app:02d}"
+
+
+def write_models(path: Path, tables: int, header: str) -> None:
+    body = "".join(
+        MODEL.format(t=t, parent=MODEL_PARENT.format(p=t - 1) if t else "") for t in range(tables)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + body)
+
+
+MODELS_HEADER = "from sqlalchemy.orm import Mapped, mapped_column\nfrom {dots} import db\n"
+
+
+def write_migration(folder: Path, name: str, revision: Revision, down: str | None,
+                    labels: tuple[str, ...] | None, depends: list[str] | None) -> None:
+    (folder / f"{name}.py").write_text(MIGRATION.format(
+        message=revision.message, revision=revision.revision, down=down, labels=labels,
+        depends=tuple(depends) if depends else None,
+        upgrade=revision.upgrade, downgrade=revision.downgrade,
+    ))
+
+
+# -- processes --------------------------------------------------------------------------------
+
+LIVE: set[subprocess.Popen] = set()  # type: ignore[type-arg]
+
+
+@dataclass
+class Run:
+    code: int
+    seconds: float
+    peak_kib: int
+    out: str
+
+
+def run(project: Project, args: list[str], workdir: Path, timeout: float = 900) -> Run:
+    """``python -m flask db ARGS``: wall time and the child's own peak RSS (``os.wait4``)."""
+    out_path = workdir / f"out-{uuid.uuid4().hex[:10]}.txt"
+    with open(out_path, "w+b") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "db", *args], cwd=project.root, env=project.env(),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        LIVE.add(process)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.002)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        LIVE.discard(process)
+    text = out_path.read_text(errors="replace")
+    out_path.unlink()
+    return Run(process.returncode, seconds, usage.ru_maxrss, text)
+
+
+def python(project: Project, code: str, workdir: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", code], cwd=project.root, env=project.env(),
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode:
+        raise SystemExit(f"setup step failed:\n{result.stdout}{result.stderr}")
+
+
+def reap_all() -> None:
+    for process in list(LIVE):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the two projects -------------------------------------------------------------------------
+
+
+def rollback_project(root: Path, revisions: list[Revision], tables: int, apps: int,
+                     workdir: Path) -> Project:
+    project = Project(root, f"frproj_{uuid.uuid4().hex[:8]}", f"sqlite:///{root / 'db.sqlite'}")
+    labels = [app_label(a) for a in range(apps)]
+    for a, label in enumerate(labels):
+        project.write(f"{label}/__init__.py",
+                      f'from flask import Blueprint\n\nbp = Blueprint("{label}", __name__)\n\n'
+                      "from . import models  # noqa: E402,F401\n")
+        (project.package_dir / label / "models.py").write_text(MODELS_HEADER.format(dots=".."))
+    # Each app's models: the tables it owns (appended, one file per app).
+    for t in range(tables):
+        path = project.package_dir / app_label(table_app(t, apps)) / "models.py"
+        with path.open("a") as handle:
+            handle.write(MODEL.format(t=t, parent=MODEL_PARENT.format(p=t - 1) if t else ""))
+    project.set_factory(labels)
+    result = run(project, ["init"], workdir)
+    if result.code:
+        raise SystemExit(f"flask-rollback `flask db init` failed:\n{result.out}")
+    counts: dict[int, int] = {}
+    latest: dict[int, str] = {}
+    for revision in revisions:
+        folder = project.migrations / app_label(revision.app)
+        folder.mkdir(parents=True, exist_ok=True)
+        counts[revision.app] = counts.get(revision.app, 0) + 1
+        first = revision.app not in latest
+        write_migration(
+            folder, f"{counts[revision.app]:04d}_{revision.revision}", revision,
+            latest.get(revision.app), (app_label(revision.app),) if first else None,
+            [f"r{n:05d}" for n in revision.depends_on],
+        )
+        latest[revision.app] = revision.revision
+    return project
+
+
+def migrate_project(root: Path, revisions: list[Revision], tables: int, workdir: Path) -> Project:
+    project = Project(root, f"fmproj_{uuid.uuid4().hex[:8]}", f"sqlite:///{root / 'db.sqlite'}")
+    project.write("__init__.py", FLASK_MIGRATE_FACTORY)
+    write_models(project.package_dir / "models.py", tables, MODELS_HEADER.format(dots="."))
+    result = run(project, ["init"], workdir)
+    if result.code:
+        raise SystemExit(f"Flask-Migrate `flask db init` failed:\n{result.out}")
+    folder = project.migrations / "versions"
+    previous = None
+    for revision in revisions:
+        write_migration(folder, f"{revision.number:05d}_{revision.revision}", revision, previous,
+                        None, None)
+        previous = revision.revision
+    return project
+
+
+def to_heads(tool: str, project: Project, size: int, workdir: Path) -> None:
+    """The database at heads: stamp (each tool its own way) and the models' tables."""
+    if size:
+        result = run(project, ["stamp", "heads" if tool == FLASK_ROLLBACK else "head"], workdir)
+        if result.code:
+            raise SystemExit(f"{tool} stamp failed:\n{result.out}")
+    python(project, f"import {project.package} as p; app = p.create_app()\n"
+                    "with app.app_context(): p.db.create_all()", workdir)
+
+
+# -- what is timed ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """One row of the report: the arguments of ``flask db`` for each tool.
+
+    More rows (``upgrade`` of a fresh database, through replay or a schema snapshot, with raw
+    DDL as a third column) fit here: ``prepare`` runs untimed before each timed run."""
+
+    name: str
+    rollback: list[str]
+    migrate: list[str]
+    note: str = ""
+    prepare: Callable[[str, Project, Path], None] | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "help": Command("db --help", ["--help"], ["--help"]),
+    "heads": Command("heads", ["heads"], ["heads"]),
+    "current": Command("current", ["current"], ["current"]),
+    "showmigrations": Command(
+        "showmigrations", ["showmigrations"], ["history", "--indicate-current"],
+        "Flask-Migrate: history --indicate-current",
+    ),
+    "history": Command("history", ["history"], ["history"]),
+    "check": Command(
+        "check", ["check", "--database", "live"], ["check"],
+        "flask-rollback: check --database live",
+    ),
+}
+
+
+@dataclass
+class Sample:
+    seconds: list[float] = field(default_factory=list)
+    peak_kib: list[int] = field(default_factory=list)
+    codes: set[int] = field(default_factory=set)
+    last_out: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.peak_kib) / 1024
+
+
+@dataclass
+class SizeResult:
+    size: int
+    samples: dict[tuple[str, str], Sample] = field(default_factory=dict)  # (command, tool)
+    cold: dict[str, Run] = field(default_factory=dict)
+
+
+def measure(size: int, args: argparse.Namespace, base: Path) -> SizeResult:
+    workdir = base / f"n{size}"
+    workdir.mkdir()
+    log(f"size {size}: generating the history and both projects")
+    revisions = history(size, args.tables, args.apps)
+    projects = {
+        FLASK_ROLLBACK: rollback_project(workdir / "fr", revisions, args.tables, args.apps, workdir),
+        FLASK_MIGRATE: migrate_project(workdir / "fm", revisions, args.tables, workdir),
+    }
+    result = SizeResult(size)
+    for tool, project in projects.items():
+        log(f"size {size}: {tool}: cold heads, then stamp + create_all")
+        result.cold[tool] = run(project, ["heads"], workdir)
+        to_heads(tool, project, size, workdir)
+    commands = [COMMANDS[name] for name in args.commands]
+    for command in commands:
+        for tool, project in projects.items():  # warm-up: __pycache__, indexes
+            run(project, command.rollback if tool == FLASK_ROLLBACK else command.migrate, workdir)
+    tools = list(projects)
+    for repeat in range(args.repeat):
+        log(f"size {size}: round {repeat + 1}/{args.repeat}")
+        for command in commands:
+            for tool in tools if repeat % 2 == 0 else reversed(tools):
+                project = projects[tool]
+                if command.prepare is not None:
+                    command.prepare(tool, project, workdir)
+                outcome = run(project, command.rollback if tool == FLASK_ROLLBACK else command.migrate, workdir)
+                sample = result.samples.setdefault((command.name, tool), Sample())
+                sample.seconds.append(outcome.seconds)
+                sample.peak_kib.append(outcome.peak_kib)
+                sample.codes.add(outcome.code)
+                sample.last_out = outcome.out
+    return result
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def report(results: list[SizeResult], args: argparse.Namespace, started: datetime, seconds: float,
+           loads: tuple[list[float], list[float]]) -> str:
+    commands = [COMMANDS[name] for name in args.commands]
+    empty = next((r for r in results if r.size == 0), None)
+    lines = [
+        "## Command speed vs history size (`bench/speed.py`)",
+        "",
+        f"- **Date:** {started:%Y-%m-%d %H:%M} UTC, {seconds:.0f} s. **Command:** "
+        f"`python3 bench/speed.py {' '.join(args.argv)}`".rstrip(),
+        f"- **Machine:** nproc {os.cpu_count()}, Python {sys.version.split()[0]}, SQLite file "
+        f"databases; Flask {dist_version('flask')}, alembic {dist_version('alembic')}, "
+        f"SQLAlchemy {dist_version('sqlalchemy')}, Flask-Migrate {dist_version('Flask-Migrate')}, "
+        f"flask-rollback working tree.",
+        f"- **Load average (1 min):** {' '.join(f'{x:.2f}' for x in loads[0])} at the start, "
+        f"{' '.join(f'{x:.2f}' for x in loads[1])} at the end.",
+        f"- **History:** {args.tables} tables in {args.apps} apps; medians of {args.repeat} runs "
+        "of the whole `python -m flask db ...` process after one warm-up run; peak = the largest "
+        "`ru_maxrss` of those runs.",
+        "",
+    ]
+    for result in results:
+        lines += [
+            f"### {result.size:,} revisions",
+            "",
+            "| command | flask-rollback s | Flask-Migrate s | ratio | vs empty (fr) | peak MiB fr | "
+            "peak MiB FM | peak vs empty (fr) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for command in commands:
+            fr = result.samples[(command.name, FLASK_ROLLBACK)]
+            fm = result.samples[(command.name, FLASK_MIGRATE)]
+            base = empty.samples.get((command.name, FLASK_ROLLBACK)) if empty else None
+            vs_empty = ratio(fr.median, base.median) if base else "n/a"
+            mem_empty = ratio(fr.peak_mib, base.peak_mib) if base else "n/a"
+            codes = ""
+            if fr.codes != {0} or fm.codes != {0}:
+                codes = f" (exit fr {sorted(fr.codes)}, FM {sorted(fm.codes)})"
+            lines.append(
+                f"| `{command.name}`{codes} | {fr.median:.3f} | {fm.median:.3f} | "
+                f"{ratio(fr.median, fm.median)} | {vs_empty} | {fr.peak_mib:.0f} | "
+                f"{fm.peak_mib:.0f} | {mem_empty} |"
+            )
+        fr_cold, fm_cold = result.cold[FLASK_ROLLBACK], result.cold[FLASK_MIGRATE]
+        lines += [
+            f"| `heads`, cold (first run, nothing cached) | {fr_cold.seconds:.3f} | "
+            f"{fm_cold.seconds:.3f} | {ratio(fr_cold.seconds, fm_cold.seconds)} | | "
+            f"{fr_cold.peak_kib / 1024:.0f} | {fm_cold.peak_kib / 1024:.0f} | |",
+            "",
+        ]
+    notes = [c.note for c in commands if c.note]
+    if notes:
+        lines += ["Opposite commands: " + "; ".join(notes) + ".", ""]
+    lines += targets(results, commands)
+    failures = [
+        f"- {result.size:,} revisions, `{name}` ({tool}) exited {sorted(sample.codes)}: "
+        + (sample.last_out.strip().splitlines() or ["(no output)"])[-1][:200]
+        for result in results for (name, tool), sample in result.samples.items()
+        if sample.codes - {0} and name != "check"
+    ]
+    if failures:
+        lines += ["Non-zero exits:", "", *failures, ""]
+    return "\n".join(lines)
+
+
+def targets(results: list[SizeResult], commands: list[Command]) -> list[str]:
+    """The issue's limits, checked where this run has the numbers."""
+    by_size = {r.size: r for r in results}
+    out: list[str] = []
+    read_only = [c.name for c in commands if c.name in ("heads", "current", "showmigrations")]
+    if 1000 in by_size:
+        for name in read_only:
+            fr = by_size[1000].samples[(name, FLASK_ROLLBACK)].median
+            fm = by_size[1000].samples[(name, FLASK_MIGRATE)].median
+            out.append(f"- `{name}`, 1,000 revisions: {fr / fm:.2f}× Flask-Migrate (limit 0.70): "
+                       f"{'met' if fr / fm <= 0.7 else 'NOT met'}")
+    if 0 in by_size and 10000 in by_size:
+        for name in read_only:
+            big = by_size[10000].samples[(name, FLASK_ROLLBACK)]
+            empty = by_size[0].samples[(name, FLASK_ROLLBACK)]
+            time_ratio, mem_ratio = big.median / empty.median, big.peak_mib / empty.peak_mib
+            out.append(
+                f"- `{name}`, 10,000 revisions: {time_ratio:.2f}× the empty history's time (limit "
+                f"1.20): {'met' if time_ratio <= 1.2 else 'NOT met'}; peak memory "
+                f"{mem_ratio:.2f}× (limit 1.20): {'met' if mem_ratio <= 1.2 else 'NOT met'}"
+            )
+    return ["### Limits (issue 13)", "", *out, ""] if out else []
+
+
+def write_results(text: str) -> None:
+    """Replace (or append) the section between the markers in bench/RESULTS.md."""
+    current = RESULTS.read_text() if RESULTS.exists() else ""
+    section = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
+    if BEGIN in current and END in current:
+        head, _, rest = current.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        current = head + section + tail.lstrip("\n")
+    else:
+        current = current.rstrip("\n") + ("\n\n" if current else "") + section
+    RESULTS.write_text(current)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="0,1000,10000", help="history sizes (revisions), comma-separated")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per command, tool and size")
+    parser.add_argument("--tables", type=int, default=50)
+    parser.add_argument("--apps", type=int, default=20)
+    parser.add_argument("--commands", default=",".join(COMMANDS),
+                        help=f"which to time, of {', '.join(COMMANDS)}")
+    parser.add_argument("--quick", action="store_true", help="sizes 0,200 and repeat 3")
+    parser.add_argument("--output", type=Path, help="also write the report to FILE")
+    parser.add_argument("--write-results", action="store_true", help="put the report into bench/RESULTS.md")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quick:
+        args.sizes, args.repeat = "0,200", 3
+    args.commands = [name.strip() for name in args.commands.split(",") if name.strip()]
+    unknown = [name for name in args.commands if name not in COMMANDS]
+    if unknown:
+        parser.error(f"unknown command(s) {', '.join(unknown)}; known: {', '.join(COMMANDS)}")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    load_start = list(os.getloadavg())
+    base = Path(tempfile.mkdtemp(prefix="flask-rollback-speed-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        results = [measure(size, args, base) for size in sizes]
+    finally:
+        reap_all()
+        if args.keep:
+            log(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    text = report(results, args, started, time.monotonic() - clock, (load_start, list(os.getloadavg())))
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    if args.write_results:
+        write_results(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

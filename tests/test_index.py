@@ -1,0 +1,301 @@
+"""The revision index: commands that only read the graph never import a migration module.
+
+Every migration file here records its own import (it appends its revision to a log file when
+Python runs it), so each test sees exactly which modules a real ``flask db`` process imported.
+The index itself is a cache: whatever state it is in (corrupt, stale, of another format, lying
+about a file, impossible to write), the commands must show what the files say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flask_rollback.index import CACHE_DIR, INDEX_NAME
+from tests.pgserver import unavailable
+from tests.projects import Project, new_project
+
+MIGRATION = '''"""{name}
+
+Revision ID: {revision}
+Revises: {down}
+Create Date: 2026-01-0{day} 10:00:00.000000
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+with open({log!r}, "a") as _log:
+    _log.write({revision!r} + "\\n")
+
+{header}
+
+
+def upgrade():
+    op.create_table("t_{revision}", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("t_{revision}")
+'''
+
+READ_ONLY_COMMANDS = [
+    ("heads",),
+    ("heads", "--resolve-dependencies"),
+    ("current",),
+    ("showmigrations",),
+    ("showmigrations", "--plan"),
+    ("history",),
+    ("history", "-v", "-i"),
+    ("check", "--database", "live"),
+]
+
+
+def write(project: Project, log: Path, app: str, number: int, revision: str,
+          down: str | None, header: str | None = None) -> Path:
+    """``migrations/APP/000N_<revision>.py``, logging its import to ``log``."""
+    if header is None:
+        labels = (app,) if down is None else None
+        header = f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = {labels!r}\ndepends_on = None"
+    folder = project.migrations / app
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{number:04d}_{revision}.py"
+    path.write_text(MIGRATION.format(
+        name=path.stem, revision=revision, down=down, day=number, log=str(log), header=header,
+    ))
+    return path
+
+
+def imported(log: Path) -> list[str]:
+    """Revisions whose module ran since the log was last cleared (and clear it)."""
+    if not log.exists():
+        return []
+    found = log.read_text().split()
+    log.unlink()
+    return found
+
+
+def run_ok(project: Project, *args: str) -> str:
+    result = project.run(*args)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def index_file(project: Project, app: str) -> Path:
+    return project.migrations / app / CACHE_DIR / INDEX_NAME
+
+
+@pytest.fixture
+def project(tmp_path: Path, sqlite_url: str) -> Project:
+    """accounts: a0001 <- a0002 <- a0003; blog: b0001 (depends on a0001) <- b0002; models match
+    nothing in particular (check --database live reports that without importing anything)."""
+    project = new_project(tmp_path, sqlite_url)
+    run_ok(project, "init")
+    log = tmp_path / "imported.log"
+    write(project, log, "accounts", 1, "a0001", None)
+    write(project, log, "accounts", 2, "a0002", "a0001")
+    write(project, log, "accounts", 3, "a0003", "a0002")
+    write(project, log, "blog", 1, "b0001", None,
+          "revision = 'b0001'\ndown_revision = None\nbranch_labels = ('blog',)\ndepends_on = 'a0001'")
+    write(project, log, "blog", 2, "b0002", "b0001")
+    return project
+
+
+def test_read_only_commands_import_no_migration(project: Project, tmp_path: Path) -> None:
+    log = tmp_path / "imported.log"
+    run_ok(project, "upgrade", "accounts", "0002")
+    assert sorted(imported(log)) == ["a0001", "a0002"]  # only the steps that ran
+    for args in READ_ONLY_COMMANDS:
+        result = project.run(*args)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode in (0, 3, 4), (args, result.stdout, result.stderr)
+        assert imported(log) == [], args
+    heads = run_ok(project, "heads")
+    assert "accounts: a0003 0003_a0003" in heads and "blog: b0002 0002_b0002" in heads
+    current = run_ok(project, "current")
+    assert "accounts: a0002 0002_a0002" in current and "blog: (none)" in current
+    shown = run_ok(project, "showmigrations")
+    assert " [X] 0002_a0002" in shown and " [ ] 0003_a0003" in shown and " [ ] 0001_b0001" in shown
+    history = run_ok(project, "history", "-v")
+    assert "created: 2026-01-03 10:00:00.000000" in history  # the docstring, read statically
+    assert "depends on: accounts.0001_a0001 (a0001)" in history
+    assert imported(log) == []
+    # An upgrade imports exactly the migrations it runs.
+    run_ok(project, "upgrade", "blog")
+    assert sorted(imported(log)) == ["b0001", "b0002"]
+    run_ok(project, "upgrade")
+    assert imported(log) == ["a0003"]
+
+
+def test_index_is_beside_the_migrations_and_private(project: Project) -> None:
+    run_ok(project, "heads")
+    for app in ("accounts", "blog"):
+        path = index_file(project, app)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        data = json.loads(path.read_text())
+        assert sorted(data["files"]) == sorted(p.name for p in (project.migrations / app).glob("*.py"))
+    # Nothing else is written next to the migration files, and no temporary file is left.
+    assert sorted(p.name for p in (project.migrations / "accounts" / CACHE_DIR).iterdir()) == [INDEX_NAME]
+
+
+def test_edit_within_the_same_second_is_read_again(project: Project, tmp_path: Path) -> None:
+    """Same size, same mtime (restored), other content: the edit is seen, right after the index
+    was written (within the timestamp resolution) and again later."""
+    run_ok(project, "heads")
+    path = project.migrations / "accounts" / "0003_a0003.py"
+    before = path.stat()
+    text = path.read_text().replace("a0003", "z0003")
+    assert len(text) == len(path.read_text())
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    heads = run_ok(project, "heads")
+    assert "accounts: z0003 0003_a0003" in heads and " a0003" not in heads
+    assert json.loads(index_file(project, "accounts").read_text())["files"]["0003_a0003.py"][4] == "z0003"
+
+
+def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
+    """An index written just now (so its entries are racily clean) whose recorded size and times
+    match the file but whose hash and header do not: the file's bytes win."""
+    run_ok(project, "heads")
+    path = index_file(project, "accounts")
+    data = json.loads(path.read_text())
+    entry = data["files"]["0003_a0003.py"]
+    entry[3] = "0" * 64
+    entry[4] = "forged"
+    data["written"] = max(entry[1], entry[2])  # as if written in the same tick as the file
+    path.write_text(json.dumps(data))
+    heads = run_ok(project, "heads")
+    assert "accounts: a0003 0003_a0003" in heads and "forged" not in heads
+    assert json.loads(path.read_text())["files"]["0003_a0003.py"][4] == "a0003"
+
+
+@pytest.mark.parametrize("content", [
+    b"{not json",
+    b"\x00\xff garbage",
+    b"[]",
+    json.dumps({"format": 999, "written": 0, "files": {"0003_a0003.py": [1, 2, 3, "x"]}}).encode(),
+    json.dumps({"format": 1, "written": "soon", "files": {}}).encode(),
+    json.dumps({"format": 1, "written": 0, "files": {"0003_a0003.py": "nonsense",
+                                                     "0002_a0002.py": [1, 2, 3, "x", "../evil", [], [], [], None, None]}}).encode(),
+], ids=["truncated", "binary", "list", "other-format", "bad-written", "bad-entries"])
+def test_a_corrupt_or_foreign_index_is_rebuilt(project: Project, content: bytes) -> None:
+    run_ok(project, "heads")
+    good = json.loads(index_file(project, "accounts").read_text())["files"]
+    index_file(project, "accounts").write_bytes(content)
+    heads = run_ok(project, "heads")
+    assert "accounts: a0003 0003_a0003" in heads and "blog: b0002 0002_b0002" in heads
+    rebuilt = json.loads(index_file(project, "accounts").read_text())
+    assert rebuilt["format"] == 1
+    assert {name: entry[3:] for name, entry in rebuilt["files"].items()} == {
+        name: entry[3:] for name, entry in good.items()
+    }
+
+
+def test_a_stale_entry_is_read_again(project: Project, tmp_path: Path) -> None:
+    """A file replaced by another of a different size, and a file added or removed, after the
+    index was written."""
+    log = tmp_path / "imported.log"
+    run_ok(project, "heads")
+    write(project, log, "accounts", 3, "a0003", "a0002",
+          "revision = 'a0003'\ndown_revision = 'a0002'\nbranch_labels = None\ndepends_on = 'b0001'")
+    write(project, log, "accounts", 4, "a0004", "a0003")
+    (project.migrations / "blog" / "0002_b0002.py").unlink()
+    heads = run_ok(project, "heads")
+    assert "accounts: a0004 0004_a0004" in heads and "blog: b0001 0001_b0001" in heads
+    assert "depends on: blog.0001_b0001 (b0001)" in run_ok(project, "history", "-v", "accounts")
+    assert imported(log) == []
+    assert sorted(json.loads(index_file(project, "blog").read_text())["files"]) == ["0001_b0001.py"]
+
+
+def test_a_computed_header_is_read_by_importing_that_file(project: Project, tmp_path: Path) -> None:
+    log = tmp_path / "imported.log"
+    write(project, log, "accounts", 4, "a0004", "a0003",
+          "revision = 'a' + '0004'\ndown_revision = 'a0003'\nbranch_labels = None\ndepends_on = None")
+    write(project, log, "accounts", 5, "a0005", "a0004",  # reassigned in a block: not the plain value
+          "revision = 'a0005'\nif True:\n    revision = 'a0005x'\n"
+          "down_revision = 'a0004'\nbranch_labels = None\ndepends_on = None")
+    for _ in range(2):  # computed headers are never cached: imported on every read
+        heads = run_ok(project, "heads")
+        assert "accounts: a0005x 0005_a0005" in heads
+        assert sorted(imported(log)) == ["a0004", "a0005"]  # the files, by name
+
+
+def test_a_header_set_through_globals_is_read_by_importing(project: Project, tmp_path: Path) -> None:
+    log = tmp_path / "imported.log"
+    write(project, log, "accounts", 4, "a0004", "a0003",
+          "revision = 'a0004'\ndown_revision = 'a0003'\nbranch_labels = None\ndepends_on = None\n"
+          "globals()['revision'] = 'a0004x'")
+    assert "accounts: a0004x 0004_a0004" in run_ok(project, "heads")
+    assert imported(log) == ["a0004"]
+
+
+def test_a_header_that_changes_when_the_file_runs_stops_the_upgrade(project: Project, tmp_path: Path) -> None:
+    """A header rewritten in a way no static reading sees (through a frame object): the
+    upgrade that imports it to run it stops before running anything, naming the file."""
+    log = tmp_path / "imported.log"
+    path = write(project, log, "accounts", 4, "a0004", "a0003",
+                 "revision = 'a0004'\ndown_revision = 'a0003'\nbranch_labels = None\ndepends_on = None\n"
+                 "import inspect\ninspect.currentframe().f_globals['down_revision'] = 'a0001'")
+    result = project.run("upgrade")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"migration file {path} sets revision, down_revision" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert project.tables() == set()  # nothing ran: not even the other apps' migrations
+
+
+def test_read_only_migrations_folder(project: Project, tmp_path: Path) -> None:
+    """No index can be written: the commands work, reading the files each time. Root ignores
+    permissions, so the command runs without CAP_DAC_OVERRIDE there."""
+    log = tmp_path / "imported.log"
+    folders = [project.migrations / "accounts", project.migrations / "blog"]
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            unavailable("running as root without setpriv (util-linux): root writes any folder")
+        drop = "-dac_override,-dac_read_search"
+        prefix = [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        for args in (("heads",), ("showmigrations",), ("heads",)):
+            result = subprocess.run(
+                [*prefix, sys.executable, "-m", "flask", "db", *args],
+                cwd=project.root, env=project.env(), capture_output=True, text=True, timeout=120,
+            )
+            assert result.returncode == 0, (result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr
+            assert "accounts: a0003" in result.stdout or "[ ] 0003_a0003" in result.stdout
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)
+    assert not (project.migrations / "accounts" / CACHE_DIR).exists()
+    assert imported(log) == []
+
+
+def test_the_index_is_never_written_through_a_symlink(project: Project, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project.migrations / "accounts" / CACHE_DIR).symlink_to(elsewhere, target_is_directory=True)
+    blog_cache = project.migrations / "blog" / CACHE_DIR
+    blog_cache.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (blog_cache / INDEX_NAME).symlink_to(victim)
+    for _ in range(2):
+        heads = run_ok(project, "heads")
+        assert "accounts: a0003 0003_a0003" in heads and "blog: b0002 0002_b0002" in heads
+    assert list(elsewhere.iterdir()) == []
+    assert victim.read_text() == "keep me"
+    # The symlinked index name is replaced by a real file (rename does not follow it).
+    assert not (blog_cache / INDEX_NAME).is_symlink()
+    assert json.loads((blog_cache / INDEX_NAME).read_text())["format"] == 1
