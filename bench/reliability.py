@@ -329,25 +329,11 @@ class Backend:
         raise NotImplementedError
 
 
-class Postgres(Backend):
-    name = "PostgreSQL"
+class ServerBackend(Backend):
+    """Databases on a throwaway server (PostgreSQL or MariaDB) that both tools share."""
 
-    def __init__(self, server: PostgresServer) -> None:
-        self.server = server
-
-    def new_database(self) -> str:
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        self.server.create_database(name)
-        return self.server.url(name)
-
-    def drop_database(self, url: str) -> None:
-        self.server.drop_database(sa.make_url(url).database or "")
-
-
-class MariaDB(Backend):
-    name = "MariaDB"
-
-    def __init__(self, server: MariaDBServer) -> None:
+    def __init__(self, name: str, server: PostgresServer | MariaDBServer) -> None:
+        self.name = name
         self.server = server
 
     def new_database(self) -> str:
@@ -867,11 +853,11 @@ def main(argv: list[str] | None = None) -> int:
             assert server is not None
             log("starting a throwaway PostgreSQL server")
             server.start()
-            backends.append(Postgres(server))
+            backends.append(ServerBackend("PostgreSQL", server))
         if mariadb is not None:
             log("starting a throwaway MariaDB server")
             mariadb.start()
-            backends.append(MariaDB(mariadb))
+            backends.append(ServerBackend("MariaDB", mariadb))
         if "sqlite" in args.backends:
             backends.append(SQLiteFile(workdir))
         tools = [t for t in (FlaskRollback(), FlaskMigrate()) if t.name in args.tools.split(",")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests.pgserver import (
     find_postgres_bin,
     unavailable,
 )
+from tests.servers import running
 
 # --- Database backends: one throwaway PostgreSQL server per session, a fresh
 # --- database per test; `db_url` runs a test on SQLite, PostgreSQL and MariaDB.
@@ -33,14 +33,8 @@ def pg_server() -> Iterator[PostgresServer]:
             "PostgreSQL 15 is not installed: no initdb/pg_ctl/postgres found via "
             f"`pg_config --bindir` or in {FALLBACK_BINDIR}"
         )
-    server = PostgresServer(bindir)
-    atexit.register(server.stop)
-    try:
-        server.start()
+    with running(PostgresServer(bindir)) as server:
         yield server
-    finally:
-        server.stop()
-        atexit.unregister(server.stop)
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +43,8 @@ def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
     program = find_pgbouncer()
     if program is None:
         unavailable("PgBouncer is not installed (apt-get install pgbouncer)")
-    bouncer = PgBouncer(program, pg_server)
-    atexit.register(bouncer.stop)
-    try:
-        bouncer.start()
+    with running(PgBouncer(program, pg_server)) as bouncer:
         yield bouncer
-    finally:
-        bouncer.stop()
-        atexit.unregister(bouncer.stop)
 
 
 @pytest.fixture
@@ -72,14 +60,8 @@ def mariadb_server() -> Iterator[MariaDBServer]:
     programs = find_mariadb()
     if programs is None:
         unavailable("MariaDB is not installed: no mariadb-install-db/mariadbd (apt-get install mariadb-server)")
-    server = MariaDBServer(*programs)
-    atexit.register(server.stop)
-    try:
-        server.start()
+    with running(MariaDBServer(*programs)) as server:
         yield server
-    finally:
-        server.stop()
-        atexit.unregister(server.stop)
 
 
 @pytest.fixture

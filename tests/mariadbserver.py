@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import pymysql
+
+from tests.servers import DatabaseServer, free_port
 
 #: Where Debian's mariadb-server puts the programs (mariadbd is not on a user's PATH).
 SEARCH_PATH = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
@@ -44,14 +42,8 @@ def find_mariadb() -> tuple[str, str] | None:
     return found[0], found[1]
 
 
-def _free_port() -> int:
-    """Ask the kernel for a currently unused TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-class MariaDBServer:
+class MariaDBServer(DatabaseServer):
     """One MariaDB server in a temp dir, listening on 127.0.0.1:port and its own socket."""
 
     user = "rollback"
@@ -87,7 +79,7 @@ class MariaDBServer:
         # the 108 bytes a Unix socket name may have.
         base = "/tmp" if os.path.isdir("/tmp") else None
         self.tmpdir = Path(tempfile.mkdtemp(prefix="flask-rollback-mariadb-", dir=base))
-        self.port = _free_port()
+        self.port = free_port()
         # Two workers bootstrapping at the same moment now and then see "Installation of system
         # tables failed": a fresh data dir and a second try get past it.
         for attempt in range(3):
@@ -201,16 +193,6 @@ class MariaDBServer:
         """Create an empty database."""
         with self.connect() as conn, conn.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{name}`")
-
-    @contextmanager
-    def fresh_database(self) -> Iterator[str]:
-        """The URL of a new, uniquely named database, dropped afterwards."""
-        name = f"test_{uuid.uuid4().hex[:16]}"
-        self.create_database(name)
-        try:
-            yield self.url(name)
-        finally:
-            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting any sessions still using it."""

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.pgserver import PostgresServer, _free_port
+from tests.pgserver import PostgresServer
+from tests.servers import free_port
 
 FALLBACK_PGBOUNCER = "/usr/sbin/pgbouncer"
 START_TIMEOUT = 20  # seconds until PgBouncer accepts connections
@@ -38,7 +39,7 @@ class PgBouncer:
 
     def start(self) -> None:
         self.tmpdir = Path(tempfile.mkdtemp(prefix="flask-rollback-pgbouncer-"))
-        self.port = _free_port()
+        self.port = free_port()
         users = self.tmpdir / "users.txt"
         users.write_text(f'"{self.server.user}" "{self.server.password}"\n')
         config = self.tmpdir / "pgbouncer.ini"

@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote
@@ -18,6 +14,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.servers import DatabaseServer, free_port
 
 FALLBACK_BINDIR = "/usr/lib/postgresql/15/bin"
 REQUIRED_PROGRAMS = ("initdb", "pg_ctl", "postgres")
@@ -54,14 +52,8 @@ def find_postgres_bin() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    """Ask the kernel for a currently unused TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-class PostgresServer:
+class PostgresServer(DatabaseServer):
     """One PostgreSQL cluster in a temp dir, listening on 127.0.0.1:port."""
 
     user = "rollback"
@@ -86,7 +78,7 @@ class PostgresServer:
     def start(self) -> None:
         """Create a fresh cluster and start it."""
         self.tmpdir = Path(tempfile.mkdtemp(prefix="flask-rollback-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         pwfile = self.tmpdir / "pwfile"
         pwfile.write_text(self.password + "\n")
         if self._as_postgres:
@@ -178,16 +170,6 @@ class PostgresServer:
         """Create an empty database."""
         with self.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    @contextmanager
-    def fresh_database(self) -> Iterator[str]:
-        """The URL of a new, uniquely named database, dropped afterwards."""
-        name = f"test_{uuid.uuid4().hex[:16]}"
-        self.create_database(name)
-        try:
-            yield self.url(name)
-        finally:
-            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting any sessions still using it."""
