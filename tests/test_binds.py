@@ -184,6 +184,31 @@ def test_rollback_undoes_only_the_latest_round(tmp_path: Path, db_url: str, seco
     assert rows(second_db_url, "SELECT status FROM rollback_deploys") == [("applied",)]
 
 
+def test_the_restore_command_rollback_prints_works_as_printed(
+    tmp_path: Path, db_url: str, second_db_url: str
+) -> None:
+    """With several binds, the archive's restore command names its bind, and runs as printed."""
+    project = bind_project(tmp_path, db_url, second_db_url)
+    ok(project.db("init"))
+    ok(project.db("makemigrations"))
+    ok(project.db("upgrade"))
+    project.write("analytics/models.py", ANALYTICS_MODELS + "    referrer: Mapped[str | None] = mapped_column(db.String(80))\n")
+    ok(project.db("makemigrations"))
+    ok(project.db("deploy", "--no-rehearsal"))
+    engine = sa.create_engine(second_db_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO events (id, name, referrer) VALUES (1, 'view', 'search')")
+    engine.dispose()
+
+    output = ok(project.db("rollback", "--yes", "--archive"))
+    (line,) = [line for line in output.splitlines() if "flask db restore" in line]
+    printed = line.split("'")[1].split()
+    assert printed[:5] == ["flask", "db", "restore", "--bind", "analytics"], line
+    ok(project.db("upgrade"))
+    ok(project.db(*printed[2:]))
+    assert rows(second_db_url, "SELECT id, referrer FROM events") == [(1, "search")]
+
+
 def test_the_lock_is_per_bind(tmp_path: Path, db_url: str, second_db_url: str) -> None:
     """Each bind's database has its own migration lock: held on the analytics database, it
     stops that bind only; the default bind, visited first, is upgraded and stays so."""

@@ -25,6 +25,7 @@ from .group import (
     by_bind,
     current_project,
     db_group,
+    bind_flag,
     each_bind,
     emit_json,
     json_option,
@@ -121,9 +122,9 @@ def deploy_command(
         })
         if not as_json:
             print_report(result.report)
-            print_archived(result.archived)
+            print_archived(result.archived, bind_flag(view))
             if result.record:
-                where = f" --bind {view.bind_label}" if view.several_binds else ""
+                where = bind_flag(view)
                 click.echo(
                     f"Deploy {result.record.id} applied {len(result.record.migrations)} migration(s); "
                     f"undo it with 'flask db rollback{where} {result.record.id}'."
@@ -238,7 +239,7 @@ def rollback_command(
             print_risks(result.risks)
             return
         warn_unreviewed(result.risks, not allow_data_loss)
-        print_archived(result.archived)
+        print_archived(result.archived, bind_flag(view))
         reverted = len(result.run.done) if result.run else 0
         click.echo(f"Rolled back deploy {result.record.id}: reverted {reverted} migration(s).")
         later = [step.migration.label for step in result.plan.steps if step.migration.revision in result.plan.notes]

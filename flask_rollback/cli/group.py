@@ -218,6 +218,12 @@ def _bind_of_word(project: Project, word: str) -> Any:
     return registry.get(label).bind
 
 
+def bind_flag(view: Project) -> str:
+    """`` --bind KEY`` for a command printed for the user to run, when the project has
+    several binds (commands like ``restore`` and ``rollback ID`` then need it)."""
+    return f" --bind {view.bind_label}" if view.several_binds else ""
+
+
 def each_bind(
     views: Sequence[Project], action: Callable[[Project], T], *, heading: bool = True, sql: bool = False
 ) -> list[T]:

@@ -18,6 +18,7 @@ from .group import (
     bind_option,
     bind_views,
     current_project,
+    bind_flag,
     each_bind,
     db_group,
     directory_option,
@@ -57,7 +58,8 @@ def upgrade_command(
             view, words, plan_only=plan_only,
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial, start=start,
-        )
+        ),
+        bind_flag(view),
     ), sql=sql)
 
 
@@ -94,7 +96,8 @@ def downgrade_command(
             view, words, cascade=cascade,
             plan_only=plan_only, sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, start=start,
-        )
+        ),
+        bind_flag(view),
     ), sql=sql)
 
 

@@ -194,15 +194,16 @@ def print_predictions(predictions: list[Prediction]) -> None:
         click.echo(f"  - {prediction}")
 
 
-def print_archived(specs: list[ArchiveSpec]) -> None:
+def print_archived(specs: list[ArchiveSpec], bind_flag: str = "") -> None:
     """One line per archive, then the one restore command, in the order that puts parents
-    back before the children that point at them (the reverse of the order they were taken)."""
+    back before the children that point at them (the reverse of the order they were taken);
+    ``bind_flag`` (`` --bind KEY``) when the project has several binds."""
     for spec in specs:
         what = f"{spec.table}.{spec.column}" if spec.column else spec.table
         click.echo(f"Archived {what} into {spec.name} before {spec.step.migration.label}.")
     if specs:
         names = " ".join(spec.name for spec in reversed(specs))
-        click.echo(f"Once the objects exist again, 'flask db restore {names}' writes it all back.")
+        click.echo(f"Once the objects exist again, 'flask db restore{bind_flag} {names}' writes it all back.")
 
 
 def warn_unreviewed(report: DataLossReport | None, checked: bool) -> None:
@@ -213,7 +214,7 @@ def warn_unreviewed(report: DataLossReport | None, checked: bool) -> None:
         click.echo(f"Note: {risk.step.migration.label}: {risk.operation.reason}; {how}", err=True)
 
 
-def finish(result: commands.RunResult) -> None:
+def finish(result: commands.RunResult, bind_flag: str = "") -> None:
     if result.sql is not None:
         click.echo(result.sql, nl=False)
         return
@@ -224,7 +225,7 @@ def finish(result: commands.RunResult) -> None:
         print_predictions(result.predictions)
         return
     warn_unreviewed(result.risks, not result.allow_data_loss)
-    print_archived(result.archived)
+    print_archived(result.archived, bind_flag)
     if not report.done:
         click.echo(f"Nothing to {report.plan.kind}: already at {report.plan.target}.")
         return
