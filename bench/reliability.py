@@ -783,7 +783,7 @@ class Report:
         return "\n".join(self.lines) + "\n"
 
 
-def machine_info(server: PostgresServer | None, mariadb: MariaDBServer | None) -> str:
+def machine_info(server: PostgresServer | None, mariadb: MariaDBServer | None = None) -> str:
     import sqlite3
     from importlib.metadata import version as dist_version
 
