@@ -59,11 +59,6 @@ class MariaDBServer(DatabaseServer):
         self._user_args = ["--user=root"] if os.geteuid() == 0 else []
 
     @property
-    def data_dir(self) -> Path:
-        assert self.tmpdir is not None, "server was not started"
-        return self.tmpdir / "data"
-
-    @property
     def socket_path(self) -> Path:
         assert self.tmpdir is not None, "server was not started"
         return self.tmpdir / "mariadb.sock"

@@ -66,11 +66,6 @@ class PostgresServer(DatabaseServer):
         self._as_postgres = os.geteuid() == 0
 
     @property
-    def data_dir(self) -> Path:
-        assert self.tmpdir is not None, "server was not started"
-        return self.tmpdir / "data"
-
-    @property
     def log_file(self) -> Path:
         assert self.tmpdir is not None, "server was not started"
         return self.tmpdir / "server.log"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import socket
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 
@@ -37,18 +39,25 @@ def running(server: S) -> Iterator[S]:
         atexit.unregister(server.stop)
 
 
-class DatabaseServer:
-    """A server the tests create databases on: ``fresh_database`` from the subclass's
-    ``create_database``, ``drop_database`` and ``url``."""
+class DatabaseServer(ABC):
+    """A server in a temp dir that the tests create databases on: ``fresh_database`` from the
+    subclass's ``create_database``, ``drop_database`` and ``url``."""
 
-    def create_database(self, name: str) -> None:
-        raise NotImplementedError
+    tmpdir: Path | None = None
 
-    def drop_database(self, name: str) -> None:
-        raise NotImplementedError
+    @property
+    def data_dir(self) -> Path:
+        assert self.tmpdir is not None, "server was not started"
+        return self.tmpdir / "data"
 
-    def url(self, dbname: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def create_database(self, name: str) -> None: ...
+
+    @abstractmethod
+    def drop_database(self, name: str) -> None: ...
+
+    @abstractmethod
+    def url(self, dbname: str) -> str: ...
 
     @contextmanager
     def fresh_database(self, prefix: str = "test") -> Iterator[str]:
