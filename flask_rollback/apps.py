@@ -304,6 +304,10 @@ def resolve_apps(
         _assign_tables(metadatas, list(mapped_classes), claimants, default), table_binds, default
     )
     owners = {ownership.app for ownership in claims.values()}
+    bind_defaults = {
+        ownership.app for table, ownership in claims.items()
+        if ownership.app == table_binds.get(table) and ownership.rule != EXPLICIT_LABEL
+    }
     for label in owners:
         validate_label(label)
     tables_by_app: dict[str, list[str]] = {}
@@ -354,7 +358,7 @@ def resolve_apps(
                 label=label,
                 directory=folder.path,
                 tables=tuple(sorted(tables_by_app.get(label, ()))),
-                source=_source(label, spec, folder, default, label in owners),
+                source=_source(label, spec, folder, {default, *bind_defaults}, label in owners),
                 read_only=folder.read_only,
                 folder_origin=folder.origin,
                 claims=spec.claim_text if spec else None,
@@ -559,12 +563,15 @@ def _claimants(specs: list[AppSpec]) -> list[AppSpec]:
     return list(by_label.values())
 
 
-def _source(label: str, spec: AppSpec | None, folder: _Folder, default: str, owns: bool) -> str:
+def _source(
+    label: str, spec: AppSpec | None, folder: _Folder, defaults: set[str], owns: bool
+) -> str:
+    """``defaults``: the default app and each other bind's default app (named by its key)."""
     if spec is not None:
         if spec.source == SOURCE_BLUEPRINT and folder.read_only and folder.shipped:
             return SOURCE_PLUGIN
         return spec.source
-    if label == default:
+    if label in defaults:
         return SOURCE_DEFAULT
     return SOURCE_LABEL if owns else SOURCE_FOLDER
 

@@ -324,7 +324,9 @@ def test_models_outside_every_blueprint_form_a_default_app_per_bind(
     project.set_factory([], {"SQLALCHEMY_BINDS": {"analytics": second_db_url}}, extra_modules=["models"])
     ok(project.db("init"))
     listing = ok(project.db("apps")).splitlines()
-    assert [line.split()[:2] for line in listing[1:]] == [["main", "default"], ["analytics", "analytics"]]
+    assert [line.split()[:3] for line in listing[1:]] == [
+        ["main", "default", "default"], ["analytics", "analytics", "default"]
+    ]
     ok(project.db("makemigrations"))
     assert project.files("main") == ["0001_initial.py"] and project.files("analytics") == ["0001_initial.py"]
     ok(project.db("upgrade"))
