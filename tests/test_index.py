@@ -8,6 +8,7 @@ about a file, impossible to write), the commands must show what the files say.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,10 +16,11 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from flask_rollback.index import CACHE_DIR, INDEX_NAME
+from flask_rollback.index import CACHE_DIR, FORMAT, INDEX_NAME
 from tests.pgserver import unavailable
 from tests.projects import Project, new_project
 
@@ -93,6 +95,29 @@ def index_file(project: Project, app: str) -> Path:
     return project.migrations / app / CACHE_DIR / INDEX_NAME
 
 
+def read_index(path: Path) -> dict[str, Any]:
+    """The index as one dict: its head (format, written) and its columns (files, stat, sha256,
+    headers); the head's sha256 of the body must match."""
+    first, _, body = path.read_bytes().partition(b"\n")
+    head = json.loads(first)
+    assert head.pop("body_sha256") == hashlib.sha256(body).hexdigest()
+    return {**head, **json.loads(body)}
+
+
+def write_index(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` (as read_index gives it) back, its body's sha256 in the head: an index
+    that looks intact."""
+    body = json.dumps({key: data[key] for key in ("files", "stat", "sha256", "headers")}).encode()
+    head = {"format": data["format"], "written": data["written"],
+            "body_sha256": hashlib.sha256(body).hexdigest()}
+    path.write_bytes(json.dumps(head).encode() + b"\n" + body)
+
+
+def header(data: dict[str, Any], name: str) -> list[Any]:
+    """A file's stored header: [revision, down_revision, depends_on, branch_labels, ...]."""
+    return data["headers"][data["files"].index(name)]
+
+
 @pytest.fixture
 def project(tmp_path: Path, sqlite_url: str) -> Project:
     """accounts: a0001 <- a0002 <- a0003; blog: b0001 (depends on a0001) <- b0002; models match
@@ -140,8 +165,9 @@ def test_index_is_beside_the_migrations_and_private(project: Project) -> None:
     for app in ("accounts", "blog"):
         path = index_file(project, app)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        data = json.loads(path.read_text())
-        assert sorted(data["files"]) == sorted(p.name for p in (project.migrations / app).glob("*.py"))
+        data = read_index(path)
+        assert data["format"] == FORMAT
+        assert data["files"] == sorted(p.name for p in (project.migrations / app).glob("*.py"))
     # Nothing else is written next to the migration files, and no temporary file is left.
     assert sorted(p.name for p in (project.migrations / "accounts" / CACHE_DIR).iterdir()) == [INDEX_NAME]
 
@@ -159,7 +185,7 @@ def test_edit_within_the_same_second_is_read_again(project: Project, tmp_path: P
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     heads = run_ok(project, "heads")
     assert "accounts: z0003 0003_a0003" in heads and " a0003" not in heads
-    assert json.loads(index_file(project, "accounts").read_text())["files"]["0003_a0003.py"][4] == "z0003"
+    assert header(read_index(index_file(project, "accounts")), "0003_a0003.py")[0] == "z0003"
 
 
 def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
@@ -167,36 +193,56 @@ def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
     match the file but whose hash and header do not: the file's bytes win."""
     run_ok(project, "heads")
     path = index_file(project, "accounts")
-    data = json.loads(path.read_text())
-    entry = data["files"]["0003_a0003.py"]
-    entry[3] = "0" * 64
-    entry[4] = "forged"
-    data["written"] = max(entry[1], entry[2])  # as if written in the same tick as the file
-    path.write_text(json.dumps(data))
+    data = read_index(path)
+    number = data["files"].index("0003_a0003.py")
+    data["sha256"] = data["sha256"][:64 * number] + "0" * 64 + data["sha256"][64 * (number + 1):]
+    data["headers"][number][0] = "forged"
+    size, mtime, ctime = data["stat"][3 * number:3 * number + 3]
+    data["written"] = max(mtime, ctime)  # as if written in the same tick as the file
+    write_index(path, data)
     heads = run_ok(project, "heads")
     assert "accounts: a0003 0003_a0003" in heads and "forged" not in heads
-    assert json.loads(path.read_text())["files"]["0003_a0003.py"][4] == "a0003"
+    assert header(read_index(path), "0003_a0003.py")[0] == "a0003"
 
 
-@pytest.mark.parametrize("content", [
-    b"{not json",
-    b"\x00\xff garbage",
-    b"[]",
-    json.dumps({"format": 999, "written": 0, "files": {"0003_a0003.py": [1, 2, 3, "x"]}}).encode(),
-    json.dumps({"format": 1, "written": "soon", "files": {}}).encode(),
-    json.dumps({"format": 1, "written": 0, "files": {"0003_a0003.py": "nonsense",
-                                                     "0002_a0002.py": [1, 2, 3, "x", "../evil", [], [], [], None, None]}}).encode(),
-], ids=["truncated", "binary", "list", "other-format", "bad-written", "bad-entries"])
-def test_a_corrupt_or_foreign_index_is_rebuilt(project: Project, content: bytes) -> None:
+def _damaged(good: bytes) -> bytes:
+    """An intact index with one header changed and its head left as it was."""
+    return good.replace(b'"a0002"', b'"../evil"', 1)
+
+
+def _columns_disagree(good: bytes) -> bytes:
+    """An index whose head matches its body, but with fewer headers than files."""
+    first, _, body = good.partition(b"\n")
+    columns = json.loads(body)
+    columns["headers"].pop()
+    body = json.dumps(columns).encode()
+    head = {**json.loads(first), "body_sha256": hashlib.sha256(body).hexdigest()}
+    return json.dumps(head).encode() + b"\n" + body
+
+
+@pytest.mark.parametrize("damage", [
+    lambda good: b'{"format":',
+    lambda good: good[:len(good) // 2],
+    lambda good: b"\x00\xff garbage",
+    lambda good: b"[]\n[]",
+    lambda good: good.replace(f'"format":{FORMAT}'.encode(), b'"format":999', 1),
+    lambda good: good.replace(b'"written":', b'"written":"soon","was":', 1),
+    _damaged,
+    _columns_disagree,
+], ids=["truncated-head", "truncated-body", "binary", "lists", "other-format", "bad-written",
+        "body-changed", "columns-disagree"])
+def test_a_corrupt_or_foreign_index_is_rebuilt(project: Project, damage: Any) -> None:
     run_ok(project, "heads")
-    good = json.loads(index_file(project, "accounts").read_text())["files"]
-    index_file(project, "accounts").write_bytes(content)
+    path = index_file(project, "accounts")
+    good = read_index(path)
+    path.write_bytes(damage(path.read_bytes()))
     heads = run_ok(project, "heads")
     assert "accounts: a0003 0003_a0003" in heads and "blog: b0002 0002_b0002" in heads
-    rebuilt = json.loads(index_file(project, "accounts").read_text())
-    assert rebuilt["format"] == 1
-    assert {name: entry[3:] for name, entry in rebuilt["files"].items()} == {
-        name: entry[3:] for name, entry in good.items()
+    assert "evil" not in run_ok(project, "history", "-v")
+    rebuilt = read_index(path)
+    assert rebuilt["format"] == FORMAT
+    assert {key: rebuilt[key] for key in ("files", "sha256", "headers")} == {
+        key: good[key] for key in ("files", "sha256", "headers")
     }
 
 
@@ -213,7 +259,7 @@ def test_a_stale_entry_is_read_again(project: Project, tmp_path: Path) -> None:
     assert "accounts: a0004 0004_a0004" in heads and "blog: b0001 0001_b0001" in heads
     assert "depends on: blog.0001_b0001 (b0001)" in run_ok(project, "history", "-v", "accounts")
     assert imported(log) == []
-    assert sorted(json.loads(index_file(project, "blog").read_text())["files"]) == ["0001_b0001.py"]
+    assert read_index(index_file(project, "blog"))["files"] == ["0001_b0001.py"]
 
 
 def test_a_computed_header_is_read_by_importing_that_file(project: Project, tmp_path: Path) -> None:
@@ -298,4 +344,4 @@ def test_the_index_is_never_written_through_a_symlink(project: Project, tmp_path
     assert victim.read_text() == "keep me"
     # The symlinked index name is replaced by a real file (rename does not follow it).
     assert not (blog_cache / INDEX_NAME).is_symlink()
-    assert json.loads((blog_cache / INDEX_NAME).read_text())["format"] == 1
+    assert read_index(blog_cache / INDEX_NAME)["format"] == FORMAT
