@@ -29,6 +29,7 @@ import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -285,40 +286,51 @@ def imported_header(path: Path, module: ModuleType) -> Declared:
 #
 # One JSON document per app folder, in two lines: a head ``{"format", "written", "body_sha256"}``
 # and a body whose sha256 the head holds (a body that was cut short, edited by hand or damaged
-# does not match, and the whole index is rebuilt). The body is columnar, so a history of
-# 10,000 files decodes into a few lists rather than an object per file:
+# does not match, and the whole index is rebuilt). The body is columnar, one list per field with
+# an item per file, so a history of 10,000 files decodes into a few lists of strings rather
+# than into objects per file:
 #
-#   files    the file names, sorted;
-#   stat     size, mtime_ns, ctime_ns of each file, flat (three per file);
-#   sha256   the files' sha256 digests, hex, concatenated (64 characters per file);
-#   headers  per file [revision, down_revision, depends_on, branch_labels, irreversible,
-#            created] (lists of names), or null for a header computed at run time.
+#   files          the file names, sorted;
+#   stat           size, mtime_ns, ctime_ns of each file, flat (three per file);
+#   sha256         the files' sha256 digests, hex, concatenated (64 characters per file);
+#   revision       the revision id; null for a header computed at run time (the other
+#                  header fields are null too: the file is imported to know them);
+#   down_revision, depends_on, branch_labels
+#                  null (none), a string (one) or a list of strings;
+#   irreversible   the marker's value, or null;
+#   created        the Create Date of the docstring, or null.
 
-#: A file's header as the index stores it (see above).
-Header = list
+#: The columns that hold a file's header, in Declared's order.
+HEADER_COLUMNS = ("revision", "down_revision", "depends_on", "branch_labels", "irreversible", "created")
 DIGEST_LENGTH = 64
+#: A file's header as the index stores it: one item of each header column.
+Header = tuple
 
 
 @dataclass(slots=True)
 class _Index:
-    """One folder's index as read from disk."""
+    """One folder's index as read from disk, or as it is written."""
 
     written: int
     files: list[str]
     stat: list[int]
     sha256: str
-    headers: list[Header | None]
+    #: The header columns, each a list with an item per file.
+    columns: list[list[Any]]
 
-    def entries(self) -> dict[str, tuple[list[int], str, Header | None]]:
+    def entries(self) -> dict[str, tuple[list[int], str, Header]]:
         """name → (size/mtime/ctime, sha256, header): for a folder where something changed."""
         return {
             name: (
                 self.stat[3 * i:3 * i + 3],
                 self.sha256[DIGEST_LENGTH * i:DIGEST_LENGTH * (i + 1)],
-                self.headers[i],
+                header,
             )
-            for i, name in enumerate(self.files)
+            for i, (name, header) in enumerate(zip(self.files, zip(*self.columns)))
         }
+
+    def declared(self, folder: Path) -> list[Declared]:
+        return [_declared(folder, *entry) for entry in zip(self.files, *self.columns)]
 
 
 def read_folder(folder: Path) -> list[Declared]:
@@ -335,15 +347,15 @@ def read_folder(folder: Path) -> list[Declared]:
         cached is not None and cached.files == names and cached.stat == stats
         and _newest(stats) < cached.written - RACY_NS
     ):
-        return [_declared(folder, name, header) for name, header in zip(names, cached.headers)]
+        return cached.declared(folder)
     old = cached.entries() if cached is not None else {}
     written = cached.written if cached is not None else 0
     digests: list[str] = []
-    headers: list[Header | None] = []
+    headers: list[Header] = []
     dirty = cached is not None and cached.files != names
     for i, name in enumerate(names):
         key = stats[3 * i:3 * i + 3]
-        old_key, old_digest, old_header = old.get(name, (None, "", None))
+        old_key, old_digest, old_header = old.get(name, (None, "", ()))
         if old_key == key and _newest(key) < written - RACY_NS:
             digests.append(old_digest)
             headers.append(old_header)
@@ -356,24 +368,23 @@ def read_folder(folder: Path) -> list[Declared]:
             if old_key != key or _newest(key) < started - RACY_NS:
                 dirty = True  # new times, or no longer racy once written again
         else:
-            declared = parse(path, source)
-            header = _header(declared) if declared is not None else None
+            header = _header(parse(path, source))
             dirty = True
         digests.append(digest)
         headers.append(header)
+    columns = [list(column) for column in zip(*headers)] or [[] for _ in HEADER_COLUMNS]
+    index = _Index(started, names, stats, "".join(digests), columns)
     if dirty:
-        _store(folder, _Index(started, names, stats, "".join(digests), headers))
-    return [_declared(folder, name, header) for name, header in zip(names, headers)]
+        _store(folder, index)
+    return index.declared(folder)
 
 
 def _scan(folder: Path) -> tuple[list[str], list[int]]:
     """The migration files of a folder, sorted by name, and their size, mtime and ctime (flat)."""
     try:
         with os.scandir(folder) as found:
-            entries = sorted(
-                (entry for entry in found if MIGRATION_FILE_RE.match(entry.name)),
-                key=lambda entry: entry.name,
-            )
+            entries = [entry for entry in found if MIGRATION_FILE_RE.match(entry.name)]
+        entries.sort(key=attrgetter("name"))
     except (FileNotFoundError, NotADirectoryError):
         return [], []
     except OSError as exc:
@@ -404,20 +415,33 @@ def _read(path: Path) -> bytes:
         raise RollbackError(f"cannot read migration file {path}: {exc.strerror}") from None
 
 
-def _header(declared: Declared) -> Header:
-    return [
-        declared.revision, list(declared.down_revision), list(declared.depends_on),
-        list(declared.branch_labels), declared.irreversible, declared.created,
-    ]
+def _header(declared: Declared | None) -> Header:
+    """The header as the index stores it; all nulls for one computed at run time."""
+    if declared is None:
+        return (None,) * len(HEADER_COLUMNS)
+    return (
+        declared.revision, _stored_names(declared.down_revision), _stored_names(declared.depends_on),
+        _stored_names(declared.branch_labels), declared.irreversible, declared.created,
+    )
 
 
-def _declared(folder: Path, name: str, header: Header | None) -> Declared:
-    if header is None:  # computed header: the module says
+def _stored_names(names: tuple[str, ...]) -> str | list[str] | None:
+    return None if not names else names[0] if len(names) == 1 else list(names)
+
+
+def _names(stored: str | list[str] | None) -> tuple[str, ...]:
+    return () if stored is None else (stored,) if type(stored) is str else tuple(stored)
+
+
+def _declared(
+    folder: Path, name: str, revision: str | None, down: Any, depends: Any, labels: Any,
+    irreversible: Any, created: str | None,
+) -> Declared:
+    if revision is None:  # computed header: the module says
         path = folder / name
         return imported_header(path, import_migration(path))
-    revision, down, depends, labels, irreversible, created = header
     return Declared(
-        folder, name, revision, tuple(down), tuple(depends), tuple(labels), irreversible, created
+        folder, name, revision, _names(down), _names(depends), _names(labels), irreversible, created
     )
 
 
@@ -471,9 +495,10 @@ def _decode(data: bytes) -> _Index | None:
             and head.get("body_sha256") == hashlib.sha256(body).hexdigest()
         ):
             return None
-        columns = json.loads(body)
+        body_columns = json.loads(body)
         index = _Index(
-            head["written"], columns["files"], columns["stat"], columns["sha256"], columns["headers"]
+            head["written"], body_columns["files"], body_columns["stat"], body_columns["sha256"],
+            [body_columns[name] for name in HEADER_COLUMNS],
         )
     except (ValueError, TypeError, KeyError):
         return None
@@ -481,7 +506,7 @@ def _decode(data: bytes) -> _Index | None:
     if not (
         isinstance(index.stat, list) and len(index.stat) == 3 * count
         and isinstance(index.sha256, str) and len(index.sha256) == DIGEST_LENGTH * count
-        and isinstance(index.headers, list) and len(index.headers) == count
+        and all(isinstance(column, list) and len(column) == count for column in index.columns)
     ):
         return None
     return index
@@ -489,7 +514,8 @@ def _decode(data: bytes) -> _Index | None:
 
 def _encode(index: _Index) -> bytes:
     body = json.dumps(
-        {"files": index.files, "stat": index.stat, "sha256": index.sha256, "headers": index.headers},
+        {"files": index.files, "stat": index.stat, "sha256": index.sha256,
+         **dict(zip(HEADER_COLUMNS, index.columns))},
         separators=(",", ":"),
     ).encode()
     head = {"format": FORMAT, "written": index.written, "body_sha256": hashlib.sha256(body).hexdigest()}

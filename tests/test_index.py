@@ -15,12 +15,14 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flask_rollback.index import CACHE_DIR, FORMAT, INDEX_NAME
+import flask_rollback
+from flask_rollback.index import CACHE_DIR, FORMAT, INDEX_NAME, RACY_NS, read_folder
 from tests.pgserver import unavailable
 from tests.projects import Project, new_project
 
@@ -57,6 +59,10 @@ READ_ONLY_COMMANDS = [
     ("history",),
     ("history", "-v", "-i"),
     ("check", "--database", "live"),
+    ("show", "accounts.0002"),
+    ("show", "heads"),
+    ("show", "current"),
+    ("branches", "-v"),
 ]
 
 
@@ -97,7 +103,7 @@ def index_file(project: Project, app: str) -> Path:
 
 def read_index(path: Path) -> dict[str, Any]:
     """The index as one dict: its head (format, written) and its columns (files, stat, sha256,
-    headers); the head's sha256 of the body must match."""
+    revision, down_revision, ...: an item per file); the head's sha256 of the body must match."""
     first, _, body = path.read_bytes().partition(b"\n")
     head = json.loads(first)
     assert head.pop("body_sha256") == hashlib.sha256(body).hexdigest()
@@ -107,15 +113,15 @@ def read_index(path: Path) -> dict[str, Any]:
 def write_index(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` (as read_index gives it) back, its body's sha256 in the head: an index
     that looks intact."""
-    body = json.dumps({key: data[key] for key in ("files", "stat", "sha256", "headers")}).encode()
+    body = json.dumps({key: value for key, value in data.items() if key not in ("format", "written")}).encode()
     head = {"format": data["format"], "written": data["written"],
             "body_sha256": hashlib.sha256(body).hexdigest()}
     path.write_bytes(json.dumps(head).encode() + b"\n" + body)
 
 
-def header(data: dict[str, Any], name: str) -> list[Any]:
-    """A file's stored header: [revision, down_revision, depends_on, branch_labels, ...]."""
-    return data["headers"][data["files"].index(name)]
+def indexed_revision(data: dict[str, Any], name: str) -> str:
+    """The revision id the index holds for a file."""
+    return data["revision"][data["files"].index(name)]
 
 
 @pytest.fixture
@@ -151,6 +157,8 @@ def test_read_only_commands_import_no_migration(project: Project, tmp_path: Path
     assert " [X] 0002_a0002" in shown and " [ ] 0003_a0003" in shown and " [ ] 0001_b0001" in shown
     history = run_ok(project, "history", "-v")
     assert "created: 2026-01-03 10:00:00.000000" in history  # the docstring, read statically
+    shown = run_ok(project, "show", "accounts.0002")
+    assert shown.startswith("Rev: a0002\nParent: a0001\n") and "\n    0002_a0002\n" in shown
     assert "depends on: accounts.0001_a0001 (a0001)" in history
     assert imported(log) == []
     # An upgrade imports exactly the migrations it runs.
@@ -158,6 +166,28 @@ def test_read_only_commands_import_no_migration(project: Project, tmp_path: Path
     assert sorted(imported(log)) == ["b0001", "b0002"]
     run_ok(project, "upgrade")
     assert imported(log) == ["a0003"]
+
+
+def test_flask_migrate_functions_import_no_migration(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """heads, current, show, branches and history print as Flask-Migrate's did (Alembic's
+    formatting, docstrings included) from the index."""
+    log = tmp_path / "imported.log"
+    run_ok(project, "upgrade", "accounts", "0002")
+    imported(log)
+    app = project.app()
+    with app.app_context():
+        assert [m.revision for m in flask_rollback.heads(verbose=True)] == ["a0003", "b0002"]
+        status = flask_rollback.current(verbose=True)
+        assert {app.label: app.current for app in status.apps} == {"accounts": ["a0002"], "blog": []}
+        assert [m.revision for m in flask_rollback.show(revision="accounts@head")] == ["a0003"]
+        assert flask_rollback.branches(verbose=True) == []
+        assert [m.revision for m in flask_rollback.history(verbose=True)][:2] == ["a0003", "a0002"]
+    printed = capsys.readouterr().out
+    assert "Rev: a0003 (head)\nParent: a0002\n" in printed and "\n    0003_a0003\n" in printed
+    assert "Current revision(s) for sqlite:///" in printed and "Rev: a0002\n" in printed
+    assert imported(log) == []
 
 
 def test_index_is_beside_the_migrations_and_private(project: Project) -> None:
@@ -185,7 +215,7 @@ def test_edit_within_the_same_second_is_read_again(project: Project, tmp_path: P
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     heads = run_ok(project, "heads")
     assert "accounts: z0003 0003_a0003" in heads and " a0003" not in heads
-    assert header(read_index(index_file(project, "accounts")), "0003_a0003.py")[0] == "z0003"
+    assert indexed_revision(read_index(index_file(project, "accounts")), "0003_a0003.py") == "z0003"
 
 
 def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
@@ -196,13 +226,13 @@ def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
     data = read_index(path)
     number = data["files"].index("0003_a0003.py")
     data["sha256"] = data["sha256"][:64 * number] + "0" * 64 + data["sha256"][64 * (number + 1):]
-    data["headers"][number][0] = "forged"
+    data["revision"][number] = "forged"
     size, mtime, ctime = data["stat"][3 * number:3 * number + 3]
     data["written"] = max(mtime, ctime)  # as if written in the same tick as the file
     write_index(path, data)
     heads = run_ok(project, "heads")
     assert "accounts: a0003 0003_a0003" in heads and "forged" not in heads
-    assert header(read_index(path), "0003_a0003.py")[0] == "a0003"
+    assert indexed_revision(read_index(path), "0003_a0003.py") == "a0003"
 
 
 def _damaged(good: bytes) -> bytes:
@@ -211,10 +241,10 @@ def _damaged(good: bytes) -> bytes:
 
 
 def _columns_disagree(good: bytes) -> bytes:
-    """An index whose head matches its body, but with fewer headers than files."""
+    """An index whose head matches its body, but with fewer revisions than files."""
     first, _, body = good.partition(b"\n")
     columns = json.loads(body)
-    columns["headers"].pop()
+    columns["revision"].pop()
     body = json.dumps(columns).encode()
     head = {**json.loads(first), "body_sha256": hashlib.sha256(body).hexdigest()}
     return json.dumps(head).encode() + b"\n" + body
@@ -241,8 +271,8 @@ def test_a_corrupt_or_foreign_index_is_rebuilt(project: Project, damage: Any) ->
     assert "evil" not in run_ok(project, "history", "-v")
     rebuilt = read_index(path)
     assert rebuilt["format"] == FORMAT
-    assert {key: rebuilt[key] for key in ("files", "sha256", "headers")} == {
-        key: good[key] for key in ("files", "sha256", "headers")
+    assert {key: value for key, value in rebuilt.items() if key not in ("written", "stat")} == {
+        key: value for key, value in good.items() if key not in ("written", "stat")
     }
 
 
@@ -345,3 +375,40 @@ def test_the_index_is_never_written_through_a_symlink(project: Project, tmp_path
     # The symlinked index name is replaced by a real file (rename does not follow it).
     assert not (blog_cache / INDEX_NAME).is_symlink()
     assert read_index(blog_cache / INDEX_NAME)["format"] == FORMAT
+
+
+def test_one_file_changed_among_ten_thousand_is_read_again(tmp_path: Path) -> None:
+    """A folder of 10,000 migrations, indexed; then one file rewritten with the same size and
+    mtime. Its ctime gives it away; and when the index holds that very stat (the file changed
+    in the same clock tick as it was indexed, as on a file system with coarse timestamps), the
+    racy check re-hashes it: the whole-folder shortcut never hides it."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for number in range(10_000):
+        down = f"'r{number - 1:05d}'" if number else "None"
+        (folder / f"{number:05d}_r{number:05d}.py").write_text(
+            f"revision = 'r{number:05d}'\ndown_revision = {down}\n"
+        )
+    time.sleep(RACY_NS / 1e9 + 0.1)  # so that only the file changed below is ever racy
+    assert [d.down_revision for d in read_folder(folder)][-2:] == [("r09997",), ("r09998",)]
+    path = folder / "05000_r05000.py"
+
+    def rewrite(new: str) -> None:
+        before = path.stat()
+        path.write_text(f"revision = '{new}'\ndown_revision = 'r04999'\n")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+
+    rewrite("x05000")
+    assert read_folder(folder)[5000].revision == "x05000"
+    assert indexed_revision(read_index(folder / CACHE_DIR / INDEX_NAME), path.name) == "x05000"
+
+    rewrite("y05000")
+    index = folder / CACHE_DIR / INDEX_NAME
+    data = read_index(index)
+    number = data["files"].index(path.name)
+    now = path.stat()
+    data["stat"][3 * number:3 * number + 3] = [now.st_size, now.st_mtime_ns, now.st_ctime_ns]
+    data["written"] = max(now.st_mtime_ns, now.st_ctime_ns)  # indexed in the same tick
+    write_index(index, data)  # so it holds the file's stat with the old header
+    assert [d.revision for d in read_folder(folder)][4999:5002] == ["r04999", "y05000", "r05001"]
