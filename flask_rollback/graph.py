@@ -50,8 +50,9 @@ class Migration:
 
     revision: str
     app: str
-    name: str
-    #: The app folder (resolved) holding ``<name>.py``.
+    #: ``<name>.py`` (the string the revision index holds: no second copy per migration).
+    filename: str
+    #: The app folder (resolved) holding it.
     directory: Path
     parents: tuple[str, ...]
     dependencies: tuple[str, ...]
@@ -61,8 +62,13 @@ class Migration:
     created: str | None = field(default=None, compare=False)
 
     @property
+    def name(self) -> str:
+        """The Django-style name: the file's name without ``.py``."""
+        return self.filename[:-3]
+
+    @property
     def path(self) -> Path:
-        return self.directory / f"{self.name}.py"
+        return self.directory / self.filename
 
     @property
     def label(self) -> str:
@@ -91,7 +97,7 @@ class MigrationGraph:
             found[revision] = Migration(
                 revision,
                 app,
-                item.filename[:-3],  # the stem: every migration file ends in .py
+                item.filename,
                 resolved,
                 item.down_revision,
                 dependencies[revision],

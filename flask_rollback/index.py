@@ -330,7 +330,21 @@ class _Index:
         }
 
     def declared(self, folder: Path) -> list[Declared]:
-        return [_declared(folder, *entry) for entry in zip(self.files, *self.columns)]
+        """The files' headers; one computed at run time is read by importing that file."""
+        found: list[Declared] = []
+        #: A parent is an earlier revision of the same folder: its one string is shared.
+        revisions: dict[str, str] = {}
+        for name, revision, down, depends, labels, irreversible, created in zip(self.files, *self.columns):
+            if revision is None:
+                path = folder / name
+                found.append(imported_header(path, import_migration(path)))
+                continue
+            revisions[revision] = revision
+            parents = (revisions.get(down, down),) if type(down) is str else _names(down)
+            found.append(Declared(
+                folder, name, revision, parents, _names(depends), _names(labels), irreversible, created
+            ))
+        return found
 
 
 def read_folder(folder: Path) -> list[Declared]:
@@ -431,18 +445,6 @@ def _stored_names(names: tuple[str, ...]) -> str | list[str] | None:
 
 def _names(stored: str | list[str] | None) -> tuple[str, ...]:
     return () if stored is None else (stored,) if type(stored) is str else tuple(stored)
-
-
-def _declared(
-    folder: Path, name: str, revision: str | None, down: Any, depends: Any, labels: Any,
-    irreversible: Any, created: str | None,
-) -> Declared:
-    if revision is None:  # computed header: the module says
-        path = folder / name
-        return imported_header(path, import_migration(path))
-    return Declared(
-        folder, name, revision, _names(down), _names(depends), _names(labels), irreversible, created
-    )
 
 
 def _open_cache(folder: Path, create: bool) -> int | None:
