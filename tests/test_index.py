@@ -227,7 +227,7 @@ def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
     number = data["files"].index("0003_a0003.py")
     data["sha256"] = data["sha256"][:64 * number] + "0" * 64 + data["sha256"][64 * (number + 1):]
     data["revision"][number] = "forged"
-    size, mtime, ctime = data["stat"][3 * number:3 * number + 3]
+    _size, mtime, ctime = data["stat"][3 * number:3 * number + 3]
     data["written"] = max(mtime, ctime)  # as if written in the same tick as the file
     write_index(path, data)
     heads = run_ok(project, "heads")

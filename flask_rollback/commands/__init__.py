@@ -46,8 +46,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the names above, for type checkers and editors
-    from .archive import archives, drop_archive, restore  # noqa: F401
     from .adoption import Adoption, adopt  # noqa: F401
+    from .archive import archives, drop_archive, restore  # noqa: F401
     from .author import NewMigration, init, makemigrations, merge  # noqa: F401
     from .context import get_project  # noqa: F401
     from .deployment import (  # noqa: F401

@@ -154,7 +154,8 @@ def _makemigrations(
 def _comparison(project: Project, database: Comparison) -> Iterator[Connection]:
     """The connection autogenerate compares the models with."""
     if database == "scratch":
-        from ..rehearsal import migrations_schema  # the scratch database: only when compared with
+        # The scratch database (and the rehearsal machinery): only when compared with.
+        from ..rehearsal import migrations_schema
 
         with migrations_schema(project) as connection:
             yield connection

@@ -392,10 +392,8 @@ def _branches(project: Project, verbose: bool = False) -> None:
                 "%s\n%s\n",
                 point.cmd_format(verbose, include_branches=True),
                 "\n".join(
-                    "%s -> %s" % (
-                        " " * len(str(point.revision)),
-                        child.cmd_format(False, include_branches=True, include_doc=verbose),
-                    )
+                    f"{' ' * len(str(point.revision))} -> "
+                    + child.cmd_format(False, include_branches=True, include_doc=verbose)
                     for child in (script.get_revision(rev) for rev in point.nextrev)
                 ),
             )
