@@ -2,6 +2,7 @@
 """Command speed vs history size: flask-rollback and Flask-Migrate on the same history.
 
     python3 bench/speed.py [--sizes 0,1000,10000] [--repeat 5] [--commands heads,current,...]
+                           [--check-tables 300 [--check-size 600]]
                            [--output FILE] [--write-results] [--keep]
     python3 bench/speed.py --quick          # sizes 0,200, repeat 3: a smoke run of a minute
 
@@ -30,7 +31,10 @@ each run's peak memory (``ru_maxrss`` of the child, read with ``os.wait4``). The
 Flask-Migrate has no ``showmigrations``: its closest verb, ``history --indicate-current`` (every
 revision, the current one marked, the database read), is timed opposite it; ``check`` is
 flask-rollback's ``check --database live`` (models vs the live database, what Flask-Migrate's
-``check`` compares) opposite Flask-Migrate's ``check``.
+``check`` compares) opposite Flask-Migrate's ``check``. ``--check-tables 300`` adds one more
+history (``--check-size`` revisions, 600, over 300 tables) on which ``check`` and
+``makemigrations --check`` (both ``--database live``) are timed opposite Flask-Migrate's
+``check``: what comparing a wide schema costs.
 
 Everything lives in one temporary directory, removed at the end (``--keep`` keeps it). The
 report (Markdown) goes to stdout and ``--output``; ``--write-results`` also puts it into
@@ -61,6 +65,7 @@ REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from flask_rollback import NAMING_CONVENTION  # noqa: E402
 from tests.projects import Project  # noqa: E402
 
 RESULTS = BENCH / "RESULTS.md"
@@ -69,13 +74,22 @@ BEGIN, END = "<!-- speed.py -->", "<!-- /speed.py -->"
 FLASK_ROLLBACK = "flask-rollback"
 FLASK_MIGRATE = "Flask-Migrate"
 
+#: The same models as flask-rollback's project (tests/projects.py): declared on a DeclarativeBase
+#: whose MetaData has the same naming convention, so both tools load and compare the same schema.
 FLASK_MIGRATE_FACTORY = '''
 import os
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from flask_migrate import Migrate
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
 
-db = SQLAlchemy()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={naming_convention!r})
+
+
+db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 
 
@@ -309,7 +323,7 @@ def rollback_project(root: Path, revisions: list[Revision], tables: int, apps: i
 
 def migrate_project(root: Path, revisions: list[Revision], tables: int, workdir: Path) -> Project:
     project = Project(root, f"fmproj_{uuid.uuid4().hex[:8]}", f"sqlite:///{root / 'db.sqlite'}")
-    project.write("__init__.py", FLASK_MIGRATE_FACTORY)
+    project.write("__init__.py", FLASK_MIGRATE_FACTORY.format(naming_convention=NAMING_CONVENTION))
     write_models(project.package_dir / "models.py", tables, MODELS_HEADER.format(dots="."))
     result = run(project, ["init"], workdir)
     if result.code:
@@ -364,6 +378,14 @@ COMMANDS: dict[str, Command] = {
         "flask-rollback: check --database live",
     ),
 }
+#: The rows of the ``--check-tables`` run (a wide schema: what check's comparison costs).
+CHECK_COMMANDS: dict[str, Command] = {
+    "check": COMMANDS["check"],
+    "makemigrations --check": Command(
+        "makemigrations --check", ["makemigrations", "--check", "--database", "live"], ["check"],
+        "flask-rollback: makemigrations --check --database live",
+    ),
+}
 
 
 @dataclass
@@ -389,21 +411,25 @@ class SizeResult:
     cold: dict[str, Run] = field(default_factory=dict)
 
 
-def measure(size: int, args: argparse.Namespace, base: Path) -> SizeResult:
-    workdir = base / f"n{size}"
+def measure(size: int, args: argparse.Namespace, base: Path, tables: int | None = None,
+            commands: list[Command] | None = None) -> SizeResult:
+    """Time ``commands`` (default: ``--commands``) on a history of ``size`` revisions over
+    ``tables`` tables (default: ``--tables``)."""
+    tables = args.tables if tables is None else tables
+    workdir = base / f"n{size}" if tables == args.tables else base / f"n{size}-t{tables}"
     workdir.mkdir()
     log(f"size {size}: generating the history and both projects")
-    revisions = history(size, args.tables, args.apps)
+    revisions = history(size, tables, args.apps)
     projects = {
-        FLASK_ROLLBACK: rollback_project(workdir / "fr", revisions, args.tables, args.apps, workdir),
-        FLASK_MIGRATE: migrate_project(workdir / "fm", revisions, args.tables, workdir),
+        FLASK_ROLLBACK: rollback_project(workdir / "fr", revisions, tables, args.apps, workdir),
+        FLASK_MIGRATE: migrate_project(workdir / "fm", revisions, tables, workdir),
     }
     result = SizeResult(size)
     for tool, project in projects.items():
         log(f"size {size}: {tool}: cold heads, then stamp + create_all")
         result.cold[tool] = run(project, ["heads"], workdir)
         to_heads(tool, project, size, workdir)
-    commands = [COMMANDS[name] for name in args.commands]
+    commands = commands or [COMMANDS[name] for name in args.commands]
     for command in commands:
         for tool, project in projects.items():  # warm-up: __pycache__, indexes
             run(project, command.rollback if tool == FLASK_ROLLBACK else command.migrate, workdir)
@@ -432,7 +458,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(results: list[SizeResult], args: argparse.Namespace, started: datetime, seconds: float,
-           loads: tuple[list[float], list[float]]) -> str:
+           loads: tuple[list[float], list[float]], check: SizeResult | None = None) -> str:
     commands = [COMMANDS[name] for name in args.commands]
     empty = next((r for r in results if r.size == 0), None)
     lines = [
@@ -446,7 +472,8 @@ def report(results: list[SizeResult], args: argparse.Namespace, started: datetim
         f"flask-rollback working tree.",
         f"- **Load average (1 min):** {' '.join(f'{x:.2f}' for x in loads[0])} at the start, "
         f"{' '.join(f'{x:.2f}' for x in loads[1])} at the end.",
-        f"- **History:** {args.tables} tables in {args.apps} apps; medians of {args.repeat} runs "
+        f"- **History:** {args.tables} tables in {args.apps} apps (`--check-tables`: "
+        f"{args.check_tables or 'none'}); medians of {args.repeat} runs "
         "of the whole `python -m flask db ...` process after one warm-up run; peak = the largest "
         "`ru_maxrss` of those runs.",
         "",
@@ -480,10 +507,12 @@ def report(results: list[SizeResult], args: argparse.Namespace, started: datetim
             f"{fr_cold.peak_kib / 1024:.0f} | {fm_cold.peak_kib / 1024:.0f} | |",
             "",
         ]
-    notes = [c.note for c in commands if c.note]
+    notes = [c.note for c in commands if c.note and results]
     if notes:
         lines += ["Opposite commands: " + "; ".join(notes) + ".", ""]
     lines += targets(results, commands)
+    if check is not None:
+        lines += check_report(check, args)
     failures = [
         f"- {result.size:,} revisions, `{name}` ({tool}) exited {sorted(sample.codes)}: "
         + (sample.last_out.strip().splitlines() or ["(no output)"])[-1][:200]
@@ -493,6 +522,27 @@ def report(results: list[SizeResult], args: argparse.Namespace, started: datetim
     if failures:
         lines += ["Non-zero exits:", "", *failures, ""]
     return "\n".join(lines)
+
+
+def check_report(result: SizeResult, args: argparse.Namespace) -> list[str]:
+    """The ``--check-tables`` run: its table and the issue's limit (at most Flask-Migrate's time)."""
+    lines = [
+        f"### check, {args.check_tables} tables, {result.size:,} revisions",
+        "",
+        "| command | flask-rollback s | Flask-Migrate `check` s | ratio | peak MiB fr | peak MiB FM |",
+        "|---|---|---|---|---|---|",
+    ]
+    limits = []
+    for command in CHECK_COMMANDS.values():
+        fr = result.samples[(command.name, FLASK_ROLLBACK)]
+        fm = result.samples[(command.name, FLASK_MIGRATE)]
+        codes = f" (exit fr {sorted(fr.codes)}, FM {sorted(fm.codes)})" if fr.codes != {0} or fm.codes != {0} else ""
+        lines.append(f"| `{command.name}`{codes} | {fr.median:.3f} | {fm.median:.3f} | "
+                     f"{ratio(fr.median, fm.median)} | {fr.peak_mib:.0f} | {fm.peak_mib:.0f} |")
+        limits.append(f"- `{command.name}`, {args.check_tables} tables: {fr.median / fm.median:.2f}× "
+                      f"Flask-Migrate's `check` (limit 1.00): {'met' if fr.median <= fm.median else 'NOT met'}")
+    notes = "; ".join(c.note for c in CHECK_COMMANDS.values() if c.note)
+    return [*lines, "", f"Opposite commands: {notes}.", "", *limits, ""]
 
 
 def targets(results: list[SizeResult], commands: list[Command]) -> list[str]:
@@ -540,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", type=int, default=20)
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help=f"which to time, of {', '.join(COMMANDS)}")
+    parser.add_argument("--check-tables", type=int, default=0,
+                        help="also time check and makemigrations --check on this many tables (0: not)")
+    parser.add_argument("--check-size", type=int, default=600,
+                        help="revisions of the --check-tables history")
     parser.add_argument("--quick", action="store_true", help="sizes 0,200 and repeat 3")
     parser.add_argument("--output", type=Path, help="also write the report to FILE")
     parser.add_argument("--write-results", action="store_true", help="put the report into bench/RESULTS.md")
@@ -552,20 +606,24 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.commands if name not in COMMANDS]
     if unknown:
         parser.error(f"unknown command(s) {', '.join(unknown)}; known: {', '.join(COMMANDS)}")
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     started, clock = datetime.now(timezone.utc), time.monotonic()
     load_start = list(os.getloadavg())
     base = Path(tempfile.mkdtemp(prefix="flask-rollback-speed-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         results = [measure(size, args, base) for size in sizes]
+        check = (
+            measure(args.check_size, args, base, args.check_tables, list(CHECK_COMMANDS.values()))
+            if args.check_tables else None
+        )
     finally:
         reap_all()
         if args.keep:
             log(f"kept {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
-    text = report(results, args, started, time.monotonic() - clock, (load_start, list(os.getloadavg())))
+    text = report(results, args, started, time.monotonic() - clock, (load_start, list(os.getloadavg())), check)
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

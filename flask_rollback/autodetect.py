@@ -35,12 +35,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import render_python_code
 from alembic.operations import ops
 
-from .analysis import operations as recorded_operations
 from .errors import RollbackError
 from .files import docstring_text
 from .graph import Migration, MigrationGraph
 from .questioner import OneOffDefaultsRemoval, Questioner, RenameTableOp, answer_questions
-from .statements import AddColumn, CreateTable, Rename
 
 NUMBER_RE = re.compile(r"^(\d{4})_")
 #: The start of SQLAlchemy's warning when it sorts tables whose foreign keys form a cycle.
@@ -490,6 +488,10 @@ class Creators:
         """``(table, None)`` for each table the upgrade creates, ``(table, column)`` for each
         column it creates with it, adds, renames, alters or makes unique (or a primary key)."""
         if migration.revision not in self._provided:
+            # The migration analysis (and sqlparse) loads only when a change needs it.
+            from .analysis import operations as recorded_operations
+            from .statements import AddColumn, CreateTable, Rename
+
             module = self.graph.script.get_revision(migration.revision).module
             provided: set[tuple[str, str | None]] = set()
             for operation in recorded_operations(module, "upgrade", self.dialect):

@@ -8,8 +8,10 @@ here from the applied closure of the stored heads.
 from __future__ import annotations
 
 import difflib
+import gc
 import heapq
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,15 +26,33 @@ if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
 
 
-@dataclass(frozen=True, slots=True)
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector paused while a graph (or what is read about it) is built:
+    10,000 migrations are tens of thousands of new objects, which would wake it dozens of times,
+    and a full collection walks every object the process holds (Flask, SQLAlchemy, the models)
+    though nothing built here is garbage. It runs again afterwards, as before."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class Migration:
     """One migration file: its revision id, app, Django-style name and file (slots, the folder
-    shared: a graph of 10,000 migrations stays small)."""
+    shared: a graph of 10,000 migrations stays small). Never changed once made; not declared
+    frozen because a frozen dataclass takes five times as long to make (10 ms at 10,000)."""
 
     revision: str
     app: str
-    name: str
-    #: The app folder (resolved) holding ``<name>.py``.
+    #: ``<name>.py`` (the string the revision index holds: no second copy per migration).
+    filename: str
+    #: The app folder (resolved) holding it.
     directory: Path
     parents: tuple[str, ...]
     dependencies: tuple[str, ...]
@@ -42,8 +62,13 @@ class Migration:
     created: str | None = field(default=None, compare=False)
 
     @property
+    def name(self) -> str:
+        """The Django-style name: the file's name without ``.py``."""
+        return self.filename[:-3]
+
+    @property
     def path(self) -> Path:
-        return self.directory / f"{self.name}.py"
+        return self.directory / self.filename
 
     @property
     def label(self) -> str:
@@ -68,43 +93,37 @@ class MigrationGraph:
         dependencies = resolved_dependencies(dict(declared))
         found: dict[str, Migration] = {}
         for revision, item in declared.items():
-            app, resolved = app_by_dir[item.path.parent]  # read app folder by app folder
+            app, resolved = app_by_dir[item.directory]  # read app folder by app folder
             found[revision] = Migration(
-                revision=revision,
-                app=app,
-                name=item.path.stem,
-                directory=resolved,
-                parents=item.down_revision,
-                dependencies=dependencies[revision],
-                irreversible=item.irreversible,
-                created=item.created,
+                revision,
+                app,
+                item.filename,
+                resolved,
+                item.down_revision,
+                dependencies[revision],
+                item.irreversible,
+                item.created,
             )
         self.migrations = _topological(found, registry.labels)
-        self._check_branches()
+        _check_branches(self.migrations)
+        self._by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
+        for migration in self.migrations.values():
+            self._by_app.setdefault(migration.app, []).append(migration)
 
     @cached_property
     def script(self) -> ScriptDirectory:
         return self._script()
 
-    def _check_branches(self) -> None:
-        """A revision must stay in its app's branch: its parent lives in the same folder."""
-        for migration in self.migrations.values():
-            for parent in migration.parents:
-                if self.migrations[parent].app != migration.app:
-                    raise RollbackError(
-                        f"migration {migration.path} has down_revision {parent!r} from app "
-                        f"{self.migrations[parent].app!r}; cross-app links belong in depends_on"
-                    )
-
     def scripts(self, revisions: Iterable[str]) -> list[Script]:
         return [self.script.get_revision(rev) for rev in revisions]
 
     def of_app(self, label: str) -> list[Migration]:
-        return [m for m in self.migrations.values() if m.app == label]
+        """The app's migrations, in the global order."""
+        return list(self._by_app.get(label, ()))
 
     def app_heads(self, label: str) -> list[str]:
         """Revisions of the app that no other revision of the app builds on."""
-        members = self.of_app(label)
+        members = self._by_app.get(label, ())
         parents = {p for m in members for p in m.parents}
         return [m.revision for m in members if m.revision not in parents]
 
@@ -139,7 +158,7 @@ class MigrationGraph:
 
     def position(self, label: str, applied: set[str]) -> list[str]:
         """Where an app stands: its applied revisions that no applied revision of it builds on."""
-        members = [m for m in self.of_app(label) if m.revision in applied]
+        members = [m for m in self._by_app.get(label, ()) if m.revision in applied]
         parents = {p for m in members for p in m.parents}
         return [m.revision for m in members if m.revision not in parents]
 
@@ -248,31 +267,48 @@ class MigrationGraph:
         return self.find(words[0])
 
 
+def _check_branches(found: dict[str, Migration]) -> None:
+    """A revision must stay in its app's branch: its parent lives in the same folder."""
+    for migration in found.values():
+        for parent in migration.parents:
+            if found[parent].app != migration.app:
+                raise RollbackError(
+                    f"migration {migration.path} has down_revision {parent!r} from app "
+                    f"{found[parent].app!r}; cross-app links belong in depends_on"
+                )
+
+
 def _topological(found: dict[str, Migration], labels: list[str]) -> dict[str, Migration]:
     """Parents and dependencies first; ties broken by app order, then file name, so the
-    order (and every plan) is the same on every machine."""
+    order (and every plan) is the same on every machine.
+
+    Each migration is numbered by that tie-break order once, so the ready set is a heap of
+    plain ints (the smallest ready number next: the same order as comparing the keys)."""
     rank = {label: index for index, label in enumerate(labels)}
-    waiting = {rev: set(m.parents + m.dependencies) for rev, m in found.items()}
-    children: dict[str, list[str]] = {}
-    for rev, needs in waiting.items():
+    unranked = len(rank)
+    by_key = sorted(found.values(), key=lambda m: (rank.get(m.app, unranked), m.name, m.revision))
+    number = {migration.revision: index for index, migration in enumerate(by_key)}
+    waiting = [0] * len(by_key)
+    children: list[list[int]] = [[] for _ in by_key]
+    for index, migration in enumerate(by_key):
+        needs = migration.parents + migration.dependencies
+        if len(needs) > 1:
+            needs = tuple(set(needs))
+        waiting[index] = len(needs)
         for need in needs:
-            children.setdefault(need, []).append(rev)
-
-    def key(rev: str) -> tuple[int, str, str]:
-        migration = found[rev]
-        return rank.get(migration.app, len(rank)), migration.name, rev
-
-    ready = [key(rev) for rev, needs in waiting.items() if not needs]
+            children[number[need]].append(index)
+    ready = [index for index, count in enumerate(waiting) if not count]
     heapq.heapify(ready)
     ordered: dict[str, Migration] = {}
     while ready:
-        rev = heapq.heappop(ready)[2]
-        ordered[rev] = found[rev]
-        for child in children.get(rev, ()):
-            waiting[child].discard(rev)
+        index = heapq.heappop(ready)
+        migration = by_key[index]
+        ordered[migration.revision] = migration
+        for child in children[index]:
+            waiting[child] -= 1
             if not waiting[child]:
-                heapq.heappush(ready, key(child))
+                heapq.heappush(ready, child)
     if len(ordered) != len(found):
-        stuck = sorted(f"{found[rev].label} ({rev})" for rev in found if rev not in ordered)
+        stuck = sorted(f"{m.label} ({rev})" for rev, m in found.items() if rev not in ordered)
         raise RollbackError(f"migrations depend on each other in a cycle: {', '.join(stuck)}")
     return ordered

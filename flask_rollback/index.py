@@ -7,8 +7,10 @@ never its code. Those are read with ``ast`` (never executed) and cached per app 
 keyed by file name, size, mtime and ctime, with the file's sha256. A file whose stat changed is
 read again (and re-parsed only when its hash changed); a file changed within the timestamp
 resolution of the last index write ("racily clean", as git calls it) is always re-hashed. An index
-that is unreadable, corrupt or from another format is ignored and rewritten; a folder that cannot
-be written (an installed package, a read-only checkout) is simply read without one.
+that is unreadable, corrupt (its body no longer matches the sha256 its head holds) or from another
+format is ignored and rewritten; a folder that cannot be written (an installed package, a
+read-only checkout) is simply read without one. An intact index is trusted as Python trusts the
+bytecode beside it in ``__pycache__``: whoever can write there can write the migrations too.
 
 A header computed at run time (``revision = make_id()``) cannot be read statically: that one file
 is imported, every time, and never cached.
@@ -27,6 +29,7 @@ import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,8 +38,8 @@ from .errors import RollbackError
 
 INDEX_NAME = "flask_rollback_index.json"
 CACHE_DIR = "__pycache__"
-#: Bumped whenever an entry's layout or meaning changes: an index of another format is rebuilt.
-FORMAT = 1
+#: Bumped whenever the layout or meaning changes: an index of another format is rebuilt.
+FORMAT = 2
 #: Files whose mtime or ctime is this close to (or after) the index's write time may have been
 #: changed again within the same timestamp tick: their content is re-hashed on every read.
 RACY_NS = 2_000_000_000
@@ -63,9 +66,12 @@ def validate_revision_id(revision: str) -> str:
 
 @dataclass(slots=True)
 class Declared:
-    """What a migration file declares at module level: its place in the graph."""
+    """What a migration file declares at module level: its place in the graph (the folder is
+    shared by every file of an app: a history of 10,000 files keeps no path per file)."""
 
-    path: Path
+    #: The app folder holding the file, and the file's name in it.
+    directory: Path
+    filename: str
     revision: str
     down_revision: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
@@ -76,6 +82,10 @@ class Declared:
     created: str | None = None
     #: The module, once imported (at once when the header is computed, else when a step runs).
     module: ModuleType | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / self.filename
 
     def graph_key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """What places the migration in the graph."""
@@ -160,7 +170,8 @@ def parse(path: Path, source: bytes) -> Declared | None:
     doc = ast.get_docstring(tree, clean=False) or ""
     created = CREATE_DATE_RE.search(doc.strip())
     return Declared(
-        path=path,
+        directory=path.parent,
+        filename=path.name,
         revision=revision,
         down_revision=names["down_revision"],  # type: ignore[arg-type]
         depends_on=names["depends_on"],  # type: ignore[arg-type]
@@ -170,8 +181,26 @@ def parse(path: Path, source: bytes) -> Declared | None:
     )
 
 
-def _rebinds_header(tree: ast.Module, assignments: dict[str, ast.Assign | ast.AnnAssign]) -> bool:
-    """Could a header name end up other than its last plain module-level assignment says?
+def docstring(path: Path) -> str | None:
+    """The module's docstring (``module.__doc__``) read without running the file; None when the
+    file may set ``__doc__`` itself (then only importing it tells)."""
+    source = _read(path)
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except (SyntaxError, ValueError):
+        return None
+    assignments = module_assignments(tree)
+    if "__doc__" in assignments or _rebinds_header(tree, assignments, ("__doc__",)):
+        return None
+    return ast.get_docstring(tree, clean=False) or ""
+
+
+def _rebinds_header(
+    tree: ast.Module,
+    assignments: dict[str, ast.Assign | ast.AnnAssign],
+    names: tuple[str, ...] = HEADER_NAMES,
+) -> bool:
+    """Could one of ``names`` end up other than its last plain module-level assignment says?
     (assigned inside an ``if``/``try``/loop, by ``global`` in a function, unpacked, augmented,
     imported with ``*``, or through ``globals()`` and the like)."""
     plain = {
@@ -181,20 +210,20 @@ def _rebinds_header(tree: ast.Module, assignments: dict[str, ast.Assign | ast.An
         and (not isinstance(node, ast.Assign) or len(node.targets) == 1)
     }
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in HEADER_NAMES and isinstance(node.ctx, (ast.Store, ast.Del)):
+        if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, (ast.Store, ast.Del)):
             if id(node) not in plain:
                 return True
-        elif isinstance(node, ast.Global) and set(node.names) & set(HEADER_NAMES):
+        elif isinstance(node, ast.Global) and set(node.names) & set(names):
             return True
         elif isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
             return True
         elif isinstance(node, (ast.Import, ast.ImportFrom)) and any(
-            (alias.asname or alias.name) in HEADER_NAMES for alias in node.names
+            (alias.asname or alias.name) in names for alias in node.names
         ):
             return True
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _GLOBAL_WRITERS:
             return True
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in HEADER_NAMES:
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
             return True
     return False
 
@@ -248,64 +277,149 @@ def imported_header(path: Path, module: ModuleType) -> Declared:
     doc = (module.__doc__ or "").strip()
     created = CREATE_DATE_RE.search(doc)
     return Declared(
-        path=path, revision=revision, irreversible=getattr(module, "irreversible", None),
+        directory=path.parent, filename=path.name, revision=revision, irreversible=getattr(module, "irreversible", None),
         created=created["date"].strip() if created else None, module=module, **found,
     )
 
 
 # -- the index file ---------------------------------------------------------------------------
+#
+# One JSON document per app folder, in two lines: a head ``{"format", "written", "body_sha256"}``
+# and a body whose sha256 the head holds (a body that was cut short, edited by hand or damaged
+# does not match, and the whole index is rebuilt). The body is columnar, one list per field with
+# an item per file, so a history of 10,000 files decodes into a few lists of strings rather
+# than into objects per file:
+#
+#   files          the file names, sorted;
+#   stat           size, mtime_ns, ctime_ns of each file, flat (three per file);
+#   sha256         the files' sha256 digests, hex, concatenated (64 characters per file);
+#   revision       the revision id; null for a header computed at run time (the other
+#                  header fields are null too: the file is imported to know them);
+#   down_revision, depends_on, branch_labels
+#                  null (none), a string (one) or a list of strings;
+#   irreversible   the marker's value, or null;
+#   created        the Create Date of the docstring, or null.
 
-#: An entry: [size, mtime_ns, ctime_ns, sha256, revision, down_revision, depends_on,
-#: branch_labels, irreversible, created]; a computed header: [size, mtime_ns, ctime_ns, sha256].
-Entry = list
+#: The columns that hold a file's header, in Declared's order.
+HEADER_COLUMNS = ("revision", "down_revision", "depends_on", "branch_labels", "irreversible", "created")
+DIGEST_LENGTH = 64
+#: A file's header as the index stores it: one item of each header column.
+Header = tuple
+
+
+@dataclass(slots=True)
+class _Index:
+    """One folder's index as read from disk, or as it is written."""
+
+    written: int
+    files: list[str]
+    stat: list[int]
+    sha256: str
+    #: The header columns, each a list with an item per file.
+    columns: list[list[Any]]
+
+    def entries(self) -> dict[str, tuple[list[int], str, Header]]:
+        """name → (size/mtime/ctime, sha256, header): for a folder where something changed."""
+        return {
+            name: (
+                self.stat[3 * i:3 * i + 3],
+                self.sha256[DIGEST_LENGTH * i:DIGEST_LENGTH * (i + 1)],
+                header,
+            )
+            for i, (name, header) in enumerate(zip(self.files, zip(*self.columns)))
+        }
+
+    def declared(self, folder: Path) -> list[Declared]:
+        """The files' headers; one computed at run time is read by importing that file."""
+        found: list[Declared] = []
+        #: A parent is an earlier revision of the same folder: its one string is shared.
+        revisions: dict[str, str] = {}
+        for name, revision, down, depends, labels, irreversible, created in zip(self.files, *self.columns):
+            if revision is None:
+                path = folder / name
+                found.append(imported_header(path, import_migration(path)))
+                continue
+            revisions[revision] = revision
+            parents = (revisions.get(down, down),) if type(down) is str else _names(down)
+            found.append(Declared(
+                folder, name, revision, parents, _names(depends), _names(labels), irreversible, created
+            ))
+        return found
 
 
 def read_folder(folder: Path) -> list[Declared]:
-    """Every migration file of an app folder, its header from the index where it is current."""
+    """Every migration file of an app folder, its header from the index where it is current.
+
+    Every file is stat'ed; when names, sizes and times all match the index and none of them is
+    racily close to when the index was written, the headers are taken as stored. Otherwise each
+    file is looked at on its own: a file whose size and times match (and are not racy) keeps
+    its entry, any other is read and hashed, and parsed again when its hash changed."""
+    names, stats = _scan(folder)
+    started = time.time_ns()
+    cached = _load(folder)
+    if (
+        cached is not None and cached.files == names and cached.stat == stats
+        and _newest(stats) < cached.written - RACY_NS
+    ):
+        return cached.declared(folder)
+    old = cached.entries() if cached is not None else {}
+    written = cached.written if cached is not None else 0
+    digests: list[str] = []
+    headers: list[Header] = []
+    dirty = cached is not None and cached.files != names
+    for i, name in enumerate(names):
+        key = stats[3 * i:3 * i + 3]
+        old_key, old_digest, old_header = old.get(name, (None, "", ()))
+        if old_key == key and _newest(key) < written - RACY_NS:
+            digests.append(old_digest)
+            headers.append(old_header)
+            continue
+        path = folder / name
+        source = _read(path)
+        digest = hashlib.sha256(source).hexdigest()
+        if old_key is not None and old_digest == digest and old_key[0] == len(source):
+            header = old_header  # touched, checked out again: same bytes, same header
+            if old_key != key or _newest(key) < started - RACY_NS:
+                dirty = True  # new times, or no longer racy once written again
+        else:
+            header = _header(parse(path, source))
+            dirty = True
+        digests.append(digest)
+        headers.append(header)
+    columns = [list(column) for column in zip(*headers)] or [[] for _ in HEADER_COLUMNS]
+    index = _Index(started, names, stats, "".join(digests), columns)
+    if dirty:
+        _store(folder, index)
+    return index.declared(folder)
+
+
+def _scan(folder: Path) -> tuple[list[str], list[int]]:
+    """The migration files of a folder, sorted by name, and their size, mtime and ctime (flat)."""
     try:
-        entries = sorted(
-            (entry for entry in os.scandir(folder) if MIGRATION_FILE_RE.match(entry.name)),
-            key=lambda entry: entry.name,
-        )
+        with os.scandir(folder) as found:
+            entries = [entry for entry in found if MIGRATION_FILE_RE.match(entry.name)]
+        entries.sort(key=attrgetter("name"))
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return [], []
     except OSError as exc:
         raise RollbackError(f"cannot read migrations folder {folder}: {exc.strerror}") from None
-    started = time.time_ns()
-    cached, written = _load(folder)
-    fresh: dict[str, Entry] = {}
-    found: list[Declared] = []
-    dirty = False
+    names: list[str] = []
+    stats: list[int] = []
     for entry in entries:
         try:
             if not entry.is_file():
                 continue
             info = entry.stat()
-        except OSError:
+        except OSError:  # gone since the folder was listed
             continue
-        path = folder / entry.name
-        key = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
-        old = cached.get(entry.name)
-        racy = old is not None and max(old[1], old[2]) >= written - RACY_NS
-        if old is not None and old[:3] == key and not racy:
-            fresh[entry.name] = old
-            found.append(_declared(path, old))
-            continue
-        source = _read(path)
-        digest = hashlib.sha256(source).hexdigest()
-        if old is not None and old[3] == digest and len(source) == old[0]:
-            new = key + old[3:]  # touched, checked out again: same bytes, same header
-            if old[:3] != key or max(key[1], key[2]) < started - RACY_NS:
-                dirty = True  # no longer racy once written again
-        else:
-            declared = parse(path, source)
-            new = key + [digest] + (_entry(declared) if declared is not None else [])
-            dirty = True
-        fresh[entry.name] = new
-        found.append(_declared(path, new))
-    if dirty or set(cached) != set(fresh):
-        _store(folder, fresh, started)
-    return found
+        names.append(entry.name)
+        stats += (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return names, stats
+
+
+def _newest(stats: list[int]) -> int:
+    """The latest mtime or ctime among flat size/mtime/ctime triples (0 for none)."""
+    return max(max(stats[1::3], default=0), max(stats[2::3], default=0))
 
 
 def _read(path: Path) -> bytes:
@@ -315,35 +429,22 @@ def _read(path: Path) -> bytes:
         raise RollbackError(f"cannot read migration file {path}: {exc.strerror}") from None
 
 
-def _entry(declared: Declared) -> list[Any]:
-    return [
-        declared.revision, list(declared.down_revision), list(declared.depends_on),
-        list(declared.branch_labels), declared.irreversible, declared.created,
-    ]
-
-
-def _declared(path: Path, entry: Entry) -> Declared:
-    if len(entry) == 4:  # computed header: the module says
-        return imported_header(path, import_migration(path))
-    revision, down, depends, labels, irreversible, created = entry[4:]
-    return Declared(path, revision, tuple(down), tuple(depends), tuple(labels), irreversible, created)
-
-
-def _valid(entry: object) -> bool:
-    """An entry of the right shape (anything else in a hand-edited or damaged index is dropped)."""
-    if not isinstance(entry, list) or len(entry) not in (4, 10):
-        return False
-    if not all(type(v) is int for v in entry[:3]) or not isinstance(entry[3], str):
-        return False
-    if len(entry) == 4:
-        return True
-    revision, down, depends, labels, irreversible, created = entry[4:]
+def _header(declared: Declared | None) -> Header:
+    """The header as the index stores it; all nulls for one computed at run time."""
+    if declared is None:
+        return (None,) * len(HEADER_COLUMNS)
     return (
-        isinstance(revision, str) and bool(REVISION_RE.match(revision))
-        and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in (down, depends, labels))
-        and (irreversible is None or isinstance(irreversible, (str, bool, int)))
-        and (created is None or isinstance(created, str))
+        declared.revision, _stored_names(declared.down_revision), _stored_names(declared.depends_on),
+        _stored_names(declared.branch_labels), declared.irreversible, declared.created,
     )
+
+
+def _stored_names(names: tuple[str, ...]) -> str | list[str] | None:
+    return None if not names else names[0] if len(names) == 1 else list(names)
+
+
+def _names(stored: str | list[str] | None) -> tuple[str, ...]:
+    return () if stored is None else (stored,) if type(stored) is str else tuple(stored)
 
 
 def _open_cache(folder: Path, create: bool) -> int | None:
@@ -365,32 +466,65 @@ def _open_cache(folder: Path, create: bool) -> int | None:
         return None
 
 
-def _load(folder: Path) -> tuple[dict[str, Entry], int]:
-    """The cached entries and when they were written; nothing when absent, unreadable or not ours."""
+def _load(folder: Path) -> _Index | None:
+    """The folder's index; None when absent, unreadable, damaged or not of this format."""
     if os.open not in os.supports_dir_fd:
-        return {}, 0
+        return None
     directory = _open_cache(folder, create=False)
     if directory is None:
-        return {}, 0
+        return None
     try:
         fd = os.open(INDEX_NAME, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=directory)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                return {}, 0
-            data = json.loads(handle.read())
-    except (OSError, ValueError):
-        return {}, 0
+                return None
+            data = handle.read()
+    except OSError:
+        return None
     finally:
         os.close(directory)
+    return _decode(data)
+
+
+def _decode(data: bytes) -> _Index | None:
+    """The index in ``data``, or None unless it is of this format and its body is intact."""
+    first, _, body = data.partition(b"\n")
+    try:
+        head = json.loads(first)
+        if not (
+            isinstance(head, dict) and head.get("format") == FORMAT
+            and type(head.get("written")) is int
+            and head.get("body_sha256") == hashlib.sha256(body).hexdigest()
+        ):
+            return None
+        body_columns = json.loads(body)
+        index = _Index(
+            head["written"], body_columns["files"], body_columns["stat"], body_columns["sha256"],
+            [body_columns[name] for name in HEADER_COLUMNS],
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+    count = len(index.files) if isinstance(index.files, list) else -1
     if not (
-        isinstance(data, dict) and data.get("format") == FORMAT and type(data.get("written")) is int
-        and isinstance(data.get("files"), dict)
+        isinstance(index.stat, list) and len(index.stat) == 3 * count
+        and isinstance(index.sha256, str) and len(index.sha256) == DIGEST_LENGTH * count
+        and all(isinstance(column, list) and len(column) == count for column in index.columns)
     ):
-        return {}, 0
-    return {name: e for name, e in data["files"].items() if _valid(e)}, data["written"]
+        return None
+    return index
 
 
-def _store(folder: Path, files: dict[str, Entry], written: int) -> None:
+def _encode(index: _Index) -> bytes:
+    body = json.dumps(
+        {"files": index.files, "stat": index.stat, "sha256": index.sha256,
+         **dict(zip(HEADER_COLUMNS, index.columns))},
+        separators=(",", ":"),
+    ).encode()
+    head = {"format": FORMAT, "written": index.written, "body_sha256": hashlib.sha256(body).hexdigest()}
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + body
+
+
+def _store(folder: Path, index: _Index) -> None:
     """Write the index atomically (a private temporary file, then a rename); a folder that cannot
     be written keeps no index, silently."""
     if os.open not in os.supports_dir_fd:
@@ -406,8 +540,8 @@ def _store(folder: Path, files: dict[str, Entry], written: int) -> None:
             0o600,
             dir_fd=directory,
         )
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"format": FORMAT, "written": written, "files": files}, handle, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(_encode(index))
         os.replace(temporary, INDEX_NAME, src_dir_fd=directory, dst_dir_fd=directory)
     except OSError:
         try:

@@ -192,6 +192,7 @@ def resolved_dependencies(declared: dict[str, Declared]) -> dict[str, tuple[str,
     by_label = {label: item.revision for item in declared.values() for label in item.branch_labels}
     return {
         revision: tuple(dep if dep in declared else by_label[dep] for dep in item.depends_on)
+        if item.depends_on else ()
         for revision, item in declared.items()
     }
 

@@ -18,7 +18,7 @@ from .apps import (
 )
 from .database import connect, display_url, identity, sqlite_identity
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
-from .graph import MigrationGraph
+from .graph import MigrationGraph, gc_paused
 from .index import Declared
 from .loader import alembic_config, check_layout, refuse_foreign_layout, scan
 from .recorder import Recorder
@@ -305,7 +305,8 @@ class Project:
 
     @cached_property
     def graph(self) -> MigrationGraph:
-        graph = MigrationGraph(self.declared, self.registry, lambda: self.script)
+        with gc_paused():
+            graph = MigrationGraph(self.declared, self.registry, lambda: self.script)
         if not self.is_view and self.several_binds:
             _refuse_cross_bind_dependencies(graph)
         return graph

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -66,18 +65,6 @@ class LogEntry:
     sha256: str
     host: str
     user: str
-
-
-class Applied(NamedTuple):
-    """The columns of a log row that say what is applied and when (a tuple: a long log is read
-    by every command that plans)."""
-
-    id: int
-    app: str
-    revision: str
-    name: str
-    direction: str
-    finished_at: datetime
 
 
 class Recorder:
@@ -175,31 +162,28 @@ class Recorder:
         rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
         return [LogEntry(**row) for row in rows]
 
-    def applied(self, connection: Connection) -> list[Applied]:
-        """The log's rows, oldest first, only the columns planning and status read; empty when the
-        log does not exist yet."""
-        if not connection.dialect.has_table(connection, self.settings.log_table, None):
-            return []
-        log = self.log.c
-        query = sa.select(log.id, log.app, log.revision, log.name, log.direction, log.finished_at)
-        return [Applied(*row) for row in connection.execute(query.order_by(log.id))]
+    def applied_times(self, connection: Connection) -> dict[str, datetime]:
+        """The revisions the log says are applied, each with when it was last applied, in the
+        order they were (oldest first); empty when the log does not exist yet.
 
-    def applied_times(self, entries: Sequence[Applied | LogEntry]) -> dict[str, datetime]:
-        """When each revision was last applied."""
+        One pass over three columns, keeping no rows: every command that plans reads the whole
+        log, and a history of 10,000 migrations has a log at least that long."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return {}
+        log = self.log.c
+        query = sa.select(log.revision, log.direction, log.finished_at).order_by(log.id)
         times: dict[str, datetime] = {}
-        for entry in entries:
-            if entry.direction == "up":
-                times[entry.revision] = entry.finished_at
-            else:
-                times.pop(entry.revision, None)
+        for revision, direction, finished_at in connection.execute(query):
+            times.pop(revision, None)  # re-inserted at the end: the order of last application
+            if direction == "up":
+                times[revision] = finished_at
         return times
 
-    def most_recent_first(self, entries: Sequence[Applied | LogEntry]) -> list[str]:
-        """Revisions still applied, by when they were last applied, newest first."""
-        last_up: dict[str, int] = {}
-        for entry in entries:
-            if entry.direction == "up":
-                last_up[entry.revision] = entry.id
-            else:
-                last_up.pop(entry.revision, None)
-        return sorted(last_up, key=last_up.__getitem__, reverse=True)
+    def logged_names(self, connection: Connection, revisions: Sequence[str]) -> dict[str, str]:
+        """``APP.NAME`` of revisions as the log last recorded them (to name revisions that no
+        file provides any more)."""
+        if not revisions or not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return {}
+        log = self.log.c
+        query = sa.select(log.revision, log.app, log.name).where(log.revision.in_(list(revisions)))
+        return {revision: f"{app}.{name}" for revision, app, name in connection.execute(query.order_by(log.id))}

@@ -16,7 +16,7 @@ from alembic.script.revision import Revision, RevisionError, RevisionMap
 from alembic.util import CommandError
 
 from .errors import RollbackError
-from .index import Declared, import_migration, imported_header
+from .index import Declared, docstring, import_migration, imported_header
 
 
 class IndexedScript(Script):
@@ -48,6 +48,16 @@ class IndexedScript(Script):
                 )
             declared.module = module
         return declared.module
+
+    @property
+    def longdoc(self) -> str:  # type: ignore[override]
+        """The docstring, as Alembic shows it (show, heads -v, history), read from the file
+        without running it while the module is not imported."""
+        if self._declared.module is None:
+            found = docstring(self._declared.path)
+            if found is not None:
+                return found.strip()
+        return Script.longdoc.fget(self)  # type: ignore[attr-defined]
 
 
 def load_scripts(config: Config, declared: dict[str, Declared]) -> ScriptDirectory:

@@ -8,17 +8,21 @@ about a file, impossible to write), the commands must show what the files say.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from flask_rollback.index import CACHE_DIR, INDEX_NAME
+import flask_rollback
+from flask_rollback.index import CACHE_DIR, FORMAT, INDEX_NAME, RACY_NS, read_folder
 from tests.pgserver import unavailable
 from tests.projects import Project, new_project
 
@@ -55,6 +59,10 @@ READ_ONLY_COMMANDS = [
     ("history",),
     ("history", "-v", "-i"),
     ("check", "--database", "live"),
+    ("show", "accounts.0002"),
+    ("show", "heads"),
+    ("show", "current"),
+    ("branches", "-v"),
 ]
 
 
@@ -93,6 +101,29 @@ def index_file(project: Project, app: str) -> Path:
     return project.migrations / app / CACHE_DIR / INDEX_NAME
 
 
+def read_index(path: Path) -> dict[str, Any]:
+    """The index as one dict: its head (format, written) and its columns (files, stat, sha256,
+    revision, down_revision, ...: an item per file); the head's sha256 of the body must match."""
+    first, _, body = path.read_bytes().partition(b"\n")
+    head = json.loads(first)
+    assert head.pop("body_sha256") == hashlib.sha256(body).hexdigest()
+    return {**head, **json.loads(body)}
+
+
+def write_index(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` (as read_index gives it) back, its body's sha256 in the head: an index
+    that looks intact."""
+    body = json.dumps({key: value for key, value in data.items() if key not in ("format", "written")}).encode()
+    head = {"format": data["format"], "written": data["written"],
+            "body_sha256": hashlib.sha256(body).hexdigest()}
+    path.write_bytes(json.dumps(head).encode() + b"\n" + body)
+
+
+def indexed_revision(data: dict[str, Any], name: str) -> str:
+    """The revision id the index holds for a file."""
+    return data["revision"][data["files"].index(name)]
+
+
 @pytest.fixture
 def project(tmp_path: Path, sqlite_url: str) -> Project:
     """accounts: a0001 <- a0002 <- a0003; blog: b0001 (depends on a0001) <- b0002; models match
@@ -126,6 +157,8 @@ def test_read_only_commands_import_no_migration(project: Project, tmp_path: Path
     assert " [X] 0002_a0002" in shown and " [ ] 0003_a0003" in shown and " [ ] 0001_b0001" in shown
     history = run_ok(project, "history", "-v")
     assert "created: 2026-01-03 10:00:00.000000" in history  # the docstring, read statically
+    shown = run_ok(project, "show", "accounts.0002")
+    assert shown.startswith("Rev: a0002\nParent: a0001\n") and "\n    0002_a0002\n" in shown
     assert "depends on: accounts.0001_a0001 (a0001)" in history
     assert imported(log) == []
     # An upgrade imports exactly the migrations it runs.
@@ -135,13 +168,36 @@ def test_read_only_commands_import_no_migration(project: Project, tmp_path: Path
     assert imported(log) == ["a0003"]
 
 
+def test_flask_migrate_functions_import_no_migration(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """heads, current, show, branches and history print as Flask-Migrate's did (Alembic's
+    formatting, docstrings included) from the index."""
+    log = tmp_path / "imported.log"
+    run_ok(project, "upgrade", "accounts", "0002")
+    imported(log)
+    app = project.app()
+    with app.app_context():
+        assert [m.revision for m in flask_rollback.heads(verbose=True)] == ["a0003", "b0002"]
+        status = flask_rollback.current(verbose=True)
+        assert {app.label: app.current for app in status.apps} == {"accounts": ["a0002"], "blog": []}
+        assert [m.revision for m in flask_rollback.show(revision="accounts@head")] == ["a0003"]
+        assert flask_rollback.branches(verbose=True) == []
+        assert [m.revision for m in flask_rollback.history(verbose=True)][:2] == ["a0003", "a0002"]
+    printed = capsys.readouterr().out
+    assert "Rev: a0003 (head)\nParent: a0002\n" in printed and "\n    0003_a0003\n" in printed
+    assert "Current revision(s) for sqlite:///" in printed and "Rev: a0002\n" in printed
+    assert imported(log) == []
+
+
 def test_index_is_beside_the_migrations_and_private(project: Project) -> None:
     run_ok(project, "heads")
     for app in ("accounts", "blog"):
         path = index_file(project, app)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        data = json.loads(path.read_text())
-        assert sorted(data["files"]) == sorted(p.name for p in (project.migrations / app).glob("*.py"))
+        data = read_index(path)
+        assert data["format"] == FORMAT
+        assert data["files"] == sorted(p.name for p in (project.migrations / app).glob("*.py"))
     # Nothing else is written next to the migration files, and no temporary file is left.
     assert sorted(p.name for p in (project.migrations / "accounts" / CACHE_DIR).iterdir()) == [INDEX_NAME]
 
@@ -159,7 +215,7 @@ def test_edit_within_the_same_second_is_read_again(project: Project, tmp_path: P
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     heads = run_ok(project, "heads")
     assert "accounts: z0003 0003_a0003" in heads and " a0003" not in heads
-    assert json.loads(index_file(project, "accounts").read_text())["files"]["0003_a0003.py"][4] == "z0003"
+    assert indexed_revision(read_index(index_file(project, "accounts")), "0003_a0003.py") == "z0003"
 
 
 def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
@@ -167,36 +223,56 @@ def test_an_entry_whose_hash_disagrees_is_not_trusted(project: Project) -> None:
     match the file but whose hash and header do not: the file's bytes win."""
     run_ok(project, "heads")
     path = index_file(project, "accounts")
-    data = json.loads(path.read_text())
-    entry = data["files"]["0003_a0003.py"]
-    entry[3] = "0" * 64
-    entry[4] = "forged"
-    data["written"] = max(entry[1], entry[2])  # as if written in the same tick as the file
-    path.write_text(json.dumps(data))
+    data = read_index(path)
+    number = data["files"].index("0003_a0003.py")
+    data["sha256"] = data["sha256"][:64 * number] + "0" * 64 + data["sha256"][64 * (number + 1):]
+    data["revision"][number] = "forged"
+    _size, mtime, ctime = data["stat"][3 * number:3 * number + 3]
+    data["written"] = max(mtime, ctime)  # as if written in the same tick as the file
+    write_index(path, data)
     heads = run_ok(project, "heads")
     assert "accounts: a0003 0003_a0003" in heads and "forged" not in heads
-    assert json.loads(path.read_text())["files"]["0003_a0003.py"][4] == "a0003"
+    assert indexed_revision(read_index(path), "0003_a0003.py") == "a0003"
 
 
-@pytest.mark.parametrize("content", [
-    b"{not json",
-    b"\x00\xff garbage",
-    b"[]",
-    json.dumps({"format": 999, "written": 0, "files": {"0003_a0003.py": [1, 2, 3, "x"]}}).encode(),
-    json.dumps({"format": 1, "written": "soon", "files": {}}).encode(),
-    json.dumps({"format": 1, "written": 0, "files": {"0003_a0003.py": "nonsense",
-                                                     "0002_a0002.py": [1, 2, 3, "x", "../evil", [], [], [], None, None]}}).encode(),
-], ids=["truncated", "binary", "list", "other-format", "bad-written", "bad-entries"])
-def test_a_corrupt_or_foreign_index_is_rebuilt(project: Project, content: bytes) -> None:
+def _damaged(good: bytes) -> bytes:
+    """An intact index with one header changed and its head left as it was."""
+    return good.replace(b'"a0002"', b'"../evil"', 1)
+
+
+def _columns_disagree(good: bytes) -> bytes:
+    """An index whose head matches its body, but with fewer revisions than files."""
+    first, _, body = good.partition(b"\n")
+    columns = json.loads(body)
+    columns["revision"].pop()
+    body = json.dumps(columns).encode()
+    head = {**json.loads(first), "body_sha256": hashlib.sha256(body).hexdigest()}
+    return json.dumps(head).encode() + b"\n" + body
+
+
+@pytest.mark.parametrize("damage", [
+    lambda good: b'{"format":',
+    lambda good: good[:len(good) // 2],
+    lambda good: b"\x00\xff garbage",
+    lambda good: b"[]\n[]",
+    lambda good: good.replace(f'"format":{FORMAT}'.encode(), b'"format":999', 1),
+    lambda good: good.replace(b'"written":', b'"written":"soon","was":', 1),
+    _damaged,
+    _columns_disagree,
+], ids=["truncated-head", "truncated-body", "binary", "lists", "other-format", "bad-written",
+        "body-changed", "columns-disagree"])
+def test_a_corrupt_or_foreign_index_is_rebuilt(project: Project, damage: Any) -> None:
     run_ok(project, "heads")
-    good = json.loads(index_file(project, "accounts").read_text())["files"]
-    index_file(project, "accounts").write_bytes(content)
+    path = index_file(project, "accounts")
+    good = read_index(path)
+    path.write_bytes(damage(path.read_bytes()))
     heads = run_ok(project, "heads")
     assert "accounts: a0003 0003_a0003" in heads and "blog: b0002 0002_b0002" in heads
-    rebuilt = json.loads(index_file(project, "accounts").read_text())
-    assert rebuilt["format"] == 1
-    assert {name: entry[3:] for name, entry in rebuilt["files"].items()} == {
-        name: entry[3:] for name, entry in good.items()
+    assert "evil" not in run_ok(project, "history", "-v")
+    rebuilt = read_index(path)
+    assert rebuilt["format"] == FORMAT
+    assert {key: value for key, value in rebuilt.items() if key not in ("written", "stat")} == {
+        key: value for key, value in good.items() if key not in ("written", "stat")
     }
 
 
@@ -213,7 +289,7 @@ def test_a_stale_entry_is_read_again(project: Project, tmp_path: Path) -> None:
     assert "accounts: a0004 0004_a0004" in heads and "blog: b0001 0001_b0001" in heads
     assert "depends on: blog.0001_b0001 (b0001)" in run_ok(project, "history", "-v", "accounts")
     assert imported(log) == []
-    assert sorted(json.loads(index_file(project, "blog").read_text())["files"]) == ["0001_b0001.py"]
+    assert read_index(index_file(project, "blog"))["files"] == ["0001_b0001.py"]
 
 
 def test_a_computed_header_is_read_by_importing_that_file(project: Project, tmp_path: Path) -> None:
@@ -298,4 +374,41 @@ def test_the_index_is_never_written_through_a_symlink(project: Project, tmp_path
     assert victim.read_text() == "keep me"
     # The symlinked index name is replaced by a real file (rename does not follow it).
     assert not (blog_cache / INDEX_NAME).is_symlink()
-    assert json.loads((blog_cache / INDEX_NAME).read_text())["format"] == 1
+    assert read_index(blog_cache / INDEX_NAME)["format"] == FORMAT
+
+
+def test_one_file_changed_among_ten_thousand_is_read_again(tmp_path: Path) -> None:
+    """A folder of 10,000 migrations, indexed; then one file rewritten with the same size and
+    mtime. Its ctime gives it away; and when the index holds that very stat (the file changed
+    in the same clock tick as it was indexed, as on a file system with coarse timestamps), the
+    racy check re-hashes it: the whole-folder shortcut never hides it."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for number in range(10_000):
+        down = f"'r{number - 1:05d}'" if number else "None"
+        (folder / f"{number:05d}_r{number:05d}.py").write_text(
+            f"revision = 'r{number:05d}'\ndown_revision = {down}\n"
+        )
+    time.sleep(RACY_NS / 1e9 + 0.1)  # so that only the file changed below is ever racy
+    assert [d.down_revision for d in read_folder(folder)][-2:] == [("r09997",), ("r09998",)]
+    path = folder / "05000_r05000.py"
+
+    def rewrite(new: str) -> None:
+        before = path.stat()
+        path.write_text(f"revision = '{new}'\ndown_revision = 'r04999'\n")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+
+    rewrite("x05000")
+    assert read_folder(folder)[5000].revision == "x05000"
+    assert indexed_revision(read_index(folder / CACHE_DIR / INDEX_NAME), path.name) == "x05000"
+
+    rewrite("y05000")
+    index = folder / CACHE_DIR / INDEX_NAME
+    data = read_index(index)
+    number = data["files"].index(path.name)
+    now = path.stat()
+    data["stat"][3 * number:3 * number + 3] = [now.st_size, now.st_mtime_ns, now.st_ctime_ns]
+    data["written"] = max(now.st_mtime_ns, now.st_ctime_ns)  # indexed in the same tick
+    write_index(index, data)  # so it holds the file's stat with the old header
+    assert [d.revision for d in read_folder(folder)][4999:5002] == ["r04999", "y05000", "r05001"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -105,6 +105,13 @@ def current_project() -> Project:
     project.tag = ctx.meta.get("rollback.tag")
     ctx.meta["rollback.project"] = project
     return project
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """Print lines in one write (a history of 10,000 migrations is 10,000 lines); none: nothing."""
+    lines = list(lines)
+    if lines:
+        click.echo("\n".join(lines))
 
 
 def emit_json(data: Any) -> None:

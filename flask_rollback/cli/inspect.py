@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import click
@@ -18,6 +20,7 @@ from .group import (
     db_group,
     directory_option,
     each_bind,
+    echo_lines,
     emit_json,
     json_option,
 )
@@ -74,38 +77,49 @@ def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) 
 
 def _show_status(status: commands.Status, apps: tuple[str, ...], as_plan: bool) -> None:
     if as_plan:
-        for item in status.order:
-            if not apps or item.migration.app in apps:
-                click.echo(f"[{'X' if item.applied else ' '}]  {item.migration.label}")
+        echo_lines(
+            f"[{'X' if item.applied else ' '}]  {item.migration.label}"
+            for item in status.order if not apps or item.migration.app in apps
+        )
         return
     for app in status.apps:
-        click.echo(app.label + ("  NEEDS ATTENTION: a migration is partly applied" if app.partial else ""))
-        if not app.migrations:
-            click.echo(" (no migrations)")
-        partial = {step.revision: step for step in app.partial}
-        for item in app.migrations:
-            when = f"  (applied {item.applied_at:%Y-%m-%d %H:%M:%S})" if item.applied_at else ""
-            step = partial.get(item.migration.revision)
-            if step is None:
-                click.echo(f" [{'X' if item.applied else ' '}] {item.migration.name}{when}")
-                continue
-            if step.state == RUNNING:  # its run died; the next locked command checks it
-                click.echo(
-                    f" [!] {item.migration.name}  INTERRUPTED ({step.direction}, started "
-                    f"{step.failed_at:%Y-%m-%d %H:%M:%S}): its process ended mid-step"
-                )
-                for number, text in enumerate(step.statements, 1):
-                    ran = "may have run" if number == len(step.statements) else "committed"
-                    click.echo(f"       {ran}: {text}")
-                click.echo(f"       {step.advice()}")
-                continue
-            click.echo(
-                f" [!] {item.migration.name}  PARTLY APPLIED ({step.direction}, failed "
-                f"{step.failed_at:%Y-%m-%d %H:%M:%S}: {step.error})"
+        echo_lines(_app_status_lines(app))
+
+
+def _seconds(moment: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS``, as ``%Y-%m-%d %H:%M:%S`` gives it in a third of the time (a
+    line per migration)."""
+    return moment.isoformat(" ", "seconds")[:19]
+
+
+def _app_status_lines(app: commands.AppStatus) -> Iterator[str]:
+    yield app.label + ("  NEEDS ATTENTION: a migration is partly applied" if app.partial else "")
+    if not app.migrations:
+        yield " (no migrations)"
+    partial = {step.revision: step for step in app.partial}
+    for item in app.migrations:
+        when = f"  (applied {_seconds(item.applied_at)})" if item.applied_at else ""
+        step = partial.get(item.migration.revision)
+        if step is None:
+            yield f" [{'X' if item.applied else ' '}] {item.migration.name}{when}"
+            continue
+        if step.state == RUNNING:  # its run died; the next locked command checks it
+            yield (
+                f" [!] {item.migration.name}  INTERRUPTED ({step.direction}, started "
+                f"{step.failed_at:%Y-%m-%d %H:%M:%S}): its process ended mid-step"
             )
-            for text in step.statements:
-                click.echo(f"       committed: {text}")
-            click.echo(f"       {step.advice()}")
+            for number, text in enumerate(step.statements, 1):
+                ran = "may have run" if number == len(step.statements) else "committed"
+                yield f"       {ran}: {text}"
+            yield f"       {step.advice()}"
+            continue
+        yield (
+            f" [!] {item.migration.name}  PARTLY APPLIED ({step.direction}, failed "
+            f"{step.failed_at:%Y-%m-%d %H:%M:%S}: {step.error})"
+        )
+        for text in step.statements:
+            yield f"       committed: {text}"
+        yield f"       {step.advice()}"
 
 
 @db_group.command("current")
@@ -119,10 +133,15 @@ def current_command(as_json: bool, verbose: bool) -> None:
     if as_json:
         emit_json(by_bind(views, [
             {"apps": {a.label: a.current for a in status.apps}, "stored_heads": list(status.stored_heads)}
-            for status in each_bind(views, commands.status, heading=False)
+            for status in each_bind(views, current_status, heading=False)
         ]))
         return
-    each_bind(views, lambda view: _show_current(commands.status(view), verbose))
+    each_bind(views, lambda view: _show_current(current_status(view), verbose))
+
+
+def current_status(view: Project) -> commands.Status:
+    """Where each app stands; no applied times are shown, so the applied log is not read."""
+    return commands.status(view, applied_at=False)
 
 
 def _show_current(status: commands.Status, verbose: bool) -> None:
@@ -210,8 +229,7 @@ def history_command(apps: tuple[str, ...], rev_range: str | None, verbose: bool,
 
     def one(view: Project) -> None:
         mine = tuple(a for a in apps if a in view.registry) or apps
-        for line in commands.history(view, mine, rev_range, indicate_current).lines(verbose):
-            click.echo(line)
+        echo_lines(commands.history(view, mine, rev_range, indicate_current).lines(verbose))
 
     project = current_project()
     each_bind(bind_views(project, apps), one)

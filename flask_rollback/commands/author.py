@@ -1,5 +1,5 @@
-"""Writing migrations: init, adopt (a Flask-Migrate folder, see ``adopt.py``), makemigrations
-(autogenerate split by app), empty revisions, merge."""
+"""Writing migrations: init, makemigrations (autogenerate split by app), empty revisions, merge
+(adopting a Flask-Migrate folder: ``adoption.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 
 from alembic import command as alembic_command
 from alembic import util as alembic_util
-from alembic.script import ScriptDirectory
+from alembic.autogenerate import RevisionContext
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ..adopt import Adoption, adopt  # noqa: F401 - the Python API's adopt is the library's
 from ..autodetect import (
     AppSplitter,
     NewMigration,
@@ -32,10 +34,11 @@ from ..files import (
     write_new,
     writing_migrations,
 )
+from ..graph import gc_paused
 from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
-from ..rehearsal import migrations_schema
+from ..scripts import load_scripts
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -151,6 +154,9 @@ def _makemigrations(
 def _comparison(project: Project, database: Comparison) -> Iterator[Connection]:
     """The connection autogenerate compares the models with."""
     if database == "scratch":
+        # The scratch database (and the rehearsal machinery): only when compared with.
+        from ..rehearsal import migrations_schema
+
         with migrations_schema(project) as connection:
             yield connection
         return
@@ -192,17 +198,43 @@ def _autogenerate(
         )
         try:
             with cycles_expected(), generated_files(_staging_root(staging)):
-                scripts = alembic_command.revision(
-                    project.authoring_config(staging, connection), message=message,
-                    autogenerate=True, process_revision_directives=splitter,
+                scripts = _revision_autogenerate(
+                    project, project.authoring_config(staging, connection), message, splitter
                 )
         except CommandError as exc:
             raise RollbackError(f"autogenerate failed: {exc}") from None
-        staged = {script.revision: Path(script.path) for script in _as_list(scripts)}
+        staged = {script.revision: Path(script.path) for script in scripts}
         for new in splitter.planned:
             if not new.read_only:
                 new.code = staged[new.revision].read_text(encoding="utf-8")
     return splitter.planned
+
+
+def _revision_autogenerate(
+    project: Project, config: Config, message: str | None, splitter: AppSplitter
+) -> list[Script]:
+    """Alembic's ``revision --autogenerate`` (``command.revision``), run over the scripts of the
+    revision index: Alembic's command would first read every migration into a ScriptDirectory of
+    its own, importing each module, only to see that the database is at its heads. The
+    comparison itself is Alembic's, with Python's cycle collector paused: it builds a model of
+    every table, and each full collection would walk all of them (and the app) again."""
+    script = load_scripts(config, project.declared)
+    arguments = {
+        "message": message, "autogenerate": True, "sql": False, "head": "head", "splice": False,
+        "branch_label": None, "version_path": None, "rev_id": None, "depends_on": None,
+    }
+    revision_context = RevisionContext(config, script, arguments, process_revision_directives=splitter)
+
+    def retrieve_migrations(rev, context):  # type: ignore[no-untyped-def]
+        revision_context.run_autogenerate(rev, context)
+        return []
+
+    with gc_paused(), EnvironmentContext(
+        config, script, fn=retrieve_migrations, as_sql=False,
+        template_args=revision_context.template_args, revision_context=revision_context,
+    ):
+        script.run_env()
+    return [generated for generated in revision_context.generate_scripts() if generated is not None]
 
 
 def _check_new_revision_id(project: Project, rev_id: str | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -56,7 +57,7 @@ def open_database(
     that waited for another one plans against what that one left. ``purge`` ignores the
     stored heads (to stamp over revisions no file provides any more).
     """
-    graph = project.graph
+    project.graph  # noqa: B018 - the files are read, and a bad one reported, before connecting
     settings = project.settings
     with project.connect() as connection:
         if lock:
@@ -82,17 +83,24 @@ def open_database(
                 settle_stale(partial, connection)  # markers of runs that died (we hold the lock)
                 if not allow_partial:
                     refuse_if_partial(partial, connection)
-            recorder = project.recorder
-            heads = () if purge else recorder.stored_heads(connection)
-            entries = recorder.applied(connection)
-            recent = recorder.most_recent_first(entries)
-            names = (  # only to name revisions no file provides
-                {entry.revision: f"{entry.app}.{entry.name}" for entry in entries}
-                if graph.unknown(heads) else None
-            )
-            del entries
+            planner, _times = read_state(project, connection, purge=purge)
             connection.rollback()
-            yield connection, Planner(graph, heads, recent, names)
+            yield connection, planner
+
+
+def read_state(
+    project: Project, connection: Connection, *, purge: bool = False, log: bool = True
+) -> tuple[Planner, dict[str, datetime]]:
+    """A planner for the database's state, and when each applied migration was last applied
+    (the applied log, read once; ``log=False`` leaves it unread, for what needs neither the
+    times nor the order of rollback). ``purge`` ignores the stored heads."""
+    recorder = project.recorder
+    graph = project.graph
+    heads = () if purge else recorder.stored_heads(connection)
+    times = recorder.applied_times(connection) if log else {}
+    unknown = graph.unknown(heads)
+    names = recorder.logged_names(connection, unknown) if unknown else None  # to name them
+    return Planner(graph, heads, list(reversed(times)), names), times
 
 def refuse_pooler(project: Project, connection: Connection) -> None:
     """A command that changes the schema needs a server session of its own: the lock, the

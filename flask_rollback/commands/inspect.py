@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
@@ -15,15 +16,18 @@ from ..errors import (
     EXIT_MULTIPLE_HEADS,
     RollbackError,
 )
-from ..graph import Migration
+from ..graph import Migration, gc_paused
 from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
-from .context import open_database
+from .context import open_database, read_state
+
+if TYPE_CHECKING:
+    from alembic.script import Script
 
 
-@dataclass
+@dataclass(slots=True)
 class MigrationStatus:
     """One migration and whether (and when) it is applied."""
 
@@ -58,20 +62,28 @@ class Status:
     stored_heads: tuple[str, ...]
 
 
-def status(project: Project, apps: Sequence[str] = ()) -> Status:
+def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) -> Status:
+    """Every app's migrations, applied or not; ``applied_at=False`` leaves the applied log
+    unread (``current`` shows no times), so each ``applied_at`` is None."""
     for label in apps:
         project.registry.get(label)
-    with open_database(project) as (connection, planner):
-        times = project.recorder.applied_times(project.recorder.applied(connection))
+    graph = project.graph
+    with project.connect() as connection, gc_paused():
+        planner, times = read_state(project, connection, log=applied_at)
+        connection.rollback()
         partial = PartialLog(project.settings.log_table).unresolved(connection)
         if any(step.state == RUNNING for step in partial) and _migrating(project, connection):
             # the marker of the step a run is in right now (partial.py), not a step to resolve
             partial = [step for step in partial if step.state != RUNNING]
-    graph = project.graph
-    order = [
-        MigrationStatus(m, m.revision in planner.applied, times.get(m.revision))
-        for m in graph.migrations.values()
-    ]
+    applied = planner.applied
+    with gc_paused():
+        order = [
+            MigrationStatus(m, m.revision in applied, times.get(m.revision))
+            for m in graph.migrations.values()
+        ]
+    by_app: dict[str, list[MigrationStatus]] = {}
+    for item in order:
+        by_app.setdefault(item.migration.app, []).append(item)
     result = []
     for label in apps or project.registry.labels:
         app = project.registry.get(label)
@@ -79,9 +91,9 @@ def status(project: Project, apps: Sequence[str] = ()) -> Status:
             AppStatus(
                 label,
                 app.directory,
-                [s for s in order if s.migration.app == label],
+                by_app.get(label, []),
                 graph.app_heads(label),
-                graph.position(label, planner.applied),
+                graph.position(label, applied),
                 [step for step in partial if step.app == label],
             )
         )
@@ -314,16 +326,89 @@ def _range_end(project: Project, text: str, scope_app: str | None) -> _RangeEnd:
 
 
 
-# -- Flask-Migrate's informational verbs, delegated to Alembic -------------------------------
+# -- Flask-Migrate's informational verbs, as Alembic prints them -----------------------------
 
 
-def alembic_verb(project: Project, verb: str, *args: object, **kwargs: object) -> None:
-    """history, show, branches, edit: Alembic prints these itself."""
+def alembic_verb(project: Project, verb: str, *args: Any, **kwargs: Any) -> None:
+    """show, heads, branches, current, edit and history, printed as Alembic prints them.
+
+    Alembic's own commands read every migration file into a ScriptDirectory of their own,
+    importing each module; the first five run the same few lines over ``project.script``
+    instead (Alembic's Script objects made from the revision index, formatted by Alembic,
+    each docstring read from its file), so no migration module is imported."""
     from alembic import command as alembic_command
     from alembic.util import CommandError
 
+    indexed = _INDEXED_VERBS.get(verb)
     try:
-        getattr(alembic_command, verb)(project.config, *args, **kwargs)
+        if indexed is None:
+            getattr(alembic_command, verb)(project.config, *args, **kwargs)
+        else:
+            indexed(project, *args, **kwargs)
     except CommandError as exc:
         raise RollbackError(str(exc)) from None
 
+
+def _scripts(project: Project, rev: str) -> list[Script]:
+    """The scripts Alembic's symbol names; ``current``: the stored heads (Alembic reads them the
+    same way, through env.py)."""
+    if rev == "current":
+        return list(project.script.get_revisions(status(project, applied_at=False).stored_heads))
+    return [script for script in project.script.get_revisions(rev) if script is not None]
+
+
+def _show(project: Project, rev: str) -> None:
+    for script in _scripts(project, rev):
+        project.config.print_stdout(script.log_entry)
+
+
+def _edit(project: Project, rev: str) -> None:
+    from alembic.util import CommandError, open_in_editor
+
+    scripts = _scripts(project, rev)
+    if not scripts:
+        raise CommandError(
+            "No current revisions" if rev == "current"
+            else f"No revision files indicated by symbol '{rev}'"
+        )
+    for script in scripts:
+        open_in_editor(script.path)
+
+
+def _heads(project: Project, verbose: bool = False, resolve_dependencies: bool = False) -> None:
+    script = project.script
+    heads = script.get_revisions("heads" if resolve_dependencies else script.get_heads())
+    for head in heads:
+        project.config.print_stdout(
+            head.cmd_format(verbose, include_branches=True, tree_indicators=False)
+        )
+
+
+def _branches(project: Project, verbose: bool = False) -> None:
+    script = project.script
+    for point in script.walk_revisions():
+        if point.is_branch_point:
+            project.config.print_stdout(
+                "%s\n%s\n",
+                point.cmd_format(verbose, include_branches=True),
+                "\n".join(
+                    f"{' ' * len(str(point.revision))} -> "
+                    + child.cmd_format(False, include_branches=True, include_doc=verbose)
+                    for child in (script.get_revision(rev) for rev in point.nextrev)
+                ),
+            )
+
+
+def _current(project: Project, verbose: bool = False) -> None:
+    stored = status(project, applied_at=False).stored_heads
+    if verbose:
+        project.config.print_stdout(
+            "Current revision(s) for %s:", project.url.render_as_string(hide_password=True)
+        )
+    for script in project.script.get_all_current(stored):
+        project.config.print_stdout(script.cmd_format(verbose))
+
+
+_INDEXED_VERBS: dict[str, Callable[..., None]] = {
+    "show": _show, "edit": _edit, "heads": _heads, "branches": _branches, "current": _current,
+}
