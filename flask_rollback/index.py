@@ -76,6 +76,8 @@ class Declared:
     created: str | None = None
     #: The module, once imported (at once when the header is computed, else when a step runs).
     module: ModuleType | None = field(default=None, repr=False, compare=False)
+    #: The file's sha256 as the index read it (what the schema snapshot's digest is made of).
+    sha256: str | None = field(default=None, repr=False, compare=False)
 
     def graph_key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """What places the migration in the graph."""
@@ -324,9 +326,14 @@ def _entry(declared: Declared) -> list[Any]:
 
 def _declared(path: Path, entry: Entry) -> Declared:
     if len(entry) == 4:  # computed header: the module says
-        return imported_header(path, import_migration(path))
+        declared = imported_header(path, import_migration(path))
+        declared.sha256 = entry[3]
+        return declared
     revision, down, depends, labels, irreversible, created = entry[4:]
-    return Declared(path, revision, tuple(down), tuple(depends), tuple(labels), irreversible, created)
+    return Declared(
+        path, revision, tuple(down), tuple(depends), tuple(labels), irreversible, created,
+        sha256=entry[3],
+    )
 
 
 def _valid(entry: object) -> bool:

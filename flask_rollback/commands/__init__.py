@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the family module that defines it.
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "context": ("get_project",),
-    "author": ("init", "adopt", "Adoption", "makemigrations", "merge", "NewMigration"),
+    "author": (
+        "init", "adopt", "Adoption", "makemigrations", "merge", "NewMigration", "snapshot", "Generated",
+    ),
     "migrate": (
         "RunResult", "upgrade", "downgrade", "irreversible_steps", "stamp", "resolve", "unlock",
         "render_sql", "sqlmigrate",
@@ -46,7 +48,16 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the names above, for type checkers and editors
     from .archive import archives, drop_archive, restore  # noqa: F401
-    from .author import Adoption, NewMigration, adopt, init, makemigrations, merge  # noqa: F401
+    from .author import (  # noqa: F401
+        Adoption,
+        Generated,
+        NewMigration,
+        adopt,
+        init,
+        makemigrations,
+        merge,
+        snapshot,
+    )
     from .context import get_project  # noqa: F401
     from .deployment import (  # noqa: F401
         DeployResult,

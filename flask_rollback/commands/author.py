@@ -36,6 +36,7 @@ from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
 from ..rehearsal import migrations_schema
+from ..snapshot import Generated, generate
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -101,7 +102,33 @@ def makemigrations(
     timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
     with writing_migrations(project.root, timeout, announce):
         project.reload()  # another run may have written files while this one waited
-        return _makemigrations(project, apps, message, empty, dry_run, check, rev_id, questioner, database)
+        planned = _makemigrations(project, apps, message, empty, dry_run, check, rev_id, questioner, database)
+        if any(new.path is not None for new in planned) and project.settings.snapshots:
+            _update_snapshot(project, announce)
+        return planned
+
+
+def _update_snapshot(project: Project, announce: Announce | None) -> None:
+    """The new migrations are written: bring the bind's schema snapshot up to date (from the
+    previous one when it is current for its heads). A failure leaves the migrations written and
+    the old snapshot stale, which upgrade ignores and check reports; the line says so."""
+    say = announce or (lambda line: None)
+    try:
+        made = generate(project)
+    except RollbackError as exc:
+        say(f"Warning: the schema snapshot was not updated: {exc.message}; run 'flask db snapshot'")
+        return
+    if made.changed:
+        say(f"Updated the schema snapshot {made.path} ({made.how}).")
+
+
+def snapshot(project: Project, *, incremental: bool = False) -> Generated:
+    """Make the schema snapshot of ``project``'s bind for its backend (``flask db snapshot``):
+    by default every migration replayed on a scratch database; ``incremental`` starts from the
+    previous snapshot when it is current for its heads."""
+    timeout = project.settings.lock_timeout
+    with writing_migrations(project.root, timeout):
+        return generate(project, incremental=incremental)
 
 
 def _makemigrations(

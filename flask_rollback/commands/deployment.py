@@ -18,7 +18,7 @@ from ..deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRe
 from ..database import mask
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..executor import Progress, RunReport
-from ..gate import GateReport, graph_failure, run_gate
+from ..gate import CheckResult, GateReport, graph_failure, run_gate
 from ..guard import DataGuard
 from ..interrupts import Interrupted
 from ..lock import Announce
@@ -35,11 +35,14 @@ BIND_ROUND = "bind_round"
 
 def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) -> GateReport:
     """Run every gate check against the configured database; apply nothing to it.
-    ``rehearse`` False skips the rehearsal (reported as a warning)."""
+    ``rehearse`` False skips the rehearsal (reported as a warning) and the replay that checks
+    the schema snapshots."""
     try:
         project.graph  # noqa: B018 - broken files are a gate error, not a crash
         with open_database(project) as (connection, planner):
-            return run_gate(project, connection, planner, strict, rehearse_steps=rehearse)
+            report = run_gate(project, connection, planner, strict, rehearse_steps=rehearse)
+        report.checks.append(snapshot_check(project, rehearse))
+        return report
     except Interrupted as exc:
         exc.outcome.append("nothing was applied")
         raise
@@ -47,6 +50,23 @@ def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) 
         if exc.exit_code == EXIT_COULD_NOT_RUN:
             raise
         return graph_failure(exc.message)
+
+
+def snapshot_check(project: Project, replay: bool) -> CheckResult:
+    """The schema snapshots are current; with ``replay``, the one of this backend also equals
+    the dump of a scratch database every migration ran on."""
+    from ..snapshot import snapshot_files, stale_files, verify
+
+    if not project.settings.snapshots or not snapshot_files(project):
+        return CheckResult("schema snapshot", "ok", "no snapshot to check")
+    try:
+        problems = verify(project) if replay else stale_files(project)
+    except RollbackError as exc:
+        return CheckResult("schema snapshot", "warning", f"could not be checked: {exc.message}")
+    if problems:
+        return CheckResult("schema snapshot", "error", "a schema snapshot does not match the migrations", problems)
+    how = "equal to the schema the migrations build" if replay else "current (not replayed: --no-rehearsal)"
+    return CheckResult("schema snapshot", "ok", how)
 
 
 @dataclass
