@@ -282,10 +282,16 @@ def _dump_postgres(connection: Connection, url: URL, own) -> str:  # type: ignor
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
         raise RollbackError("a PostgreSQL snapshot needs pg_dump on PATH", EXIT_COULD_NOT_RUN)
-    tables = connection.execute(
-        sa.text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-    ).scalars().all()
+    # Our tables, and the sequences they own (serial columns), whose counters differ run to run.
+    relations = connection.execute(sa.text(
+        "SELECT c.relname, t.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_class'::regclass "
+        "AND d.objid = c.oid AND d.deptype IN ('a', 'i') "
+        "LEFT JOIN pg_class t ON t.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass "
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'S')"
+    )).all()
     connection.rollback()
+    tables = [name for name, owner in relations if own(name) or (owner is not None and own(owner))]
     try:
         env, conninfo = libpq_environment(connection.dialect, url)
     except ValueError as exc:
@@ -293,7 +299,7 @@ def _dump_postgres(connection: Connection, url: URL, own) -> str:  # type: ignor
     command = [
         pg_dump, "--no-owner", "--no-privileges", "--no-tablespaces", "--no-publications",
         "--no-subscriptions", "--no-security-labels", "--no-password", "--inserts",
-        *(f'--exclude-table="{name.replace(chr(34), chr(34) * 2)}"' for name in sorted(tables) if own(name)),
+        *(f'--exclude-table="{name.replace(chr(34), chr(34) * 2)}"' for name in sorted(tables)),
     ]
     if conninfo:
         command.append(f"--dbname={conninfo}")
@@ -339,7 +345,7 @@ def _dump_mysql(connection: Connection, url: URL, own) -> str:  # type: ignore[n
         command = [
             program, f"--defaults-extra-file={options}", "--single-transaction", "--routines",
             "--triggers", "--hex-blob", "--no-tablespaces", "--skip-comments", "--skip-dump-date",
-            "--order-by-primary", "--no-create-db", "--skip-add-locks",
+            "--order-by-primary", "--no-create-db", "--skip-add-locks", "--skip-add-drop-table",
             *(f"--ignore-table={database}.{name}" for name in sorted(tables) if own(name)),
             "--", database,
         ]
@@ -543,8 +549,7 @@ class Generated:
 
     path: Path
     changed: bool
-    #: ``incremental``: the previous snapshot loaded and only the new migrations run on it;
-    #: ``full``: every migration replayed.
+    #: How it was made: from the previous snapshot and the new migrations, or every migration.
     how: str
 
 
@@ -593,7 +598,8 @@ def generate(project: Project, incremental: bool = True) -> Generated:
         unchanged = False
     if not unchanged:
         write(path, text)
-    return Generated(path, not unchanged, "incremental" if base is not None else "full")
+    how = "from the previous snapshot and the new migrations" if base is not None else "every migration replayed"
+    return Generated(path, not unchanged, how)
 
 
 def _base(project: Project, path: Path) -> Snapshot | None:

@@ -108,8 +108,10 @@ def snapshot_command(incremental: bool) -> None:
     scratch database, dumped into migrations/schema-snapshots/ (commit it with the migrations)."""
     def one(view: Project) -> None:
         made = commands.snapshot(view, incremental=incremental)
-        state = "Wrote" if made.changed else "Unchanged:"
-        click.echo(f"{state} the schema snapshot {made.path} ({made.how}).")
+        if made.changed:
+            click.echo(f"Wrote the schema snapshot {made.path} ({made.how}).")
+        else:
+            click.echo(f"The schema snapshot {made.path} is up to date ({made.how}).")
 
     each_bind(bind_views(current_project()), one)
 
