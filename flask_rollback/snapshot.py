@@ -526,6 +526,13 @@ def fresh_database(project: Project, connection: Connection, applied: set[str]) 
     except Unusable as exc:
         return Fresh(path, False, f"Schema snapshot {path} ignored: {exc}; replaying the migrations "
                                   "('flask db snapshot' makes it again).")
+    if backend == "postgresql":
+        # pg_dump names the scratch database's schema (public) in every statement.
+        schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
+        connection.rollback()
+        if schema != "public":
+            return Fresh(path, False, f"Schema snapshot {path} ignored: it builds schema public, "
+                                      f"this connection migrates schema {schema}; replaying the migrations.")
     url = connection.engine.url
     try:
         if connection.dialect.name in ("mysql", "mariadb"):
@@ -560,17 +567,12 @@ def generate(project: Project, incremental: bool = True) -> Generated:
     if not project.settings.snapshots:
         raise RollbackError("schema snapshots are off (ROLLBACK_SNAPSHOTS = False)")
     from .database import connect
-    from .executor import execute
-    from .plan import Planner
     from .scratch import scratch_database
 
-    declared, graph = project.declared, project.graph
     fix = "grant CREATEDB to the role, or set ROLLBACK_SNAPSHOTS = False"
     with scratch_database(project.url, fix) as url, connect(url) as scratch:
-        backend = backend_name(scratch)
-        path = snapshot_path(project, backend)
+        path = snapshot_path(project, backend_name(scratch))
         base = _base(project, path) if incremental else None
-        heads: tuple[str, ...] = ()
         if base is not None:
             with scratch.begin():
                 try:
@@ -578,19 +580,40 @@ def generate(project: Project, incremental: bool = True) -> Generated:
                 except LoadFailed:
                     base = None
                 else:
-                    record_all(project, scratch, graph.closure(base.heads))
-                    heads = base.heads
+                    record_all(project, scratch, project.graph.closure(base.heads))
             if base is None:
                 return generate(project, incremental=False)
-        try:
-            execute(project, scratch, Planner(graph, heads).upgrade())
-        except RollbackError as exc:
-            raise RollbackError(
-                f"building the schema snapshot on a scratch database failed: {exc.message}", exc.exit_code
-            ) from None
-        body = dump(project, scratch, url)
+            return _complete(project, scratch, "from the previous snapshot and the new migrations")
+        return _complete(project, scratch, "every migration replayed")
+
+
+def update_from(project: Project, scratch: Connection) -> Generated:
+    """Make the snapshot on ``scratch``, a scratch database the migrations below its version
+    table's heads ran on (makemigrations' comparison): only the newer ones run."""
+    return _complete(project, scratch, "the new migrations run on makemigrations' scratch database")
+
+
+def _complete(project: Project, scratch: Connection, how: str) -> Generated:
+    """Run on ``scratch`` what its version table says is pending, dump it, write the file
+    (unless the same bytes are there already)."""
+    from .executor import execute
+    from .plan import Planner
+
+    graph = project.graph
+    heads = project.recorder.stored_heads(scratch)
+    scratch.rollback()
+    try:
+        execute(project, scratch, Planner(graph, heads).upgrade())
+    except RollbackError as exc:
+        raise RollbackError(
+            f"building the schema snapshot on a scratch database failed: {exc.message}", exc.exit_code
+        ) from None
+    backend = backend_name(scratch)
+    path = snapshot_path(project, backend)
+    body = dump(project, scratch, scratch.engine.url)
     text = render(
-        backend, project.bind_label, list(declared.values()), graph.stored_heads(set(graph.migrations)), body
+        backend, project.bind_label, list(project.declared.values()),
+        graph.stored_heads(set(graph.migrations)), body,
     )
     try:
         unchanged = path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text
@@ -598,7 +621,6 @@ def generate(project: Project, incremental: bool = True) -> Generated:
         unchanged = False
     if not unchanged:
         write(path, text)
-    how = "from the previous snapshot and the new migrations" if base is not None else "every migration replayed"
     return Generated(path, not unchanged, how)
 
 
@@ -630,12 +652,10 @@ def stale_files(project: Project) -> list[str]:
 
 
 def verify(project: Project) -> list[str]:
-    """``stale_files``, then the full check of the snapshot of this bind's backend: every
-    migration replayed on a scratch database and its dump compared with the snapshot's body.
-    Returns one line per problem (none: every snapshot is current and right)."""
-    problems = stale_files(project)
-    if problems or not project.settings.snapshots:
-        return problems
+    """The full check of a current snapshot of this bind's backend: every migration replayed on
+    a scratch database and its dump compared with the snapshot's body (a snapshot made by hand
+    or by another version could be current by its digests and still wrong). One line per
+    problem; none when there is no such snapshot or it is right."""
     from .database import connect
     from .executor import execute
     from .plan import Planner
@@ -644,11 +664,12 @@ def verify(project: Project) -> list[str]:
     fix = "grant CREATEDB to the role, or set ROLLBACK_SNAPSHOTS = False"
     with scratch_database(project.url, fix) as url, connect(url) as scratch:
         path = snapshot_path(project, backend_name(scratch))
-        if not os.path.lexists(path):
-            return []
+        try:
+            snapshot = current(project, path)
+        except Unusable:
+            return []  # absent, or stale: stale_files says so
         execute(project, scratch, Planner(project.graph, ()).upgrade())
         body = dump(project, scratch, url)
-    snapshot = read(path)
     if snapshot.body == body:
         return []
     return [f"schema snapshot {path} differs from the schema the migrations build "

@@ -24,6 +24,7 @@ from tests.test_binds import ANALYTICS_MODELS
 
 BUILT = "Built the database from the schema snapshot"
 IGNORED = "ignored:"
+SNAPSHOTS_ON = {"ROLLBACK_SNAPSHOTS": True}
 OWN = {"alembic_version", "rollback_log", "rollback_log_partial", "rollback_lock"}
 
 
@@ -44,9 +45,17 @@ def snapshot_file(project: Project, bind: str | None = None) -> Path:
     return project.migrations / "schema-snapshots" / (f"{bind}.{name}.sql" if bind else f"{name}.sql")
 
 
+def snapshot_project(tmp_path: Path, url: str) -> Project:
+    """The issue's example project with schema snapshots on (the product default; the shared
+    test factory turns them off so other tests keep replaying)."""
+    project = new_project(tmp_path, url)
+    project.set_factory(["accounts", "blog"], SNAPSHOTS_ON)
+    return project
+
+
 def seeded_project(tmp_path: Path, url: str) -> Project:
     """accounts and blog from makemigrations, plus a data migration inserting two users."""
-    project = new_project(tmp_path, url)
+    project = snapshot_project(tmp_path, url)
     ok(project.db("init"))
     ok(project.db("makemigrations"))
     write_migration(
@@ -144,17 +153,20 @@ def test_regenerating_gives_the_same_bytes_incremental_or_full(tmp_path: Path, d
     # starting from the previous one; a full replay then gives the very same bytes.
     project.write("accounts/models.py", ACCOUNTS_MODELS + "    name: Mapped[str | None] = mapped_column(db.String(50))\n")
     out = ok(project.db("makemigrations"))
-    assert "Updated the schema snapshot" in out and "previous snapshot" in out
+    assert "Updated the schema snapshot" in out
     incremental = path.read_bytes()
     assert re.search(rb"[\s`\"]name[`\"]? (?:character )?var", incremental, re.I) and incremental != first
-    ok(project.db("snapshot"))
+    assert "up to date (every migration replayed)" in ok(project.db("snapshot"))
+    assert path.read_bytes() == incremental
+    # Loaded and dumped again: the same bytes too.
+    assert "up to date (from the previous snapshot" in ok(project.db("snapshot", "--incremental"))
     assert path.read_bytes() == incremental
     if os.environ.get("SNAPSHOT_SHOW"):
         print(incremental.decode())
 
 
 def test_makemigrations_check_and_dry_run_write_no_snapshot(tmp_path: Path) -> None:
-    project = new_project(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    project = snapshot_project(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
     ok(project.db("init"))
     assert project.db("makemigrations", "--check").exit_code == 3
     ok(project.db("makemigrations", "--dry-run"))
@@ -205,6 +217,9 @@ def test_a_stale_snapshot_is_ignored_and_check_fails(tmp_path: Path, change: str
     assert not any(row[3] for row in log_rows(project))  # really run
     expected = "root@example.org" if change == "edited migration" else "admin@example.org"
     assert project.query("SELECT email FROM users WHERE id = 1") == [(expected,)]
+    gate = ok(project.db("predeploy"))  # a warning: upgrade ignores it, nothing is at risk
+    assert "warning  schema snapshot: not current" in gate and f"{path} is not current: {why}" in gate
+    assert project.db("predeploy", "--strict").exit_code == 1
     ok(project.db("snapshot"))
     ok(project.db("check"))
 
@@ -229,6 +244,7 @@ def test_predeploy_replays_and_compares(tmp_path: Path) -> None:
     ok(project.db("check"))  # current as far as the digests tell
     result = project.db("predeploy")
     assert result.exit_code == 1, result.output
+    assert "error    schema snapshot: current by its digests but not what the migrations build" in result.output
     assert f"schema snapshot {path} differs from the schema the migrations build" in result.output
     assert "root@example.org" in result.output and "Blocked" in result.output
 
@@ -316,7 +332,7 @@ def test_each_bind_has_its_own_snapshot(tmp_path: Path, db_url: str, second_db_u
     project = Project(tmp_path, f"proj_{uuid.uuid4().hex[:10]}", db_url)
     project.add_blueprint("accounts", ACCOUNTS_MODELS)
     project.add_blueprint("analytics", ANALYTICS_MODELS)
-    project.set_factory(["accounts", "analytics"], {"SQLALCHEMY_BINDS": {"analytics": second_db_url}})
+    project.set_factory(["accounts", "analytics"], {"SQLALCHEMY_BINDS": {"analytics": second_db_url}, **SNAPSHOTS_ON})
     ok(project.db("init"))
     ok(project.db("makemigrations"))
     default, analytics = snapshot_file(project), snapshot_file(project, "analytics")

@@ -36,7 +36,7 @@ from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
 from ..rehearsal import migrations_schema
-from ..snapshot import Generated, generate
+from ..snapshot import Generated, generate, update_from
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -102,19 +102,21 @@ def makemigrations(
     timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
     with writing_migrations(project.root, timeout, announce):
         project.reload()  # another run may have written files while this one waited
-        planned = _makemigrations(project, apps, message, empty, dry_run, check, rev_id, questioner, database)
-        if any(new.path is not None for new in planned) and project.settings.snapshots:
-            _update_snapshot(project, announce)
-        return planned
+        return _makemigrations(
+            project, apps, message, empty, dry_run, check, rev_id, questioner, database, announce
+        )
 
 
-def _update_snapshot(project: Project, announce: Announce | None) -> None:
-    """The new migrations are written: bring the bind's schema snapshot up to date (from the
-    previous one when it is current for its heads). A failure leaves the migrations written and
-    the old snapshot stale, which upgrade ignores and check reports; the line says so."""
+def _update_snapshot(project: Project, scratch: Connection | None, announce: Announce | None) -> None:
+    """New migrations were written: bring the bind's schema snapshot up to date, on ``scratch``
+    (the comparison's scratch database, at the old heads) when there is one, else from the
+    previous snapshot when it is current for its heads. A failure leaves the migrations written
+    and the old snapshot stale, which upgrade ignores and check reports; the line says so."""
+    if not project.settings.snapshots:
+        return
     say = announce or (lambda line: None)
     try:
-        made = generate(project)
+        made = generate(project) if scratch is None else update_from(project, scratch)
     except RollbackError as exc:
         say(f"Warning: the schema snapshot was not updated: {exc.message}; run 'flask db snapshot'")
         return
@@ -134,6 +136,7 @@ def snapshot(project: Project, *, incremental: bool = False) -> Generated:
 def _makemigrations(
     project: Project, apps: Sequence[str], message: str | None, empty: bool, dry_run: bool,
     check: bool, rev_id: str | None, questioner: Questioner | None, database: Comparison,
+    announce: Announce | None = None,
 ) -> list[NewMigration]:
     if database not in COMPARISONS:
         raise RollbackError(
@@ -161,17 +164,28 @@ def _makemigrations(
         if rev_id and len(apps) > 1:
             raise RollbackError(f"--rev-id names one migration, not one per app ({', '.join(apps)})")
         planned = [_empty_revision(project, label, message, rev_id) for label in apps]
-    else:
-        asked = Questioner() if check else (questioner or NonInteractiveQuestioner())
-        planned = _autogenerate(project, apps, message, rev_id, database, asked)
+        if _finish(project, planned, write):
+            _update_snapshot(project, None, announce)
+        return planned
+    asked = Questioner() if check else (questioner or NonInteractiveQuestioner())
+    with _comparison(project, database) as connection:
+        planned = _autogenerate(project, connection, apps, message, rev_id, asked)
+        if _finish(project, planned, write):
+            _update_snapshot(project, connection if database == "scratch" else None, announce)
+    return planned
+
+
+def _finish(project: Project, planned: list[NewMigration], write: bool) -> bool:
+    """Name, compile and (``write``) write the new migrations; returns whether files were written."""
     _place(project, planned)
     for new in planned:
         if new.path is not None:
             check_python(new.code, new.path)
-    if write and planned:
-        _write(planned)
-        project.reload()
-    return planned
+    if not (write and any(new.path is not None for new in planned)):
+        return False
+    _write(planned)
+    project.reload()
+    return True
 
 
 @contextmanager
@@ -209,10 +223,10 @@ def _staging_root(staging: dict[str, Path]) -> Path:
 
 
 def _autogenerate(
-    project: Project, apps: Sequence[str], message: str | None, rev_id: str | None,
-    database: Comparison, questioner: Questioner,
+    project: Project, connection: Connection, apps: Sequence[str], message: str | None,
+    rev_id: str | None, questioner: Questioner,
 ) -> list[NewMigration]:
-    with _comparison(project, database) as connection, _staging(project) as staging:
+    with _staging(project) as staging:
         splitter = AppSplitter(
             project.graph, apps, message, staging, connection.dialect.name, rev_id,
             questioner=questioner,
@@ -326,6 +340,7 @@ def merge(
         check_python(code, new.path)
         _write([new])
         project.reload()
+        _update_snapshot(project, None, announce)
     return new
 
 

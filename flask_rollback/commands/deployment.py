@@ -53,20 +53,28 @@ def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) 
 
 
 def snapshot_check(project: Project, replay: bool) -> CheckResult:
-    """The schema snapshots are current; with ``replay``, the one of this backend also equals
-    the dump of a scratch database every migration ran on."""
+    """A stale snapshot is a warning (upgrade ignores it); with ``replay``, a current one that
+    differs from the dump of a scratch database every migration ran on is an error (upgrade
+    would build a wrong schema from it)."""
     from ..snapshot import snapshot_files, stale_files, verify
 
+    name = "schema snapshot"
     if not project.settings.snapshots or not snapshot_files(project):
-        return CheckResult("schema snapshot", "ok", "no snapshot to check")
+        return CheckResult(name, "ok", "no snapshot to check")
+    stale = stale_files(project)
+    if stale:
+        return CheckResult(
+            name, "warning", "not current: upgrade ignores it and replays the migrations", stale
+        )
+    if not replay:
+        return CheckResult(name, "ok", "current (not compared with a replay: --no-rehearsal)")
     try:
-        problems = verify(project) if replay else stale_files(project)
+        wrong = verify(project)
     except RollbackError as exc:
-        return CheckResult("schema snapshot", "warning", f"could not be checked: {exc.message}")
-    if problems:
-        return CheckResult("schema snapshot", "error", "a schema snapshot does not match the migrations", problems)
-    how = "equal to the schema the migrations build" if replay else "current (not replayed: --no-rehearsal)"
-    return CheckResult("schema snapshot", "ok", how)
+        return CheckResult(name, "warning", f"could not be compared with a replay: {exc.message}")
+    if wrong:
+        return CheckResult(name, "error", "current by its digests but not what the migrations build", wrong)
+    return CheckResult(name, "ok", "equal to the schema the migrations build")
 
 
 @dataclass
