@@ -829,9 +829,9 @@ def _has_migrations(folder: Path, declared: bool = False) -> bool:
     """Python files in the folder; with ``declared``, one that declares a revision."""
     if not folder.is_dir():
         return False
-    files = [p for p in folder.glob("*.py") if p.name != "__init__.py" and p.is_file()]
+    files = (p for p in folder.glob("*.py") if p.name != "__init__.py" and p.is_file())
     if not declared:
-        return bool(files)
+        return next(files, None) is not None  # one is enough: no stat of a long history
     return any(REVISION_LINE_RE.search(p.read_text(errors="replace")) for p in files)
 
 

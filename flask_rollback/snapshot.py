@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, Connection
 
 from .database import libpq_environment, mask
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
+from .graph import Migration
 from .index import Declared
 from .project import Project
 from .recorder import file_sha256, utcnow, who
@@ -478,21 +479,46 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
     heads = graph.stored_heads(chosen)
     if heads:
         connection.execute(recorder.version.insert(), [{"version_num": head} for head in heads])
-    now = utcnow()
-    host, user = who()
-    rows = [
-        {
-            "app": migration.app, "revision": revision, "name": migration.name, "direction": "up",
-            "fake": True, "started_at": now, "finished_at": now, "duration_ms": 0.0,
-            "sha256": declared[revision].sha256 or file_sha256(migration.path),
-            "host": host, "user": user,
-        }
+    rows = _log_rows(project, connection, [
+        (migration, declared[revision].sha256 or file_sha256(migration.path))
         for revision, migration in graph.migrations.items()
         if revision in chosen
-    ]
+    ])
     if rows:
-        connection.execute(recorder.log.insert(), rows)
+        # One compiled INSERT, the constant values converted once: thousands of rows go to the
+        # driver's executemany as they are.
+        compiled = recorder.log.insert().compile(dialect=connection.dialect, column_keys=LOG_COLUMNS)
+        if compiled.positional:
+            order = [LOG_COLUMNS.index(key) for key in compiled.positiontup]  # type: ignore[union-attr]
+            connection.exec_driver_sql(str(compiled), [tuple(row[i] for i in order) for row in rows])
+        else:
+            connection.exec_driver_sql(str(compiled), [dict(zip(LOG_COLUMNS, row)) for row in rows])
     return len(rows)
+
+
+LOG_COLUMNS = [
+    "app", "revision", "name", "direction", "fake", "started_at", "finished_at", "duration_ms",
+    "sha256", "host", "user",
+]
+
+
+def _log_rows(project: Project, connection: Connection, migrations: list[tuple[Migration, str]]) -> list[tuple]:  # type: ignore[type-arg]
+    """The log's values (LOG_COLUMNS order) as the driver takes them: each constant converted
+    once by its column type's bind processor."""
+    log = project.recorder.log
+    dialect = connection.dialect
+
+    def bound(column: str, value: object) -> object:
+        processor = log.c[column].type._cached_bind_processor(dialect)
+        return processor(value) if processor is not None else value
+
+    now = utcnow()
+    host, user = who()
+    fake, at, zero = bound("fake", True), bound("started_at", now), bound("duration_ms", 0.0)
+    return [
+        (m.app, m.revision, m.name, "up", fake, at, at, zero, sha, host, user)
+        for m, sha in migrations
+    ]
 
 
 # -- what the commands call -------------------------------------------------------------------
