@@ -25,7 +25,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +241,7 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _dump_sqlite(connection: Connection, own) -> str:  # type: ignore[no-untyped-def]
+def _dump_sqlite(connection: Connection, own: Callable[[str], bool]) -> str:
     """Tables by name (SQLite checks foreign keys only when rows are written, and the keys are
     deferred to the end of the load), then their rows in rowid order, views, indexes, triggers."""
     objects = connection.exec_driver_sql(
@@ -278,7 +278,7 @@ def _dump_sqlite(connection: Connection, own) -> str:  # type: ignore[no-untyped
     return "\n".join(lines) + "\n"
 
 
-def _dump_postgres(connection: Connection, url: URL, own) -> str:  # type: ignore[no-untyped-def]
+def _dump_postgres(connection: Connection, url: URL, own: Callable[[str], bool]) -> str:
     """``pg_dump`` with the rows as INSERTs (loadable through the driver, in one transaction)."""
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
@@ -337,7 +337,7 @@ def _mysql_program(*names: str) -> str:
     raise RollbackError(f"a MariaDB/MySQL snapshot needs {names[0]} on PATH", EXIT_COULD_NOT_RUN)
 
 
-def _dump_mysql(connection: Connection, url: URL, own) -> str:  # type: ignore[no-untyped-def]
+def _dump_mysql(connection: Connection, url: URL, own: Callable[[str], bool]) -> str:
     program = _mysql_program("mariadb-dump", "mysqldump")
     database = url.database or ""
     tables = [name for name, _kind in connection.exec_driver_sql("SHOW FULL TABLES")]
@@ -484,15 +484,7 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
         for revision, migration in graph.migrations.items()
         if revision in chosen
     ])
-    if rows:
-        # One compiled INSERT, the constant values converted once: thousands of rows go to the
-        # driver's executemany as they are.
-        compiled = recorder.log.insert().compile(dialect=connection.dialect, column_keys=LOG_COLUMNS)
-        if compiled.positional:
-            order = [LOG_COLUMNS.index(key) for key in compiled.positiontup]  # type: ignore[union-attr]
-            connection.exec_driver_sql(str(compiled), [tuple(row[i] for i in order) for row in rows])
-        else:
-            connection.exec_driver_sql(str(compiled), [dict(zip(LOG_COLUMNS, row)) for row in rows])
+    _insert_rows(connection, recorder.log, rows)
     return len(rows)
 
 
@@ -519,6 +511,52 @@ def _log_rows(project: Project, connection: Connection, migrations: list[tuple[M
         (m.app, m.revision, m.name, "up", fake, at, at, zero, sha, host, user)
         for m, sha in migrations
     ]
+
+
+#: The driver's placeholder for a positional parameter, by DBAPI paramstyle (psycopg takes
+#: ``%s`` as well as its default ``%(name)s``).
+PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _insert_rows(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Insert ``rows`` (LOG_COLUMNS order) as multi-row INSERTs of a few hundred rows each: a
+    handful of statements instead of one round trip per row (PostgreSQL, MariaDB)."""
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        _insert_rows_postgres(connection, table, rows)
+        return
+    marker = PLACEHOLDERS.get(dialect.paramstyle)
+    if marker is None:  # another driver: its own executemany
+        connection.execute(table.insert(), [dict(zip(LOG_COLUMNS, row)) for row in rows])
+        return
+    quote = dialect.identifier_preparer
+    head = f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in LOG_COLUMNS)}) VALUES "
+    group = f"({', '.join([marker] * len(LOG_COLUMNS))})"
+    size = 90 if dialect.name == "sqlite" else 1000  # SQLite before 3.32 takes 999 parameters
+    for start in range(0, len(rows), size):
+        batch = rows[start:start + size]
+        statement = head + ", ".join([group] * len(batch))
+        connection.exec_driver_sql(statement, tuple(value for row in batch for value in row))
+
+
+def _insert_rows_postgres(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    """PostgreSQL: one statement, the varying columns as arrays (``unnest``), the constants
+    (already converted by ``_log_rows``) once: no per-row parameters to parse or plan."""
+    columns = list(zip(*rows))
+    varying = {0: "app", 1: "revision", 2: "name", 8: "sha256"}
+    values = [
+        f"t.{varying[i]}" if i in varying else f":c{i}" for i in range(len(LOG_COLUMNS))
+    ]
+    quote = connection.dialect.identifier_preparer
+    statement = sa.text(
+        f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in LOG_COLUMNS)}) "
+        f"SELECT {', '.join(values)} FROM unnest("
+        + ", ".join(f"CAST(:v{i} AS text[])" for i in varying)
+        + f") AS t({', '.join(varying.values())})"
+    )
+    parameters = {f"v{i}": list(columns[i]) for i in varying}
+    parameters.update({f"c{i}": columns[i][0] for i in range(len(LOG_COLUMNS)) if i not in varying})
+    connection.execute(statement, parameters)
 
 
 # -- what the commands call -------------------------------------------------------------------
@@ -667,7 +705,10 @@ def _base(project: Project, path: Path) -> Snapshot | None:
 
 
 def stale_files(project: Project) -> list[str]:
-    """One line per snapshot file of ``project``'s bind that is not current (``check``)."""
+    """One line per snapshot file of ``project``'s bind that is not current (``check``); none
+    when snapshots are off."""
+    if not project.settings.snapshots:
+        return []
     problems = []
     for path in snapshot_files(project):
         try:

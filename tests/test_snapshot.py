@@ -346,3 +346,19 @@ def test_each_bind_has_its_own_snapshot(tmp_path: Path, db_url: str, second_db_u
     assert {"events"} <= second.tables() and "users" not in second.tables()
     assert {"users"} <= project.tables() and "events" not in project.tables()
     ok(project.db("check"))
+
+
+def test_merge_brings_the_snapshot_along(tmp_path: Path) -> None:
+    """A hand-written migration leaves the snapshot stale; the merge that joins it makes it
+    current again (merge writes a migration, like makemigrations)."""
+    project = seeded_project(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    write_migration(project, "accounts", "0099_branch.py", "branch99", revision_of(project, "accounts", "0001"),
+                    """op.execute("INSERT INTO users (id, email) VALUES (3, 'branch@example.org')")""",
+                    'op.execute("DELETE FROM users WHERE id = 3")')
+    stale = project.db("check")
+    assert stale.exit_code == 5 and f"schema snapshot {snapshot_file(project)} is not current" in stale.output
+    out = ok(project.db("merge", "accounts"))
+    assert "Created merge migration" in out
+    assert "branch@example.org" in snapshot_file(project).read_text()
+    assert BUILT in ok(project.db("upgrade"))
+    ok(project.db("check"))

@@ -340,7 +340,8 @@ def merge(
         check_python(code, new.path)
         _write([new])
         project.reload()
-        _update_snapshot(project, None, announce)
+        bind = project.all_apps.get(app).bind
+        _update_snapshot(project.for_bind(bind) if project.several_binds else project, None, announce)
     return new
 
 
