@@ -651,12 +651,6 @@ def generate(project: Project, incremental: bool = True) -> Generated:
         return _complete(project, scratch, "every migration replayed")
 
 
-def update_from(project: Project, scratch: Connection) -> Generated:
-    """Make the snapshot on ``scratch``, a scratch database the migrations below its version
-    table's heads ran on (makemigrations' comparison): only the newer ones run."""
-    return _complete(project, scratch, "the new migrations run on makemigrations' scratch database")
-
-
 def _complete(project: Project, scratch: Connection, how: str) -> Generated:
     """Run on ``scratch`` what its version table says is pending, dump it, write the file
     (unless the same bytes are there already)."""

@@ -153,7 +153,7 @@ def test_regenerating_gives_the_same_bytes_incremental_or_full(tmp_path: Path, d
     # starting from the previous one; a full replay then gives the very same bytes.
     project.write("accounts/models.py", ACCOUNTS_MODELS + "    name: Mapped[str | None] = mapped_column(db.String(50))\n")
     out = ok(project.db("makemigrations"))
-    assert "Updated the schema snapshot" in out
+    assert "Updated the schema snapshot" in out and "(from the previous snapshot and the new migrations)" in out
     incremental = path.read_bytes()
     assert re.search(rb"[\s`\"]name[`\"]? (?:character )?var", incremental, re.I) and incremental != first
     assert "up to date (every migration replayed)" in ok(project.db("snapshot"))

@@ -32,11 +32,12 @@ from ..files import (
     write_new,
     writing_migrations,
 )
+from ..interrupts import Interrupted
 from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
 from ..rehearsal import migrations_schema
-from ..snapshot import Generated, generate, update_from
+from ..snapshot import Generated, generate
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -107,16 +108,22 @@ def makemigrations(
         )
 
 
-def _update_snapshot(project: Project, scratch: Connection | None, announce: Announce | None) -> None:
-    """New migrations were written: bring the bind's schema snapshot up to date, on ``scratch``
-    (the comparison's scratch database, at the old heads) when there is one, else from the
-    previous snapshot when it is current for its heads. A failure leaves the migrations written
-    and the old snapshot stale, which upgrade ignores and check reports; the line says so."""
+def _update_snapshot(project: Project, announce: Announce | None) -> None:
+    """New migrations were written: bring the bind's schema snapshot up to date (from the
+    previous one, when it is current for its heads, plus the new migrations; else by replaying
+    every migration). A failure leaves the migrations written and the old snapshot stale, which
+    upgrade ignores and check reports; the line says so."""
     if not project.settings.snapshots:
         return
     say = announce or (lambda line: None)
     try:
-        made = generate(project) if scratch is None else update_from(project, scratch)
+        made = generate(project)
+    except Interrupted as exc:
+        exc.outcome[:] = [
+            "the new migration(s) were written; the schema snapshot was not updated (run "
+            "'flask db snapshot')"
+        ]
+        raise
     except RollbackError as exc:
         say(f"Warning: the schema snapshot was not updated: {exc.message}; run 'flask db snapshot'")
         return
@@ -164,28 +171,19 @@ def _makemigrations(
         if rev_id and len(apps) > 1:
             raise RollbackError(f"--rev-id names one migration, not one per app ({', '.join(apps)})")
         planned = [_empty_revision(project, label, message, rev_id) for label in apps]
-        if _finish(project, planned, write):
-            _update_snapshot(project, None, announce)
-        return planned
-    asked = Questioner() if check else (questioner or NonInteractiveQuestioner())
-    with _comparison(project, database) as connection:
-        planned = _autogenerate(project, connection, apps, message, rev_id, asked)
-        if _finish(project, planned, write):
-            _update_snapshot(project, connection if database == "scratch" else None, announce)
-    return planned
-
-
-def _finish(project: Project, planned: list[NewMigration], write: bool) -> bool:
-    """Name, compile and (``write``) write the new migrations; returns whether files were written."""
+    else:
+        asked = Questioner() if check else (questioner or NonInteractiveQuestioner())
+        planned = _autogenerate(project, apps, message, rev_id, database, asked)
     _place(project, planned)
     for new in planned:
         if new.path is not None:
             check_python(new.code, new.path)
-    if not (write and any(new.path is not None for new in planned)):
-        return False
-    _write(planned)
-    project.reload()
-    return True
+    if write and planned:
+        _write(planned)
+        project.reload()
+        if any(new.path is not None for new in planned):
+            _update_snapshot(project, announce)
+    return planned
 
 
 @contextmanager
@@ -223,10 +221,10 @@ def _staging_root(staging: dict[str, Path]) -> Path:
 
 
 def _autogenerate(
-    project: Project, connection: Connection, apps: Sequence[str], message: str | None,
-    rev_id: str | None, questioner: Questioner,
+    project: Project, apps: Sequence[str], message: str | None, rev_id: str | None,
+    database: Comparison, questioner: Questioner,
 ) -> list[NewMigration]:
-    with _staging(project) as staging:
+    with _comparison(project, database) as connection, _staging(project) as staging:
         splitter = AppSplitter(
             project.graph, apps, message, staging, connection.dialect.name, rev_id,
             questioner=questioner,
@@ -341,7 +339,7 @@ def merge(
         _write([new])
         project.reload()
         bind = project.all_apps.get(app).bind
-        _update_snapshot(project.for_bind(bind) if project.several_binds else project, None, announce)
+        _update_snapshot(project.for_bind(bind) if project.several_binds else project, announce)
     return new
 
 
