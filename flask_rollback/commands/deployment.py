@@ -41,7 +41,9 @@ def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) 
         project.graph  # noqa: B018 - broken files are a gate error, not a crash
         with open_database(project) as (connection, planner):
             report = run_gate(project, connection, planner, strict, rehearse_steps=rehearse)
-        report.checks.append(snapshot_check(project, rehearse))
+        checked = snapshot_check(project, rehearse)
+        if checked is not None:
+            report.checks.append(checked)
         return report
     except Interrupted as exc:
         exc.outcome.append("nothing was applied")
@@ -52,15 +54,15 @@ def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) 
         return graph_failure(exc.message)
 
 
-def snapshot_check(project: Project, replay: bool) -> CheckResult:
+def snapshot_check(project: Project, replay: bool) -> CheckResult | None:
     """A stale snapshot is a warning (upgrade ignores it); with ``replay``, a current one that
     differs from the dump of a scratch database every migration ran on is an error (upgrade
-    would build a wrong schema from it)."""
+    would build a wrong schema from it). None: no snapshot (or snapshots off), no line."""
     from ..snapshot import snapshot_files, stale_files, verify
 
     name = "schema snapshot"
     if not project.settings.snapshots or not snapshot_files(project):
-        return CheckResult(name, "ok", "no snapshot to check")
+        return None
     stale = stale_files(project)
     if stale:
         return CheckResult(
