@@ -45,6 +45,7 @@ goes to stderr. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -569,6 +570,189 @@ def targets(results: list[SizeResult], commands: list[Command]) -> list[str]:
     return ["### Limits (issue 13)", "", *out, ""] if out else []
 
 
+
+# -- fresh database through the schema snapshot -------------------------------------------------
+
+#: Runs inside the project (its package importable): ``repeat`` fresh databases built through the
+#: Python API (``flask_rollback.upgrade()`` on apps created beforehand, as a test suite's session
+#: fixture would) and as many loaded straight from the same snapshot in one transaction (sqlite3
+#: ``executescript`` inside BEGIN/COMMIT; ``psql -1 -f``), alternating; one API call first pays
+#: the imports (reported apart).
+SNAPSHOT_CHILD = r"""
+import json, os, sqlite3, subprocess, sys, time
+from pathlib import Path
+from contextlib import redirect_stderr
+import io
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+import importlib
+package = importlib.import_module(spec["package"])
+import flask_rollback
+
+apps = []
+for url in spec["api_urls"]:
+    os.environ["TEST_DATABASE_URL"] = url
+    apps.append(package.create_app())
+
+
+def api(app):
+    started = time.perf_counter()
+    with app.app_context(), redirect_stderr(io.StringIO()):
+        result = flask_rollback.upgrade()
+    seconds = time.perf_counter() - started
+    assert result.snapshot is not None and result.snapshot.used, "the snapshot was not used"
+    return seconds
+
+
+def direct(target):
+    started = time.perf_counter()
+    if spec["backend"] == "sqlite":
+        connection = sqlite3.connect(target)
+        connection.executescript("BEGIN;\n" + Path(spec["snapshot"]).read_text() + "\nCOMMIT;")
+        connection.close()
+    else:
+        subprocess.run(["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", spec["snapshot"], target],
+                       check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": spec["password"]})
+    return time.perf_counter() - started
+
+
+first = api(apps[0])
+times = {"api": [], "direct": []}
+for i, target in enumerate(spec["direct_targets"]):
+    pair = [("api", apps[i + 1]), ("direct", target)]
+    for kind, arg in pair if i % 2 == 0 else reversed(pair):
+        times[kind].append(api(arg) if kind == "api" else direct(arg))
+replay = None
+if spec["replay_url"]:  # for scale: the same empty database by running every migration, once
+    from flask_rollback import commands
+    os.environ["TEST_DATABASE_URL"] = spec["replay_url"]
+    app = package.create_app()
+    with app.app_context():
+        started = time.perf_counter()
+        commands.upgrade(commands.get_project(app), replay=True)
+        replay = time.perf_counter() - started
+print(json.dumps({"first": first, "replay": replay, **times}))
+"""
+
+
+@dataclass
+class SnapshotTiming:
+    backend: str
+    size: int
+    first: float
+    api: list[float]
+    direct: list[float]
+    generate_seconds: float
+    replay: float | None
+
+
+def snapshot_timings(size: int, args: argparse.Namespace, base: Path, pg_server: object | None) -> list[SnapshotTiming]:
+    """One history of ``size`` revisions; its snapshot made by ``flask db snapshot`` for each
+    backend, then timed through the API and loaded directly."""
+    workdir = base / f"snapshot-n{size}"
+    workdir.mkdir()
+    log(f"snapshot, size {size}: generating the history")
+    project = rollback_project(workdir / "fr", history(size, args.tables, args.apps), args.tables, args.apps, workdir)
+    # The shared test factory replays; this section measures the product default.
+    project.set_factory([app_label(a) for a in range(args.apps)], {"ROLLBACK_SNAPSHOTS": True})
+    timings = []
+    for backend in args.snapshot_backends:
+        if backend == "postgresql" and pg_server is None:
+            continue
+        if backend == "sqlite":
+            made_for = project
+            targets = [str(workdir / f"direct-{i}.db") for i in range(args.repeat)]
+            api_urls = [f"sqlite:///{workdir / f'api-{i}.db'}" for i in range(args.repeat + 1)]
+            password = ""
+        else:
+            names = [f"snap_{uuid.uuid4().hex[:10]}" for _ in range(2 * args.repeat + 2)]
+            for name in names:
+                pg_server.create_database(name)  # type: ignore[attr-defined]
+            urls = [pg_server.url(name) for name in names]  # type: ignore[attr-defined]
+            made_for = Project(project.root, project.package, urls[-1])
+            api_urls = urls[: args.repeat + 1]
+            targets = [
+                f"host=127.0.0.1 port={pg_server.port} user={pg_server.user} dbname={name}"  # type: ignore[attr-defined]
+                for name in names[args.repeat + 1: 2 * args.repeat + 1]
+            ]
+            password = pg_server.password  # type: ignore[attr-defined]
+        log(f"snapshot, size {size}, {backend}: flask db snapshot (replays every migration once)")
+        made = run(made_for, ["snapshot"], workdir, timeout=3600)
+        if made.code:
+            raise SystemExit(f"flask db snapshot failed on {backend}:\n{made.out}")
+        snapshot = project.migrations / "schema-snapshots" / f"{backend}.sql"
+        spec = workdir / f"spec-{backend}.json"
+        spec.write_text(json.dumps({
+            "package": project.package, "backend": backend, "snapshot": str(snapshot),
+            "api_urls": api_urls, "direct_targets": targets, "password": password,
+            "replay_url": f"sqlite:///{workdir / 'replay.db'}" if backend == "sqlite" else None,
+        }))
+        log(f"snapshot, size {size}, {backend}: {args.repeat} runs each way")
+        child = subprocess.run([sys.executable, "-c", SNAPSHOT_CHILD, str(spec)], cwd=project.root,
+                               env=project.env(), capture_output=True, text=True, timeout=3600)
+        if child.returncode:
+            raise SystemExit(f"snapshot timing failed on {backend}:\n{child.stdout}{child.stderr}")
+        found = json.loads(child.stdout.strip().splitlines()[-1])
+        timings.append(SnapshotTiming(
+            backend, size, found["first"], found["api"], found["direct"], made.seconds, found["replay"]
+        ))
+    return timings
+
+
+def snapshot_report(timings: list[SnapshotTiming], repeat: int) -> list[str]:
+    """The section's table and the issue's limit (≤ 1.3× loading the schema directly)."""
+    if not timings:
+        return []
+    lines = [
+        "### Fresh database through the schema snapshot",
+        "",
+        f"In one process, an app created beforehand calls `flask_rollback.upgrade()` on an empty "
+        f"database (as a test suite's session fixture would) against loading the same snapshot "
+        f"directly in one transaction, its best case (SQLite: `sqlite3` `executescript` inside "
+        f"BEGIN/COMMIT; PostgreSQL: `psql -1 -f`, a process of its own); medians of {repeat} runs "
+        "each, alternating. The first API call of the process (imports included) is shown apart, "
+        "and, for scale, one `upgrade(replay=True)` of the same history (SQLite).",
+        "",
+        "| backend | revisions | API ms | direct ms | ratio | first API call ms | replay s | `flask db snapshot` s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for t in timings:
+        api, direct = statistics.median(t.api), statistics.median(t.direct)
+        lines.append(
+            f"| {t.backend} | {t.size:,} | {api * 1000:.1f} | {direct * 1000:.1f} | "
+            f"{ratio(api, direct)} | {t.first * 1000:.0f} | "
+            f"{f'{t.replay:.2f}' if t.replay is not None else ''} | {t.generate_seconds:.1f} |"
+        )
+        verdicts.append(
+            f"- fresh database through the snapshot, {t.backend}, {t.size:,} revisions: "
+            f"{api / direct:.2f}× loading it directly (limit 1.30): {'met' if api / direct <= 1.3 else 'NOT met'}"
+        )
+    return [*lines, "", *verdicts, ""]
+
+
+def snapshot_section(args: argparse.Namespace, base: Path) -> list[str]:
+    """Time the snapshot path at each of ``--snapshot-sizes``; PostgreSQL when a throwaway
+    server can be started (initdb/pg_ctl on this machine)."""
+    from tests.pgserver import PostgresServer, find_postgres_bin
+
+    server = None
+    if "postgresql" in args.snapshot_backends:
+        bindir = find_postgres_bin()
+        if bindir is None or shutil.which("psql") is None:
+            log("snapshot: no PostgreSQL server programs or psql here; SQLite only")
+        else:
+            server = PostgresServer(bindir)
+            log("snapshot: starting a throwaway PostgreSQL server")
+            server.start()
+    try:
+        timings = [t for size in args.snapshot_sizes for t in snapshot_timings(size, args, base, server)]
+    finally:
+        if server is not None:
+            server.stop()
+    return snapshot_report(timings, args.repeat)
+
+
 def write_results(text: str) -> None:
     """Replace (or append) the section between the markers in bench/RESULTS.md."""
     current = RESULTS.read_text() if RESULTS.exists() else ""
@@ -598,10 +782,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the report to FILE")
     parser.add_argument("--write-results", action="store_true", help="put the report into bench/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--snapshot-sizes", default="1000,10000",
+                        help="history sizes for the fresh-database-through-the-snapshot section ('' : none)")
+    parser.add_argument("--snapshot-backends", default="sqlite,postgresql",
+                        help="backends of that section (PostgreSQL: a throwaway server, if installed)")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
-        args.sizes, args.repeat = "0,200", 3
+        args.sizes, args.repeat, args.snapshot_sizes = "0,200", 3, "200"
+    args.snapshot_sizes = [int(size) for size in args.snapshot_sizes.split(",") if size.strip()]
+    args.snapshot_backends = [name.strip() for name in args.snapshot_backends.split(",") if name.strip()]
     args.commands = [name.strip() for name in args.commands.split(",") if name.strip()]
     unknown = [name for name in args.commands if name not in COMMANDS]
     if unknown:
@@ -617,6 +807,7 @@ def main(argv: list[str] | None = None) -> int:
             measure(args.check_size, args, base, args.check_tables, list(CHECK_COMMANDS.values()))
             if args.check_tables else None
         )
+        snapshot_lines = snapshot_section(args, base) if args.snapshot_sizes else []
     finally:
         reap_all()
         if args.keep:
@@ -624,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(base, ignore_errors=True)
     text = report(results, args, started, time.monotonic() - clock, (load_start, list(os.getloadavg())), check)
+    text = "\n".join([text, *snapshot_lines])
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

@@ -402,10 +402,14 @@ def upgrade(
 ) -> RunResult:
     """Apply migrations up to ``revision`` (default every app's head), under the lock; a plan
     that would destroy data raises (use ``flask_rollback.commands.upgrade`` for
-    ``archive``/``allow_data_loss``). ``sql=True`` prints the SQL and runs nothing."""
+    ``archive``/``allow_data_loss``/``replay``). ``sql=True`` prints the SQL and runs nothing.
+    An empty database is built from the current schema snapshot, one line on stderr says so."""
     project = _project(directory, x_arg, tag)
     target, start = sql_range(project, revision, sql)
-    return _with_sql_printed(commands.upgrade(project, target, sql=sql, start=start))
+    result = commands.upgrade(project, target, sql=sql, start=start)
+    if result.snapshot is not None:
+        print(result.snapshot.line, file=sys.stderr)
+    return _with_sql_printed(result)
 
 
 def downgrade(

@@ -28,6 +28,8 @@ EXIT_MULTIPLE_HEADS = 5
 #: Refused to protect data: the plan (or a step, counted again as it ran) would destroy data
 #: that ``--allow-data-loss`` did not accept and ``--archive`` did not keep.
 EXIT_REFUSED = 6
+#: ``check``: a schema snapshot does not match the migrations (``flask db snapshot`` makes it again).
+EXIT_SNAPSHOT_STALE = 7
 #: Stopped by SIGTERM (128 + 15): the running migration was rolled back, the scratch database removed.
 EXIT_TERMINATED = 143
 #: Stopped by Ctrl-C (SIGINT, 128 + 2): the same cleanup as for SIGTERM.

@@ -82,6 +82,8 @@ class Declared:
     created: str | None = None
     #: The module, once imported (at once when the header is computed, else when a step runs).
     module: ModuleType | None = field(default=None, repr=False, compare=False)
+    #: The file's sha256 as the index read it (what the schema snapshot's digest is made of).
+    sha256: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
@@ -334,15 +336,20 @@ class _Index:
         found: list[Declared] = []
         #: A parent is an earlier revision of the same folder: its one string is shared.
         revisions: dict[str, str] = {}
-        for name, revision, down, depends, labels, irreversible, created in zip(self.files, *self.columns):
+        rows = zip(self.files, *self.columns)
+        for i, (name, revision, down, depends, labels, irreversible, created) in enumerate(rows):
+            sha256 = self.sha256[DIGEST_LENGTH * i:DIGEST_LENGTH * (i + 1)]
             if revision is None:
                 path = folder / name
-                found.append(imported_header(path, import_migration(path)))
+                declared = imported_header(path, import_migration(path))
+                declared.sha256 = sha256
+                found.append(declared)
                 continue
             revisions[revision] = revision
             parents = (revisions.get(down, down),) if type(down) is str else _names(down)
             found.append(Declared(
-                folder, name, revision, parents, _names(depends), _names(labels), irreversible, created
+                folder, name, revision, parents, _names(depends), _names(labels), irreversible, created,
+                sha256=sha256,
             ))
         return found
 

@@ -81,6 +81,9 @@ class Settings:
     #: A direct URL to the app's database, used only by ``flask db`` (Prisma's ``directUrl``):
     #: for apps whose SQLALCHEMY_DATABASE_URI goes through PgBouncer or another pooler.
     database_url: Any = None
+    #: Schema snapshots (snapshot.py): ``makemigrations`` writes one per backend, ``upgrade`` of
+    #: an empty database loads it instead of replaying every migration. False: neither.
+    snapshots: bool = True
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -173,6 +176,8 @@ def _validate(settings: Settings) -> Settings:
                 f"ROLLBACK_{name.upper()} must be a table name (letters, digits, underscore, "
                 f"at most 63 characters), not {value!r}"
             )
+    if not isinstance(settings.snapshots, bool):
+        raise RollbackError(f"ROLLBACK_SNAPSHOTS must be True or False, not {settings.snapshots!r}")
     if settings.database_url is not None:
         try:
             url = make_url(settings.database_url)

@@ -44,6 +44,8 @@ def create_app():
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
     app.config["ROLLBACK_DIRECTORY"] = os.environ["TEST_MIGRATIONS"]
+    # Tests replay migrations unless they ask for schema snapshots (tests/test_snapshot.py).
+    app.config["ROLLBACK_SNAPSHOTS"] = False
     for key, value in CONFIG.items():
         app.config[key] = value
     db.init_app(app)

@@ -97,6 +97,25 @@ def makemigrations_command(
         raise click.exceptions.Exit(EXIT_MODELS_DIFFER)
 
 
+@db_group.command("snapshot")
+@click.option(
+    "--incremental", is_flag=True,
+    help="Start from the previous snapshot when it is current for its heads; run only newer migrations.",
+)
+@bind_option
+def snapshot_command(incremental: bool) -> None:
+    """Make the schema snapshot an empty database is built from: every migration replayed on a
+    scratch database, dumped into migrations/schema-snapshots/ (commit it with the migrations)."""
+    def one(view: Project) -> None:
+        made = commands.snapshot(view, incremental=incremental)
+        if made.changed:
+            click.echo(f"Wrote the schema snapshot {made.path} ({made.how}).")
+        else:
+            click.echo(f"The schema snapshot {made.path} is up to date ({made.how}).")
+
+    each_bind(bind_views(current_project()), one)
+
+
 def new_migration_options(command: Command) -> Command:
     """Flask-Migrate's revision/migrate options; Alembic's branch options are refused in
     compat.new_migrations with what to use instead."""

@@ -41,12 +41,16 @@ from .output import finish, progress
     "--fake-initial", is_flag=True,
     help="Record an app's initial migration as applied, without running it, when its tables exist.",
 )
+@click.option(
+    "--replay", is_flag=True,
+    help="Run every migration on an empty database instead of loading the schema snapshot.",
+)
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
 @bind_option
 def upgrade_command(
-    target: tuple[str, ...], plan_only: bool, sql: bool, fake_initial: bool,
+    target: tuple[str, ...], plan_only: bool, sql: bool, fake_initial: bool, replay: bool,
     lock_timeout: float | None, allow_data_loss: bool, archive: bool | None,
 ) -> None:
     """Apply migrations: every app to its head, or TARGET (APP, blog.0002, APP@+N, REV, heads);
@@ -58,6 +62,7 @@ def upgrade_command(
             view, words, plan_only=plan_only,
             sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial, start=start,
+            replay=replay,
         ),
         bind_flag(view),
     ), sql=sql)

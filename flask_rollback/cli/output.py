@@ -224,6 +224,10 @@ def finish(result: commands.RunResult, bind_flag: str = "") -> None:
         print_risks(result.risks)
         print_predictions(result.predictions)
         return
+    if result.snapshot is not None:
+        click.echo(result.snapshot.line, err=not result.snapshot.used)
+        if result.snapshot.used:
+            return
     warn_unreviewed(result.risks, not result.allow_data_loss)
     print_archived(result.archived, bind_flag)
     if not report.done:

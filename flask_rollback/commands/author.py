@@ -35,10 +35,12 @@ from ..files import (
     writing_migrations,
 )
 from ..graph import gc_paused
+from ..interrupts import Interrupted
 from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
 from ..scripts import load_scripts
+from ..snapshot import Generated, generate
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -104,12 +106,47 @@ def makemigrations(
     timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
     with writing_migrations(project.root, timeout, announce):
         project.reload()  # another run may have written files while this one waited
-        return _makemigrations(project, apps, message, empty, dry_run, check, rev_id, questioner, database)
+        return _makemigrations(
+            project, apps, message, empty, dry_run, check, rev_id, questioner, database, announce
+        )
+
+
+def _update_snapshot(project: Project, announce: Announce | None) -> None:
+    """New migrations were written: bring the bind's schema snapshot up to date (from the
+    previous one, when it is current for its heads, plus the new migrations; else by replaying
+    every migration). A failure leaves the migrations written and the old snapshot stale, which
+    upgrade ignores and check reports; the line says so."""
+    if not project.settings.snapshots:
+        return
+    say = announce or (lambda line: None)
+    try:
+        made = generate(project)
+    except Interrupted as exc:
+        exc.outcome[:] = [
+            "the new migration(s) were written; the schema snapshot was not updated (run "
+            "'flask db snapshot')"
+        ]
+        raise
+    except RollbackError as exc:
+        say(f"Warning: the schema snapshot was not updated: {exc.message}; run 'flask db snapshot'")
+        return
+    if made.changed:
+        say(f"Updated the schema snapshot {made.path} ({made.how}).")
+
+
+def snapshot(project: Project, *, incremental: bool = False) -> Generated:
+    """Make the schema snapshot of ``project``'s bind for its backend (``flask db snapshot``):
+    by default every migration replayed on a scratch database; ``incremental`` starts from the
+    previous snapshot when it is current for its heads."""
+    timeout = project.settings.lock_timeout
+    with writing_migrations(project.root, timeout):
+        return generate(project, incremental=incremental)
 
 
 def _makemigrations(
     project: Project, apps: Sequence[str], message: str | None, empty: bool, dry_run: bool,
     check: bool, rev_id: str | None, questioner: Questioner | None, database: Comparison,
+    announce: Announce | None = None,
 ) -> list[NewMigration]:
     if database not in COMPARISONS:
         raise RollbackError(
@@ -147,6 +184,8 @@ def _makemigrations(
     if write and planned:
         _write(planned)
         project.reload()
+        if any(new.path is not None for new in planned):
+            _update_snapshot(project, announce)
     return planned
 
 
@@ -331,6 +370,8 @@ def merge(
         check_python(code, new.path)
         _write([new])
         project.reload()
+        bind = project.all_apps.get(app).bind
+        _update_snapshot(project.for_bind(bind) if project.several_binds else project, announce)
     return new
 
 

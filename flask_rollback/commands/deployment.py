@@ -18,7 +18,7 @@ from ..deploys import APPLIED, FAILED, ROLLED_BACK, RUNNING, DeployLog, DeployRe
 from ..database import mask
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..executor import Progress, RunReport
-from ..gate import GateReport, graph_failure, run_gate
+from ..gate import CheckResult, GateReport, graph_failure, run_gate
 from ..guard import DataGuard
 from ..interrupts import Interrupted
 from ..lock import Announce
@@ -35,11 +35,16 @@ BIND_ROUND = "bind_round"
 
 def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) -> GateReport:
     """Run every gate check against the configured database; apply nothing to it.
-    ``rehearse`` False skips the rehearsal (reported as a warning)."""
+    ``rehearse`` False skips the rehearsal (reported as a warning) and the replay that checks
+    the schema snapshots."""
     try:
         project.graph  # noqa: B018 - broken files are a gate error, not a crash
         with open_database(project) as (connection, planner):
-            return run_gate(project, connection, planner, strict, rehearse_steps=rehearse)
+            report = run_gate(project, connection, planner, strict, rehearse_steps=rehearse)
+        checked = snapshot_check(project, rehearse)
+        if checked is not None:
+            report.checks.append(checked)
+        return report
     except Interrupted as exc:
         exc.outcome.append("nothing was applied")
         raise
@@ -47,6 +52,31 @@ def predeploy(project: Project, *, strict: bool = False, rehearse: bool = True) 
         if exc.exit_code == EXIT_COULD_NOT_RUN:
             raise
         return graph_failure(exc.message)
+
+
+def snapshot_check(project: Project, replay: bool) -> CheckResult | None:
+    """A stale snapshot is a warning (upgrade ignores it); with ``replay``, a current one that
+    differs from the dump of a scratch database every migration ran on is an error (upgrade
+    would build a wrong schema from it). None: no snapshot (or snapshots off), no line."""
+    from ..snapshot import snapshot_files, stale_files, verify
+
+    name = "schema snapshot"
+    if not project.settings.snapshots or not snapshot_files(project):
+        return None
+    stale = stale_files(project)
+    if stale:
+        return CheckResult(
+            name, "warning", "not current: upgrade ignores it and replays the migrations", stale
+        )
+    if not replay:
+        return CheckResult(name, "ok", "current (not compared with a replay: --no-rehearsal)")
+    try:
+        wrong = verify(project)
+    except RollbackError as exc:
+        return CheckResult(name, "warning", f"could not be compared with a replay: {exc.message}")
+    if wrong:
+        return CheckResult(name, "error", "current by its digests but not what the migrations build", wrong)
+    return CheckResult(name, "ok", "equal to the schema the migrations build")
 
 
 @dataclass

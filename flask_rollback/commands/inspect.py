@@ -14,6 +14,7 @@ from ..errors import (
     EXIT_DATABASE_BEHIND,
     EXIT_MODELS_DIFFER,
     EXIT_MULTIPLE_HEADS,
+    EXIT_SNAPSHOT_STALE,
     RollbackError,
 )
 from ..graph import Migration, gc_paused
@@ -21,6 +22,7 @@ from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
+from ..snapshot import stale_files
 from .context import open_database, read_state
 
 if TYPE_CHECKING:
@@ -121,7 +123,8 @@ class CheckReport:
 
 
 def check(project: Project, database: Comparison = "scratch") -> CheckReport:
-    """Are heads single, the database current and the models matched by migrations?
+    """Are heads single, the schema snapshots current, the database current and the models
+    matched by migrations?
 
     The models are compared with the schema the migrations build on a scratch database, so a
     database that is behind still gets that comparison; ``database="live"`` compares with the
@@ -134,13 +137,17 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
             problems.append(
                 (EXIT_MULTIPLE_HEADS, f"app {label!r} has {len(heads)} heads: {', '.join(heads)}")
             )
+    problems += [(EXIT_SNAPSHOT_STALE, line) for line in stale_files(project)]
     with open_database(project) as (_connection, planner):
         pending = [m.label for m in graph.migrations.values() if m.revision not in planner.applied]
     if pending:
         problems.append(
             (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
         )
-    if not problems or (database == "scratch" and all(code == EXIT_DATABASE_BEHIND for code, _ in problems)):
+    if not problems or (
+        database == "scratch"
+        and all(code in (EXIT_DATABASE_BEHIND, EXIT_SNAPSHOT_STALE) for code, _ in problems)
+    ):
         from .author import makemigrations  # autogenerate: only when models are compared
 
         new = makemigrations(project, check=True, database=database)

@@ -28,6 +28,7 @@ from ..lock import (
 from ..partial import PartialLog, PartialStep
 from ..plan import Plan, Planner, Step
 from ..recorder import utcnow
+from ..snapshot import Fresh, fresh_database
 from ..predict import Prediction, predict
 from ..project import Project
 from ..undo import CannotUndo, UndoFailed, plan_undo, undo
@@ -49,6 +50,9 @@ class RunResult:
     #: The run accepted data loss: nothing was counted as it ran.
     allow_data_loss: bool = False
     predictions: list[Prediction] = field(default_factory=list)
+    #: An empty database built from the schema snapshot (``snapshot.used``), or the snapshot
+    #: ignored and the migrations replayed (``snapshot.line`` says why); None: not concerned.
+    snapshot: Fresh | None = None
 
     @property
     def plan(self) -> Plan:
@@ -68,8 +72,13 @@ def upgrade(
     archive: bool | None = None,
     fake_initial: bool = False,
     start: Sequence[str] | None = None,
+    replay: bool = False,
 ) -> RunResult:
     """Apply migrations up to ``target`` (default: every app's head).
+
+    An empty database going to every head is built from the bind's schema snapshot when it is
+    current (snapshot.py): its schema and seed rows loaded in one step, every migration recorded
+    as applied; ``replay`` runs the migrations instead.
 
     A plan that would destroy existing data is refused unless ``allow_data_loss`` or
     ``archive`` (default: the ``archive`` setting) is given. With ``fake_initial``, an app's
@@ -87,11 +96,19 @@ def upgrade(
         connection,
         planner,
     ):
+        fresh = None
+        if changes and not (replay or fake_initial) and tuple(target) in ((), ("heads",), ("head",)):
+            fresh = fresh_database(project, connection, planner.applied)
+            if fresh is not None and fresh.used:
+                done = Plan("upgrade", "heads", [], (), project.graph.stored_heads(set(project.graph.migrations)))
+                return RunResult(RunReport(done), snapshot=fresh)
         plan = planner.upgrade(target)
         if fake_initial:
             plan = mark_fake_initial(project, connection, plan)
         guard = DataGuard(project, allow_data_loss, archive)
-        return _run(project, connection, plan, {}, plan_only, sql, progress, guard)
+        result = _run(project, connection, plan, {}, plan_only, sql, progress, guard)
+        result.snapshot = fresh
+        return result
 
 
 def downgrade(
