@@ -2,6 +2,7 @@
 """Command speed vs history size: flask-rollback and Flask-Migrate on the same history.
 
     python3 bench/speed.py [--sizes 0,1000,10000] [--repeat 5] [--commands heads,current,...]
+                           [--sections commands,upgrade] [--upgrade-sizes 1000]
                            [--output FILE] [--write-results] [--keep]
     python3 bench/speed.py --quick          # sizes 0,200, repeat 3: a smoke run of a minute
 
@@ -31,6 +32,15 @@ Flask-Migrate has no ``showmigrations``: its closest verb, ``history --indicate-
 revision, the current one marked, the database read), is timed opposite it; ``check`` is
 flask-rollback's ``check --database live`` (models vs the live database, what Flask-Migrate's
 ``check`` compares) opposite Flask-Migrate's ``check``.
+
+The ``upgrade`` section (``--sections``; sizes ``--upgrade-sizes``, default 1000) times
+``flask db upgrade`` of the whole history on a fresh SQLite file for both tools (replay), against
+raw DDL: the same statements (Alembic's offline ``--sql`` output of the Flask-Migrate project)
+through Python's sqlite3 alone, one transaction + version update per step. Each is timed as a
+whole process and in-process (the app created first, then only the upgrade), with ratios
+flask-rollback / Flask-Migrate and flask-rollback / raw DDL and the issue's limit (≤ 2× raw DDL).
+Its children run with bytecode caches (``PYTHONDONTWRITEBYTECODE`` dropped), as installed
+software does; every tool's schema is checked against the raw DDL's once.
 
 Everything lives in one temporary directory, removed at the end (``--keep`` keeps it). The
 report (Markdown) goes to stdout and ``--output``; ``--write-results`` also puts it into
@@ -222,14 +232,17 @@ class Run:
     out: str
 
 
-def run(project: Project, args: list[str], workdir: Path, timeout: float = 900) -> Run:
-    """``python -m flask db ARGS``: wall time and the child's own peak RSS (``os.wait4``)."""
+def run(project: Project, args: list[str], workdir: Path, timeout: float = 900,
+        command: list[str] | None = None, env: dict[str, str] | None = None) -> Run:
+    """``python -m flask db ARGS`` (or ``command``): wall time and the child's own peak RSS
+    (``os.wait4``)."""
     out_path = workdir / f"out-{uuid.uuid4().hex[:10]}.txt"
     with open(out_path, "w+b") as out:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "db", *args], cwd=project.root, env=project.env(),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            command or [sys.executable, "-m", "flask", "db", *args], cwd=project.root,
+            env=env or project.env(), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         LIVE.add(process)
         deadline = time.monotonic() + timeout
@@ -481,7 +494,7 @@ def report(results: list[SizeResult], args: argparse.Namespace, started: datetim
             "",
         ]
     notes = [c.note for c in commands if c.note]
-    if notes:
+    if notes and results:
         lines += ["Opposite commands: " + "; ".join(notes) + ".", ""]
     lines += targets(results, commands)
     failures = [
@@ -519,6 +532,196 @@ def targets(results: list[SizeResult], commands: list[Command]) -> list[str]:
     return ["### Limits (issue 13)", "", *out, ""] if out else []
 
 
+# -- upgrade of a fresh database: replay against raw DDL -------------------------------------
+
+#: The floor (issue 13's "raw DDL"): the statements Alembic renders offline for the
+#: Flask-Migrate project, through Python's sqlite3 only, one transaction + version update per
+#: step. Prints the seconds from connecting to the last commit (the in-process number).
+RAW_DDL = """
+import sqlite3, sys, time
+head, *steps = open(sys.argv[1]).read().split("\\n-- Running upgrade")
+started = time.perf_counter()
+db = sqlite3.connect(sys.argv[2], isolation_level=None)
+db.executescript(head)
+for chunk in steps:
+    db.executescript("BEGIN;" + chunk.split("\\n", 1)[1] + "COMMIT;")
+db.close()
+print(time.perf_counter() - started)
+"""
+
+#: In one process: the app created first (untimed), then only the upgrade through each tool's
+#: Python API is timed (flask-rollback's ``commands.upgrade``, Flask-Migrate's ``upgrade()``).
+IN_PROCESS = """
+import importlib, os, sys, time
+app = importlib.import_module(os.environ["FLASK_APP"]).create_app()
+with app.app_context():
+    if sys.argv[1] == "rollback":
+        from flask_rollback import commands
+        from flask_rollback.commands.context import get_project
+        project, upgrade = get_project(), commands.upgrade
+        started = time.perf_counter()
+        steps = len(upgrade(project).report.done)
+    else:
+        import flask_migrate
+        started = time.perf_counter()
+        flask_migrate.upgrade()
+        steps = -1
+print(time.perf_counter() - started, steps)
+"""
+
+RAW = "raw DDL"
+UPGRADE_TOOLS = (FLASK_ROLLBACK, FLASK_MIGRATE, RAW)
+#: ``upgrade`` of N steps (replay) may take at most this many times the raw DDL.
+UPGRADE_LIMIT = 2.0
+
+
+@dataclass
+class UpgradeResult:
+    size: int
+    whole: dict[str, Sample] = field(default_factory=dict)  # tool -> whole-process runs
+    inner: dict[str, list[float]] = field(default_factory=dict)  # tool -> in-process seconds
+    problems: list[str] = field(default_factory=list)
+
+
+def bytecode_env(env: dict[str, str]) -> dict[str, str]:
+    """Children write and use ``__pycache__`` as installed software does, whatever this shell
+    says (PYTHONDONTWRITEBYTECODE would recompile 1,000 migrations on every run, for every tool)."""
+    return {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def fresh_sqlite(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def schema_of(path: Path) -> set[tuple[str, str]]:
+    """(type, name) of every table and index, without the tools' own bookkeeping tables."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    return {(kind, name) for kind, name in rows if not name.startswith(("rollback_", "alembic_version"))}
+
+
+def measure_upgrade(size: int, args: argparse.Namespace, base: Path) -> UpgradeResult:
+    """``flask db upgrade`` of ``size`` steps on a fresh SQLite file, each tool replaying the
+    whole history, against the same DDL through sqlite3 alone; whole processes and in-process."""
+    workdir = base / f"upgrade{size}"
+    workdir.mkdir()
+    log(f"upgrade {size}: generating the history and both projects")
+    revisions = history(size, args.tables, args.apps)
+    projects = {
+        FLASK_ROLLBACK: rollback_project(workdir / "fr", revisions, args.tables, args.apps, workdir),
+        FLASK_MIGRATE: migrate_project(workdir / "fm", revisions, args.tables, workdir),
+    }
+    envs = {tool: bytecode_env(project.env()) for tool, project in projects.items()}
+    databases = {tool: project.root / "db.sqlite" for tool, project in projects.items()}
+    databases[RAW] = workdir / "raw.sqlite"
+    fm = projects[FLASK_MIGRATE]
+    rendered = subprocess.run(
+        [sys.executable, "-m", "flask", "db", "upgrade", "--sql"], cwd=fm.root, env=envs[FLASK_MIGRATE],
+        capture_output=True, text=True, timeout=600,
+    )
+    if rendered.returncode:
+        raise SystemExit(f"Flask-Migrate `flask db upgrade --sql` failed:\n{rendered.stderr}")
+    statements = workdir / "upgrade.sql"
+    statements.write_text(rendered.stdout.replace(" RETURNING version_num", ""))
+    raw_script = workdir / "raw_ddl.py"
+    raw_script.write_text(RAW_DDL)
+    in_process = workdir / "in_process.py"
+    in_process.write_text(IN_PROCESS)
+    commands = {
+        FLASK_ROLLBACK: [sys.executable, "-m", "flask", "db", "upgrade"],
+        FLASK_MIGRATE: [sys.executable, "-m", "flask", "db", "upgrade"],
+        RAW: [sys.executable, str(raw_script), str(statements), str(databases[RAW])],
+    }
+    result = UpgradeResult(size)
+
+    def whole(tool: str) -> Run:
+        fresh_sqlite(databases[tool])
+        project = projects.get(tool, fm)
+        return run(project, [], workdir, command=commands[tool], env=envs.get(tool, envs[FLASK_MIGRATE]))
+
+    def inner(tool: str) -> float:
+        fresh_sqlite(databases[tool])
+        if tool == RAW:
+            command, project = commands[RAW], fm
+        else:
+            command = [sys.executable, str(in_process), "rollback" if tool == FLASK_ROLLBACK else "migrate"]
+            project = projects[tool]
+        done = subprocess.run(command, cwd=project.root, env=envs.get(tool, envs[FLASK_MIGRATE]),
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            result.problems.append(f"{tool} in-process: exit {done.returncode}: "
+                                   + (done.stderr.strip().splitlines() or ["?"])[-1][:200])
+            return float("nan")
+        words = done.stdout.strip().splitlines()[-1].split()
+        if tool == FLASK_ROLLBACK and int(words[1]) != size:
+            result.problems.append(f"flask-rollback in-process ran {words[1]} of {size} steps")
+        return float(words[0])
+
+    log(f"upgrade {size}: warm-up (writes __pycache__), then the schemas compared")
+    for tool in UPGRADE_TOOLS:
+        warm = whole(tool)
+        if warm.code:
+            raise SystemExit(f"{tool} upgrade failed:\n{warm.out[-2000:]}")
+    expected = schema_of(databases[RAW])
+    for tool in (FLASK_ROLLBACK, FLASK_MIGRATE):
+        if schema_of(databases[tool]) != expected:
+            result.problems.append(f"{tool}: the schema after upgrade differs from the raw DDL's")
+    for repeat in range(args.repeat):
+        log(f"upgrade {size}: round {repeat + 1}/{args.repeat}")
+        order = UPGRADE_TOOLS if repeat % 2 == 0 else tuple(reversed(UPGRADE_TOOLS))
+        for tool in order:
+            outcome = whole(tool)
+            sample = result.whole.setdefault(tool, Sample())
+            sample.seconds.append(outcome.seconds)
+            sample.peak_kib.append(outcome.peak_kib)
+            sample.codes.add(outcome.code)
+            sample.last_out = outcome.out
+        for tool in order:
+            result.inner.setdefault(tool, []).append(inner(tool))
+    return result
+
+
+def upgrade_report(results: list[UpgradeResult], args: argparse.Namespace) -> list[str]:
+    lines = [
+        "### Upgrade of a fresh SQLite file, replaying the history",
+        "",
+        "Each tool runs `flask db upgrade` on an empty SQLite file; raw DDL is the same statements "
+        "(Alembic's offline SQL of the Flask-Migrate project) through Python's sqlite3 alone, one "
+        "transaction + version update per step. Whole process: the `python` process, start-up "
+        "included. In-process: the app created first, then only the upgrade timed (each tool's "
+        "Python API; raw: connect to last commit). Children use `__pycache__`. Flask-Migrate runs "
+        "the whole upgrade in one transaction (its default), flask-rollback one per migration.",
+        "",
+        "| steps | measure | flask-rollback s | Flask-Migrate s | raw DDL s | fr / FM | fr / raw |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    limits: list[str] = []
+    for result in results:
+        wholes = {tool: result.whole[tool].median for tool in UPGRADE_TOOLS}
+        inners = {tool: statistics.median(result.inner[tool]) for tool in UPGRADE_TOOLS}
+        for measure, numbers in (("whole process", wholes), ("in-process", inners)):
+            fr, fm, raw = (numbers[tool] for tool in UPGRADE_TOOLS)
+            lines.append(f"| {result.size:,} | {measure} | {fr:.3f} | {fm:.3f} | {raw:.3f} | "
+                         f"{ratio(fr, fm)} | {ratio(fr, raw)} |")
+        codes = {tool: sorted(result.whole[tool].codes) for tool in UPGRADE_TOOLS if result.whole[tool].codes != {0}}
+        result.problems += [f"{tool} exited {code}" for tool, code in codes.items()]
+        whole_ratio = wholes[FLASK_ROLLBACK] / wholes[RAW]
+        inner_ratio = inners[FLASK_ROLLBACK] / inners[RAW]
+        limits.append(
+            f"- `upgrade` {result.size:,} steps (replay) ≤ {UPGRADE_LIMIT:g}× raw DDL: "
+            f"{'met' if whole_ratio <= UPGRADE_LIMIT else 'NOT met'} (whole process {whole_ratio:.2f}×; "
+            f"in-process {inner_ratio:.2f}×)"
+        )
+    lines += ["", *limits, ""]
+    problems = [f"- {result.size:,} steps: {problem}" for result in results for problem in result.problems]
+    if problems:
+        lines += ["Problems:", "", *problems, ""]
+    return lines
+
+
 def write_results(text: str) -> None:
     """Replace (or append) the section between the markers in bench/RESULTS.md."""
     current = RESULTS.read_text() if RESULTS.exists() else ""
@@ -540,25 +743,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", type=int, default=20)
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help=f"which to time, of {', '.join(COMMANDS)}")
-    parser.add_argument("--quick", action="store_true", help="sizes 0,200 and repeat 3")
+    parser.add_argument("--sections", default="commands,upgrade",
+                        help="which to run, of commands (the read-only commands), upgrade (a fresh "
+                             "database replayed against raw DDL)")
+    parser.add_argument("--upgrade-sizes", default="1000", help="history sizes of the upgrade section")
+    parser.add_argument("--quick", action="store_true", help="sizes 0,200 (upgrade: 200) and repeat 3")
     parser.add_argument("--output", type=Path, help="also write the report to FILE")
     parser.add_argument("--write-results", action="store_true", help="put the report into bench/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
-        args.sizes, args.repeat = "0,200", 3
+        args.sizes, args.upgrade_sizes, args.repeat = "0,200", "200", 3
+    sections = {name.strip() for name in args.sections.split(",") if name.strip()}
+    if sections - {"commands", "upgrade"}:
+        parser.error(f"unknown section(s) {', '.join(sorted(sections - {'commands', 'upgrade'}))}; "
+                     "known: commands, upgrade")
     args.commands = [name.strip() for name in args.commands.split(",") if name.strip()]
     unknown = [name for name in args.commands if name not in COMMANDS]
     if unknown:
         parser.error(f"unknown command(s) {', '.join(unknown)}; known: {', '.join(COMMANDS)}")
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = [int(size) for size in args.sizes.split(",")] if "commands" in sections else []
+    upgrade_sizes = [int(size) for size in args.upgrade_sizes.split(",")] if "upgrade" in sections else []
     started, clock = datetime.now(timezone.utc), time.monotonic()
     load_start = list(os.getloadavg())
     base = Path(tempfile.mkdtemp(prefix="flask-rollback-speed-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         results = [measure(size, args, base) for size in sizes]
+        upgrades = [measure_upgrade(size, args, base) for size in upgrade_sizes]
     finally:
         reap_all()
         if args.keep:
@@ -566,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(base, ignore_errors=True)
     text = report(results, args, started, time.monotonic() - clock, (load_start, list(os.getloadavg())))
+    if upgrades:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(upgrade_report(upgrades, args))
     print(text)
     if args.output:
         args.output.write_text(text + "\n")
