@@ -3,6 +3,8 @@
 
     python3 bench/speed.py [--sizes 0,1000,10000] [--repeat 5] [--commands heads,current,...]
                            [--check-tables 300 [--check-size 600]]
+                           [--sections commands,snapshot,upgrade] [--upgrade-sizes 1000]
+                           [--snapshot-sizes 1000,10000] [--snapshot-backends sqlite,postgresql]
                            [--output FILE] [--write-results] [--keep]
     python3 bench/speed.py --quick          # sizes 0,200, repeat 3: a smoke run of a minute
 
@@ -35,6 +37,15 @@ flask-rollback's ``check --database live`` (models vs the live database, what Fl
 history (``--check-size`` revisions, 600, over 300 tables) on which ``check`` and
 ``makemigrations --check`` (both ``--database live``) are timed opposite Flask-Migrate's
 ``check``: what comparing a wide schema costs.
+
+The ``upgrade`` section (``--sections``; sizes ``--upgrade-sizes``, default 1000) times
+``flask db upgrade`` of the whole history on a fresh SQLite file for both tools (replay), against
+raw DDL: the same statements (Alembic's offline ``--sql`` output of the Flask-Migrate project)
+through Python's sqlite3 alone, one transaction + version update per step. Each is timed as a
+whole process and in-process (the app created first, then only the upgrade), with ratios
+flask-rollback / Flask-Migrate and flask-rollback / raw DDL and the issue's limit (≤ 2× raw DDL).
+Its children run with bytecode caches (``PYTHONDONTWRITEBYTECODE`` dropped), as installed
+software does; every tool's schema is checked against the raw DDL's once.
 
 Everything lives in one temporary directory, removed at the end (``--keep`` keeps it). The
 report (Markdown) goes to stdout and ``--output``; ``--write-results`` also puts it into
@@ -235,16 +246,21 @@ class Run:
     seconds: float
     peak_kib: int
     out: str
+    #: The child's CPU seconds (user + system): steadier than wall time on a busy machine.
+    cpu: float = 0.0
 
 
-def run(project: Project, args: list[str], workdir: Path, timeout: float = 900) -> Run:
-    """``python -m flask db ARGS``: wall time and the child's own peak RSS (``os.wait4``)."""
+def run(project: Project, args: list[str], workdir: Path, timeout: float = 900,
+        command: list[str] | None = None, env: dict[str, str] | None = None) -> Run:
+    """``python -m flask db ARGS`` (or ``command``): wall time and the child's own peak RSS
+    (``os.wait4``)."""
     out_path = workdir / f"out-{uuid.uuid4().hex[:10]}.txt"
     with open(out_path, "w+b") as out:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "db", *args], cwd=project.root, env=project.env(),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            command or [sys.executable, "-m", "flask", "db", *args], cwd=project.root,
+            env=env or project.env(), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         LIVE.add(process)
         deadline = time.monotonic() + timeout
@@ -262,7 +278,7 @@ def run(project: Project, args: list[str], workdir: Path, timeout: float = 900) 
         LIVE.discard(process)
     text = out_path.read_text(errors="replace")
     out_path.unlink()
-    return Run(process.returncode, seconds, usage.ru_maxrss, text)
+    return Run(process.returncode, seconds, usage.ru_maxrss, text, usage.ru_utime + usage.ru_stime)
 
 
 def python(project: Project, code: str, workdir: Path) -> None:
@@ -393,6 +409,7 @@ CHECK_COMMANDS: dict[str, Command] = {
 class Sample:
     seconds: list[float] = field(default_factory=list)
     peak_kib: list[int] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     codes: set[int] = field(default_factory=set)
     last_out: str = ""
 
@@ -508,8 +525,8 @@ def report(results: list[SizeResult], args: argparse.Namespace, started: datetim
             f"{fr_cold.peak_kib / 1024:.0f} | {fm_cold.peak_kib / 1024:.0f} | |",
             "",
         ]
-    notes = [c.note for c in commands if c.note and results]
-    if notes:
+    notes = [c.note for c in commands if c.note]
+    if notes and results:
         lines += ["Opposite commands: " + "; ".join(notes) + ".", ""]
     lines += targets(results, commands)
     if check is not None:
@@ -753,6 +770,217 @@ def snapshot_section(args: argparse.Namespace, base: Path) -> list[str]:
     return snapshot_report(timings, args.repeat)
 
 
+# -- upgrade of a fresh database: replay against raw DDL -------------------------------------
+
+#: The floor (issue 13's "raw DDL"): the statements Alembic renders offline for the
+#: Flask-Migrate project, through Python's sqlite3 only, one transaction + version update per
+#: step. Prints the seconds from connecting to the last commit (the in-process number).
+RAW_DDL = """
+import sqlite3, sys, time
+head, *steps = open(sys.argv[1]).read().split("\\n-- Running upgrade")
+started = time.perf_counter()
+db = sqlite3.connect(sys.argv[2], isolation_level=None)
+db.executescript(head)
+for chunk in steps:
+    db.executescript("BEGIN;" + chunk.split("\\n", 1)[1] + "COMMIT;")
+db.close()
+print(time.perf_counter() - started)
+"""
+
+#: In one process: the app created first (untimed), then only the upgrade through each tool's
+#: Python API is timed (flask-rollback's ``commands.upgrade``, Flask-Migrate's ``upgrade()``).
+IN_PROCESS = """
+import importlib, os, sys, time
+app = importlib.import_module(os.environ["FLASK_APP"]).create_app()
+with app.app_context():
+    if sys.argv[1] == "rollback":
+        from flask_rollback import commands
+        from flask_rollback.commands.context import get_project
+        project, upgrade = get_project(), commands.upgrade
+        started = time.perf_counter()
+        steps = len(upgrade(project).report.done)
+    else:
+        import flask_migrate
+        started = time.perf_counter()
+        flask_migrate.upgrade()
+        steps = -1
+print(time.perf_counter() - started, steps)
+"""
+
+RAW = "raw DDL"
+#: The parts of the report ``--sections`` picks from.
+SECTIONS = {"commands", "upgrade", "snapshot"}
+UPGRADE_TOOLS = (FLASK_ROLLBACK, FLASK_MIGRATE, RAW)
+#: ``upgrade`` of N steps (replay) may take at most this many times the raw DDL.
+UPGRADE_LIMIT = 2.0
+
+
+@dataclass
+class UpgradeResult:
+    size: int
+    whole: dict[str, Sample] = field(default_factory=dict)  # tool -> whole-process runs
+    #: tool -> start-up: a no-op ``flask db upgrade`` right after (raw: ``import sqlite3``).
+    idle: dict[str, list[float]] = field(default_factory=dict)
+    inner: dict[str, list[float]] = field(default_factory=dict)  # tool -> in-process seconds
+    problems: list[str] = field(default_factory=list)
+
+
+def bytecode_env(env: dict[str, str]) -> dict[str, str]:
+    """Children write and use ``__pycache__`` as installed software does, whatever this shell
+    says (PYTHONDONTWRITEBYTECODE would recompile 1,000 migrations on every run, for every tool)."""
+    return {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def fresh_sqlite(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def schema_of(path: Path) -> set[tuple[str, str]]:
+    """(type, name) of every table and index, without the tools' own bookkeeping tables."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    return {(kind, name) for kind, name in rows if not name.startswith(("rollback_", "alembic_version"))}
+
+
+def measure_upgrade(size: int, args: argparse.Namespace, base: Path) -> UpgradeResult:
+    """``flask db upgrade`` of ``size`` steps on a fresh SQLite file, each tool replaying the
+    whole history, against the same DDL through sqlite3 alone; whole processes and in-process."""
+    workdir = base / f"upgrade{size}"
+    workdir.mkdir()
+    log(f"upgrade {size}: generating the history and both projects")
+    revisions = history(size, args.tables, args.apps)
+    projects = {
+        FLASK_ROLLBACK: rollback_project(workdir / "fr", revisions, args.tables, args.apps, workdir),
+        FLASK_MIGRATE: migrate_project(workdir / "fm", revisions, args.tables, workdir),
+    }
+    envs = {tool: bytecode_env(project.env()) for tool, project in projects.items()}
+    databases = {tool: project.root / "db.sqlite" for tool, project in projects.items()}
+    databases[RAW] = workdir / "raw.sqlite"
+    fm = projects[FLASK_MIGRATE]
+    rendered = subprocess.run(
+        [sys.executable, "-m", "flask", "db", "upgrade", "--sql"], cwd=fm.root, env=envs[FLASK_MIGRATE],
+        capture_output=True, text=True, timeout=600,
+    )
+    if rendered.returncode:
+        raise SystemExit(f"Flask-Migrate `flask db upgrade --sql` failed:\n{rendered.stderr}")
+    statements = workdir / "upgrade.sql"
+    statements.write_text(rendered.stdout.replace(" RETURNING version_num", ""))
+    raw_script = workdir / "raw_ddl.py"
+    raw_script.write_text(RAW_DDL)
+    in_process = workdir / "in_process.py"
+    in_process.write_text(IN_PROCESS)
+    commands = {
+        FLASK_ROLLBACK: [sys.executable, "-m", "flask", "db", "upgrade"],
+        FLASK_MIGRATE: [sys.executable, "-m", "flask", "db", "upgrade"],
+        RAW: [sys.executable, str(raw_script), str(statements), str(databases[RAW])],
+    }
+    result = UpgradeResult(size)
+
+    def whole(tool: str) -> Run:
+        fresh_sqlite(databases[tool])
+        project = projects.get(tool, fm)
+        return run(project, [], workdir, command=commands[tool], env=envs.get(tool, envs[FLASK_MIGRATE]))
+
+    def inner(tool: str) -> float:
+        fresh_sqlite(databases[tool])
+        if tool == RAW:
+            command, project = commands[RAW], fm
+        else:
+            command = [sys.executable, str(in_process), "rollback" if tool == FLASK_ROLLBACK else "migrate"]
+            project = projects[tool]
+        done = subprocess.run(command, cwd=project.root, env=envs.get(tool, envs[FLASK_MIGRATE]),
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            result.problems.append(f"{tool} in-process: exit {done.returncode}: "
+                                   + (done.stderr.strip().splitlines() or ["?"])[-1][:200])
+            return float("nan")
+        words = done.stdout.strip().splitlines()[-1].split()
+        if tool == FLASK_ROLLBACK and int(words[1]) != size:
+            result.problems.append(f"flask-rollback in-process ran {words[1]} of {size} steps")
+        return float(words[0])
+
+    log(f"upgrade {size}: warm-up (writes __pycache__), then the schemas compared")
+    for tool in UPGRADE_TOOLS:
+        warm = whole(tool)
+        if warm.code:
+            raise SystemExit(f"{tool} upgrade failed:\n{warm.out[-2000:]}")
+    expected = schema_of(databases[RAW])
+    for tool in (FLASK_ROLLBACK, FLASK_MIGRATE):
+        if schema_of(databases[tool]) != expected:
+            result.problems.append(f"{tool}: the schema after upgrade differs from the raw DDL's")
+    for repeat in range(args.repeat):
+        log(f"upgrade {size}: round {repeat + 1}/{args.repeat}")
+        order = UPGRADE_TOOLS if repeat % 2 == 0 else tuple(reversed(UPGRADE_TOOLS))
+        for tool in order:
+            outcome = whole(tool)
+            sample = result.whole.setdefault(tool, Sample())
+            sample.seconds.append(outcome.seconds)
+            sample.peak_kib.append(outcome.peak_kib)
+            sample.cpu.append(outcome.cpu)
+            sample.codes.add(outcome.code)
+            sample.last_out = outcome.out
+            idle = commands[tool] if tool != RAW else [sys.executable, "-c", "import sqlite3"]
+            result.idle.setdefault(tool, []).append(
+                run(projects.get(tool, fm), [], workdir, command=idle, env=envs.get(tool, envs[FLASK_MIGRATE])).seconds
+            )
+        for tool in order:
+            result.inner.setdefault(tool, []).append(inner(tool))
+    return result
+
+
+def upgrade_report(results: list[UpgradeResult], args: argparse.Namespace) -> list[str]:
+    lines = [
+        "### Upgrade of a fresh SQLite file, replaying the history",
+        "",
+        "Each tool runs `flask db upgrade` on an empty SQLite file; raw DDL is the same statements "
+        "(Alembic's offline SQL of the Flask-Migrate project) through Python's sqlite3 alone, one "
+        "transaction + version update per step. Whole process: the `python` process, start-up "
+        "included. In-process: the app created first, then only the upgrade timed (each tool's "
+        "Python API; raw: connect to last commit). CPU s: the whole process's user + system "
+        "time (steadier than wall time on a busy machine; waiting for fsync is not in it). "
+        "Start-up: `flask db upgrade` again on the migrated database (nothing to do: interpreter, "
+        "imports, app, reading the migrations, the lock), raw: `python -c 'import sqlite3'`. "
+        "Children use `__pycache__`. Flask-Migrate runs the whole upgrade in one transaction (its "
+        "default), flask-rollback one per migration.",
+        "",
+        "| steps | measure | flask-rollback s | Flask-Migrate s | raw DDL s | fr / FM | fr / raw |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    limits: list[str] = []
+    for result in results:
+        wholes = {tool: result.whole[tool].median for tool in UPGRADE_TOOLS}
+        inners = {tool: statistics.median(result.inner[tool]) for tool in UPGRADE_TOOLS}
+        cpus = {tool: statistics.median(result.whole[tool].cpu) for tool in UPGRADE_TOOLS}
+        idles = {tool: statistics.median(result.idle[tool]) for tool in UPGRADE_TOOLS}
+        nets = {tool: wholes[tool] - idles[tool] for tool in UPGRADE_TOOLS}
+        for measure, numbers in (("whole process", wholes), ("in-process", inners),
+                                 ("whole process, CPU s", cpus), ("start-up (no-op run)", idles),
+                                 ("whole process minus start-up", nets)):
+            fr, fm, raw = (numbers[tool] for tool in UPGRADE_TOOLS)
+            lines.append(f"| {result.size:,} | {measure} | {fr:.3f} | {fm:.3f} | {raw:.3f} | "
+                         f"{ratio(fr, fm)} | {ratio(fr, raw)} |")
+        codes = {tool: sorted(result.whole[tool].codes) for tool in UPGRADE_TOOLS if result.whole[tool].codes != {0}}
+        result.problems += [f"{tool} exited {code}" for tool, code in codes.items()]
+        whole_ratio = wholes[FLASK_ROLLBACK] / wholes[RAW]
+        fastest = min(result.whole[FLASK_ROLLBACK].seconds) / min(result.whole[RAW].seconds)
+        inner_ratio = inners[FLASK_ROLLBACK] / inners[RAW]
+        limits.append(
+            f"- `upgrade` {result.size:,} steps (replay) ≤ {UPGRADE_LIMIT:g}× raw DDL: "
+            f"{'met' if whole_ratio <= UPGRADE_LIMIT else 'NOT met'} (whole process {whole_ratio:.2f}×; "
+            f"fastest runs {fastest:.2f}×; in-process {inner_ratio:.2f}×; minus start-up "
+            f"{ratio(nets[FLASK_ROLLBACK], nets[RAW])}×). On a busy machine the fsync waits of "
+            "raw DDL swing most: trust the line only when the fastest-runs ratio agrees"
+        )
+    lines += ["", *limits, ""]
+    problems = [f"- {result.size:,} steps: {problem}" for result in results for problem in result.problems]
+    if problems:
+        lines += ["Problems:", "", *problems, ""]
+    return lines
+
+
 def write_results(text: str) -> None:
     """Replace (or append) the section between the markers in bench/RESULTS.md."""
     current = RESULTS.read_text() if RESULTS.exists() else ""
@@ -778,7 +1006,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time check and makemigrations --check on this many tables (0: not)")
     parser.add_argument("--check-size", type=int, default=600,
                         help="revisions of the --check-tables history")
-    parser.add_argument("--quick", action="store_true", help="sizes 0,200 and repeat 3")
+    parser.add_argument("--quick", action="store_true", help="sizes 0,200 (upgrade, snapshot: 200) and repeat 3")
+    parser.add_argument("--sections", default=",".join(sorted(SECTIONS)),
+                        help="which to run, of commands (the read-only commands), upgrade (a fresh "
+                             "database replayed against raw DDL), snapshot (a fresh database through "
+                             "the schema snapshot against loading it directly)")
+    parser.add_argument("--upgrade-sizes", default="1000", help="history sizes of the upgrade section")
     parser.add_argument("--output", type=Path, help="also write the report to FILE")
     parser.add_argument("--write-results", action="store_true", help="put the report into bench/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -789,14 +1022,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
-        args.sizes, args.repeat, args.snapshot_sizes = "0,200", 3, "200"
-    args.snapshot_sizes = [int(size) for size in args.snapshot_sizes.split(",") if size.strip()]
+        args.sizes, args.upgrade_sizes, args.repeat, args.snapshot_sizes = "0,200", "200", 3, "200"
+    sections = {name.strip() for name in args.sections.split(",") if name.strip()}
+    if sections - SECTIONS:
+        parser.error(f"unknown section(s) {', '.join(sorted(sections - SECTIONS))}; "
+                     f"known: {', '.join(sorted(SECTIONS))}")
+    args.snapshot_sizes = (
+        [int(size) for size in args.snapshot_sizes.split(",") if size.strip()] if "snapshot" in sections else []
+    )
     args.snapshot_backends = [name.strip() for name in args.snapshot_backends.split(",") if name.strip()]
     args.commands = [name.strip() for name in args.commands.split(",") if name.strip()]
     unknown = [name for name in args.commands if name not in COMMANDS]
     if unknown:
         parser.error(f"unknown command(s) {', '.join(unknown)}; known: {', '.join(COMMANDS)}")
-    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()] if "commands" in sections else []
+    upgrade_sizes = (
+        [int(size) for size in args.upgrade_sizes.split(",") if size.strip()] if "upgrade" in sections else []
+    )
     started, clock = datetime.now(timezone.utc), time.monotonic()
     load_start = list(os.getloadavg())
     base = Path(tempfile.mkdtemp(prefix="flask-rollback-speed-"))
@@ -808,6 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.check_tables else None
         )
         snapshot_lines = snapshot_section(args, base) if args.snapshot_sizes else []
+        upgrades = [measure_upgrade(size, args, base) for size in upgrade_sizes]
     finally:
         reap_all()
         if args.keep:
@@ -816,6 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
     text = report(results, args, started, time.monotonic() - clock, (load_start, list(os.getloadavg())), check)
     text = "\n".join([text, *snapshot_lines])
+    if upgrades:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(upgrade_report(upgrades, args))
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

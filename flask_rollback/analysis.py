@@ -117,7 +117,7 @@ def operations(
     if function is None:
         return [_python(direction, f"the module has no {direction}()")]
     sa_dialect = _dialect(dialect)
-    context = _Context(sa_dialect, None, {"as_sql": True, "output_buffer": io.StringIO()})
+    context = _context(dialect)
     recorder = _Recorder(context)
     context.on_bind = recorder.stop
     why = None
@@ -129,6 +129,8 @@ def operations(
         except Exception as exc:  # the migration's own failure is the finding
             message = str(exc).strip().splitlines()
             why = f"raised {type(exc).__name__}" + (f": {message[0]}" if message else "")
+        finally:
+            context.on_bind = None
     found = [
         row
         for operation, in_batch in recorder.log
@@ -144,6 +146,14 @@ def operations(
 def _dialect(name: str) -> Dialect:
     """One dialect object per backend name: building it costs more than recording a migration."""
     return sa.engine.make_url(f"{name}://").get_dialect()()
+
+
+@lru_cache(maxsize=None)
+def _context(name: str) -> _Context:
+    """One recording context per backend name, shared by every migration read: nothing runs
+    through it (the recorder keeps each operation), so it holds nothing between two readings,
+    and building one costs more than recording a small migration."""
+    return _Context(_dialect(name), None, {"as_sql": True, "output_buffer": io.StringIO()})
 
 
 def _python(direction: str, why: str) -> Operation:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -148,10 +149,11 @@ class Shadow:
         self.dry = dry
         self.touched: set[tuple[str | None, str | None]] = set()
         self.params: Any = None  # bind parameters of the statement being followed
-        self._cascades = self._enforces_foreign_keys()
         self._fk_cache: dict[str | None, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
         #: Foreign keys the operations followed so far add (not in the counted database yet).
         self.added_keys: list[AddForeignKey] = []
+        #: Columns by table of the default schema, when read at once (``read_catalog``).
+        self._catalog: dict[str, list[Any]] = {}
 
     # -- the shadow schema -------------------------------------------------------------------
 
@@ -162,14 +164,26 @@ class Shadow:
             self.tables[key] = self._from_database(name, schema)
         return self.tables[key]
 
+    def read_catalog(self, names: Iterable[str]) -> None:
+        """Read the columns of the default schema's tables ``names`` at once (PostgreSQL: one
+        catalog query instead of two per table), for a plan that touches many tables; a table
+        it does not list (a view, another schema) is still asked for on its own."""
+        self._catalog = {
+            name: columns for (_schema, name), columns
+            in self.inspector.get_multi_columns(filter_names=sorted(names)).items()
+        }
+
     def _from_database(self, name: str, schema: str | None) -> _Table | None:
-        if not self.inspector.has_table(name, schema=schema):
-            return None
+        listed = self._catalog.get(name) if schema is None else None
+        if listed is None:
+            if not self.inspector.has_table(name, schema=schema):
+                return None
+            listed = self.inspector.get_columns(name, schema=schema)
         whole = (name, None) in self.exempt
         columns = {
             c["name"]: _created() if whole or (name, c["name"]) in self.exempt
             else _Column((schema, name, c["name"]), created=False)
-            for c in self.inspector.get_columns(name, schema=schema)
+            for c in listed
         }
         return _Table(name, schema, None if whole else name, columns)
 
@@ -565,10 +579,12 @@ class Shadow:
 
     # -- cascades ----------------------------------------------------------------------------
 
-    def _enforces_foreign_keys(self) -> bool:
+    @cached_property
+    def _cascades(self) -> bool:
         """Does deleting a parent row act on its children on this connection? Always on
         PostgreSQL and MySQL; on SQLite only with ``PRAGMA foreign_keys=ON`` (a common
-        connect listener)."""
+        connect listener). Asked the first time a deletion is followed: a shadow that only
+        follows creations (most steps) asks nothing."""
         if self.dialect.name != "sqlite":
             return True
         return bool(self.connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
@@ -969,6 +985,11 @@ def step_operations(project: Project, step: Step, dialect: str) -> list[Operatio
     return cache[key]
 
 
+#: From this many destructive operations on, ``assess`` reads the catalog in one query instead
+#: of table by table (a long downgrade drops many tables).
+CATALOG_AT_ONCE = 10
+
+
 def assess(project: Project, connection: Connection, plan: Plan) -> DataLossReport:
     """Follow ``plan`` step by step on a shadow of the schema and count, on the live
     database and read-only, what each operation would destroy of the data that exists now."""
@@ -980,6 +1001,8 @@ def assess(project: Project, connection: Connection, plan: Plan) -> DataLossRepo
         return report
     with read_only(connection):
         shadow = Shadow(connection)
+        if sum(op.risk == "destroys" for _, op in found) >= CATALOG_AT_ONCE:
+            shadow.read_catalog({op.table for _, op in found if op.table})
         for step, op in found:
             if op.risk == "review":
                 report.risks.append(StepRisk(step, op))

@@ -132,8 +132,12 @@ class DataGuard:
 
         def run(**kw: Any) -> None:
             self.counted = []
+            archived = len(self.archived)
             self._count_step(connection, step, ops)
-            with _Unexplained(self.project, connection, ops, self.created) as unexplained:
+            # The step's transaction began just before (executor: one per migration) and so far
+            # only read, unless the count archived something: nothing it changed to measure from.
+            untouched = len(self.archived) == archived
+            with _Unexplained(self.project, connection, ops, self.created, untouched) as unexplained:
                 unexplained.account(self.counted)
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
@@ -345,11 +349,14 @@ class _Unexplained:
 
     def __init__(
         self, project: Project, connection: Connection, ops: list[Operation],
-        exempt: set[tuple[str, str | None]],
+        exempt: set[tuple[str, str | None]], untouched: bool = False,
     ) -> None:
         self.project = project
         self.connection = connection
         self.exempt = set(exempt)
+        #: The transaction has deleted and updated nothing yet (PostgreSQL's per-transaction
+        #: counters are then all zero: nothing to read before the step).
+        self.untouched = untouched
         #: Tables whose rows the step's statements say they delete, or update.
         self.deletes: set[str] = set()
         self.updates: set[str] = set()
@@ -388,7 +395,7 @@ class _Unexplained:
 
     def __enter__(self) -> _Unexplained:
         if self.connection.dialect.name == "postgresql":
-            self.before = _changes(self.connection)
+            self.before = {} if self.untouched else _changes(self.connection)
         elif self.connection.dialect.name == "sqlite":
             driver = self.connection.connection.driver_connection
             driver.set_authorizer(self._heard)

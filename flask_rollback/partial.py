@@ -92,6 +92,8 @@ class PartialLog:
             sa.Column("resolved_at", timestamp(), nullable=True),
             sa.Column("resolution", sa.String(16), nullable=True),
         )
+        #: Built once: a run on MariaDB/MySQL writes a marker per step (compiled once, cached).
+        self._insert = self.table.insert()
 
     @property
     def name(self) -> str:
@@ -111,11 +113,12 @@ class PartialLog:
         """The marker of a step about to run ``statements[-1]`` (autocommit ``connection``)."""
         host, user = who()
         result = connection.execute(
-            self.table.insert().values(
-                app=migration.app, revision=migration.revision, name=migration.name,
-                direction=direction, started_at=started_at, state=RUNNING,
-                statements=json.dumps(statements), error="", host=host, user=user,
-            )
+            self._insert,
+            {
+                "app": migration.app, "revision": migration.revision, "name": migration.name,
+                "direction": direction, "started_at": started_at, "state": RUNNING,
+                "statements": json.dumps(statements), "error": "", "host": host, "user": user,
+            },
         )
         key = result.inserted_primary_key
         assert key is not None  # an autoincrement id, always returned on insert

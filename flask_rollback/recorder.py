@@ -12,6 +12,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,7 +42,9 @@ def archive_prefix(archive_table: str) -> str:
     return f"{archive_table}_"
 
 
+@cache
 def who() -> tuple[str, str]:
+    """(host, user) of this process: asked once, written on every log row."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -95,6 +98,9 @@ class Recorder:
             sa.Column("version_num", sa.String(32), nullable=False),
             sa.PrimaryKeyConstraint("version_num", name=f"{settings.version_table}_pkc"),
         )
+        #: Built once: a run writes one row per step, and a statement built per row is compiled
+        #: per row (its parameters as bind values keep SQLAlchemy's compiled cache warm).
+        self._log_insert = self.log.insert()
 
     @property
     def own_tables(self) -> set[str]:
@@ -133,19 +139,20 @@ class Recorder:
         finished = utcnow()
         host, user = who()
         connection.execute(
-            self.log.insert().values(
-                app=migration.app,
-                revision=migration.revision,
-                name=migration.name,
-                direction=direction,
-                fake=fake,
-                started_at=started_at,
-                finished_at=finished,
-                duration_ms=(finished - started_at).total_seconds() * 1000,
-                sha256=file_sha256(migration.path),
-                host=host,
-                user=user,
-            )
+            self._log_insert,
+            {
+                "app": migration.app,
+                "revision": migration.revision,
+                "name": migration.name,
+                "direction": direction,
+                "fake": fake,
+                "started_at": started_at,
+                "finished_at": finished,
+                "duration_ms": (finished - started_at).total_seconds() * 1000,
+                "sha256": file_sha256(migration.path),
+                "host": host,
+                "user": user,
+            },
         )
 
     def set_heads(self, connection: Connection, heads: tuple[str, ...]) -> None:

@@ -453,6 +453,31 @@ def test_alembic_op_proxy_is_restored(tmp_path: Path) -> None:
         assert getattr(alembic.op, "_proxy") is real
 
 
+def test_readings_sharing_one_context_do_not_leak_into_each_other(tmp_path: Path) -> None:
+    """Every migration is read through one recording context per backend: one that reaches for
+    the connection is stopped there, and the next one, which does not, is read whole; read
+    again, the first is stopped again (nothing of one reading stays for the next)."""
+    reaches = load(tmp_path, '''
+        op.add_column("t", sa.Column("a", sa.Integer))
+        op.get_context().connection.execute(sa.text("DELETE FROM t"))
+        op.drop_table("never_seen")
+    ''')
+    plain = load(tmp_path, '''
+        assert op.get_context().as_sql
+        op.add_column("t", sa.Column("b", sa.Integer))
+        op.drop_table("t2")
+    ''')
+    first = operations(reaches, "upgrade", "sqlite")
+    assert [(o.kind, o.risk) for o in first] == [("add_column", "safe"), ("python", "review")]
+    assert "reads op.get_context().bind / .connection" in first[1].reason
+    assert [(o.kind, o.table) for o in operations(plain, "upgrade", "sqlite")] == [
+        ("add_column", "t"), ("drop_table", "t2"),
+    ]
+    assert [(o.kind, o.risk) for o in operations(reaches, "upgrade", "sqlite")] == [
+        ("add_column", "safe"), ("python", "review"),
+    ]
+
+
 def test_worst_orders_risks() -> None:
     def op(risk: Any) -> Operation:
         return Operation("execute", None, None, risk, risk)

@@ -722,3 +722,41 @@ def test_a_table_of_another_schema_is_named_and_not_archived_as_its_namesake(
     (error,) = error_lines(archived)
     assert "cannot archive other.posts" in error and "--allow-data-loss" in error
     assert fingerprint(project) == before
+
+
+# -- a long downgrade: the catalog read at once, every table still counted -----------------------
+
+
+def test_a_downgrade_dropping_many_tables_counts_each_and_refuses_untouched(
+    tmp_path: Path, db_url: str
+) -> None:
+    """From 10 destructive operations on, the assessment reads the catalog in one query: every
+    table is still found and counted (the empty ones as 0), and the refusal leaves the database
+    as it was."""
+    project = blog_project(tmp_path, db_url)
+    parent = first = revision_of(project, "blog", "0001")
+    for number in range(2, 14):
+        table = f"t{number:02d}"
+        write_migration(
+            project, "blog", f"{number:04d}_{table}.py", f"blog{number:04d}", parent,
+            f'op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))',
+            f'op.drop_table("{table}")',
+        )
+        parent = f"blog{number:04d}"
+    db(project, "upgrade")
+    project.query_write(*[f"INSERT INTO t{n:02d} (id) VALUES {', '.join(f'({i})' for i in range(1, n + 1))}"
+                          for n in range(2, 14) if n % 3 == 0])
+    before = fingerprint(project)
+
+    refused = db(project, "downgrade", f"blog@{first}", code=REFUSED)
+    lost = {row[2]: row[3] for row in risk_rows(refused.output)}
+    assert lost == {f"t{n:02d}": f"{n} rows" for n in range(2, 14) if n % 3 == 0}, refused.output
+    assert fingerprint(project) == before
+
+    planned = db(project, "downgrade", f"blog@{first}", "--plan")
+    counted = {row[2]: row[3] for row in risk_rows(planned.output)}
+    assert counted == {f"t{n:02d}": f"{n if n % 3 == 0 else 0} rows" for n in range(2, 14)}
+
+    db(project, "downgrade", f"blog@{first}", "--allow-data-loss")
+    assert not {f"t{n:02d}" for n in range(2, 14)} & project.tables()
+    assert project.query("SELECT count(*) FROM posts") == [(3,)]

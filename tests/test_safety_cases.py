@@ -440,6 +440,32 @@ def test_rows_committed_by_another_client_mid_run_are_counted_as_the_step_runs(
     assert versions == {"blog0003"}
 
 
+@pytest.mark.backends("postgresql")
+def test_rows_deleted_by_a_step_that_reads_as_additive_are_caught_as_it_runs(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A step whose code reads as adding an index only, and deletes rows only when really
+    running: the transaction's own counters, read after the step (nothing to read before it,
+    the step's transaction having only read so far), find the rows gone; the step is rolled back
+    and refused, the earlier step of the run stays applied."""
+    case = Case(
+        [('op.create_index("ix_posts_title", "posts", ["title"])',
+          'op.drop_index("ix_posts_title", table_name="posts")'),
+         ('op.create_index("ix_posts_author", "posts", ["author_id"])\n'
+          'if not op.get_context().as_sql:  # running, not being read\n'
+          '    op.execute("DELETE FROM posts WHERE author_id = 2")',
+          'op.drop_index("ix_posts_author", table_name="posts")')],
+    )
+    project = build(tmp_path, pg_url, case)
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
+    assert "posts deleted by something no statement of this step says" in errors[0]
+    assert rows_of(project, "SELECT id FROM posts ORDER BY id") == [(1,), (2,), (3,)]
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0002"}
+
+
 # --- failures on live data: refused before the first step, with the fix -------------------------
 
 FAILURES = {
