@@ -17,6 +17,8 @@ and refused like any other loss.
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,6 +51,7 @@ from .statements import (
     Target,
     UpdateRows,
     read,
+    unquote,
 )
 
 #: Backends whose DDL rolls back with its transaction (a savepoint can undo a step's drops).
@@ -344,8 +347,11 @@ class _Unexplained:
     authorizer, which hears of every DELETE and UPDATE the database prepares, trigger programs
     included; MariaDB: the session's ``Handler_delete``/``Handler_update`` counters (triggers and
     procedures included) against the rows the step's own DELETE and UPDATE statements reported,
-    which cannot say which table: more than reported is refused as "an unknown table". Explained: the tables the step's operations name, the tables whose foreign keys
-    lead to them (cascades), what the run created, and our own tables."""
+    which cannot say which table: more than reported is refused as "an unknown table".
+    Explained: the tables the step's operations name, the tables whose foreign keys lead to them
+    (cascades), what the run created, and our own tables. A statement that runs but was never
+    read (code that only runs when not rendering SQL) explains nothing: the rows it reports
+    deleting or updating in a table no operation names are refused as the rows they are."""
 
     def __init__(
         self, project: Project, connection: Connection, ops: list[Operation],
@@ -373,6 +379,8 @@ class _Unexplained:
         #: MariaDB: rows the statements said they deleted / updated, and the handler counters before.
         self.statement_changes = {"deleted": 0, "updated": 0}
         self.handler_before = {"deleted": 0, "updated": 0}
+        #: (table, "deleted"/"updated", rows) reported by statements nothing read for the step.
+        self.unread: list[tuple[str, str, int]] = []
         self.before: dict[str, tuple[int, int]] = {}
         self.silenced = False
 
@@ -415,12 +423,29 @@ class _Unexplained:
     def _counted(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
                  context: Any, executemany: bool) -> None:
         verb = statement.lstrip()[:7].upper()
-        if cursor.rowcount > 0 and verb.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
-            self.statement_rows += cursor.rowcount
-            if verb.startswith(("DELETE", "REPLACE")):
-                self.statement_changes["deleted"] += cursor.rowcount
-            if verb.startswith(("UPDATE", "INSERT")):  # INSERT ... ON DUPLICATE KEY UPDATE
-                self.statement_changes["updated"] += cursor.rowcount
+        if cursor.rowcount <= 0 or not verb.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")):
+            return
+        changed = _changed_tables(statement)
+        if not changed and not verb.startswith("INSERT"):
+            return  # a change whose table cannot be read: credited to none, the counters see it
+        unread = [(table, how) for table, how in changed if not self._explains(table, how)]
+        if unread:  # its rows are what they are: refused by name, never credited
+            self.unread += [(table, how, cursor.rowcount) for table, how in unread]
+            return
+        self.statement_rows += cursor.rowcount
+        if verb.startswith(("DELETE", "REPLACE")):
+            self.statement_changes["deleted"] += cursor.rowcount
+        if verb.startswith(("UPDATE", "INSERT")):  # INSERT ... ON DUPLICATE KEY UPDATE
+            self.statement_changes["updated"] += cursor.rowcount
+
+    def _explains(self, table: str, how: str) -> bool:
+        """Rows of ``table`` deleted or updated for a reason the step's reading gave (before
+        cascades, which ``risks`` adds from the catalog)."""
+        declared = self.deletes if how == "deleted" else self.updates | self.deletes
+        return (
+            table in declared or table.startswith("sqlite_") or (table, None) in self.exempt
+            or self.project.recorder.is_own_table(table)
+        )
 
     def _heard(self, action: int, table: str | None, _column: str | None, _db: str | None,
                _source: str | None) -> int:
@@ -443,15 +468,19 @@ class _Unexplained:
                 found += [(table, "updated", updated - was[1])] if updated > was[1] else []
         elif self.connection.dialect.name in ("mysql", "mariadb"):
             now = _handler_changes(self.connection)
+            found = list(self.unread)
             for how in ("deleted", "updated"):
-                extra = now[how] - self.handler_before[how] - self.statement_changes[how]
+                said = sum(rows for _table, unread_how, rows in self.unread if unread_how == how)
+                extra = now[how] - self.handler_before[how] - self.statement_changes[how] - said
                 if extra > 0:
                     found.append((UNKNOWN_TABLE, how, extra))
         else:
             driver = self.connection.connection.driver_connection
-            if driver.total_changes - self.changes_before <= self.statement_rows:
-                return []  # every changed row was a row a statement said it changed
-            found = [(table, how, UNKNOWN) for table, hows in self.heard.items() for how in hows]
+            if not self.unread and driver.total_changes - self.changes_before <= self.statement_rows:
+                return []  # every changed row was a row a statement read for the step changed
+            found = list(self.unread) + [
+                (table, how, UNKNOWN) for table, hows in self.heard.items() for how in hows
+            ]
         # Rows a cascade deletes were counted with their parents (``account``); children of
         # updated rows may be updated by ON UPDATE CASCADE.
         explained = {
@@ -470,6 +499,33 @@ class _Unexplained:
                       "a trigger, a function or a raw cursor")
             risks.append(StepRisk(step, _seen(reason, table, None), Loss(table, None, count, reason)))
         return risks
+
+
+#: ``DELETE FROM t ...`` / ``UPDATE t ...`` on one table (schema-qualified or quoted): read
+#: without sqlparse, as a data migration may run thousands of them; anything else is parsed.
+SIMPLE_CHANGE_RE = re.compile(
+    r'\s*(?P<verb>DELETE\s+FROM|UPDATE)\s+(?:(?:"[^"]+"|`[^`]+`|\w+)\.)?'
+    r'(?P<name>"[^"]+"|`[^`]+`|\w+)\s+(?!,)(?:AS\s+\w+\s+)?(?:WHERE|SET|USING|\w+\s+SET|$)',
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _changed_tables(statement: str) -> tuple[tuple[str, str], ...]:
+    """(table, "deleted"/"updated") for each table a data statement changes, as read from its
+    text; a statement read as changing no table (an INSERT) gives none. Cached: the same
+    statement (the version table's UPDATE) runs at every step."""
+    simple = SIMPLE_CHANGE_RE.match(statement)
+    if simple and simple["name"].upper() not in ("ONLY", "OR", "LOW_PRIORITY", "IGNORE"):
+        how = "deleted" if simple["verb"].upper().startswith("DELETE") else "updated"
+        return ((unquote(simple["name"]), how),)
+    changed: list[tuple[str, str]] = []
+    for reading in read(statement):
+        for effect in reading.effects:
+            deletes, updates = _rows_changed_by(effect)
+            changed += [(table, "deleted") for table in deletes]
+            changed += [(table, "updated") for table in updates if table not in deletes]
+    return tuple(changed)
 
 
 def _rows_changed_by(effect: Any) -> tuple[list[str], list[str]]:

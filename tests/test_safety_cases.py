@@ -440,28 +440,35 @@ def test_rows_committed_by_another_client_mid_run_are_counted_as_the_step_runs(
     assert versions == {"blog0003"}
 
 
-@pytest.mark.backends("postgresql")
-def test_rows_deleted_by_a_step_that_reads_as_additive_are_caught_as_it_runs(
-    tmp_path: Path, pg_url: str
+@pytest.mark.parametrize("hidden", [
+    "DELETE FROM posts WHERE author_id = 2",
+    "UPDATE posts SET title = NULL WHERE author_id = 2",
+    "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE author_id = 2)",
+])
+def test_rows_changed_by_a_step_that_reads_as_additive_are_caught_as_it_runs(
+    tmp_path: Path, db_url: str, hidden: str
 ) -> None:
-    """A step whose code reads as adding an index only, and deletes rows only when really
-    running: the transaction's own counters, read after the step (nothing to read before it,
-    the step's transaction having only read so far), find the rows gone; the step is rolled back
-    and refused, the earlier step of the run stays applied."""
+    """A step whose code reads as adding an index only, and deletes (or overwrites) rows only
+    when really running: its statement was never read, so the rows it reports explain nothing
+    (PostgreSQL: the transaction's own counters, read after the step; SQLite and MariaDB: the
+    statement's own row count, charged to the table it names); the step is rolled back and
+    refused, the earlier step of the run stays applied."""
     case = Case(
         [('op.create_index("ix_posts_title", "posts", ["title"])',
           'op.drop_index("ix_posts_title", table_name="posts")'),
          ('op.create_index("ix_posts_author", "posts", ["author_id"])\n'
           'if not op.get_context().as_sql:  # running, not being read\n'
-          '    op.execute("DELETE FROM posts WHERE author_id = 2")',
+          f'    op.execute("{hidden}")',
           'op.drop_index("ix_posts_author", table_name="posts")')],
     )
-    project = build(tmp_path, pg_url, case)
+    project = build(tmp_path, db_url, case)
+    before = rows_of(project, "SELECT id, title FROM posts ORDER BY id")
     refused = db(project, "upgrade", code=EXIT_REFUSED)
     errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
-    assert "posts deleted by something no statement of this step says" in errors[0]
-    assert rows_of(project, "SELECT id FROM posts ORDER BY id") == [(1,), (2,), (3,)]
+    how = "deleted" if hidden.startswith("DELETE") else "updated"
+    assert f"posts {how} by something no statement of this step says" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title FROM posts ORDER BY id") == before
     versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
     assert versions == {"blog0002"}
 
