@@ -767,7 +767,7 @@ def _shipped_migrations(spec: AppSpec, root: Path) -> Path | None:
     module = sys.modules.get(spec.package)
     for base in getattr(module, "__path__", None) or ():
         folder = Path(base) / "migrations"
-        if (folder / "env.py").exists() or folder.resolve() == root.resolve():
+        if not folder.is_dir() or (folder / "env.py").exists() or folder.resolve() == root.resolve():
             continue
         if _has_migrations(folder, declared=True):
             return folder
@@ -851,5 +851,5 @@ def _labels_on_disk(root: Path, taken: frozenset[Path] | set[Path] = frozenset()
         child.name
         for child in root.iterdir()
         if child.is_dir() and LABEL_RE.match(child.name) and _has_migrations(child)
-        and child.resolve() not in taken
+        and not (taken and child.resolve() in taken)
     }
