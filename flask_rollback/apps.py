@@ -686,12 +686,13 @@ def _rule_of(spec: AppSpec) -> str:
 def _explicit_label(cls: type) -> str | None:
     """``__app_label__`` of the class itself or of an unmapped base (a mixin); a mapped parent's
     label names the parent's table, not the tables a subclass adds in another app."""
-    for klass in cls.__mro__:
-        if klass is not cls and sa.inspect(klass, raiseerr=False) is not None:
-            return None
-        if "__app_label__" in vars(klass):
-            return vars(klass)["__app_label__"]
-    return None
+    mro = cls.__mro__
+    found = next((i for i, klass in enumerate(mro) if "__app_label__" in vars(klass)), None)
+    if found is None:  # the common case: no class to inspect
+        return None
+    if any(sa.inspect(klass, raiseerr=False) is not None for klass in mro[1:found + 1]):
+        return None
+    return vars(mro[found])["__app_label__"]
 
 
 def _module_holders(tables: list[sa.Table], top_levels: set[str]) -> dict[int, list[tuple[str, str]]]:
