@@ -835,12 +835,18 @@ def _suggest_label(word: str, labels: list[str]) -> str:
 
 def _has_migrations(folder: Path, declared: bool = False) -> bool:
     """Python files in the folder; with ``declared``, one that declares a revision."""
-    if not folder.is_dir():
+    try:
+        entries = os.scandir(folder)
+    except OSError:  # absent, not a folder, unreadable
         return False
-    files = (p for p in folder.glob("*.py") if p.name != "__init__.py" and p.is_file())
-    if not declared:
-        return next(files, None) is not None  # the first one answers: no stat of 10,000 files
-    return any(REVISION_LINE_RE.search(p.read_text(errors="replace")) for p in files)
+    with entries:
+        files = (
+            entry for entry in entries
+            if entry.name.endswith(".py") and entry.name != "__init__.py" and entry.is_file()
+        )
+        if not declared:
+            return next(files, None) is not None  # the first one answers: no stat of 10,000 files
+        return any(REVISION_LINE_RE.search(Path(entry.path).read_text(errors="replace")) for entry in files)
 
 
 def _labels_on_disk(root: Path, taken: frozenset[Path] | set[Path] = frozenset()) -> set[str]:
