@@ -479,7 +479,7 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
     recorder = project.recorder
     recorder.version.create(connection, checkfirst=True)
     recorder.log.create(connection, checkfirst=True)
-    heads = graph.stored_heads(chosen)
+    heads = graph.heads_of_everything if revisions is None else graph.stored_heads(chosen)
     if heads:
         connection.execute(recorder.version.insert(), [{"version_num": head} for head in heads])
     rows = _log_rows(project, connection, [
@@ -674,7 +674,7 @@ def _complete(project: Project, scratch: Connection, how: str) -> Generated:
     body = dump(project, scratch, scratch.engine.url)
     text = render(
         backend, project.bind_label, list(project.declared.values()),
-        graph.stored_heads(set(graph.migrations)), body,
+        graph.heads_of_everything, body,
     )
     try:
         unchanged = path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text
