@@ -11,6 +11,9 @@ that is unreadable, corrupt (its body no longer matches the sha256 its head hold
 format is ignored and rewritten; a folder that cannot be written (an installed package, a
 read-only checkout) is simply read without one. An intact index is trusted as Python trusts the
 bytecode beside it in ``__pycache__``: whoever can write there can write the migrations too.
+Within one process the last index of each folder is also kept in memory, and reused under the
+same check (every file stat'ed again, nothing racy), so a test suite upgrading a database per
+test decodes each folder's index once.
 
 A header computed at run time (``revision = make_id()``) cannot be read statically: that one file
 is imported, every time, and never cached.
