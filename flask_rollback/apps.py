@@ -686,12 +686,13 @@ def _rule_of(spec: AppSpec) -> str:
 def _explicit_label(cls: type) -> str | None:
     """``__app_label__`` of the class itself or of an unmapped base (a mixin); a mapped parent's
     label names the parent's table, not the tables a subclass adds in another app."""
-    for klass in cls.__mro__:
-        if klass is not cls and sa.inspect(klass, raiseerr=False) is not None:
-            return None
-        if "__app_label__" in vars(klass):
-            return vars(klass)["__app_label__"]
-    return None
+    mro = cls.__mro__
+    found = next((i for i, klass in enumerate(mro) if "__app_label__" in vars(klass)), None)
+    if found is None:  # the common case: no class to inspect
+        return None
+    if any(sa.inspect(klass, raiseerr=False) is not None for klass in mro[1:found + 1]):
+        return None
+    return vars(mro[found])["__app_label__"]
 
 
 def _module_holders(tables: list[sa.Table], top_levels: set[str]) -> dict[int, list[tuple[str, str]]]:
@@ -767,7 +768,7 @@ def _shipped_migrations(spec: AppSpec, root: Path) -> Path | None:
     module = sys.modules.get(spec.package)
     for base in getattr(module, "__path__", None) or ():
         folder = Path(base) / "migrations"
-        if (folder / "env.py").exists() or folder.resolve() == root.resolve():
+        if not folder.is_dir() or (folder / "env.py").exists() or folder.resolve() == root.resolve():
             continue
         if _has_migrations(folder, declared=True):
             return folder
@@ -834,12 +835,18 @@ def _suggest_label(word: str, labels: list[str]) -> str:
 
 def _has_migrations(folder: Path, declared: bool = False) -> bool:
     """Python files in the folder; with ``declared``, one that declares a revision."""
-    if not folder.is_dir():
+    try:
+        entries = os.scandir(folder)
+    except OSError:  # absent, not a folder, unreadable
         return False
-    files = (p for p in folder.glob("*.py") if p.name != "__init__.py" and p.is_file())
-    if not declared:
-        return next(files, None) is not None  # the first one answers: no stat of 10,000 files
-    return any(REVISION_LINE_RE.search(p.read_text(errors="replace")) for p in files)
+    with entries:
+        files = (
+            entry for entry in entries
+            if entry.name.endswith(".py") and entry.name != "__init__.py" and entry.is_file()
+        )
+        if not declared:
+            return next(files, None) is not None  # the first one answers: no stat of 10,000 files
+        return any(REVISION_LINE_RE.search(Path(entry.path).read_text(errors="replace")) for entry in files)
 
 
 def _labels_on_disk(root: Path, taken: frozenset[Path] | set[Path] = frozenset()) -> set[str]:
@@ -851,5 +858,5 @@ def _labels_on_disk(root: Path, taken: frozenset[Path] | set[Path] = frozenset()
         child.name
         for child in root.iterdir()
         if child.is_dir() and LABEL_RE.match(child.name) and _has_migrations(child)
-        and child.resolve() not in taken
+        and not (taken and child.resolve() in taken)
     }

@@ -171,6 +171,12 @@ class MigrationGraph:
             below.update(migration.dependencies)
         return tuple(rev for rev in self.migrations if rev in applied and rev not in below)
 
+    @cached_property
+    def heads_of_everything(self) -> tuple[str, ...]:
+        """The version table's rows with every migration applied (once per graph: ``upgrade`` of
+        an empty database through the snapshot records them and reports them)."""
+        return self.stored_heads(set(self.migrations))
+
     def applied_at(self, references: Sequence[str]) -> set[str]:
         """The applied set a starting point names (the FROM of ``--sql FROM:TO``, read instead of
         the database): ``base`` (nothing), ``heads`` (everything), or migrations in any form

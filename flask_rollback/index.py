@@ -11,6 +11,9 @@ that is unreadable, corrupt (its body no longer matches the sha256 its head hold
 format is ignored and rewritten; a folder that cannot be written (an installed package, a
 read-only checkout) is simply read without one. An intact index is trusted as Python trusts the
 bytecode beside it in ``__pycache__``: whoever can write there can write the migrations too.
+Within one process the last index of each folder is also kept in memory, and reused under the
+same check (every file stat'ed again, nothing racy), so a test suite upgrading a database per
+test decodes each folder's index once.
 
 A header computed at run time (``revision = make_id()``) cannot be read statically: that one file
 is imported, every time, and never cached.
@@ -363,11 +366,12 @@ def read_folder(folder: Path) -> list[Declared]:
     its entry, any other is read and hashed, and parsed again when its hash changed."""
     names, stats = _scan(folder)
     started = time.time_ns()
-    cached = _load(folder)
-    if (
-        cached is not None and cached.files == names and cached.stat == stats
-        and _newest(stats) < cached.written - RACY_NS
-    ):
+    where = os.path.abspath(folder)
+    cached = _read_in_process.get(where)
+    if not (cached is not None and _is_current(cached, names, stats)):
+        cached = _load(folder)
+    if cached is not None and _is_current(cached, names, stats):
+        _read_in_process[where] = cached
         return cached.declared(folder)
     old = cached.entries() if cached is not None else {}
     written = cached.written if cached is not None else 0
@@ -397,7 +401,21 @@ def read_folder(folder: Path) -> list[Declared]:
     index = _Index(started, names, stats, "".join(digests), columns)
     if dirty:
         _store(folder, index)
+    _read_in_process[where] = index
     return index.declared(folder)
+
+
+#: The last index read or built per folder (absolute path) in this process: a repeat read
+#: (a test suite creating an app and upgrading per test) skips reading and decoding the file.
+#: Used under exactly the check the index file is: every file stat'ed again, names, sizes and
+#: times equal, none racily close to when the index was made. Never mutated once stored.
+_read_in_process: dict[str, _Index] = {}
+
+
+def _is_current(index: _Index, names: list[str], stats: list[int]) -> bool:
+    """``index`` holds the folder's files as they are: the same names, sizes and times, and
+    none changed within the timestamp resolution of when it was made."""
+    return index.files == names and index.stat == stats and _newest(stats) < index.written - RACY_NS
 
 
 def _scan(folder: Path) -> tuple[list[str], list[int]]:

@@ -28,6 +28,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -111,10 +113,11 @@ def snapshot_files(project: Project) -> list[Path]:
 
 def digest(declared: Iterable[Declared]) -> str:
     """sha256 over (revision id, file sha256) of the migrations, in revision order."""
-    h = hashlib.sha256()
-    for item in sorted(declared, key=lambda d: d.revision):
-        h.update(f"{item.revision} {item.sha256 or file_sha256(item.path)}\n".encode())
-    return h.hexdigest()
+    lines = "".join(
+        f"{item.revision} {item.sha256 or file_sha256(item.path)}\n"
+        for item in sorted(declared, key=attrgetter("revision"))
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 # -- the file ---------------------------------------------------------------------------------
@@ -476,7 +479,7 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
     recorder = project.recorder
     recorder.version.create(connection, checkfirst=True)
     recorder.log.create(connection, checkfirst=True)
-    heads = graph.stored_heads(chosen)
+    heads = graph.heads_of_everything if revisions is None else graph.stored_heads(chosen)
     if heads:
         connection.execute(recorder.version.insert(), [{"version_num": head} for head in heads])
     rows = _log_rows(project, connection, [
@@ -536,7 +539,7 @@ def _insert_rows(connection: Connection, table: sa.Table, rows: list[tuple]) -> 
     for start in range(0, len(rows), size):
         batch = rows[start:start + size]
         statement = head + ", ".join([group] * len(batch))
-        connection.exec_driver_sql(statement, tuple(value for row in batch for value in row))
+        connection.exec_driver_sql(statement, tuple(chain.from_iterable(batch)))
 
 
 def _insert_rows_postgres(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
@@ -671,7 +674,7 @@ def _complete(project: Project, scratch: Connection, how: str) -> Generated:
     body = dump(project, scratch, scratch.engine.url)
     text = render(
         backend, project.bind_label, list(project.declared.values()),
-        graph.stored_heads(set(graph.migrations)), body,
+        graph.heads_of_everything, body,
     )
     try:
         unchanged = path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text

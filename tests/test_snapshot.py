@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -140,6 +141,39 @@ def test_the_python_api_uses_the_snapshot(tmp_path: Path, capsys: pytest.Capture
     assert result.snapshot is not None and result.snapshot.used and result.snapshot.count == 3
     assert BUILT in capsys.readouterr().err
     assert project.query("SELECT email FROM users ORDER BY id")[0] == ("admin@example.org",)
+
+
+def test_an_edit_between_two_calls_in_one_process_is_seen(tmp_path: Path) -> None:
+    """A test suite upgrading a fresh database per test in one process: the second call reads
+    what the first one left in memory only while the files are as they were; a migration edited
+    in between (same size, its mtime put back: only its ctime tells) makes the snapshot stale."""
+    import flask_rollback
+    from flask_rollback.index import RACY_NS
+
+    project = seeded_project(tmp_path, f"sqlite:///{tmp_path / 'one.sqlite'}")
+    time.sleep(RACY_NS / 1e9 + 0.1)  # the files are no longer racy: what was read is reused
+
+    def upgrade(name: str) -> tuple[object, Project]:
+        fresh = Project(project.root, project.package, f"sqlite:///{tmp_path / name}")
+        with fresh.app().app_context():
+            return flask_rollback.upgrade().snapshot, fresh
+
+    for name in ("one.sqlite", "two.sqlite"):
+        snapshot, fresh = upgrade(name)
+        assert snapshot is not None and snapshot.used and snapshot.count == 3  # type: ignore[attr-defined]
+        assert fresh.query("SELECT email FROM users WHERE id = 1") == [("admin@example.org",)]
+
+    seed = project.migrations / "accounts" / "0002_seed.py"
+    before = seed.stat()
+    seed.write_text(seed.read_text().replace("admin@example.org", "alice@example.org"))
+    os.utime(seed, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert seed.stat().st_size == before.st_size and seed.stat().st_mtime_ns == before.st_mtime_ns
+
+    snapshot, fresh = upgrade("three.sqlite")
+    assert snapshot is not None and not snapshot.used  # type: ignore[attr-defined]
+    assert "a migration file changed since it was made" in snapshot.line  # type: ignore[attr-defined]
+    assert fresh.query("SELECT email FROM users WHERE id = 1") == [("alice@example.org",)]
+    assert not any(row[3] for row in log_rows(fresh))  # replayed
 
 
 def test_regenerating_gives_the_same_bytes_incremental_or_full(tmp_path: Path, db_url: str) -> None:

@@ -100,7 +100,7 @@ def upgrade(
         if changes and not (replay or fake_initial) and tuple(target) in ((), ("heads",), ("head",)):
             fresh = fresh_database(project, connection, planner.applied)
             if fresh is not None and fresh.used:
-                done = Plan("upgrade", "heads", [], (), project.graph.stored_heads(set(project.graph.migrations)))
+                done = Plan("upgrade", "heads", [], (), project.graph.heads_of_everything)
                 return RunResult(RunReport(done), snapshot=fresh)
         plan = planner.upgrade(target)
         if fake_initial:
