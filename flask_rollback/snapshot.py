@@ -707,12 +707,22 @@ def stale_files(project: Project) -> list[str]:
     if not project.settings.snapshots:
         return []
     problems = []
+    configured = project.url.get_backend_name()
     for path in snapshot_files(project):
         try:
             current(project, path)
         except Unusable as exc:
-            problems.append(f"schema snapshot {path} is not current: {exc}; run 'flask db snapshot'")
+            backend = path.stem.rsplit(".", 1)[-1]
+            # 'flask db snapshot' makes the snapshot of the backend it is connected to.
+            where = "" if _same_backend(backend, configured) else f" with a {backend} database URL"
+            problems.append(f"schema snapshot {path} is not current: {exc}; run 'flask db snapshot'{where}")
     return problems
+
+
+def _same_backend(snapshot_backend: str, url_backend: str) -> bool:
+    """A URL's backend (``mysql`` for MariaDB too) can make a snapshot of that name."""
+    family = {"mariadb": "mysql"}
+    return family.get(snapshot_backend, snapshot_backend) == family.get(url_backend, url_backend)
 
 
 def verify(project: Project) -> list[str]:

@@ -222,6 +222,27 @@ def test_snapshots_off(tmp_path: Path) -> None:
 # -- a snapshot that disagrees with the migrations -------------------------------------------
 
 
+@pytest.mark.backends("postgresql")
+def test_a_stale_snapshot_of_another_backend_says_which_url_makes_it(tmp_path: Path, db_url: str) -> None:
+    """A project on PostgreSQL that also ships a SQLite snapshot (made from the same history
+    on SQLite): a new migration leaves it stale, and 'flask db snapshot' here makes only the
+    PostgreSQL one, so the line says which database URL makes it."""
+    sqlite_project = seeded_project(tmp_path / "sqlite", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    project = seeded_project(tmp_path / "pg", db_url)
+    stale = project.migrations / "schema-snapshots" / "sqlite.sql"
+    shutil.copy(snapshot_file(sqlite_project), stale)
+    ok(project.db("upgrade"))
+    assert ok(project.db("check"))
+    write_migration(project, "accounts", "0003_more.py", "more0003", "seed0002", "pass", "pass")
+    ok(project.db("snapshot"))
+    ok(project.db("upgrade"))
+    result = project.db("check")
+    assert result.exit_code == EXIT_SNAPSHOT_STALE, result.output
+    lines = [line for line in result.output.splitlines() if "schema snapshot" in line]
+    assert lines == [f"schema snapshot {stale} is not current: it was made from 3 migration(s), there are 4 "
+                     "now; run 'flask db snapshot' with a sqlite database URL"], lines
+
+
 @pytest.mark.parametrize("change", ["edited migration", "new migration", "edited body"])
 def test_a_stale_snapshot_is_ignored_and_check_fails(tmp_path: Path, change: str) -> None:
     project = seeded_project(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
