@@ -64,8 +64,11 @@ class PgBouncer:
                 shutil.chown(path, "postgres", "postgres")
             os.chmod(users, 0o600)
             command = ["runuser", "-u", "postgres", "--", *command]
+        # Its own process group: as root, runuser stands between us and PgBouncer and does not
+        # pass SIGINT on, so stop() signals the group (else PgBouncer outlives the tests).
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -94,11 +97,12 @@ class PgBouncer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # PgBouncer: SIGINT is a safe shutdown
+            group = self.process.pid  # the session leader: the group's id
+            os.killpg(group, signal.SIGINT)  # PgBouncer: SIGINT is a safe shutdown
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(group, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self.process = None
         if self.tmpdir is not None:
