@@ -14,6 +14,7 @@ overwritten, with the clauses needed to count those rows (``WHERE``, ``USING``/`
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -434,21 +435,7 @@ def _leading_groups(text: str) -> tuple[list[str], str]:
         start = at + len(text[at:]) - len(text[at:].lstrip())
         if start >= len(text) or text[start] != "(":
             return groups, text[at:]
-        depth, quote, end = 0, "", None
-        for index in range(start, len(text)):
-            char = text[index]
-            if quote:
-                if char == quote:
-                    quote = ""
-            elif char in "'\"`":
-                quote = char
-            elif char == "(":
-                depth += 1
-            elif char == ")":
-                depth -= 1
-                if depth == 0:
-                    end = index
-                    break
+        end = next((index for index, char, depth in top_level(text, start) if char == ")" and depth == 0), None)
         if end is None:
             return groups, text[at:]
         groups.append(text[start:end + 1])
@@ -717,28 +704,28 @@ def _clauses(statement: Statement, names: set[str], after: Clause | None = None)
     }
 
 
-def _split_top(text: str, separator: str = ",") -> list[str]:
-    """Split at ``separator`` outside parentheses and quotes."""
-    parts: list[str] = []
-    current: list[str] = []
+def top_level(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, depth) of each character from ``start`` that is outside quotes, depth
+    being the parentheses open once it is read (a ``)`` gives the depth it closes back to)."""
     depth, quote = 0, ""
-    for char in text:
+    for index in range(start, len(text)):
+        char = text[index]
         if quote:
             if char == quote:
                 quote = ""
-        elif char in "'\"`":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == separator and depth == 0:
-            parts.append("".join(current))
-            current = []
             continue
-        current.append(char)
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+        if char in "'\"`":
+            quote = char
+            continue
+        depth += 1 if char == "(" else -1 if char == ")" else 0
+        yield index, char, depth
+
+
+def _split_top(text: str, separator: str = ",") -> list[str]:
+    """Split at ``separator`` outside parentheses and quotes."""
+    cuts = [index for index, char, depth in top_level(text) if char == separator and depth == 0]
+    bounds = zip([-1, *cuts], [*cuts, len(text)])
+    return [part for left, right in bounds if (part := text[left + 1:right].strip())]
 
 
 COLUMN_RE = re.compile(rf"^(?:{NAME}\s*\.\s*)?(?P<name>{NAME})$")

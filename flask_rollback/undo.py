@@ -80,20 +80,9 @@ def _unquote(text: str) -> str:
 
 def _single_clause(text: str) -> bool:
     """No top-level comma (``ADD COLUMN a INT, ADD COLUMN b INT`` is two clauses)."""
-    depth = 0
-    quote_char = ""
-    for char in text:
-        if quote_char:
-            quote_char = "" if char == quote_char else quote_char
-        elif char in "'\"`":
-            quote_char = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            return False
-    return True
+    from .statements import top_level  # sqlparse: not loaded by the commands that only look
+
+    return not any(char == "," and depth == 0 for _index, char, depth in top_level(text))
 
 
 def read(statement: str) -> Effect | None:
