@@ -116,7 +116,7 @@ def operations(
     function = getattr(module, direction, None)
     if function is None:
         return [_python(direction, f"the module has no {direction}()")]
-    sa_dialect = _dialect(dialect)
+    sa_dialect = reading_dialect(dialect)
     context = _context(dialect)
     recorder = _Recorder(context)
     context.on_bind = recorder.stop
@@ -143,7 +143,7 @@ def operations(
 
 
 @lru_cache(maxsize=None)
-def _dialect(name: str) -> Dialect:
+def reading_dialect(name: str) -> Dialect:
     """One dialect object per backend name: building it costs more than recording a migration."""
     return sa.engine.make_url(f"{name}://").get_dialect()()
 
@@ -153,7 +153,7 @@ def _context(name: str) -> _Context:
     """One recording context per backend name, shared by every migration read: nothing runs
     through it (the recorder keeps each operation), so it holds nothing between two readings,
     and building one costs more than recording a small migration."""
-    return _Context(_dialect(name), None, {"as_sql": True, "output_buffer": io.StringIO()})
+    return _Context(reading_dialect(name), None, {"as_sql": True, "output_buffer": io.StringIO()})
 
 
 def _python(direction: str, why: str) -> Operation:
@@ -573,13 +573,11 @@ def _(operation: alembic_ops.BulkInsertOp, dialect: Dialect, in_batch: bool) -> 
 
 @_classify.register
 def _(operation: alembic_ops.ExecuteSQLOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
-    text = operation.sqltext
-    if not isinstance(text, str):
-        try:
-            text = _compiled_sql(text, dialect)
-        except (SQLAlchemyError, AttributeError, NotImplementedError) as exc:
-            reason = f"executes {type(text).__name__} that cannot be compiled: {exc}"
-            return [_row(operation, "review", reason, in_batch)]
+    try:
+        text = executed_sql(operation.sqltext, dialect)
+    except (SQLAlchemyError, AttributeError, NotImplementedError) as exc:
+        reason = f"executes {type(operation.sqltext).__name__} that cannot be compiled: {exc}"
+        return [_row(operation, "review", reason, in_batch)]
     readings = statements.read(text)
     if not readings:
         return [_row(operation, "safe", "executes no SQL statement", in_batch, sql=text)]
@@ -588,6 +586,13 @@ def _(operation: alembic_ops.ExecuteSQLOp, dialect: Dialect, in_batch: bool) -> 
              reading.sql, reading.effects)
         for reading in readings
     ]
+
+
+def executed_sql(sqltext: Any, dialect: Dialect) -> str:
+    """What an ``op.execute`` argument is read as: a string as given, a Core statement or
+    ``text()`` compiled (``_compiled_sql``). The guard compares the statements a step runs
+    with the ones its reading showed by this text."""
+    return sqltext if isinstance(sqltext, str) else _compiled_sql(sqltext, dialect)
 
 
 def _compiled_sql(statement: Any, dialect: Dialect) -> str:

@@ -12,7 +12,10 @@ reader does not know) runs under a savepoint with every statement it sends read 
 before it reaches the database; afterwards the catalog is compared, and on PostgreSQL the
 transaction's own delete counters, so a table, column or rows that vanished through code no
 reader understood (a function, a ``DO`` block) are counted after rolling back to the savepoint,
-and refused like any other loss.
+and refused like any other loss. A step that could be read runs with each ``op.execute`` matched
+to one its reading showed: rows changed by a statement the reading did not show (code that runs
+only when not rendering SQL) are that statement's own, never credited to a read statement on the
+same table, and the step is rolled back and refused.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import op as alembic_op
+from alembic.operations.ops import ExecuteSQLOp
 from sqlalchemy.engine import Connection
 
-from .analysis import Operation
+from .analysis import Operation, executed_sql, reading_dialect
 from .archive import ArchiveLog, ArchiveSpec
 from .dataloss import (
     UNKNOWN,
@@ -145,8 +151,9 @@ class DataGuard:
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
                     return
-                function(**kw)
-                self._settle(connection, step, unexplained.risks(step))
+                with unexplained.matching(ops):
+                    function(**kw)
+                self._after(step, unexplained.risks(step))
 
         return run
 
@@ -189,17 +196,15 @@ class DataGuard:
                 self.log.write(connection, spec)
             self.archived += specs
             return
-        if self.allow_data_loss:
-            return
-        first = lost[0]
-        amount = "an unknown number of rows" if first.amount == "unknown" else first.amount
-        more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
-        raise DataLossError(
-            DataLossReport(lost),
-            f"counted again as it ran, it would destroy {amount} of {first.object}{more} "
-            f"({first.operation.reason}), which this run did not accept; re-run with --archive "
-            "to keep a copy, or with --allow-data-loss",
-        )
+        if not self.allow_data_loss:
+            _refuse(lost)
+
+    def _after(self, step: Step, risks: list[StepRisk]) -> None:
+        """Rows found changed after the step ran, with nothing that counted them before: too
+        late to archive (they are gone), so refused unless the run accepts data loss."""
+        lost = [risk for risk in risks if risk.loses_data]
+        if lost and not self.allow_data_loss:
+            _refuse(lost)
 
     # -- steps whose code could not be read ---------------------------------------------------
 
@@ -213,7 +218,7 @@ class DataGuard:
         if connection.dialect.name not in TRANSACTIONAL_DDL:
             with watch.listening():
                 function(**kw)
-            self._settle(connection, step, unexplained.risks(step))
+            self._after(step, unexplained.risks(step))
             self.created = watch.shadow.created_names()
             return
         savepoint = connection.begin_nested()
@@ -301,6 +306,18 @@ class _StatementWatch:
                 self.explained.add(effect.table.table)
 
 
+def _refuse(lost: list[StepRisk]) -> None:
+    first = lost[0]
+    amount = "an unknown number of rows" if first.amount == "unknown" else first.amount
+    more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+    raise DataLossError(
+        DataLossReport(lost),
+        f"counted again as it ran, it would destroy {amount} of {first.object}{more} "
+        f"({first.operation.reason}), which this run did not accept; re-run with --archive "
+        "to keep a copy, or with --allow-data-loss",
+    )
+
+
 def _seen(reason: str, table: str | None, column: str | None, sql: str | None = None) -> Operation:
     """An Operation for something read as it ran (for the report's rows)."""
     return Operation(kind="execute", table=table, column=column, risk="destroys", reason=reason, sql=sql)
@@ -350,8 +367,9 @@ class _Unexplained:
     which cannot say which table: more than reported is refused as "an unknown table".
     Explained: the tables the step's operations name, the tables whose foreign keys lead to them
     (cascades), what the run created, and our own tables. A statement that runs but was never
-    read (code that only runs when not rendering SQL) explains nothing: the rows it reports
-    deleting or updating in a table no operation names are refused as the rows they are."""
+    read (code that only runs when not rendering SQL, on every backend) explains nothing: the
+    rows it reports deleting or updating are refused as the rows they are, also in a table
+    whose other, read statements were counted (``matching``)."""
 
     def __init__(
         self, project: Project, connection: Connection, ops: list[Operation],
@@ -379,8 +397,12 @@ class _Unexplained:
         #: MariaDB: rows the statements said they deleted / updated, and the handler counters before.
         self.statement_changes = {"deleted": 0, "updated": 0}
         self.handler_before = {"deleted": 0, "updated": 0}
-        #: (table, "deleted"/"updated", rows) reported by statements nothing read for the step.
-        self.unread: list[tuple[str, str, int]] = []
+        #: (table, "deleted"/"updated", rows, sent by code the reading did not show) reported
+        #: by statements nothing read for the step explains.
+        self.unread: list[tuple[str, str, int, bool]] = []
+        #: Inside an ``op.execute`` the step's reading showed (``matching``); None: every
+        #: statement is read as it runs (a watched step), or none is compared.
+        self.in_read_statement: bool | None = None
         self.before: dict[str, tuple[int, int]] = {}
         self.silenced = False
 
@@ -401,9 +423,43 @@ class _Unexplained:
     def silence(self) -> None:
         self.silenced = True
 
+    @contextmanager
+    def matching(self, ops: list[Operation]) -> Iterator[None]:
+        """Run the step with each ``op.execute`` matched to one its reading showed (by the SQL
+        it reads as, each read one used once): statements of any other one, or sent past
+        ``op`` (``op.get_bind()`` in code the reading did not reach), are unread."""
+        dialect = reading_dialect(self.connection.dialect.name)
+        sources = {id(op.source): op.source for op in ops if isinstance(op.source, ExecuteSQLOp)}
+        shown = Counter(executed_sql(source.sqltext, dialect) for source in sources.values())
+        impl = alembic_op.get_context().impl
+        run = impl.execute
+
+        def execute(sql: Any, execution_options: dict[str, Any] | None = None) -> None:
+            try:
+                key: str | None = executed_sql(sql, dialect)
+            except Exception:  # noqa: BLE001 - cannot be read: it was not shown either
+                key = None
+            if key is None or shown[key] <= 0:
+                return run(sql, execution_options)
+            shown[key] -= 1
+            self.in_read_statement = True
+            try:
+                return run(sql, execution_options)
+            finally:
+                self.in_read_statement = False
+
+        self.in_read_statement = False
+        impl.execute = execute  # type: ignore[method-assign]  # for this step only
+        try:
+            yield
+        finally:
+            del impl.execute
+            self.in_read_statement = None
+
     def __enter__(self) -> _Unexplained:
         if self.connection.dialect.name == "postgresql":
             self.before = {} if self.untouched else _changes(self.connection)
+            sa.event.listen(self.connection, "after_cursor_execute", self._counted)
         elif self.connection.dialect.name == "sqlite":
             driver = self.connection.connection.driver_connection
             driver.set_authorizer(self._heard)
@@ -417,7 +473,7 @@ class _Unexplained:
     def __exit__(self, *exc: object) -> None:
         if self.connection.dialect.name == "sqlite":
             self.connection.connection.driver_connection.set_authorizer(None)
-        if self.connection.dialect.name in ("sqlite", "mysql", "mariadb"):
+        if self.connection.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb"):
             sa.event.remove(self.connection, "after_cursor_execute", self._counted)
 
     def _counted(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
@@ -426,11 +482,20 @@ class _Unexplained:
         if cursor.rowcount <= 0 or not verb.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")):
             return
         changed = _changed_tables(statement)
+        if self.in_read_statement is False and not any(
+            self.project.recorder.is_own_table(table) for table, _how in changed
+        ):  # sent by code the step's reading did not show: nothing it changed is explained
+            how = "deleted" if verb.startswith(("DELETE", "REPLACE")) else "updated"
+            if changed or verb.startswith(("DELETE", "UPDATE", "REPLACE")):
+                self.unread += [(table, how, cursor.rowcount, True) for table, how in changed] or [
+                    (UNKNOWN_TABLE, how, cursor.rowcount, True)
+                ]
+                return
         if not changed and not verb.startswith("INSERT"):
             return  # a change whose table cannot be read: credited to none, the counters see it
         unread = [(table, how) for table, how in changed if not self._explains(table, how)]
         if unread:  # its rows are what they are: refused by name, never credited
-            self.unread += [(table, how, cursor.rowcount) for table, how in unread]
+            self.unread += [(table, how, cursor.rowcount, False) for table, how in unread]
             return
         self.statement_rows += cursor.rowcount
         if verb.startswith(("DELETE", "REPLACE")):
@@ -457,46 +522,49 @@ class _Unexplained:
 
     def risks(self, step: Step) -> list[StepRisk]:
         """What changed without a statement that said so, as losses (counts on PostgreSQL,
-        "unknown" on SQLite)."""
+        "unknown" on SQLite); rows of statements the step's reading did not show, counted."""
         if self.silenced:
             return []
-        found: list[tuple[str, str, int]] = []  # (table, "deleted"/"updated", rows or UNKNOWN)
+        # (table, "deleted"/"updated", rows or UNKNOWN, sent by code the reading did not show)
+        found: list[tuple[str, str, int, bool]] = list(self.unread)
+        said = {how: sum(rows for _t, unread_how, rows, _u in self.unread if unread_how == how)
+                for how in ("deleted", "updated")}
         if self.connection.dialect.name == "postgresql":
             for table, (deleted, updated) in _changes(self.connection).items():
                 was = self.before.get(table, (0, 0))
-                found += [(table, "deleted", deleted - was[0])] if deleted > was[0] else []
-                found += [(table, "updated", updated - was[1])] if updated > was[1] else []
+                found += [(table, "deleted", deleted - was[0], False)] if deleted > was[0] else []
+                found += [(table, "updated", updated - was[1], False)] if updated > was[1] else []
         elif self.connection.dialect.name in ("mysql", "mariadb"):
             now = _handler_changes(self.connection)
-            found = list(self.unread)
             for how in ("deleted", "updated"):
-                said = sum(rows for _table, unread_how, rows in self.unread if unread_how == how)
-                extra = now[how] - self.handler_before[how] - self.statement_changes[how] - said
+                extra = now[how] - self.handler_before[how] - self.statement_changes[how] - said[how]
                 if extra > 0:
-                    found.append((UNKNOWN_TABLE, how, extra))
+                    found.append((UNKNOWN_TABLE, how, extra, False))
         else:
             driver = self.connection.connection.driver_connection
-            if not self.unread and driver.total_changes - self.changes_before <= self.statement_rows:
-                return []  # every changed row was a row a statement read for the step changed
-            found = list(self.unread) + [
-                (table, how, UNKNOWN) for table, hows in self.heard.items() for how in hows
-            ]
+            changed = driver.total_changes - self.changes_before
+            if changed > self.statement_rows + said["deleted"] + said["updated"]:
+                found += [
+                    (table, how, UNKNOWN, False) for table, hows in self.heard.items() for how in hows
+                ]
         # Rows a cascade deletes were counted with their parents (``account``); children of
-        # updated rows may be updated by ON UPDATE CASCADE.
+        # updated rows may be updated by ON UPDATE CASCADE. Nothing explains an unread statement.
         explained = {
             "deleted": self.deletes,
             "updated": self.updates | self.deletes | _referencing(self.connection, self.updates),
         }
         risks = []
         reported: set[str] = set()
-        for table, how, count in sorted(found, key=lambda item: (item[0], item[1] != "deleted")):
-            if (table in explained[how] or table in reported or table.startswith("sqlite_")
+        for table, how, count, unshown in sorted(found, key=lambda item: (item[0], item[1] != "deleted", not item[3])):
+            if ((table in explained[how] and not unshown) or table in reported or table.startswith("sqlite_")
                     or (table, None) in self.exempt or self.project.recorder.is_own_table(table)):
                 continue
             reported.add(table)
-            amount = "rows" if count == UNKNOWN else f"{count} rows"
-            reason = (f"{amount} of {table} {how} by something no statement of this step says: "
-                      "a trigger, a function or a raw cursor")
+            amount = "rows" if count == UNKNOWN else f"{count} row{'' if count == 1 else 's'}"
+            source = ("a statement this step's reading did not show (code that runs only when not "
+                      "rendering SQL)" if unshown
+                      else "something no statement of this step says: a trigger, a function or a raw cursor")
+            reason = f"{amount} of {table} {how} by {source}"
             risks.append(StepRisk(step, _seen(reason, table, None), Loss(table, None, count, reason)))
         return risks
 

@@ -467,10 +467,74 @@ def test_rows_changed_by_a_step_that_reads_as_additive_are_caught_as_it_runs(
     errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
     how = "deleted" if hidden.startswith("DELETE") else "updated"
-    assert f"posts {how} by something no statement of this step says" in errors[0], errors[0]
+    assert f"posts {how} by a statement this step's reading did not show" in errors[0], errors[0]
     assert rows_of(project, "SELECT id, title FROM posts ORDER BY id") == before
     versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
     assert versions == {"blog0002"}
+
+
+#: (statement the step's reading sees, statement that runs only when not rendering SQL, flags)
+BESIDE_A_READ_STATEMENT = {
+    "delete_beside_a_delete_that_matches_nothing": (
+        'op.execute("DELETE FROM posts WHERE id > 100")', 'op.execute("DELETE FROM posts")', ()),
+    "delete_beside_an_archived_delete": (
+        'op.execute("DELETE FROM posts WHERE id = 1")', 'op.execute("DELETE FROM posts")', ("--archive",)),
+    "nulling_update_beside_a_backfill": (
+        "op.execute(\"UPDATE posts SET title = 'untitled' WHERE title IS NULL\")",
+        'op.execute("UPDATE posts SET title = NULL")', ()),
+    "overwrite_beside_an_archived_update": (
+        "op.execute(\"UPDATE posts SET title = upper(title) WHERE id = 1\")",
+        "op.execute(\"UPDATE posts SET title = 'x'\")", ("--archive",)),
+    "delete_through_the_connection_beside_a_read_delete": (
+        'op.execute("DELETE FROM posts WHERE id > 100")',
+        'op.get_bind().execute(sa.text("DELETE FROM posts WHERE author_id = 1"))', (),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BESIDE_A_READ_STATEMENT))
+def test_an_unread_statement_is_not_credited_to_a_read_one_on_the_same_table(
+    tmp_path: Path, db_url: str, name: str
+) -> None:
+    """A step whose reading shows one statement on posts, counted (and archived, or matching
+    nothing), and that runs another on posts only when not rendering SQL: the unread statement's
+    rows are its own, not the read one's; the step is rolled back and refused (exit 6)."""
+    seen, hidden, flags = BESIDE_A_READ_STATEMENT[name]
+    case = Case(
+        [('op.create_index("ix_posts_title", "posts", ["title"])',
+          'op.drop_index("ix_posts_title", table_name="posts")'),
+         (f'{seen}\nif not op.get_context().as_sql:  # running, not being read\n    {hidden}',
+          "pass", NOOP)],
+    )
+    project = build(tmp_path, db_url, case)
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    refused = db(project, "upgrade", *flags, code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
+    how = "deleted" if "DELETE" in hidden else "updated"
+    assert f"of posts {how} by a statement this step's reading did not show" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0002"}
+
+
+def test_read_statements_on_one_table_still_run_and_archive(tmp_path: Path, db_url: str) -> None:
+    """The statements a step's reading shows, as strings, Core constructs and bound text, on
+    one table: archived and run, nothing refused (the run's statements are matched to the read
+    ones, also when their values are sent as bind parameters)."""
+    posts = 'sa.table("posts", sa.column("id"), sa.column("title"))'
+    project = build(tmp_path, db_url, Case([(
+        'op.execute("DELETE FROM posts WHERE id = 3")\n'
+        f'op.execute(sa.delete({posts}).where(sa.column("id") == 2))\n'
+        'op.execute(sa.text("UPDATE posts SET title = :t WHERE id = :k").bindparams(t="new", k=1))\n'
+        f'op.execute(sa.update({posts}).where(sa.column("title").is_(None)).values(title="none"))',
+        "pass", 'irreversible = "test"')]))
+    db(project, "upgrade", "--archive")
+    assert titles(project) == [(1, "new")]
+    archived = json.loads(db(project, "archives", "--json").output)
+    assert sorted((a["table"], a["column"] or "", a["rows"]) for a in archived) == [
+        ("posts", "", 1), ("posts", "", 1), ("posts", "title", 1),
+    ]
 
 
 # --- failures on live data: refused before the first step, with the fix -------------------------
