@@ -135,7 +135,9 @@ def _history(project: Project, connection: Connection, planner: Planner) -> Chec
     connection.rollback()
     recorded: dict[str, str] = {}
     for entry in entries:
-        if entry.direction == "up" and not entry.fake:
+        # Every row written knowing the file's checksum: a run, a load of the schema snapshot
+        # (made from these files), a stamp or --fake (the file as it was when recorded).
+        if entry.direction == "up" and entry.sha256:
             recorded[entry.revision] = entry.sha256
     edited, unrecorded = [], 0
     for revision in planner.applied:

@@ -4,6 +4,7 @@ migrations is ignored with one line (the migrations are replayed) and ``check`` 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -417,3 +418,29 @@ def test_merge_brings_the_snapshot_along(tmp_path: Path) -> None:
     assert "branch@example.org" in snapshot_file(project).read_text()
     assert BUILT in ok(project.db("upgrade"))
     ok(project.db("check"))
+
+
+@pytest.mark.parametrize("recorded_by", ["snapshot", "stamp"])
+def test_an_applied_migration_recorded_without_running_is_covered_by_the_edit_check(
+    tmp_path: Path, recorded_by: str
+) -> None:
+    """Log rows written without running the migration (a load of the schema snapshot, a stamp)
+    carry the file's checksum: a later edit of that file is "edited after it was applied", as
+    for a migration that ran."""
+    project = seeded_project(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    if recorded_by == "snapshot":
+        assert BUILT in ok(project.db("upgrade"))
+    else:
+        ok(project.db("upgrade", revision_of(project, "accounts", "0001")))
+        ok(project.db("upgrade", "blog"))
+        ok(project.db("stamp", "heads"))  # seed0002 recorded as applied, never run
+    seed = project.migrations / "accounts" / "0002_seed.py"
+    recorded = project.query("SELECT direction, sha256, fake FROM rollback_log WHERE name = '0002_seed' ORDER BY id")
+    assert recorded[-1] == ("up", hashlib.sha256(seed.read_bytes()).hexdigest(), 1)
+    assert "3 applied migrations unchanged" in ok(project.db("predeploy"))
+    seed.write_text(seed.read_text().replace("admin@example.org", "root@example.org"))
+    ok(project.db("snapshot"))  # the snapshot follows the edit; the database does not
+    result = project.db("predeploy")
+    assert result.exit_code == 1, result.output
+    assert "applied migrations were edited after they ran" in result.output
+    assert f"accounts.0002_seed ({seed})" in result.output
