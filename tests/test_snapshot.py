@@ -189,6 +189,7 @@ def test_regenerating_gives_the_same_bytes_incremental_or_full(tmp_path: Path, d
     project.write("accounts/models.py", ACCOUNTS_MODELS + "    name: Mapped[str | None] = mapped_column(db.String(50))\n")
     out = ok(project.db("makemigrations"))
     assert "Updated the schema snapshot" in out and "(from the previous snapshot and the new migrations)" in out
+    assert out.index("Created migration") < out.index("Updated the schema snapshot"), out  # what was made first
     incremental = path.read_bytes()
     assert re.search(rb"[\s`\"]name[`\"]? (?:character )?var", incremental, re.I) and incremental != first
     assert "up to date (every migration replayed)" in ok(project.db("snapshot"))

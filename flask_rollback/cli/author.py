@@ -84,12 +84,19 @@ def makemigrations_command(
     project = current_project()
 
     def one(view: Project) -> bool:
+        shown: list[commands.NewMigration] = []
+
+        def show(written: list[commands.NewMigration]) -> None:  # before the snapshot's line
+            print_new(written, False, verbose)
+            shown.extend(written)
+
         new = commands.makemigrations(
             view, [a for a in apps if a in view.registry] or apps, message=message, empty=empty,
             dry_run=dry_run, check=check_only, database=database,
-            questioner=_questioner(no_input), announce=announce,
+            questioner=_questioner(no_input), announce=announce, on_written=show,
         )
-        print_new(new, dry_run or check_only, verbose)
+        if not shown:
+            print_new(new, dry_run or check_only, verbose)
         return bool(new)
 
     written = each_bind(bind_views(project, apps), one)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,6 +82,7 @@ def makemigrations(
     database: Comparison = "scratch",
     lock_timeout: float | None = None,
     announce: Announce | None = None,
+    on_written: Callable[[list[NewMigration]], None] | None = None,
 ) -> list[NewMigration]:
     """Autogenerate one migration per changed app; returns what was (or would be) written,
     each with its whole file (``code``) and the path it has (or would have).
@@ -99,6 +100,9 @@ def makemigrations(
     writing the files: a second one waits (up to ``lock_timeout``, default ROLLBACK_LOCK_TIMEOUT)
     and then plans on top of the first one's files, so an app never gets two heads this way.
     Every file is compiled before any is written; the message may hold any text.
+    ``on_written`` is called with the new migrations once their files are written, before the
+    schema snapshot is brought up to date (which may replay every migration): a command shows
+    what it created first.
     """
     write = not (dry_run or check)
     if not write:
@@ -107,7 +111,8 @@ def makemigrations(
     with writing_migrations(project.root, timeout, announce):
         project.reload()  # another run may have written files while this one waited
         return _makemigrations(
-            project, apps, message, empty, dry_run, check, rev_id, questioner, database, announce
+            project, apps, message, empty, dry_run, check, rev_id, questioner, database, announce,
+            on_written,
         )
 
 
@@ -146,7 +151,7 @@ def snapshot(project: Project, *, incremental: bool = False) -> Generated:
 def _makemigrations(
     project: Project, apps: Sequence[str], message: str | None, empty: bool, dry_run: bool,
     check: bool, rev_id: str | None, questioner: Questioner | None, database: Comparison,
-    announce: Announce | None = None,
+    announce: Announce | None = None, on_written: Callable[[list[NewMigration]], None] | None = None,
 ) -> list[NewMigration]:
     if database not in COMPARISONS:
         raise RollbackError(
@@ -184,6 +189,8 @@ def _makemigrations(
     if write and planned:
         _write(planned)
         project.reload()
+        if on_written is not None:
+            on_written(planned)
         if any(new.path is not None for new in planned):
             _update_snapshot(project, announce)
     return planned
