@@ -19,7 +19,7 @@ clears it when the live schema shows that nothing of it ran).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from .errors import RollbackError
 from .graph import Migration
 from .recorder import timestamp, utcnow, who
-from .undo import in_place, read
+from .undo import CannotUndo, in_place, plan_undo, read
 
 RUNNING = "running"
 FAILED = "failed"
@@ -50,19 +50,36 @@ class PartialStep:
     error: str
     #: RUNNING while its process runs it (or until a locked run finds it gone), else FAILED.
     state: str = FAILED
+    #: Why ``resolve --undo`` would stop on the schema as it is now (``undo_checked``); None:
+    #: it would run, or it was not asked.
+    undo_blocked: str | None = None
 
     @property
     def label(self) -> str:
         return f"{self.app}.{self.name}"
 
+    def undo_checked(self, connection: Connection) -> PartialStep:
+        """This step, with whether ``resolve --undo`` would run now (``plan_undo``, which only
+        reads the live schema), so the advice offers it only then."""
+        try:
+            plan_undo(connection, self.statements)
+        except CannotUndo as exc:
+            return replace(self, undo_blocked=str(exc))
+        except sa.exc.SQLAlchemyError as exc:
+            connection.rollback()
+            return replace(self, undo_blocked=str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        return self
+
     def advice(self) -> str:
-        """What to do, in one clause."""
+        """What to do, in one clause: ``--undo`` first unless it is known to stop."""
         command = f"flask db resolve {self.app} {self.revision}"
-        return (
-            f"run '{command} --undo' to reverse its committed statements (when each has a safe "
-            f"inverse), or make the schema match one side by hand, then run '{command} --applied' "
-            "(the schema has all of the migration's upgrade) or '--reverted' (none of it)"
+        by_hand = (
+            f"make the schema match one side by hand, then run '{command} --applied' (the schema "
+            "has all of the migration's upgrade) or '--reverted' (none of it)"
         )
+        if self.undo_blocked is not None:
+            return f"'--undo' cannot reverse it ({self.undo_blocked}): {by_hand}"
+        return f"run '{command} --undo' to reverse its committed statements, or {by_hand}"
 
 
 def partial_table_name(log_table: str) -> str:
@@ -220,7 +237,7 @@ def refuse_if_partial(log: PartialLog, connection: Connection) -> None:
     found = log.unresolved(connection)
     if not found:
         return
-    first = found[0]
+    first = found[0].undo_checked(connection)
     more = f" (and {len(found) - 1} more: flask db showmigrations)" if len(found) > 1 else ""
     raise RollbackError(
         f"app {first.app} needs attention: migration {first.label} ({first.direction}) was "

@@ -297,12 +297,19 @@ def test_mariadb_partial_step_is_recorded_refused_and_resolved(mariadb_project: 
     assert "accounts  NEEDS ATTENTION" in shown.output
     assert "[!] 0002_profiles  PARTLY APPLIED (up" in shown.output
     assert "committed: CREATE TABLE profiles" in shown.output
+    # A committed INSERT has no inverse: --undo would stop there, so it is not offered; the
+    # way that works is.
+    assert "--undo" not in shown.output.replace("'--undo' cannot reverse it", "")
+    assert ("'--undo' cannot reverse it (INSERT INTO profiles (id, bio) VALUES (1, 'half-way') has no "
+            "known inverse): make the schema match one side by hand, then run 'flask db resolve "
+            "accounts acc002 --applied'") in shown.output
 
     for command in (["upgrade"], ["downgrade", "accounts@base", "--allow-data-loss"], ["stamp", "heads"]):
         refused = project.db(*command)
         assert refused.exit_code == 1, (command, refused.output)
         assert "app accounts needs attention" in refused.output, refused.output
         assert "nothing was changed" in refused.output
+        assert "resolve accounts acc002 --undo" not in refused.output
     assert versions(project) == ["acc001"]
     assert project.db("upgrade", "--plan").exit_code == 0  # looking is fine
 
@@ -410,6 +417,7 @@ def test_mariadb_step_killed_after_ddl_is_marked_refused_and_undone_only_without
     assert "accounts  NEEDS ATTENTION" in shown
     assert " [!] 0002_age  INTERRUPTED (up, started " in shown
     assert "       may have run: ALTER TABLE users ADD COLUMN age INTEGER" in shown
+    assert "run 'flask db resolve accounts acc002 --undo' to reverse its committed statements" in shown
 
     refused = project.db("upgrade")
     assert refused.exit_code == 1, refused.output
@@ -420,6 +428,11 @@ def test_mariadb_step_killed_after_ddl_is_marked_refused_and_undone_only_without
     assert "[!] 0002_age  PARTLY APPLIED (up, failed " in project.db("showmigrations").output
 
     project.query_write("UPDATE users SET age = 7")  # the new code already wrote to it
+    shown = project.db("showmigrations").output
+    assert "resolve accounts acc002 --undo" not in shown
+    assert ("'--undo' cannot reverse it (column users.age holds 1 value(s) other than its default): "
+            "make the schema match one side by hand, then run 'flask db resolve accounts acc002 "
+            "--applied'") in shown
     kept = project.db("resolve", "accounts", "acc002", "--undo")
     assert kept.exit_code == 1, kept.output
     assert (

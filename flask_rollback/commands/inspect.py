@@ -77,6 +77,7 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
         if any(step.state == RUNNING for step in partial) and _migrating(project, connection):
             # the marker of the step a run is in right now (partial.py), not a step to resolve
             partial = [step for step in partial if step.state != RUNNING]
+        partial = [step.undo_checked(connection) for step in partial]  # offer --undo only when it runs
     applied = planner.applied
     with gc_paused():
         order = [
