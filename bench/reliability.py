@@ -45,7 +45,7 @@ import sqlalchemy as sa  # noqa: E402
 from flask_rollback.database import migration_engine  # noqa: E402
 from tests.mariadbserver import MariaDBServer, find_mariadb  # noqa: E402
 from tests.pgserver import PostgresServer, find_postgres_bin  # noqa: E402
-from tests.projects import Project, new_project  # noqa: E402
+from tests.projects import Project, flask_migrate_factory, new_project  # noqa: E402
 
 ROWS = 20  # rows inserted by every chain migration
 SEED_ROWS = 500
@@ -91,23 +91,7 @@ def downgrade() -> None:
     op.drop_table("t{number:04d}")
 '''
 
-FLASK_MIGRATE_FACTORY = '''
-import os
-from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-from flask_migrate import Migrate
-
-db = SQLAlchemy()
-migrate = Migrate()
-
-
-def create_app():
-    app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
-    db.init_app(app)
-    migrate.init_app(app, db, directory=os.environ["TEST_MIGRATIONS"])
-    return app
-'''
+FLASK_MIGRATE_FACTORY = flask_migrate_factory(models=False)
 
 
 class LoadSampler:

@@ -78,41 +78,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from flask_rollback import NAMING_CONVENTION  # noqa: E402
-from tests.projects import Project  # noqa: E402
+from tests.projects import Project, flask_migrate_factory  # noqa: E402
 
 RESULTS = BENCH / "RESULTS.md"
 BEGIN, END = "<!-- speed.py -->", "<!-- /speed.py -->"
 
 FLASK_ROLLBACK = "flask-rollback"
 FLASK_MIGRATE = "Flask-Migrate"
-
-#: The same models as flask-rollback's project (tests/projects.py): declared on a DeclarativeBase
-#: whose MetaData has the same naming convention, so both tools load and compare the same schema.
-FLASK_MIGRATE_FACTORY = '''
-import os
-from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-from flask_migrate import Migrate
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention={naming_convention!r})
-
-
-db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
-
-
-def create_app():
-    app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
-    db.init_app(app)
-    from . import models  # noqa: F401
-    migrate.init_app(app, db, directory=os.environ["TEST_MIGRATIONS"])
-    return app
-'''
 
 MODEL = '''
 
@@ -340,7 +312,8 @@ def rollback_project(root: Path, revisions: list[Revision], tables: int, apps: i
 
 def migrate_project(root: Path, revisions: list[Revision], tables: int, workdir: Path) -> Project:
     project = Project(root, f"fmproj_{uuid.uuid4().hex[:8]}", f"sqlite:///{root / 'db.sqlite'}")
-    project.write("__init__.py", FLASK_MIGRATE_FACTORY.format(naming_convention=NAMING_CONVENTION))
+    # the same naming convention as flask-rollback: both tools load and compare the same schema
+    project.write("__init__.py", flask_migrate_factory(naming_convention=NAMING_CONVENTION))
     write_models(project.package_dir / "models.py", tables, MODELS_HEADER.format(dots="."))
     result = run(project, ["init"], workdir)
     if result.code:

@@ -58,6 +58,31 @@ def create_app():
     return app
 '''
 
+def flask_migrate_factory(models: bool = True, naming_convention: dict[str, str] | None = None) -> str:
+    """The ``__init__.py`` of a Flask-Migrate app (``Migrate`` in an app factory; the database
+    URL and the migrations folder from TEST_DATABASE_URL and TEST_MIGRATIONS): what the adopt
+    tests convert and the benches time flask-rollback against. ``models`` imports the package's
+    models.py; ``naming_convention`` declares the models on a base whose MetaData has it (the
+    same schema names as flask-rollback's projects)."""
+    base, model_class = "", ""
+    if naming_convention is not None:
+        base = (
+            "from sqlalchemy import MetaData\nfrom sqlalchemy.orm import DeclarativeBase\n\n\n"
+            "class Base(DeclarativeBase):\n"
+            f"    metadata = MetaData(naming_convention={naming_convention!r})\n\n"
+        )
+        model_class = "model_class=Base"
+    imported = "    from . import models  # noqa: F401\n" if models else ""
+    return (
+        "\nimport os\nfrom flask import Flask\nfrom flask_sqlalchemy import SQLAlchemy\n"
+        f"from flask_migrate import Migrate\n{base}\ndb = SQLAlchemy({model_class})\n"
+        "migrate = Migrate()\n\n\ndef create_app():\n    app = Flask(__name__)\n"
+        '    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]\n'
+        f"    db.init_app(app)\n{imported}"
+        '    migrate.init_app(app, db, directory=os.environ["TEST_MIGRATIONS"])\n    return app\n'
+    )
+
+
 BLUEPRINT = '''
 from flask import Blueprint
 

@@ -28,28 +28,12 @@ from tests.projects import (
     BLUEPRINT,
     Project,
     fingerprint,
+    flask_migrate_factory,
     folder_state,
     new_project,
 )
 
-FLASK_MIGRATE_FACTORY = '''
-import os
-from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-from flask_migrate import Migrate
-
-db = SQLAlchemy()
-migrate = Migrate()
-
-
-def create_app():
-    app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
-    db.init_app(app)
-    from . import models  # noqa: F401
-    migrate.init_app(app, db, directory=os.environ["TEST_MIGRATIONS"])
-    return app
-'''
+FLASK_MIGRATE_FACTORY = flask_migrate_factory()
 
 #: The same app after the switch: ``Migrate(app, db)`` replaced by ``Rollback(app, db)``; the
 #: models are kept as they are (no naming convention was used with Flask-Migrate).
