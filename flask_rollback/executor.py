@@ -28,7 +28,7 @@ from .interrupts import Interrupted
 from .partial import PartialLog
 from .plan import Plan, Step
 from .project import Project
-from .recorder import utcnow
+from .recorder import VersionWrites, utcnow
 from .undo import CannotUndo, UndoFailed, plan_undo, undo
 
 Progress = Callable[[int, int, Step], None]
@@ -104,7 +104,10 @@ def execute(
     try:
         if sqlite is not None:
             sqlite.prepare(plan.steps[0])
-        with ran, EnvironmentContext(project.config, graph.script, fn=lambda heads, ctx: steps) as env:
+        versions = VersionWrites(project.settings.version_table)
+        with ran, versions.listening(connection), EnvironmentContext(
+            project.config, graph.script, fn=lambda heads, ctx: steps
+        ) as env:
             env.configure(
                 connection=connection,
                 transaction_per_migration=True,
