@@ -83,15 +83,17 @@ def execute(
         if wrap is not None:
             function = wrap(connection, planned, function)
         step.migration_fn = function
+    declared = project.declared
     clock: list[datetime] = [utcnow()]
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
         ran.next_step(ctx.connection)
         planned = plan.steps[len(report.done)]
-        recorder.write(
-            ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake
+        known = declared.get(planned.migration.revision)
+        finished = recorder.write(
+            ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake,
+            sha256=known.sha256 if known is not None else None,
         )
-        finished = utcnow()
         report.done.append((planned, (finished - clock[0]).total_seconds() * 1000))
         clock[0] = finished
         if finalize and len(report.done) == len(plan.steps):

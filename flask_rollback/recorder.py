@@ -139,7 +139,10 @@ class Recorder:
         direction: str,
         started_at: datetime,
         fake: bool = False,
-    ) -> None:
+        sha256: str | None = None,
+    ) -> datetime:
+        """One log row, finished now; ``sha256`` is the file's digest when already known (the
+        revision index's), else the file is read. Returns when it finished."""
         finished = utcnow()
         host, user = who()
         connection.execute(
@@ -153,11 +156,12 @@ class Recorder:
                 "started_at": started_at,
                 "finished_at": finished,
                 "duration_ms": (finished - started_at).total_seconds() * 1000,
-                "sha256": file_sha256(migration.path),
+                "sha256": sha256 or file_sha256(migration.path),
                 "host": host,
                 "user": user,
             },
         )
+        return finished
 
     def set_heads(self, connection: Connection, heads: tuple[str, ...]) -> None:
         """Rewrite the version table (stamp); caller owns the transaction."""
