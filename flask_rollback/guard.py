@@ -513,6 +513,8 @@ class _Unexplained:
             found = list(self.unread) + [
                 (table, how, UNKNOWN) for table, hows in self.heard.items() for how in hows
             ]
+        if not found:
+            return []  # nothing changed unexplained: no cascade to look up in the catalog
         # Rows a cascade deletes were counted with their parents (``account``); children of
         # updated rows may be updated by ON UPDATE CASCADE.
         explained = {
