@@ -28,7 +28,7 @@ from .interrupts import Interrupted
 from .partial import PartialLog
 from .plan import Plan, Step
 from .project import Project
-from .recorder import utcnow
+from .recorder import VersionWrites, utcnow
 from .undo import CannotUndo, UndoFailed, plan_undo, undo
 
 Progress = Callable[[int, int, Step], None]
@@ -83,15 +83,17 @@ def execute(
         if wrap is not None:
             function = wrap(connection, planned, function)
         step.migration_fn = function
+    declared = project.declared
     clock: list[datetime] = [utcnow()]
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
         ran.next_step(ctx.connection)
         planned = plan.steps[len(report.done)]
-        recorder.write(
-            ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake
+        known = declared.get(planned.migration.revision)
+        finished = recorder.write(
+            ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake,
+            sha256=known.sha256 if known is not None else None,
         )
-        finished = utcnow()
         report.done.append((planned, (finished - clock[0]).total_seconds() * 1000))
         clock[0] = finished
         if finalize and len(report.done) == len(plan.steps):
@@ -104,7 +106,10 @@ def execute(
     try:
         if sqlite is not None:
             sqlite.prepare(plan.steps[0])
-        with ran, EnvironmentContext(project.config, graph.script, fn=lambda heads, ctx: steps) as env:
+        versions = VersionWrites(project.settings.version_table)
+        with ran, versions.listening(connection), EnvironmentContext(
+            project.config, graph.script, fn=lambda heads, ctx: steps
+        ) as env:
             env.configure(
                 connection=connection,
                 transaction_per_migration=True,

@@ -79,6 +79,8 @@ class DataGuard:
         self.archived: list[ArchiveSpec] = []
         #: What the step being run was counted to lose (its tables' changes are explained).
         self.counted: list[Loss] = []
+        #: The run's listener for the rows each statement reports (``execute``).
+        self.hearing = _Hearing()
 
     # -- before the run ----------------------------------------------------------------------
 
@@ -124,7 +126,8 @@ class DataGuard:
         if self.archive:
             self.log.ensure(connection)
             connection.commit()
-        return execute(self.project, connection, plan, progress, finalize, wrap=self.wrap)
+        with self.hearing.listening(connection):
+            return execute(self.project, connection, plan, progress, finalize, wrap=self.wrap)
 
     # -- as each step runs -------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class DataGuard:
             # The step's transaction began just before (executor: one per migration) and so far
             # only read, unless the count archived something: nothing it changed to measure from.
             untouched = len(self.archived) == archived
-            with _Unexplained(self.project, connection, ops, self.created, untouched) as unexplained:
+            with _Unexplained(self.project, connection, ops, self.created, self.hearing, untouched) as unexplained:
                 unexplained.account(self.counted)
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
@@ -357,6 +360,37 @@ def _vanished(before: set[Any], after: set[Any], explained: set[Any]) -> list[tu
     return found
 
 
+#: Backends whose statements' reported rows the guard hears (all it supports).
+HEARD_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
+
+
+class _Hearing:
+    """The rows each statement reports, passed to the running step's ``_Unexplained``: one
+    listener for the whole run, as adding and removing one per step costs more than a small
+    step's own DDL."""
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None  # while listening
+        self.step: _Unexplained | None = None
+
+    @contextmanager
+    def listening(self, connection: Connection) -> Iterator[None]:
+        if connection.dialect.name not in HEARD_DIALECTS:
+            yield
+            return
+        sa.event.listen(connection, "after_cursor_execute", self._heard)
+        self.connection = connection
+        try:
+            yield
+        finally:
+            self.connection = None
+            sa.event.remove(connection, "after_cursor_execute", self._heard)
+
+    def _heard(self, *args: Any) -> None:
+        if self.step is not None:
+            self.step._counted(*args)
+
+
 class _Unexplained:
     """Rows a step deleted or updated that none of the statements read for it explains: a
     trigger, a function, a raw DB-API cursor. PostgreSQL: the transaction's own counters
@@ -373,10 +407,11 @@ class _Unexplained:
 
     def __init__(
         self, project: Project, connection: Connection, ops: list[Operation],
-        exempt: set[tuple[str, str | None]], untouched: bool = False,
+        exempt: set[tuple[str, str | None]], hearing: _Hearing, untouched: bool = False,
     ) -> None:
         self.project = project
         self.connection = connection
+        self.hearing = hearing
         self.exempt = set(exempt)
         #: The transaction has deleted and updated nothing yet (PostgreSQL's per-transaction
         #: counters are then all zero: nothing to read before the step).
@@ -459,22 +494,22 @@ class _Unexplained:
     def __enter__(self) -> _Unexplained:
         if self.connection.dialect.name == "postgresql":
             self.before = {} if self.untouched else _changes(self.connection)
-            sa.event.listen(self.connection, "after_cursor_execute", self._counted)
         elif self.connection.dialect.name == "sqlite":
             driver = self.connection.connection.driver_connection
             driver.set_authorizer(self._heard)
             self.changes_before = driver.total_changes
-            sa.event.listen(self.connection, "after_cursor_execute", self._counted)
         elif self.connection.dialect.name in ("mysql", "mariadb"):
             self.handler_before = _handler_changes(self.connection)
-            sa.event.listen(self.connection, "after_cursor_execute", self._counted)
+        if self.connection.dialect.name in HEARD_DIALECTS:
+            if self.hearing.connection is not self.connection:
+                raise RuntimeError("a step's statements are heard only inside DataGuard.execute")
+            self.hearing.step = self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.hearing.step = None
         if self.connection.dialect.name == "sqlite":
             self.connection.connection.driver_connection.set_authorizer(None)
-        if self.connection.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb"):
-            sa.event.remove(self.connection, "after_cursor_execute", self._counted)
 
     def _counted(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
                  context: Any, executemany: bool) -> None:
@@ -547,6 +582,8 @@ class _Unexplained:
                 found += [
                     (table, how, UNKNOWN, False) for table, hows in self.heard.items() for how in hows
                 ]
+        if not found:
+            return []  # nothing changed unexplained: no cascade to look up in the catalog
         # Rows a cascade deletes were counted with their parents (``account``); children of
         # updated rows may be updated by ON UPDATE CASCADE. Nothing explains an unread statement.
         explained = {

@@ -1,7 +1,8 @@
 """Where the applied log is written and the stored heads are read.
 
 The log has one row per migration applied or reverted, written inside that migration's
-transaction, so the log and the schema can never disagree.
+transaction, so the log and the schema can never disagree. The version table is written by
+Alembic, through statements compiled once per run (``VersionWrites``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import getpass
 import hashlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -18,6 +20,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, ColumnClause
 
 from .graph import Migration
 from .settings import Settings
@@ -135,7 +139,10 @@ class Recorder:
         direction: str,
         started_at: datetime,
         fake: bool = False,
-    ) -> None:
+        sha256: str | None = None,
+    ) -> datetime:
+        """One log row, finished now; ``sha256`` is the file's digest when already known (the
+        revision index's), else the file is read. Returns when it finished."""
         finished = utcnow()
         host, user = who()
         connection.execute(
@@ -149,11 +156,12 @@ class Recorder:
                 "started_at": started_at,
                 "finished_at": finished,
                 "duration_ms": (finished - started_at).total_seconds() * 1000,
-                "sha256": file_sha256(migration.path),
+                "sha256": sha256 or file_sha256(migration.path),
                 "host": host,
                 "user": user,
             },
         )
+        return finished
 
     def set_heads(self, connection: Connection, heads: tuple[str, ...]) -> None:
         """Rewrite the version table (stamp); caller owns the transaction."""
@@ -194,3 +202,86 @@ class Recorder:
         log = self.log.c
         query = sa.select(log.revision, log.app, log.name).where(log.revision.in_(list(revisions)))
         return {revision: f"{app}.{name}" for revision, app, name in connection.execute(query.order_by(log.id))}
+
+
+class VersionWrites:
+    """Alembic's version-table writes, each sent through a statement compiled once per run.
+
+    Alembic (``HeadMaintainer``) builds a new INSERT, UPDATE or DELETE at every step with the
+    revision ids as SQL literals, so SQLAlchemy compiles each one anew: the largest cost of a
+    step besides its own DDL. While ``listening``, a statement of exactly that shape on the
+    version table runs as the same statement with bound parameters instead (one compiled form
+    per kind, reused). Alembic still decides what to write and checks the rows it changed;
+    any other statement, or one whose shape is not recognised, runs as it was built."""
+
+    def __init__(self, version_table: str) -> None:
+        self.version_table = version_table
+        #: (kind, Alembic's version Table) -> the statement with bound parameters.
+        self._statements: dict[tuple[str, sa.Table], sa.Executable] = {}
+
+    @contextmanager
+    def listening(self, connection: Connection) -> Iterator[None]:
+        sa.event.listen(connection, "before_execute", self._swap, retval=True)
+        try:
+            yield
+        finally:
+            sa.event.remove(connection, "before_execute", self._swap)
+
+    def _swap(
+        self, conn: Connection, clause: object, multiparams: object, params: object, options: object
+    ) -> tuple[object, object, object]:
+        found = None if multiparams or params else self._revisions(clause)
+        if found is None:
+            return clause, multiparams, params
+        kind, table, values = found
+        statement = self._statements.get((kind, table))
+        if statement is None:
+            statement = self._statements[(kind, table)] = _bound_version_statement(kind, table)
+        return statement, [], values
+
+    def _revisions(self, clause: object) -> tuple[str, sa.Table, dict[str, str]] | None:
+        """``("insert" | "update" | "delete", table, parameters)`` for Alembic's version
+        statements (``version_num = '<id>'`` in SET / VALUES / WHERE), else None."""
+        if not isinstance(clause, (sa.Insert, sa.Update, sa.Delete)):
+            return None
+        table = clause.table
+        if not isinstance(table, sa.Table) or table.name != self.version_table or table.schema:
+            return None
+        column = table.c.get("version_num")
+        if column is None or getattr(clause, "_multi_values", None) or getattr(clause, "_ordered_values", None):
+            return None
+        values = getattr(clause, "_values", None) or {}
+        new = _literal(values.get("version_num")) if len(values) == 1 else None
+        where = getattr(clause, "whereclause", None)
+        old = _compared(where, column)
+        if isinstance(clause, sa.Insert):
+            return ("insert", table, {"new_version": new}) if new and where is None else None
+        if isinstance(clause, sa.Update):
+            return ("update", table, {"new_version": new, "old_version": old}) if new and old else None
+        return ("delete", table, {"old_version": old}) if old and not values else None
+
+
+def _literal(element: object) -> str | None:
+    """The revision id in Alembic's ``literal_column("'<id>'")``, else None."""
+    if isinstance(element, ColumnClause) and element.is_literal and element.table is None:
+        text = element.name
+        if len(text) > 2 and text[0] == text[-1] == "'" and "'" not in text[1:-1]:
+            return text[1:-1]
+    return None
+
+
+def _compared(where: object, column: sa.Column) -> str | None:
+    """The id of ``version_num = '<id>'``, else None."""
+    if isinstance(where, BinaryExpression) and where.operator is operators.eq and where.left is column:
+        return _literal(where.right)
+    return None
+
+
+def _bound_version_statement(kind: str, table: sa.Table) -> sa.Executable:
+    column = table.c.version_num
+    if kind == "insert":
+        return table.insert().values({column: sa.bindparam("new_version")})
+    if kind == "update":
+        return table.update().values({column: sa.bindparam("new_version")}).where(
+            column == sa.bindparam("old_version"))
+    return table.delete().where(column == sa.bindparam("old_version"))

@@ -14,8 +14,11 @@ import pytest
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from flask_rollback import RollbackError
+from flask_rollback.recorder import VersionWrites
 from tests.projects import Project, new_project
 from tests.test_bad_input import USERS_UP, write_migration
 
@@ -177,6 +180,90 @@ def nickname_state(project: Project) -> tuple[int | None, bool, bool, bool]:
         return column["type"].length, column["nullable"], ("nickname",) in uniques, ("email",) in uniques
     finally:
         engine.dispose()
+
+
+#: (revision, down_revision, branch_labels, depends_on): two apps, blog's base standing on
+#: accounts' first migration, a branch in blog merged, the merge standing on accounts' second.
+BRANCHED = [
+    ("acc000000001", None, ("accounts",), None),
+    ("acc000000002", "acc000000001", None, None),
+    ("acc000000003", "acc000000002", None, None),
+    ("blg000000001", None, ("blog",), "acc000000001"),
+    ("blgleft00002", "blg000000001", None, None),
+    ("blgright0002", "blg000000001", None, None),
+    ("blgmerge0003", ("blgleft00002", "blgright0002"), None, "acc000000002"),
+]
+
+
+def test_version_writes_compiled_once_leave_the_rows_alembic_leaves(tmp_path: Path, db_url: str) -> None:
+    """Alembic's own version-table writes (revision ids as SQL literals) and the same writes
+    through VersionWrites (bound parameters) leave the same rows after every move: new
+    branches, merges, unmerges, depends_on, partial and full downgrades."""
+    folder = tmp_path / "versions"
+    folder.mkdir()
+    for revision, down, labels, depends in BRANCHED:
+        (folder / f"{revision}.py").write_text(
+            f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = {labels!r}\n"
+            f"depends_on = {depends!r}\n\n\ndef upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
+        )
+    script = ScriptDirectory(str(tmp_path), version_locations=[str(folder)])
+    moves = ["blgleft00002", "blgright0002", "blgmerge0003", "heads", "blgleft00002",
+             "acc000000001", "blg000000001", "base", "heads", "blog@base", "acc000000002", "base"]
+    sent: list[tuple[str, Any]] = []
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            sa.event.listen(connection, "before_cursor_execute",
+                            lambda conn, cursor, statement, parameters, *rest: sent.append((statement, parameters)))
+            for move in moves:
+                rows = []
+                for table, bound in (("literal_version", False), ("bound_version", True)):
+                    context = MigrationContext.configure(connection, opts={"version_table": table})
+                    if bound:
+                        with VersionWrites(table).listening(connection):
+                            context.stamp(script, move)
+                    else:
+                        context.stamp(script, move)
+                    connection.commit()
+                    rows.append(sorted(row[0] for row in connection.exec_driver_sql(f"SELECT version_num FROM {table}")))
+                assert rows[0] == rows[1], move
+            assert rows[0] == []
+    finally:
+        engine.dispose()
+    writes = [(statement.split()[0], parameters) for statement, parameters in sent
+              if "bound_version" in statement and statement.startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert {verb for verb, _ in writes} == {"INSERT", "UPDATE", "DELETE"}
+    assert all(parameters for _, parameters in writes)  # every id went as a parameter
+    literal = [statement for statement, _ in sent if "literal_version" in statement and "acc000000001" in statement]
+    assert literal  # Alembic's own statements name the ids in the SQL
+
+
+def test_branches_merges_and_depends_on_leave_alembics_version_rows(tmp_path: Path, db_url: str) -> None:
+    """Run through the executor, the version table holds what Alembic keeps there: effective
+    heads only (a migration another applied one depends on is not stored), a merge replacing
+    its parents, an unmerge bringing them back."""
+    project = new_project(tmp_path, db_url)
+    assert project.db("init").exit_code == 0
+    for revision, down, labels, depends in BRANCHED:
+        app = "accounts" if revision.startswith("acc") else "blog"
+        write_migration(project, app, f"{revision}.py", revision, down_revision=down if isinstance(down, str) else None,
+                        depends_on=depends, branch_labels=labels)
+    merge = project.migrations / "blog" / "blgmerge0003.py"
+    merge.write_text(merge.read_text().replace("down_revision = None", "down_revision = ('blgleft00002', 'blgright0002')"))
+    steps = [
+        (("upgrade", "blgleft00002"), ["blgleft00002"]),
+        (("upgrade", "blgright0002"), ["blgleft00002", "blgright0002"]),
+        (("upgrade",), ["acc000000003", "blgmerge0003"]),
+        (("downgrade", "blog@-1"), ["acc000000003", "blgleft00002", "blgright0002"]),
+        (("downgrade", "blog", "zero"), ["acc000000003"]),
+        (("downgrade", "accounts", "zero"), []),
+        (("upgrade",), ["acc000000003", "blgmerge0003"]),
+    ]
+    for command, expected in steps:
+        result = project.db(*command)
+        assert result.exit_code == 0, (command, result.output)
+        assert versions(project) == expected, command
+    assert [row["revision"] for row in log_rows(project)][-1] == "blgmerge0003"
 
 
 def test_alter_column_is_written_in_batch_mode(tmp_path: Path, db_url: str) -> None:
