@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
@@ -31,7 +32,17 @@ from .project import Project
 from .recorder import utcnow
 from .undo import CannotUndo, UndoFailed, plan_undo, undo
 
-Progress = Callable[[int, int, Step], None]
+
+
+class Progress(Protocol):
+    """Told as each step starts (before its code runs, so a step that hangs shows which it is)
+    and as it ends (``milliseconds`` it took); ``index`` counts from 1 up to ``total``."""
+
+    def started(self, index: int, total: int, step: Step) -> None: ...
+
+    def finished(self, index: int, total: int, step: Step, milliseconds: float) -> None: ...
+
+
 #: ``wrap(connection, step, migration_fn)``: what runs in place of the migration (the data-loss
 #: backstop); it runs inside the step's transaction.
 StepWrapper = Callable[[Connection, Step, Callable[..., None]], Callable[..., None]]
@@ -83,6 +94,9 @@ def execute(
         if wrap is not None:
             function = wrap(connection, planned, function)
         step.migration_fn = function
+    if progress is not None:
+        for number, (planned, step) in enumerate(zip(plan.steps, steps), 1):
+            step.migration_fn = _announced(progress, number, planned, len(steps), step.migration_fn)
     clock: list[datetime] = [utcnow()]
 
     def record(ctx, step, heads, run_args) -> None:  # type: ignore[no-untyped-def]
@@ -92,14 +106,15 @@ def execute(
             ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake
         )
         finished = utcnow()
-        report.done.append((planned, (finished - clock[0]).total_seconds() * 1000))
+        milliseconds = (finished - clock[0]).total_seconds() * 1000
+        report.done.append((planned, milliseconds))
         clock[0] = finished
         if finalize and len(report.done) == len(plan.steps):
             finalize(ctx.connection)
         if sqlite is not None and len(report.done) < len(plan.steps):
             sqlite.prepare(plan.steps[len(report.done)])
         if progress:
-            progress(len(report.done), len(plan.steps), planned)
+            progress.finished(len(report.done), len(plan.steps), planned, milliseconds)
 
     try:
         if sqlite is not None:
@@ -163,6 +178,18 @@ def execute(
         if sqlite is not None:
             sqlite.restore()
     return report
+
+
+def _announced(
+    progress: Progress, index: int, step: Step, total: int, function: Callable[..., None]
+) -> Callable[..., None]:
+    """``function`` (a step's migration function), telling ``progress`` first."""
+
+    def run(**kw: object) -> None:
+        progress.started(index, total, step)
+        function(**kw)
+
+    return run
 
 
 #: Statements after which MariaDB/MySQL commits at once (an implicit commit: DDL), which also

@@ -724,6 +724,8 @@ def test_fake_initial_records_existing_tables(tmp_path: Path, db_url: str) -> No
     assert "ADD COLUMN bio" in sql
 
     result = run(project, "upgrade", "--fake-initial")
+    assert "Applying accounts.0001_initial... FAKED\n" in result.stdout
+    assert re.search(r"^Applying accounts\.0002_add_users_bio\.\.\. OK \(", result.stdout, re.M)
     assert "Applied 3 migration(s)" in result.stdout
     assert "recorded without running (tables exist): accounts.0001_initial, blog.0001_initial" in result.stdout
     log = project.query("SELECT name, app, fake FROM rollback_log ORDER BY id")

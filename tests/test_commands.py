@@ -11,6 +11,7 @@ import ast
 import getpass
 import hashlib
 import json
+import re
 import socket
 import textwrap
 from pathlib import Path
@@ -1018,19 +1019,53 @@ def test_applied_log_rows(tmp_path: Path, db_url: str) -> None:
         assert row["host"] == host and row["user"] == user
 
 
-def test_no_progress_lines_without_tty(tmp_path: Path, db_url: str) -> None:
+def test_progress_lines_per_migration_in_a_pipe(tmp_path: Path, db_url: str) -> None:
+    """Django's progress lines on stdout (a pipe here, not a TTY): one per migration, then the
+    summary; with -q, the summary only."""
     project = initial(tmp_path, db_url)
     ok(project.db("makemigrations", "--empty", "accounts"))
     ok(project.db("makemigrations", "--empty", "blog"))
     result = project.run("upgrade")  # a real process, stdout/stderr are pipes
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [result.stdout.strip()]
-    assert result.stdout.startswith("Applied 4 migration(s) (accounts 2, blog 2) in ")
-    assert "[1/4]" not in result.stderr and "[4/4]" not in result.stderr
-    assert "\r" not in result.stdout + result.stderr
-    assert "\033[K" not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [re.sub(r"\(\d+\.\d\d s\)", "(T s)", line) for line in lines[:4]] == [
+        "Applying accounts.0001_initial... OK (T s)",
+        "Applying accounts.0002_custom... OK (T s)",
+        "Applying blog.0001_initial... OK (T s)",
+        "Applying blog.0002_custom... OK (T s)",
+    ]
+    assert lines[4].startswith("Applied 4 migration(s) (accounts 2, blog 2) in ") and len(lines) == 5
+    assert result.stderr == ""
+    assert "\r" not in result.stdout and "\033" not in result.stdout
 
-    ok(project.db("downgrade", "accounts", "zero", "--cascade"))
-    result = ok(project.db("upgrade"))
+    result = project.run("downgrade", "blog@-1")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"Unapplying blog\.0002_custom\.\.\. OK \(\d+\.\d\d s\)\nReverted 1 migration\(s\) \(blog 1\) in .*\n",
+        result.stdout,
+    )
+    result = ok(project.db("upgrade", "-q"))
     assert result.output.splitlines() == [result.output.strip()]
-    assert result.output.startswith("Applied 4 migration(s) (accounts 2, blog 2) in ")
+    assert result.output.startswith("Applied 1 migration(s) (blog 1) in ")
+    result = ok(project.db("downgrade", "--quiet", "accounts", "zero", "--cascade"))
+    assert result.output.startswith("Reverted 4 migration(s) (") and len(result.output.splitlines()) == 1
+
+
+def test_progress_line_is_out_before_the_step_runs(tmp_path: Path, db_url: str) -> None:
+    """"Applying X..." is flushed before X's code runs (a step that hangs shows which it is),
+    and a step that fails ends its line with FAILED before the error."""
+    project = initial(tmp_path, db_url, upgrade=True)
+    blog_1 = rev(project, "blog", "0001")
+    write_migration(
+        project, "blog", "0002_talks.py", "aaaa22220002", blog_1,
+        upgrade="import os\nos.write(1, b'<running>')",  # past Python's buffers, onto the pipe
+    )
+    write_migration(project, "blog", "0003_broken.py", "aaaa22220003", "aaaa22220002", upgrade="raise RuntimeError('boom')")
+    result = project.run("upgrade")
+    assert result.returncode == 1
+    assert re.search(  # (the data-loss analysis reads the code first, and may print <running> too)
+        r"Applying blog\.0002_talks\.\.\.<running> OK \(\d+\.\d\d s\)\n"
+        r"Applying blog\.0003_broken\.\.\. FAILED\n\Z",
+        result.stdout,
+    )
+    assert result.stderr.startswith("Error: migration blog.0003_broken (up) failed: RuntimeError: boom")

@@ -245,7 +245,7 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     assert state(project) == unchanged
 
     # rollback --yes (no id): exactly deploy 2 is undone.
-    out = db(project, "rollback", "--yes").output
+    out = db(project, "rollback", "--yes", "-q").output
     assert out.strip() == "Rolled back deploy 2: reverted 1 migration(s)."
     assert schema(project) == before_2
     assert versions(project) == versions_before_2
@@ -262,7 +262,7 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     refused = db(project, "rollback", "1", "--yes", code=REFUSED).output
     assert re.search(r"- accounts\.0001_initial\s+accounts\s+users\s+1 row\s+drops table users", refused)
     assert "posts" not in refused  # empty: dropping it loses nothing
-    assert db(project, "rollback", "1", "--yes", "--allow-data-loss").output.strip() == (
+    assert db(project, "rollback", "1", "--yes", "--allow-data-loss", "-q").output.strip() == (
         "Rolled back deploy 1: reverted 2 migration(s)."
     )
     assert app_tables(project) == set()
@@ -467,7 +467,7 @@ def test_a_deploy_failing_on_real_data_is_recorded_and_rolled_back(tmp_path: Pat
     assert "nickname" in schema(project)["users"]["columns"]
     assert project.query("SELECT id FROM users") == [(1,)]
 
-    assert db(project, "rollback", "--yes").output.strip() == "Rolled back deploy 2: reverted 1 migration(s)."
+    assert db(project, "rollback", "--yes", "-q").output.strip() == "Rolled back deploy 2: reverted 1 migration(s)."
     assert schema(project) == before and versions(project) == versions_before
     assert [r["status"] for r in records(project)] == ["applied", "rolled back"]
 
@@ -980,7 +980,10 @@ def test_a_deploy_killed_mid_run_is_repaired_then_rolled_back(tmp_path: Path, db
     assert schema(project) == crashed[0] and versions(project) == crashed[1]  # repair only closes the record
 
     out = db(project, "rollback", "--yes", "--allow-data-loss").output
-    assert out.strip() == f"Rolled back deploy 2: reverted {done} migration(s)."
+    assert [re.sub(r" \(\d+\.\d\d s\)$", "", line) for line in out.splitlines()[:-1]] == [
+        f"Unapplying chain.000{number}_step... OK" for number in range(done, 0, -1)  # newest first
+    ]
+    assert out.splitlines()[-1] == f"Rolled back deploy 2: reverted {done} migration(s)."
     after = schema(project)
     after.pop(PARTIAL_TABLE, None)  # MariaDB: the history of an undone half step, if any
     assert after == before

@@ -30,6 +30,7 @@ from .group import (
     emit_json,
     json_option,
     lock_timeout_option,
+    quiet_option,
 )
 from .output import (
     print_archived,
@@ -89,10 +90,11 @@ def predeploy_command(as_json: bool, strict: bool, no_rehearsal: bool) -> None:
 @allow_data_loss_option
 @archive_option
 @no_rehearsal_option
+@quiet_option
 @bind_option
 def deploy_command(
     as_json: bool, strict: bool, label: str | None, git_sha: str | None, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None, no_rehearsal: bool,
+    allow_data_loss: bool, archive: bool | None, no_rehearsal: bool, quiet: bool,
 ) -> None:
     """Lock, run the gate, apply every pending migration and record the deploy.
 
@@ -112,7 +114,7 @@ def deploy_command(
     def one(view: Project) -> commands.DeployResult:
         result = commands.deploy(
             view, strict=strict, label=label, git_sha=git_sha, lock_timeout=lock_timeout,
-            announce=announce, progress=progress(), allow_data_loss=allow_data_loss, archive=archive,
+            announce=announce, progress=progress(quiet or as_json), allow_data_loss=allow_data_loss, archive=archive,
             rehearse=not no_rehearsal, bind_round=bind_round,
         )
         documents.append({
@@ -121,7 +123,7 @@ def deploy_command(
             "archived": [spec.name for spec in result.archived],
         })
         if not as_json:
-            print_report(result.report)
+            print_report(result.report, quiet)
             print_archived(result.archived, bind_flag(view))
             if result.record:
                 where = bind_flag(view)
@@ -211,10 +213,11 @@ def _show_deploys(records: list[DeployRecord]) -> None:
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@quiet_option
 @bind_option
 def rollback_command(
     deploy_id: int | None, plan_only: bool, yes: bool, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None,
+    allow_data_loss: bool, archive: bool | None, quiet: bool,
 ) -> None:
     """Undo a deploy (default: the latest): exactly the migrations it applied, and those applied
     later by a plain upgrade that depend on them (marked; confirming or --yes accepts them).
@@ -231,7 +234,7 @@ def rollback_command(
     def undo(view: Project, deploy_id: int | None) -> None:
         result = commands.rollback(
             view, deploy_id, plan_only=plan_only, confirm=None if yes else confirm,
-            lock_timeout=lock_timeout, announce=announce, progress=progress(),
+            lock_timeout=lock_timeout, announce=announce, progress=progress(quiet),
             allow_data_loss=allow_data_loss, archive=archive,
         )
         if plan_only:

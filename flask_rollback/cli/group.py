@@ -20,7 +20,7 @@ from ..errors import DataLossError, RollbackError
 from ..interrupts import Interrupted, signals_raise
 from ..plan import RELATIVE_RE
 from ..project import COMPARISONS, Project
-from .output import print_risks
+from .output import end_open_line, print_risks
 
 
 class RollbackGroup(AppGroup):
@@ -38,6 +38,7 @@ class RollbackGroup(AppGroup):
             interrupted = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
             _fail(ctx, interrupted.summary(), interrupted.exit_code, exc)
         except RollbackError as exc:
+            end_open_line(ctx)
             if isinstance(exc, DataLossError):
                 print_risks(exc.report, err=True)
             if ctx.meta.get(JSON_MODE):  # a script reading stdout gets an answer too
@@ -63,6 +64,7 @@ def _error_json(exc: RollbackError) -> dict[str, Any]:
 
 
 def _fail(ctx: click.Context, message: str, code: int, exc: BaseException) -> None:
+    end_open_line(ctx)
     if ctx.meta.get("rollback.verbose"):
         traceback.print_exception(exc)
     click.echo(f"Error: {message}", err=True)
@@ -138,6 +140,9 @@ lock_timeout_option = click.option(
 allow_data_loss_option = click.option(
     "--allow-data-loss", is_flag=True,
     help="Run steps that destroy existing data (refused by default).",
+)
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the summary, not a line per migration.",
 )
 archive_option = click.option(
     "--archive/--no-archive", default=None,

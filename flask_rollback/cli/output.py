@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -104,17 +103,40 @@ def print_adoption(result: commands.Adoption) -> None:
         click.echo("No stamping needed: 'flask db showmigrations' shows the history applied.")
 
 
-def progress() -> Progress | None:
-    if not sys.stderr.isatty():
-        return None
+#: ``ctx.meta`` key: a progress line was begun and not ended (an error ends it first).
+OPEN_LINE = "rollback.open_line"
 
-    def show(done: int, total: int, step: Step) -> None:
-        if total < 3:
-            return
-        arrow = "+" if step.direction == "up" else "-"
-        click.echo(f"\r[{done}/{total}] {arrow} {step.migration.label}\033[K", nl=done == total, err=True)
 
-    return show
+class MigrationLines:
+    """Django's progress: ``Applying blog.0002_tags...`` as a step starts (flushed, so a step
+    that hangs shows which it is), `` OK (0.02 s)`` or `` FAKED`` when it is done; on stdout,
+    whatever it is connected to."""
+
+    def started(self, index: int, total: int, step: Step) -> None:
+        verb = "Applying" if step.direction == "up" else "Unapplying"
+        click.echo(f"{verb} {step.migration.label}...", nl=False)
+        _set_open_line(True)
+
+    def finished(self, index: int, total: int, step: Step, milliseconds: float) -> None:
+        click.echo(" FAKED" if step.fake else f" OK ({milliseconds / 1000:.2f} s)")
+        _set_open_line(False)
+
+
+def _set_open_line(value: bool) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[OPEN_LINE] = value
+
+
+def end_open_line(ctx: click.Context) -> None:
+    """A command failed while a progress line was open: end it with FAILED, then the error."""
+    if ctx.meta.pop(OPEN_LINE, False):
+        click.echo(" FAILED")
+
+
+def progress(quiet: bool = False) -> Progress | None:
+    """One line per migration as it runs; none with ``--quiet`` (the summary only)."""
+    return None if quiet else MigrationLines()
 
 
 #: Backends whose DDL statements commit at once (no transaction around a migration).
@@ -239,8 +261,12 @@ def finish(result: commands.RunResult, bind_flag: str = "") -> None:
     fakes = f"; recorded without running (tables exist): {', '.join(faked)}" if faked else ""
     click.echo(f"{verb} {len(report.done)} migration(s) ({counts}) in {report.seconds:.2f}s{fakes}.")
 
-def print_report(report: GateReport) -> None:
+def print_report(report: GateReport, quiet: bool = False) -> None:
+    """The gate's checks and verdict; ``quiet``: only the checks that found something, and
+    the verdict."""
     for check in report.checks:
+        if quiet and check.level == "ok":
+            continue
         click.echo(f"{check.level:<8} {check.name}: {check.message}")
         for detail in check.details:
             click.echo(f"           - {detail}")
