@@ -33,6 +33,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from the database, in UTC: SQLite and MariaDB return the UTC time
+    written without its zone."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -168,6 +174,16 @@ class Recorder:
             return []
         rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
         return [LogEntry(**row) for row in rows]
+
+    def newest(self, connection: Connection, app: str | None = None, limit: int | None = None) -> list[LogEntry]:
+        """Rows newest first (``app``'s only, at most ``limit``); empty when the log does not
+        exist yet."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return []
+        query = self.log.select().order_by(self.log.c.id.desc()).limit(limit)
+        if app is not None:
+            query = query.where(self.log.c.app == app)
+        return [LogEntry(**row) for row in connection.execute(query).mappings()]
 
     def applied_times(self, connection: Connection) -> dict[str, datetime]:
         """The revisions the log says are applied, each with when it was last applied, in the

@@ -4,6 +4,7 @@ databases: two SQLite files, two PostgreSQL (or MariaDB) databases on the test s
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -163,6 +164,19 @@ def test_every_command_works_bind_by_bind(tmp_path: Path, db_url: str, second_db
     assert tables(db_url) == {"alembic_version", "rollback_log", "rollback_deploys"}
     assert tables(second_db_url) == {"alembic_version", "rollback_log", "rollback_deploys"}
     assert rows(second_db_url, "SELECT status FROM rollback_deploys") == [("rolled back",)]
+
+    # log: each bind's own applied log; APP names its bind, --bind picks one.
+    output = ok(project.db("log"))
+    default, analytics = output.split("Bind 'analytics'")
+    assert "Bind 'default'" in default and " accounts " in default and " analytics " not in default
+    assert " analytics " in analytics and " accounts " not in analytics
+    output = ok(project.db("log", "analytics", "--limit", "1"))
+    assert "Bind 'default'" not in output
+    assert output.splitlines()[-1].split()[3:6] == ["analytics", "0001_initial", "reverted"]
+    logs = json.loads(ok(project.db("log", "--json")))["binds"]
+    assert {entry["app"] for entry in logs["analytics"]} == {"analytics"} and len(logs["default"]) == 4
+    picked = json.loads(ok(project.db("log", "--json", "--bind", "analytics")))["binds"]
+    assert list(picked) == ["analytics"] and [e["deploy"] for e in picked["analytics"]] == [1, 1, None, None]
 
 
 def test_rollback_undoes_only_the_latest_round(tmp_path: Path, db_url: str, second_db_url: str) -> None:

@@ -1,4 +1,4 @@
-"""Commands that look: showmigrations, current, heads, check, history, show, branches."""
+"""Commands that look: showmigrations, current, heads, check, history, log, show, branches."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .group import (
     emit_json,
     json_option,
 )
+from .output import format_time, table
 
 
 def _status_json(status: commands.Status) -> dict[str, Any]:
@@ -233,6 +234,42 @@ def history_command(apps: tuple[str, ...], rev_range: str | None, verbose: bool,
 
     project = current_project()
     each_bind(bind_views(project, apps), one)
+
+
+@db_group.command("log")
+@click.argument("app", required=False)
+@json_option
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Only the N newest rows.")
+@bind_option
+def log_command(app: str | None, as_json: bool, limit: int | None) -> None:
+    """The applied log, newest first: each migration applied or reverted (all, or APP's), when,
+    how long it took, by whom and where, real or fake, its file's checksum and its deploy."""
+    views = bind_views(current_project(), [app] if app else [])
+    if as_json:
+        emit_json(by_bind(views, [
+            [line.as_dict() for line in lines]
+            for lines in each_bind(views, lambda view: commands.applied_log(view, app, limit), heading=False)
+        ]))
+        return
+    each_bind(views, lambda view: echo_lines(_log_lines(commands.applied_log(view, app, limit), app)))
+
+
+def _log_lines(lines: list[commands.LogLine], app: str | None) -> list[str]:
+    if not lines:
+        return [f"No migrations of app {app!r} applied yet." if app else "No migrations applied yet."]
+    return table(
+        ("when", "app", "migration", "action", "run", "took", "by", "deploy", "sha256"),
+        (
+            (
+                format_time(line.entry.finished_at), line.entry.app, line.entry.name,
+                "applied" if line.entry.direction == "up" else "reverted",
+                "fake" if line.entry.fake else "real",
+                f"{line.entry.duration_ms / 1000:.2f} s", f"{line.entry.user}@{line.entry.host}",
+                str(line.deploy) if line.deploy is not None else "-", line.entry.sha256[:12],
+            )
+            for line in lines
+        ),
+    )
 
 
 @db_group.command("show")

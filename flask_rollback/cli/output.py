@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import click
@@ -16,6 +17,35 @@ if TYPE_CHECKING:  # loaded only by the commands that produce them
     from ..gate import GateReport
     from ..plan import Plan, Step
     from ..predict import Prediction
+
+
+def format_time(moment: datetime) -> str:
+    """A time for people: local, to the second, with the zone (``2026-11-30 08:12:03
+    UTC+01:00``); a time without a zone is the UTC the database stored. JSON keeps UTC."""
+    local = (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).astimezone()
+    offset = local.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    zone = f"UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}" if minutes else "UTC"
+    return f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "") -> list[str]:
+    """Aligned columns under a header, two spaces apart; a column of numbers (``int`` or
+    ``float`` cells) right-aligned; trailing spaces dropped."""
+    data = [list(row) for row in rows]
+    right = [
+        bool(data) and all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in data)
+        for i in range(len(header))
+    ]
+    cells = [list(header)] + [[str(cell) for cell in row] for row in data]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [
+        (indent + "  ".join(
+            cell.rjust(width) if align else cell.ljust(width)
+            for cell, width, align in zip(row, widths, right)
+        )).rstrip()
+        for row in cells
+    ]
 
 
 def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int = 0) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from ..deploys import DeployLog, DeployRecord
 from ..errors import (
     EXIT_DATABASE_BEHIND,
     EXIT_MODELS_DIFFER,
@@ -22,6 +23,7 @@ from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
+from ..recorder import LogEntry, as_utc
 from ..snapshot import stale_files
 from .context import open_database, read_state
 
@@ -106,6 +108,56 @@ def _migrating(project: Project, connection: Connection) -> bool:
     if project.settings.lock == "table":
         return lock_table_holder(connection, project.settings.lock_table) is not None
     return named_holder(connection, project.settings.version_table) is not None
+
+
+# -- the applied log -------------------------------------------------------------------------
+
+
+@dataclass
+class LogLine:
+    """A row of the applied log, its times in UTC, with the deploy that applied or rolled it
+    back (None: a plain upgrade or downgrade, or a stamp)."""
+
+    entry: LogEntry
+    deploy: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.entry.__dict__, deploy=self.deploy)
+        for key in ("started_at", "finished_at"):
+            data[key] = data[key].isoformat()
+        return data
+
+
+def applied_log(project: Project, app: str | None = None, limit: int | None = None) -> list[LogLine]:
+    """The applied log, newest first: every migration applied or reverted (``app``'s only, at
+    most ``limit``); empty when nothing was ever applied."""
+    if app is not None:
+        project.registry.get(app)
+    with project.connect() as connection:
+        entries = project.recorder.newest(connection, app, limit)
+        deploys = DeployLog(project.settings.deploy_table).all(connection) if entries else []
+        connection.rollback()
+    entries = [
+        replace(entry, started_at=as_utc(entry.started_at), finished_at=as_utc(entry.finished_at))
+        for entry in entries
+    ]
+    return [LogLine(entry, _deploy_of(entry, deploys)) for entry in entries]
+
+
+def _deploy_of(entry: LogEntry, deploys: list[DeployRecord]) -> int | None:
+    """The deploy a log row belongs to: one that lists the migration and, going up, ran while
+    the row was written; going down, rolled back at or after it (and after it finished)."""
+    for record in deploys:
+        if entry.revision not in record.migrations:
+            continue
+        started, finished = as_utc(record.started_at), record.finished_at and as_utc(record.finished_at)
+        if entry.direction == "up":
+            if started <= entry.started_at and (finished is None or entry.finished_at <= finished):
+                return record.id
+        elif record.rolled_back_at is not None and finished is not None:
+            if finished <= entry.started_at and entry.finished_at <= as_utc(record.rolled_back_at):
+                return record.id
+    return None
 
 
 # -- checking -------------------------------------------------------------------------------
