@@ -202,6 +202,16 @@ class Recorder:
                 times[revision] = finished_at
         return times
 
+    def faked(self, connection: Connection) -> set[str]:
+        """Revisions recorded as applied without running (a stamp, ``--fake-initial``): their
+        latest log row is a fake ``up``."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return set()
+        log = self.log.c
+        latest = sa.select(sa.func.max(log.id)).group_by(log.revision)
+        query = sa.select(log.revision).where(log.id.in_(latest), log.fake == sa.true(), log.direction == "up")
+        return set(connection.execute(query).scalars())
+
     def logged_names(self, connection: Connection, revisions: Sequence[str]) -> dict[str, str]:
         """``APP.NAME`` of revisions as the log last recorded them (to name revisions that no
         file provides any more)."""

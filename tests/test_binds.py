@@ -128,7 +128,7 @@ def test_every_command_works_bind_by_bind(tmp_path: Path, db_url: str, second_db
 
     # upgrade: each database gets its apps' tables, its own version table and applied log.
     output = ok(project.db("upgrade"))
-    assert "Applied 1 migration(s) (accounts 1)" in output and "Applied 1 migration(s) (analytics 1)" in output
+    assert "Applied 1 migration (accounts 1)" in output and "Applied 1 migration (analytics 1)" in output
     assert tables(db_url) == {"users", "alembic_version", "rollback_log"}
     assert tables(second_db_url) == {"events", "alembic_version", "rollback_log"}
     assert rows(db_url, "SELECT version_num FROM alembic_version") == [(accounts_initial,)]
@@ -160,7 +160,7 @@ def test_every_command_works_bind_by_bind(tmp_path: Path, db_url: str, second_db
     one_line_error(project.db("rollback", "1", "--yes"), EXIT_COULD_NOT_RUN, "deploy ids are per bind", "--bind")
     output = ok(project.db("rollback", "--yes"))
     assert output.index("Bind 'analytics'") < output.index("Bind 'default'")
-    assert output.count("Rolled back deploy 1: reverted 1 migration(s).") == 2
+    assert output.count("Rolled back deploy 1: reverted 1 migration.") == 2
     assert tables(db_url) == {"alembic_version", "rollback_log", "rollback_deploys"}
     assert tables(second_db_url) == {"alembic_version", "rollback_log", "rollback_deploys"}
     assert rows(second_db_url, "SELECT status FROM rollback_deploys") == [("rolled back",)]
@@ -189,7 +189,7 @@ def test_rollback_undoes_only_the_latest_round(tmp_path: Path, db_url: str, seco
     project.write("accounts/models.py", ACCOUNTS_MODELS + "    name: Mapped[str | None] = mapped_column(db.String(50))\n")
     ok(project.db("makemigrations"))
     output = ok(project.db("deploy", "--no-rehearsal"))
-    assert "Deploy 2 applied 1 migration(s)" in output
+    assert "Deploy 2 applied 1 migration" in output
     assert rows(second_db_url, "SELECT id FROM rollback_deploys") == [(1,)]
 
     output = ok(project.db("rollback", "--yes"))

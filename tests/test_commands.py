@@ -251,7 +251,7 @@ def test_makemigrations_initial_and_no_changes(tmp_path: Path, db_url: str) -> N
 
     # upgrade without a target: every app to its head.
     result = ok(project.db("upgrade"))
-    assert "Applied 2 migration(s)" in result.output
+    assert "Applied 2 migrations" in result.output
     assert {"users", "posts"} <= project.tables()
     assert versions(project) == {blog_rev}  # accounts' head is implied by blog's depends_on
 
@@ -339,7 +339,7 @@ def test_makemigrations_empty(tmp_path: Path, db_url: str) -> None:
     assert project.files("accounts") == ["0001_initial.py"]
 
     result = ok(project.db("upgrade"))
-    assert "Applied 2 migration(s)" in result.output
+    assert "Applied 2 migrations" in result.output
 
 
 def test_makemigrations_only_named_app(tmp_path: Path, db_url: str) -> None:
@@ -400,7 +400,7 @@ def test_makemigrations_cross_app_fk_depends_on_creating_migration(tmp_path: Pat
     # accounts stands on the migration that created posts, not on blog's head: reverting blog's
     # head leaves accounts alone; reverting the creation of posts is refused without --cascade.
     result = ok(project.db("downgrade", "blog@-1"))
-    assert "Reverted 1 migration(s)" in result.output
+    assert "Reverted 1 migration" in result.output
     assert "summary" not in columns(project, "posts")
     assert "favourite_post_id" in columns(project, "users")
     before = snapshot(project)
@@ -449,7 +449,7 @@ def test_multiple_heads_makemigrations_refuses_check_5_merge(tmp_path: Path, db_
     assert heads["apps"]["blog"] == [module_value(merge, "revision")]
 
     result = ok(project.db("upgrade"))
-    assert "Applied 3 migration(s)" in result.output
+    assert "Applied 3 migrations" in result.output
     assert versions(project) == {module_value(merge, "revision")}
     ok(project.db("makemigrations"))
     assert project.files("accounts") == ["0001_initial.py", "0002_add_users_bio.py"]
@@ -608,7 +608,7 @@ def test_downgrade_without_target_reverts_most_recent(tmp_path: Path, db_url: st
     assert versions(project) == {a2, b1}
 
     result = ok(project.db("downgrade"))
-    assert "Reverted 1 migration(s) (accounts 1)" in result.output
+    assert "Reverted 1 migration (accounts 1)" in result.output
     assert versions(project) == {b1}
     assert "bio" not in columns(project, "users") and "posts" in project.tables()
 
@@ -616,7 +616,7 @@ def test_downgrade_without_target_reverts_most_recent(tmp_path: Path, db_url: st
     ok(project.db("upgrade", "blog"))
     # most recent first: blog 0002, accounts 0002, blog 0001, accounts 0001
     result = ok(project.db("downgrade", "-2"))
-    assert "Reverted 2 migration(s)" in result.output
+    assert "Reverted 2 migrations" in result.output
     assert versions(project) == {b1}
     assert "bio" not in columns(project, "users") and "summary" not in columns(project, "posts")
 
@@ -650,7 +650,7 @@ def test_plan_prints_and_applies_nothing(tmp_path: Path, db_url: str) -> None:
     before = snapshot(project)
     result = ok(project.db("upgrade", "--plan"))
     lines = result.output.splitlines()
-    assert "4 migration(s)" in lines[0] and "accounts 2" in lines[0] and "blog 2" in lines[0]
+    assert "4 migrations" in lines[0] and "accounts 2" in lines[0] and "blog 2" in lines[0]
     order = [line.split()[2] for line in lines[1:5]]
     assert order == [
         "accounts.0001_initial",
@@ -704,7 +704,7 @@ def test_downgrade_cascade(tmp_path: Path, db_url: str) -> None:
     assert snapshot(project) == before
 
     result = ok(project.db("downgrade", "accounts", "zero", "--cascade"))
-    assert "Reverted 2 migration(s)" in result.output
+    assert "Reverted 2 migrations" in result.output
     assert "users" not in project.tables() and "posts" not in project.tables()
     assert versions(project) == set()
     downs = [(a, n) for a, n, d, _ in log_summary(project) if d == "down"]
@@ -778,7 +778,7 @@ def test_empty_upgrade_and_downgrade_is_reversible(tmp_path: Path, db_url: str) 
     ok(project.db("makemigrations", "--empty", "blog"))
     ok(project.db("upgrade"))
     result = ok(project.db("downgrade", "blog@-1"))
-    assert "Reverted 1 migration(s) (blog 1)" in result.output
+    assert "Reverted 1 migration (blog 1)" in result.output
     assert versions(project) == {rev(project, "blog", "0001")}
 
 
@@ -804,7 +804,10 @@ def test_showmigrations(tmp_path: Path, db_url: str) -> None:
     fails(project.db("showmigrations", "nosuchapp"))
 
     lines = ok(project.db("showmigrations", "--plan")).output.splitlines()
-    assert lines == ["[X]  accounts.0001_initial", "[ ]  blog.0001_initial"]
+    assert lines[0].split() == ["migration", "applied"] and len(lines) == 3
+    assert re.fullmatch(r"\[X\]  accounts\.0001_initial  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\S*", lines[1])
+    assert lines[2] == "[ ]  blog.0001_initial"
+    assert lines[0].index("migration") == lines[1].index("accounts") and lines[0].index("applied") == lines[1].index("20")
 
     data = json.loads(ok(project.db("showmigrations", "--json")).output)
     apps = {a["app"]: a for a in data["apps"]}
@@ -879,7 +882,7 @@ def test_stamp_heads_zero_and_purge(tmp_path: Path, db_url: str) -> None:
     project = initial(tmp_path, db_url)
     a1, b1 = rev(project, "accounts", "0001"), rev(project, "blog", "0001")
     result = ok(project.db("stamp", "heads"))
-    assert "Stamped 2 migration(s)" in result.output
+    assert "Stamped 2 migrations" in result.output
     assert versions(project) == {b1}
     assert project.tables() == {"alembic_version", "rollback_log"}  # no schema change
     rows = log_rows(project)
@@ -1034,21 +1037,21 @@ def test_progress_lines_per_migration_in_a_pipe(tmp_path: Path, db_url: str) -> 
         "Applying blog.0001_initial... OK (T s)",
         "Applying blog.0002_custom... OK (T s)",
     ]
-    assert lines[4].startswith("Applied 4 migration(s) (accounts 2, blog 2) in ") and len(lines) == 5
+    assert lines[4].startswith("Applied 4 migrations (accounts 2, blog 2) in ") and len(lines) == 5
     assert result.stderr == ""
     assert "\r" not in result.stdout and "\033" not in result.stdout
 
     result = project.run("downgrade", "blog@-1")
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
-        r"Unapplying blog\.0002_custom\.\.\. OK \(\d+\.\d\d s\)\nReverted 1 migration\(s\) \(blog 1\) in .*\n",
+        r"Unapplying blog\.0002_custom\.\.\. OK \(\d+\.\d\d s\)\nReverted 1 migration \(blog 1\) in .*\n",
         result.stdout,
     )
     result = ok(project.db("upgrade", "-q"))
     assert result.output.splitlines() == [result.output.strip()]
-    assert result.output.startswith("Applied 1 migration(s) (blog 1) in ")
+    assert result.output.startswith("Applied 1 migration (blog 1) in ")
     result = ok(project.db("downgrade", "--quiet", "accounts", "zero", "--cascade"))
-    assert result.output.startswith("Reverted 4 migration(s) (") and len(result.output.splitlines()) == 1
+    assert result.output.startswith("Reverted 4 migrations (") and len(result.output.splitlines()) == 1
 
 
 def test_progress_line_is_out_before_the_step_runs(tmp_path: Path, db_url: str) -> None:

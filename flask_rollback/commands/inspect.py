@@ -25,6 +25,7 @@ from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
 from ..recorder import LogEntry, as_utc
 from ..snapshot import stale_files
+from ..wording import format_time, shown_path
 from .context import open_database, read_state
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class MigrationStatus:
     migration: Migration
     applied: bool
     applied_at: datetime | None
+    #: Recorded as applied without running (stamp, --fake-initial).
+    fake: bool = False
 
 
 @dataclass
@@ -74,6 +77,7 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
     graph = project.graph
     with project.connect() as connection, gc_paused():
         planner, times = read_state(project, connection, log=applied_at)
+        faked = project.recorder.faked(connection) if applied_at else set()
         connection.rollback()
         partial = PartialLog(project.settings.log_table).unresolved(connection)
         if any(step.state == RUNNING for step in partial) and _migrating(project, connection):
@@ -82,7 +86,7 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
     applied = planner.applied
     with gc_paused():
         order = [
-            MigrationStatus(m, m.revision in applied, times.get(m.revision))
+            MigrationStatus(m, m.revision in applied, times.get(m.revision), m.revision in faked)
             for m in graph.migrations.values()
         ]
     by_app: dict[str, list[MigrationStatus]] = {}
@@ -278,8 +282,8 @@ def _details(entry: HistoryEntry) -> list[str]:
     if entry.created:
         details.append(f"created: {entry.created}")
     if entry.applied_at:
-        details.append(f"applied: {entry.applied_at:%Y-%m-%d %H:%M:%S}")
-    details.append(f"path: {migration.path}")
+        details.append(f"applied: {format_time(entry.applied_at)}")
+    details.append(f"path: {shown_path(migration.path)}")
     return details
 
 
@@ -445,24 +449,26 @@ def _heads(project: Project, verbose: bool = False, resolve_dependencies: bool =
 
 def _branches(project: Project, verbose: bool = False) -> None:
     script = project.script
-    for point in script.walk_revisions():
-        if point.is_branch_point:
-            project.config.print_stdout(
-                "%s\n%s\n",
-                point.cmd_format(verbose, include_branches=True),
-                "\n".join(
-                    f"{' ' * len(str(point.revision))} -> "
-                    + child.cmd_format(False, include_branches=True, include_doc=verbose)
-                    for child in (script.get_revision(rev) for rev in point.nextrev)
-                ),
-            )
+    points = [point for point in script.walk_revisions() if point.is_branch_point]
+    if not points:
+        project.config.print_stdout("No branches: no migration has more than one child.")
+    for point in points:
+        project.config.print_stdout(
+            "%s\n%s\n",
+            point.cmd_format(verbose, include_branches=True),
+            "\n".join(
+                f"{' ' * len(str(point.revision))} -> "
+                + child.cmd_format(False, include_branches=True, include_doc=verbose)
+                for child in (script.get_revision(rev) for rev in point.nextrev)
+            ),
+        )
 
 
 def _current(project: Project, verbose: bool = False) -> None:
     stored = status(project, applied_at=False).stored_heads
     if verbose:
         project.config.print_stdout(
-            "Current revision(s) for %s:", project.url.render_as_string(hide_password=True)
+            "Current revisions for %s:", project.url.render_as_string(hide_password=True)
         )
     for script in project.script.get_all_current(stored):
         project.config.print_stdout(script.cmd_format(verbose))
