@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
@@ -31,7 +32,16 @@ from .project import Project
 from .recorder import VersionWrites, utcnow
 from .undo import CannotUndo, UndoFailed, plan_undo, undo
 
-Progress = Callable[[int, int, Step], None]
+
+class Progress(Protocol):
+    """Told as each step starts (before its code runs, so a step that hangs shows which it is)
+    and as it ends (``milliseconds`` it took); ``index`` counts from 1 up to ``total``."""
+
+    def started(self, index: int, total: int, step: Step) -> None: ...
+
+    def finished(self, index: int, total: int, step: Step, milliseconds: float) -> None: ...
+
+
 #: ``wrap(connection, step, migration_fn)``: what runs in place of the migration (the data-loss
 #: backstop); it runs inside the step's transaction.
 StepWrapper = Callable[[Connection, Step, Callable[..., None]], Callable[..., None]]
@@ -83,6 +93,9 @@ def execute(
         if wrap is not None:
             function = wrap(connection, planned, function)
         step.migration_fn = function
+    if progress is not None:
+        for number, (planned, step) in enumerate(zip(plan.steps, steps), 1):
+            step.migration_fn = _announced(progress, number, planned, len(steps), step.migration_fn)
     declared = project.declared
     clock: list[datetime] = [utcnow()]
 
@@ -94,14 +107,15 @@ def execute(
             ctx.connection, planned.migration, planned.direction, clock[0], fake=planned.fake,
             sha256=known.sha256 if known is not None else None,
         )
-        report.done.append((planned, (finished - clock[0]).total_seconds() * 1000))
+        milliseconds = (finished - clock[0]).total_seconds() * 1000
+        report.done.append((planned, milliseconds))
         clock[0] = finished
         if finalize and len(report.done) == len(plan.steps):
             finalize(ctx.connection)
         if sqlite is not None and len(report.done) < len(plan.steps):
             sqlite.prepare(plan.steps[len(report.done)])
         if progress:
-            progress(len(report.done), len(plan.steps), planned)
+            progress.finished(len(report.done), len(plan.steps), planned, milliseconds)
 
     try:
         if sqlite is not None:
@@ -168,6 +182,18 @@ def execute(
         if sqlite is not None:
             sqlite.restore()
     return report
+
+
+def _announced(
+    progress: Progress, index: int, step: Step, total: int, function: Callable[..., None]
+) -> Callable[..., None]:
+    """``function`` (a step's migration function), telling ``progress`` first."""
+
+    def run(**kw: object) -> None:
+        progress.started(index, total, step)
+        function(**kw)
+
+    return run
 
 
 #: Statements after which MariaDB/MySQL commits at once (an implicit commit: DDL), which also

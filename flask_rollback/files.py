@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
+from .wording import shown_path
 
 Announce = Callable[[str], None]
 POLL_SECONDS = 0.1
@@ -134,12 +135,12 @@ def writing_migrations(root: Path, timeout: float, announce: Announce | None = N
             os.close(descriptor)
             if time.monotonic() >= deadline:
                 raise RollbackError(
-                    f"another command is writing migrations into {root} ({holder}); waited "
+                    f"another command is writing migrations into {shown_path(root)} ({holder}); waited "
                     f"{timeout:g}s; run it again when that one is done",
                     EXIT_COULD_NOT_RUN,
                 ) from None
             if announce is not None and not announced:
-                announce(f"Waiting for another command writing migrations into {root} ({holder})...")
+                announce(f"Waiting for another command writing migrations into {shown_path(root)} ({holder})...")
                 announced = True
             time.sleep(POLL_SECONDS)
             continue

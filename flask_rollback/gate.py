@@ -23,6 +23,7 @@ from .predict import Prediction, predict
 from .project import Project
 from .recorder import file_sha256
 from .rehearsal import rehearse
+from .wording import shown_path
 
 Level = Literal["ok", "warning", "error"]
 
@@ -145,7 +146,7 @@ def _history(project: Project, connection: Connection, planner: Planner) -> Chec
         if revision not in recorded:
             unrecorded += 1
         elif recorded[revision] != file_sha256(migration.path):
-            edited.append(f"{migration.label} ({migration.path})")
+            edited.append(f"{migration.label} ({shown_path(migration.path)})")
     if edited:
         return CheckResult(
             "applied history", "error",

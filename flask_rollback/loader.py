@@ -29,6 +29,7 @@ from .index import (  # noqa: F401 - re-exported: adopt and ownership read files
     read_folder,
     validate_revision_id,
 )
+from .wording import shown_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -69,7 +70,7 @@ def _escape(value: str) -> str:
 def check_layout(root: Path) -> None:
     if not (root / "env.py").is_file() or not (root / "script.py.mako").is_file():
         raise RollbackError(
-            f"no migrations folder at {root} (env.py and script.py.mako missing); "
+            f"no migrations folder at {shown_path(root)} (env.py and script.py.mako missing); "
             "run 'flask db init' first"
         )
 
@@ -126,7 +127,7 @@ def refuse_foreign_layout(root: Path) -> None:
     found = foreign_layout(root)
     if found:
         raise RollbackError(
-            f"{root} is a Flask-Migrate or Alembic migrations folder ({', '.join(found)}); "
+            f"{shown_path(root)} is a Flask-Migrate or Alembic migrations folder ({', '.join(found)}); "
             "run 'flask db adopt' to convert it, keeping its history"
         )
 
@@ -151,8 +152,8 @@ def _collect(registry: AppRegistry) -> dict[str, Declared]:
             revision = declared.revision
             if revision in seen:
                 raise RollbackError(
-                    f"revision id {revision!r} is used by two files: {seen[revision].path} and "
-                    f"{declared.path}; give one of them a new id"
+                    f"revision id {revision!r} is used by two files: {shown_path(seen[revision].path)} and "
+                    f"{shown_path(declared.path)}; give one of them a new id"
                 )
             seen[revision] = declared
     return seen
@@ -167,21 +168,21 @@ def _check_references(declared: dict[str, Declared]) -> None:
             other = labels.get(label) or declared.get(label)
             if other is not None:
                 raise RollbackError(
-                    f"branch label {label!r} of migration file {item.path} is already used by "
-                    f"{other.path}; rename one of them"
+                    f"branch label {label!r} of migration file {shown_path(item.path)} is already used by "
+                    f"{shown_path(other.path)}; rename one of them"
                 )
             labels[label] = item
     for item in declared.values():
         for parent in item.down_revision:
             if parent not in declared:
                 raise RollbackError(
-                    f"migration file {item.path} has down_revision {parent!r}, which no "
+                    f"migration file {shown_path(item.path)} has down_revision {parent!r}, which no "
                     "migration file declares; restore that migration or fix down_revision"
                 )
         for dependency in item.depends_on:
             if dependency not in declared and dependency not in labels:
                 raise RollbackError(
-                    f"migration file {item.path} depends on {dependency!r}, which is neither "
+                    f"migration file {shown_path(item.path)} depends on {dependency!r}, which is neither "
                     "the revision id nor the branch label of any migration file; fix depends_on"
                 )
 

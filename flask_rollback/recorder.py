@@ -37,6 +37,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from the database, in UTC: SQLite and MariaDB return the UTC time
+    written without its zone."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -177,6 +183,16 @@ class Recorder:
         rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
         return [LogEntry(**row) for row in rows]
 
+    def newest(self, connection: Connection, app: str | None = None, limit: int | None = None) -> list[LogEntry]:
+        """Rows newest first (``app``'s only, at most ``limit``); empty when the log does not
+        exist yet."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return []
+        query = self.log.select().order_by(self.log.c.id.desc()).limit(limit)
+        if app is not None:
+            query = query.where(self.log.c.app == app)
+        return [LogEntry(**row) for row in connection.execute(query).mappings()]
+
     def applied_times(self, connection: Connection) -> dict[str, datetime]:
         """The revisions the log says are applied, each with when it was last applied, in the
         order they were (oldest first); empty when the log does not exist yet.
@@ -193,6 +209,16 @@ class Recorder:
             if direction == "up":
                 times[revision] = finished_at
         return times
+
+    def faked(self, connection: Connection) -> set[str]:
+        """Revisions recorded as applied without running (a stamp, ``--fake-initial``): their
+        latest log row is a fake ``up``."""
+        if not connection.dialect.has_table(connection, self.settings.log_table, None):
+            return set()
+        log = self.log.c
+        latest = sa.select(sa.func.max(log.id)).group_by(log.revision)
+        query = sa.select(log.revision).where(log.id.in_(latest), log.fake == sa.true(), log.direction == "up")
+        return set(connection.execute(query).scalars())
 
     def logged_names(self, connection: Connection, revisions: Sequence[str]) -> dict[str, str]:
         """``APP.NAME`` of revisions as the log last recorded them (to name revisions that no

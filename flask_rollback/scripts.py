@@ -17,6 +17,7 @@ from alembic.util import CommandError
 
 from .errors import RollbackError
 from .index import Declared, docstring, import_migration, imported_header
+from .wording import shown_path
 
 
 class IndexedScript(Script):
@@ -42,7 +43,7 @@ class IndexedScript(Script):
             module = import_migration(declared.path)
             if imported_header(declared.path, module).graph_key() != declared.graph_key():
                 raise RollbackError(
-                    f"migration file {declared.path} sets revision, down_revision, branch_labels "
+                    f"migration file {shown_path(declared.path)} sets revision, down_revision, branch_labels "
                     "or depends_on to other values when it runs than it declares; assign each "
                     "once, at module level, as a plain constant"
                 )

@@ -60,8 +60,10 @@ def quoted(project: Project, name: str) -> str:
 
 
 def listed(project: Project) -> list[str]:
-    """The archive names ``flask db archives`` prints, one per line."""
-    return [line.split()[0] for line in db(project, "archives").output.splitlines()]
+    """The archive names ``flask db archives`` prints, one per row under its header."""
+    lines = db(project, "archives").output.splitlines()
+    assert lines[0].split() == ["archive", "object", "rows", "from", "migration", "direction", "created"]
+    return [line.split()[0] for line in lines[1:]]
 
 
 # -- no dependency on types ------------------------------------------------------------------
@@ -104,7 +106,7 @@ def test_an_enum_column_archive_lets_the_migration_drop_the_type(tmp_path: Path,
     if postgresql:
         assert column_type(project, "posts", "mood") == "mood"
     restored = db(project, "restore", name)
-    assert f"Restored posts.mood from {name}: 2 row(s) updated, 0 inserted." in restored.output
+    assert f"Restored posts.mood from {name}: 2 rows updated, 0 inserted." in restored.output
     assert project.query("SELECT id, title, mood FROM posts ORDER BY id") == original
     assert archives(project) == []
 
@@ -125,7 +127,7 @@ def test_a_value_the_recreated_enum_refuses_fails_the_restore_and_keeps_the_arch
     assert fingerprint(project) == before
 
     project.query_write("ALTER TYPE mood ADD VALUE 'meh'")
-    assert "2 row(s) updated" in db(project, "restore", name).output
+    assert "2 rows updated" in db(project, "restore", name).output
     assert project.query("SELECT id, mood FROM posts ORDER BY id") == [(1, "happy"), (2, None), (3, "meh")]
 
 
@@ -154,7 +156,7 @@ def test_an_archive_of_0_1_that_kept_the_enum_type_is_listed_and_restored(
     )
     assert column_type(project, name, "mood") == "mood"
     assert listed(project) == [name]
-    assert "2 row(s) updated, 0 inserted." in db(project, "restore", name).output
+    assert "2 rows updated, 0 inserted." in db(project, "restore", name).output
     assert project.query("SELECT id, mood FROM posts ORDER BY id") == original
     assert archives(project) == []
 
@@ -207,7 +209,7 @@ def test_a_table_of_database_made_types_is_archived_and_its_types_dropped(
 
     db(project, "downgrade")  # re-creates the extension, types and an empty table
     restored = db(project, "restore", name)
-    assert f"Restored moods from {name}: 0 row(s) updated, 3 inserted." in restored.output
+    assert f"Restored moods from {name}: 0 rows updated, 3 inserted." in restored.output
     assert project.query(select) == original
     assert [column_type(project, "moods", c) for c in ("mood", "history", "code", "name")] == [
         "mood", "mood[]", "short_code", "citext"]
@@ -290,7 +292,7 @@ def test_a_non_ascii_name_longer_than_63_bytes_is_shortened_by_bytes(tmp_path: P
     assert project.query(f"SELECT id, {q(column)} FROM {q(name)} ORDER BY id") == original
 
     db(project, "downgrade")
-    assert "2 row(s) updated, 0 inserted." in db(project, "restore", name).output
+    assert "2 rows updated, 0 inserted." in db(project, "restore", name).output
     assert project.query(f"SELECT id, {q(column)} FROM {q(table)} ORDER BY id") == original
     assert archives(project) == [] and name not in project.tables()
 

@@ -4,6 +4,7 @@ databases: two SQLite files, two PostgreSQL (or MariaDB) databases on the test s
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def test_every_command_works_bind_by_bind(tmp_path: Path, db_url: str, second_db
 
     # upgrade: each database gets its apps' tables, its own version table and applied log.
     output = ok(project.db("upgrade"))
-    assert "Applied 1 migration(s) (accounts 1)" in output and "Applied 1 migration(s) (analytics 1)" in output
+    assert "Applied 1 migration (accounts 1)" in output and "Applied 1 migration (analytics 1)" in output
     assert tables(db_url) == {"users", "alembic_version", "rollback_log"}
     assert tables(second_db_url) == {"events", "alembic_version", "rollback_log"}
     assert rows(db_url, "SELECT version_num FROM alembic_version") == [(accounts_initial,)]
@@ -159,10 +160,23 @@ def test_every_command_works_bind_by_bind(tmp_path: Path, db_url: str, second_db
     one_line_error(project.db("rollback", "1", "--yes"), EXIT_COULD_NOT_RUN, "deploy ids are per bind", "--bind")
     output = ok(project.db("rollback", "--yes"))
     assert output.index("Bind 'analytics'") < output.index("Bind 'default'")
-    assert output.count("Rolled back deploy 1: reverted 1 migration(s).") == 2
+    assert output.count("Rolled back deploy 1: reverted 1 migration.") == 2
     assert tables(db_url) == {"alembic_version", "rollback_log", "rollback_deploys"}
     assert tables(second_db_url) == {"alembic_version", "rollback_log", "rollback_deploys"}
     assert rows(second_db_url, "SELECT status FROM rollback_deploys") == [("rolled back",)]
+
+    # log: each bind's own applied log; APP names its bind, --bind picks one.
+    output = ok(project.db("log"))
+    default, analytics = output.split("Bind 'analytics'")
+    assert "Bind 'default'" in default and " accounts " in default and " analytics " not in default
+    assert " analytics " in analytics and " accounts " not in analytics
+    output = ok(project.db("log", "analytics", "--limit", "1"))
+    assert "Bind 'default'" not in output
+    assert output.splitlines()[-1].split()[3:6] == ["analytics", "0001_initial", "reverted"]
+    logs = json.loads(ok(project.db("log", "--json")))["binds"]
+    assert {entry["app"] for entry in logs["analytics"]} == {"analytics"} and len(logs["default"]) == 4
+    picked = json.loads(ok(project.db("log", "--json", "--bind", "analytics")))["binds"]
+    assert list(picked) == ["analytics"] and [e["deploy"] for e in picked["analytics"]] == [1, 1, None, None]
 
 
 def test_rollback_undoes_only_the_latest_round(tmp_path: Path, db_url: str, second_db_url: str) -> None:
@@ -175,7 +189,7 @@ def test_rollback_undoes_only_the_latest_round(tmp_path: Path, db_url: str, seco
     project.write("accounts/models.py", ACCOUNTS_MODELS + "    name: Mapped[str | None] = mapped_column(db.String(50))\n")
     ok(project.db("makemigrations"))
     output = ok(project.db("deploy", "--no-rehearsal"))
-    assert "Deploy 2 applied 1 migration(s)" in output
+    assert "Deploy 2 applied 1 migration" in output
     assert rows(second_db_url, "SELECT id FROM rollback_deploys") == [(1,)]
 
     output = ok(project.db("rollback", "--yes"))

@@ -11,6 +11,7 @@ import ast
 import getpass
 import hashlib
 import json
+import re
 import socket
 import textwrap
 from pathlib import Path
@@ -250,7 +251,7 @@ def test_makemigrations_initial_and_no_changes(tmp_path: Path, db_url: str) -> N
 
     # upgrade without a target: every app to its head.
     result = ok(project.db("upgrade"))
-    assert "Applied 2 migration(s)" in result.output
+    assert "Applied 2 migrations" in result.output
     assert {"users", "posts"} <= project.tables()
     assert versions(project) == {blog_rev}  # accounts' head is implied by blog's depends_on
 
@@ -338,7 +339,7 @@ def test_makemigrations_empty(tmp_path: Path, db_url: str) -> None:
     assert project.files("accounts") == ["0001_initial.py"]
 
     result = ok(project.db("upgrade"))
-    assert "Applied 2 migration(s)" in result.output
+    assert "Applied 2 migrations" in result.output
 
 
 def test_makemigrations_only_named_app(tmp_path: Path, db_url: str) -> None:
@@ -399,7 +400,7 @@ def test_makemigrations_cross_app_fk_depends_on_creating_migration(tmp_path: Pat
     # accounts stands on the migration that created posts, not on blog's head: reverting blog's
     # head leaves accounts alone; reverting the creation of posts is refused without --cascade.
     result = ok(project.db("downgrade", "blog@-1"))
-    assert "Reverted 1 migration(s)" in result.output
+    assert "Reverted 1 migration" in result.output
     assert "summary" not in columns(project, "posts")
     assert "favourite_post_id" in columns(project, "users")
     before = snapshot(project)
@@ -448,7 +449,7 @@ def test_multiple_heads_makemigrations_refuses_check_5_merge(tmp_path: Path, db_
     assert heads["apps"]["blog"] == [module_value(merge, "revision")]
 
     result = ok(project.db("upgrade"))
-    assert "Applied 3 migration(s)" in result.output
+    assert "Applied 3 migrations" in result.output
     assert versions(project) == {module_value(merge, "revision")}
     ok(project.db("makemigrations"))
     assert project.files("accounts") == ["0001_initial.py", "0002_add_users_bio.py"]
@@ -607,7 +608,7 @@ def test_downgrade_without_target_reverts_most_recent(tmp_path: Path, db_url: st
     assert versions(project) == {a2, b1}
 
     result = ok(project.db("downgrade"))
-    assert "Reverted 1 migration(s) (accounts 1)" in result.output
+    assert "Reverted 1 migration (accounts 1)" in result.output
     assert versions(project) == {b1}
     assert "bio" not in columns(project, "users") and "posts" in project.tables()
 
@@ -615,7 +616,7 @@ def test_downgrade_without_target_reverts_most_recent(tmp_path: Path, db_url: st
     ok(project.db("upgrade", "blog"))
     # most recent first: blog 0002, accounts 0002, blog 0001, accounts 0001
     result = ok(project.db("downgrade", "-2"))
-    assert "Reverted 2 migration(s)" in result.output
+    assert "Reverted 2 migrations" in result.output
     assert versions(project) == {b1}
     assert "bio" not in columns(project, "users") and "summary" not in columns(project, "posts")
 
@@ -649,7 +650,7 @@ def test_plan_prints_and_applies_nothing(tmp_path: Path, db_url: str) -> None:
     before = snapshot(project)
     result = ok(project.db("upgrade", "--plan"))
     lines = result.output.splitlines()
-    assert "4 migration(s)" in lines[0] and "accounts 2" in lines[0] and "blog 2" in lines[0]
+    assert "4 migrations" in lines[0] and "accounts 2" in lines[0] and "blog 2" in lines[0]
     order = [line.split()[2] for line in lines[1:5]]
     assert order == [
         "accounts.0001_initial",
@@ -703,7 +704,7 @@ def test_downgrade_cascade(tmp_path: Path, db_url: str) -> None:
     assert snapshot(project) == before
 
     result = ok(project.db("downgrade", "accounts", "zero", "--cascade"))
-    assert "Reverted 2 migration(s)" in result.output
+    assert "Reverted 2 migrations" in result.output
     assert "users" not in project.tables() and "posts" not in project.tables()
     assert versions(project) == set()
     downs = [(a, n) for a, n, d, _ in log_summary(project) if d == "down"]
@@ -777,7 +778,7 @@ def test_empty_upgrade_and_downgrade_is_reversible(tmp_path: Path, db_url: str) 
     ok(project.db("makemigrations", "--empty", "blog"))
     ok(project.db("upgrade"))
     result = ok(project.db("downgrade", "blog@-1"))
-    assert "Reverted 1 migration(s) (blog 1)" in result.output
+    assert "Reverted 1 migration (blog 1)" in result.output
     assert versions(project) == {rev(project, "blog", "0001")}
 
 
@@ -803,7 +804,10 @@ def test_showmigrations(tmp_path: Path, db_url: str) -> None:
     fails(project.db("showmigrations", "nosuchapp"))
 
     lines = ok(project.db("showmigrations", "--plan")).output.splitlines()
-    assert lines == ["[X]  accounts.0001_initial", "[ ]  blog.0001_initial"]
+    assert lines[0].split() == ["migration", "applied"] and len(lines) == 3
+    assert re.fullmatch(r"\[X\]  accounts\.0001_initial  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\S*", lines[1])
+    assert lines[2] == "[ ]  blog.0001_initial"
+    assert lines[0].index("migration") == lines[1].index("accounts") and lines[0].index("applied") == lines[1].index("20")
 
     data = json.loads(ok(project.db("showmigrations", "--json")).output)
     apps = {a["app"]: a for a in data["apps"]}
@@ -878,7 +882,7 @@ def test_stamp_heads_zero_and_purge(tmp_path: Path, db_url: str) -> None:
     project = initial(tmp_path, db_url)
     a1, b1 = rev(project, "accounts", "0001"), rev(project, "blog", "0001")
     result = ok(project.db("stamp", "heads"))
-    assert "Stamped 2 migration(s)" in result.output
+    assert "Stamped 2 migrations" in result.output
     assert versions(project) == {b1}
     assert project.tables() == {"alembic_version", "rollback_log"}  # no schema change
     rows = log_rows(project)
@@ -1018,19 +1022,53 @@ def test_applied_log_rows(tmp_path: Path, db_url: str) -> None:
         assert row["host"] == host and row["user"] == user
 
 
-def test_no_progress_lines_without_tty(tmp_path: Path, db_url: str) -> None:
+def test_progress_lines_per_migration_in_a_pipe(tmp_path: Path, db_url: str) -> None:
+    """Django's progress lines on stdout (a pipe here, not a TTY): one per migration, then the
+    summary; with -q, the summary only."""
     project = initial(tmp_path, db_url)
     ok(project.db("makemigrations", "--empty", "accounts"))
     ok(project.db("makemigrations", "--empty", "blog"))
     result = project.run("upgrade")  # a real process, stdout/stderr are pipes
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [result.stdout.strip()]
-    assert result.stdout.startswith("Applied 4 migration(s) (accounts 2, blog 2) in ")
-    assert "[1/4]" not in result.stderr and "[4/4]" not in result.stderr
-    assert "\r" not in result.stdout + result.stderr
-    assert "\033[K" not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [re.sub(r"\(\d+\.\d\d s\)", "(T s)", line) for line in lines[:4]] == [
+        "Applying accounts.0001_initial... OK (T s)",
+        "Applying accounts.0002_custom... OK (T s)",
+        "Applying blog.0001_initial... OK (T s)",
+        "Applying blog.0002_custom... OK (T s)",
+    ]
+    assert lines[4].startswith("Applied 4 migrations (accounts 2, blog 2) in ") and len(lines) == 5
+    assert result.stderr == ""
+    assert "\r" not in result.stdout and "\033" not in result.stdout
 
-    ok(project.db("downgrade", "accounts", "zero", "--cascade"))
-    result = ok(project.db("upgrade"))
+    result = project.run("downgrade", "blog@-1")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"Unapplying blog\.0002_custom\.\.\. OK \(\d+\.\d\d s\)\nReverted 1 migration \(blog 1\) in .*\n",
+        result.stdout,
+    )
+    result = ok(project.db("upgrade", "-q"))
     assert result.output.splitlines() == [result.output.strip()]
-    assert result.output.startswith("Applied 4 migration(s) (accounts 2, blog 2) in ")
+    assert result.output.startswith("Applied 1 migration (blog 1) in ")
+    result = ok(project.db("downgrade", "--quiet", "accounts", "zero", "--cascade"))
+    assert result.output.startswith("Reverted 4 migrations (") and len(result.output.splitlines()) == 1
+
+
+def test_progress_line_is_out_before_the_step_runs(tmp_path: Path, db_url: str) -> None:
+    """"Applying X..." is flushed before X's code runs (a step that hangs shows which it is),
+    and a step that fails ends its line with FAILED before the error."""
+    project = initial(tmp_path, db_url, upgrade=True)
+    blog_1 = rev(project, "blog", "0001")
+    write_migration(
+        project, "blog", "0002_talks.py", "aaaa22220002", blog_1,
+        upgrade="import os\nos.write(1, b'<running>')",  # past Python's buffers, onto the pipe
+    )
+    write_migration(project, "blog", "0003_broken.py", "aaaa22220003", "aaaa22220002", upgrade="raise RuntimeError('boom')")
+    result = project.run("upgrade")
+    assert result.returncode == 1
+    assert re.search(  # (the data-loss analysis reads the code first, and may print <running> too)
+        r"Applying blog\.0002_talks\.\.\.<running> OK \(\d+\.\d\d s\)\n"
+        r"Applying blog\.0003_broken\.\.\. FAILED\n\Z",
+        result.stdout,
+    )
+    assert result.stderr.startswith("Error: migration blog.0003_broken (up) failed: RuntimeError: boom")

@@ -176,12 +176,12 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     ]
     assert all(c["level"] == "ok" for c in report["checks"]), report["checks"]
     text = db(project, "predeploy").output
-    assert "Ready: 2 pending migration(s) can be deployed and rolled back." in text
+    assert "Ready: 2 pending migrations can be deployed and rolled back." in text
     assert state(project) == untouched, "the gate wrote to the target database"
 
     # Deploy 1.
     out = db(project, "deploy", "--label", "v1", "--git-sha", "abc").output
-    assert "Deploy 1 applied 2 migration(s); undo it with 'flask db rollback 1'." in out
+    assert "Deploy 1 applied 2 migrations; undo it with 'flask db rollback 1'." in out
     assert app_tables(project) == {"users", "posts"}
     assert versions(project) == [blog_1]
     (first,) = records(project)
@@ -228,25 +228,27 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
         (2, "applied", "v2"), (1, "applied", "v1"),
     ]
     lines = db(project, "deploys").output.splitlines()
-    assert len(lines) == 2
-    assert lines[0].split()[:2] == ["2", "applied"] and " v2 " in lines[0]
-    assert lines[1].split()[:2] == ["1", "applied"] and " v1 abc " in lines[1]
-    assert f"{getpass.getuser()}@{socket.gethostname()}" in lines[1]
+    assert len(lines) == 3
+    assert lines[0].split() == ["id", "status", "started", "migrations", "label", "git", "sha", "by", "error"]
+    assert lines[1].split()[:2] == ["2", "applied"] and "v2" in lines[1].split()
+    assert lines[2].split()[:2] == ["1", "applied"] and lines[2].split()[6:8] == ["v1", "abc"]
+    assert f"{getpass.getuser()}@{socket.gethostname()}" in lines[2]
+    assert lines[0].index("label") == lines[1].index("v2") == lines[2].index("v1")
 
     # rollback --plan: prints the plan, changes nothing.
     unchanged = state(project)
     out = db(project, "rollback", "--plan").output
     lines = [line for line in out.splitlines() if "commits every DDL statement at once" not in line]
     assert lines[:3] == [
-        "Plan: downgrade before deploy 2: 1 migration(s) (accounts 1)",
+        "Plan: downgrade before deploy 2: 1 migration (accounts 1)",
         f"    1. - {second_name}  ({accounts_2})",
         "Data at risk:",
     ]
     assert state(project) == unchanged
 
     # rollback --yes (no id): exactly deploy 2 is undone.
-    out = db(project, "rollback", "--yes").output
-    assert out.strip() == "Rolled back deploy 2: reverted 1 migration(s)."
+    out = db(project, "rollback", "--yes", "-q").output
+    assert out.strip() == "Rolled back deploy 2: reverted 1 migration."
     assert schema(project) == before_2
     assert versions(project) == versions_before_2
     assert project.query("SELECT id, email FROM users") == [(1, "ada@example.org")]
@@ -262,8 +264,8 @@ def test_gate_deploy_and_rollback_one_deploy_at_a_time(tmp_path: Path, db_url: s
     refused = db(project, "rollback", "1", "--yes", code=REFUSED).output
     assert re.search(r"- accounts\.0001_initial\s+accounts\s+users\s+1 row\s+drops table users", refused)
     assert "posts" not in refused  # empty: dropping it loses nothing
-    assert db(project, "rollback", "1", "--yes", "--allow-data-loss").output.strip() == (
-        "Rolled back deploy 1: reverted 2 migration(s)."
+    assert db(project, "rollback", "1", "--yes", "--allow-data-loss", "-q").output.strip() == (
+        "Rolled back deploy 1: reverted 2 migrations."
     )
     assert app_tables(project) == set()
     assert versions(project) == []
@@ -411,7 +413,7 @@ def test_irreversible_migration_is_a_warning_and_blocks_with_strict(tmp_path: Pa
 
     strict = db(project, "predeploy", "--strict", code=1).output
     assert barrier in strict
-    assert strict.splitlines()[-1] == "Blocked: 0 error(s), 2 warning(s) (--strict: warnings count)."
+    assert strict.splitlines()[-1] == "Blocked: 0 errors, 2 warnings (--strict: warnings count)."
     blocked = db(project, "deploy", "--strict", code=1)
     assert barrier in blocked.stdout
     assert blocked.stderr.strip() == "Error: the gate blocked the deploy; nothing was applied."
@@ -467,7 +469,7 @@ def test_a_deploy_failing_on_real_data_is_recorded_and_rolled_back(tmp_path: Pat
     assert "nickname" in schema(project)["users"]["columns"]
     assert project.query("SELECT id FROM users") == [(1,)]
 
-    assert db(project, "rollback", "--yes").output.strip() == "Rolled back deploy 2: reverted 1 migration(s)."
+    assert db(project, "rollback", "--yes", "-q").output.strip() == "Rolled back deploy 2: reverted 1 migration."
     assert schema(project) == before and versions(project) == versions_before
     assert [r["status"] for r in records(project)] == ["applied", "rolled back"]
 
@@ -572,7 +574,7 @@ def test_rollback_refuses_what_it_cannot_undo(tmp_path: Path, db_url: str) -> No
     db(project, "deploy")
     before = state(project)
     line = one_error(db(project, "rollback", "1", "--yes", code=1))
-    assert line == "Error: deploy 1 is not the latest; roll back deploy(s) 2 first"
+    assert line == "Error: deploy 1 is not the latest; roll back deploy 2 first"
     assert state(project) == before
 
     unconfirmed = db(project, "rollback", code=1)  # no --yes and no terminal to ask on
@@ -961,16 +963,16 @@ def test_a_deploy_killed_mid_run_is_repaired_then_rolled_back(tmp_path: Path, db
 
     listing = json.loads(db(project, "deploys", "--json").output)
     assert [(r["id"], r["status"]) for r in listing] == [(2, "running"), (1, "applied")]
-    assert db(project, "deploys").output.splitlines()[0].split()[:2] == ["2", "running"]
+    assert db(project, "deploys").output.splitlines()[1].split()[:2] == ["2", "running"]
     crashed = state(project)
     line = one_error(db(project, "rollback", "2", "--yes", code=1))
     assert "deploy 2 is marked running" in line and "flask db deploys --repair" in line
     assert state(project) == crashed
 
     out = db(project, "deploys", "--repair").output.splitlines()
-    assert out[0].split()[:2] == ["2", "failed"]
-    assert "error: interrupted: the process ended mid-deploy" in out[0]
-    assert out[1].split()[:2] == ["1", "applied"]
+    assert out[1].split()[:2] == ["2", "failed"]
+    assert out[1].endswith("interrupted: the process ended mid-deploy")
+    assert out[2].split()[:2] == ["1", "applied"]
     repaired = records(project)[1]
     assert repaired["status"] == "failed" and repaired["finished_at"] is not None
     assert repaired["error"].startswith("interrupted")
@@ -980,7 +982,10 @@ def test_a_deploy_killed_mid_run_is_repaired_then_rolled_back(tmp_path: Path, db
     assert schema(project) == crashed[0] and versions(project) == crashed[1]  # repair only closes the record
 
     out = db(project, "rollback", "--yes", "--allow-data-loss").output
-    assert out.strip() == f"Rolled back deploy 2: reverted {done} migration(s)."
+    assert [re.sub(r" \(\d+\.\d\d s\)$", "", line) for line in out.splitlines()[:-1]] == [
+        f"Unapplying chain.000{number}_step... OK" for number in range(done, 0, -1)  # newest first
+    ]
+    assert out.splitlines()[-1] == f"Rolled back deploy 2: reverted {done} migrations."
     after = schema(project)
     after.pop(PARTIAL_TABLE, None)  # MariaDB: the history of an undone half step, if any
     assert after == before

@@ -165,8 +165,8 @@ def test_example_app_end_to_end(urls: tuple[str, str], untouched_example: None) 
                 "3 migration(s) recorded as applied") in output, output
         assert "schema-snapshots/analytics.sqlite.sql: 1 migration(s) recorded as applied" in output
     else:
-        assert "Applied 3 migration(s) (accounts 1, blog 1, shop 1)" in output
-        assert "Applied 1 migration(s) (analytics 1)" in output
+        assert "Applied 3 migrations (accounts 1, blog 1, shop 1)" in output
+        assert "Applied 1 migration (analytics 1)" in output
     assert output.index("Bind 'default'") < output.index("Bind 'analytics'")
     tables, versions, _ = state(db_url)
     assert tables == TABLES | OWN_TABLES
@@ -204,7 +204,7 @@ def test_example_app_end_to_end(urls: tuple[str, str], untouched_example: None) 
 
     # --cascade --allow-data-loss reverts all three apps, dependents first.
     output = ok(flask_db(urls, "downgrade", "accounts", "zero", "--cascade", "--allow-data-loss"))
-    assert "Reverted 3 migration(s)" in output
+    assert "Reverted 3 migrations" in output
     tables, versions, _ = state(db_url)
     assert tables == OWN_TABLES
     assert versions == []

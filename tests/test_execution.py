@@ -125,7 +125,7 @@ def test_one_transaction_per_migration(tmp_path: Path, db_url: str) -> None:
     result = project.db("upgrade")
     end = datetime.now(timezone.utc)
     assert result.exit_code == 0, result.output
-    assert "Applied 2 migration(s)" in result.output
+    assert "Applied 2 migrations" in result.output
     assert {"users", "profiles", "settings"} <= project.tables()
     assert project.query("SELECT id, bio FROM profiles") == [(1, "half-way")]
     assert versions(project) == ["acc003"]

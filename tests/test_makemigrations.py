@@ -455,7 +455,7 @@ def test_cross_app_depends_on_names_the_creating_migration(tmp_path: Path, db_ur
 
     ok(project.db("upgrade"))
     result = ok(project.db("downgrade", "accounts@-1"))  # accounts.0005 only: blog stays
-    assert "Reverted 1 migration(s)" in result.output
+    assert "Reverted 1 migration" in result.output
     assert "title" not in columns(project, "groups")
     assert "group_id" in columns(project, "posts")
     assert module_value(blog_2, "revision") in versions(project)

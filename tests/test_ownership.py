@@ -554,7 +554,7 @@ def test_rename_app_end_to_end(tmp_path: Path, db_url: str) -> None:
     before = (fingerprint(project), folder_state(project))
     one_line_error(
         project.db("rename-app", "blog", "journal"),
-        "the code still gives app 'blog' table(s) posts",
+        "the code still gives app 'blog' table posts",
         "rename blueprint 'blog' to 'journal' or set __app_label__ = 'journal' on its models",
     )
     assert (fingerprint(project), folder_state(project)) == before
@@ -570,7 +570,7 @@ def test_rename_app_end_to_end(tmp_path: Path, db_url: str) -> None:
         f"Would move {project.migrations / 'blog'} to {project.migrations / 'journal'}",
         f"Would rewrite branch_labels in {project.migrations / 'journal' / '0001_initial.py'}",
         f"Would rewrite depends_on in {project.migrations / 'main' / '0001_audit.py'}",
-        "Would relabel 3 applied-log row(s), 1 archive(s), 1 deploy record(s)",
+        "Would relabel 3 applied-log rows, 1 archive, 1 deploy record",
     ]
     assert (fingerprint(project), folder_state(project)) == before
 
@@ -599,9 +599,9 @@ def test_rename_app_end_to_end(tmp_path: Path, db_url: str) -> None:
         "journal": [" [X] 0001_initial", " [X] 0002_remove_posts_title", " [X] 0003_add_posts_subtitle"],
         "main": [" [X] 0001_audit"],
     }
-    assert "from journal.0002_remove_posts_title" in db(project, "archives").output
+    assert " journal.0002_remove_posts_title " in db(project, "archives").output
     # The deploy is rolled back under the new label ...
-    assert db(project, "rollback", "--yes").output.strip() == "Rolled back deploy 1: reverted 2 migration(s)."
+    assert db(project, "rollback", "--yes", "-q").output.strip() == "Rolled back deploy 1: reverted 2 migrations."
     assert "subtitle" not in columns(project, "posts") and "audit" not in project.tables()
     # ... a downgrade by the new label brings the archived column back, and restore fills it.
     db(project, "downgrade", "journal")
@@ -634,10 +634,10 @@ def test_rename_app_keeps_checksums_and_relabels_another_environments_database(t
     assert "edited after they ran" in db(project, "predeploy", code=1).output  # until relabelled
     folders = folder_state(project)
     dry = db(project, "rename-app", "blog", "journal", "--dry-run").output
-    assert dry.splitlines() == ["Would relabel 3 applied-log row(s), 1 archive(s), 1 deploy record(s)"]
+    assert dry.splitlines() == ["Would relabel 3 applied-log rows, 1 archive, 1 deploy record"]
     done = db(project, "rename-app", "blog", "journal").output.splitlines()
     assert done == [
-        "Relabelled 3 applied-log row(s), 1 archive(s), 1 deploy record(s)",
+        "Relabelled 3 applied-log rows, 1 archive, 1 deploy record",
         "Renamed app 'blog' to 'journal'; revision ids are unchanged.",
     ]
     assert folder_state(project) == folders  # the files were already renamed
@@ -660,7 +660,7 @@ REFUSALS = {
     "invalid_new_label": (("blog", "my-journal"), "invalid new app label 'my-journal'"),
     "unknown_old_label": (("nope", "journal"), "unknown app 'nope'; known apps: accounts, blog, main"),
     "same_label": (("blog", "blog"), "app 'blog' is already called 'blog'"),
-    "code_still_names_it": (("blog", "journal"), "the code still gives app 'blog' table(s) posts"),
+    "code_still_names_it": (("blog", "journal"), "the code still gives app 'blog' table posts"),
 }
 
 
@@ -688,7 +688,7 @@ def test_rename_app_refuses_a_label_the_database_still_knows(tmp_path: Path, db_
     before = (fingerprint(project), folder_state(project))
     one_line_error(
         project.db("rename-app", "blog", "journal"),
-        "app label 'journal' is in use: the database has 1 applied-log row(s) of an app called 'journal'",
+        "app label 'journal' is in use: the database has 1 applied-log row of an app called 'journal'",
     )
     assert (fingerprint(project), folder_state(project)) == before
 

@@ -327,7 +327,7 @@ def test_each_rule_blocks_the_gate_with_the_live_count(tmp_path: Path, db_url: s
     text = db(project, "predeploy", code=1).output
     assert "error    live data: 1 pending step(s) would fail on live data" in text
     assert f"           - {expected}" in text
-    assert "Blocked: 1 error(s)" in text
+    assert "Blocked: 1 error" in text
 
     planned = db(project, "upgrade", "--plan")
     assert f"  1. + {label}" in planned.output

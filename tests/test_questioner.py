@@ -61,7 +61,8 @@ def converse(project: Project, *args: str, answers: Sequence[tuple[str, str]] = 
     master, slave = os.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "flask", "db", *args],
-        cwd=project.root, env=project.env(), stdin=slave, stdout=slave, stderr=slave,
+        # NO_COLOR: the transcript is compared as text (colour on a terminal: test_output.py)
+        cwd=project.root, env={**project.env(), "NO_COLOR": "1"}, stdin=slave, stdout=slave, stderr=slave,
     )
     os.close(slave)
     seen, cursor = "", 0

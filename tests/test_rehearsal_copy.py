@@ -489,7 +489,7 @@ def test_the_next_rehearsal_sweeps_scratch_databases_of_killed_processes(
     hold.unlink()
     result = finish(live)
     assert result.returncode == 0, result.stderr
-    assert "Ready: 1 pending migration(s) can be deployed and rolled back." in result.stdout
+    assert "Ready: 1 pending migration can be deployed and rolled back." in result.stdout
     assert scratch_leftovers(db_url, pg_server) == []
 
 

@@ -112,7 +112,7 @@ def test_a_fresh_database_through_the_snapshot_equals_a_replayed_one(
 
     replayed = Project(project.root, project.package, second_db_url)
     out = ok(replayed.db("upgrade", "--replay"))
-    assert BUILT not in out and "Applied 3 migration(s)" in out
+    assert BUILT not in out and "Applied 3 migrations" in out
     assert state(project.url) == state(second_db_url)
     assert state(project.url)[1] == [(1, "admin@example.org"), (2, "o'brien@example.org")]
 
@@ -128,7 +128,7 @@ def test_a_fresh_database_through_the_snapshot_equals_a_replayed_one(
     ok(project.db("downgrade", "accounts@-1"))
     assert not project.tables() - OWN
     out = ok(project.db("upgrade"))
-    assert BUILT not in out and "Applied 3 migration(s)" in out
+    assert BUILT not in out and "Applied 3 migrations" in out
     assert state(project.url) == state(second_db_url)
 
 
@@ -309,13 +309,13 @@ def test_predeploy_replays_and_compares(tmp_path: Path) -> None:
 def test_replay_flag_and_non_empty_database(tmp_path: Path) -> None:
     project = seeded_project(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
     out = ok(project.db("upgrade", "--replay"))
-    assert BUILT not in out and IGNORED not in out and "Applied 3 migration(s)" in out
+    assert BUILT not in out and IGNORED not in out and "Applied 3 migrations" in out
     assert not any(row[3] for row in log_rows(project))
 
     other = Project(project.root, project.package, f"sqlite:///{tmp_path / 'other.sqlite'}")
     other.query_write("CREATE TABLE notes (id INTEGER PRIMARY KEY)")  # something of the app's
     out = ok(other.db("upgrade"))
-    assert BUILT not in out and IGNORED not in out and "Applied 3 migration(s)" in out
+    assert BUILT not in out and IGNORED not in out and "Applied 3 migrations" in out
     assert other.query("SELECT count(*) FROM notes") == [(0,)]
 
     # A named target (one app) replays too.

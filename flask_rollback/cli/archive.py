@@ -9,6 +9,7 @@ import click
 from .. import commands
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..project import Project
+from ..wording import plural
 if TYPE_CHECKING:  # the archive machinery loads when an archive command runs
     from ..archive import ArchiveRecord
 from .group import (
@@ -19,10 +20,12 @@ from .group import (
     current_project,
     db_group,
     each_bind,
+    echo_lines,
     emit_json,
     json_option,
     lock_timeout_option,
 )
+from .output import YELLOW, format_time, paint, table
 
 
 @db_group.command("archives")
@@ -35,7 +38,7 @@ def archives_command(as_json: bool, drop: str | None, lock_timeout: float | None
     views = bind_views(current_project())
     if drop is not None:
         record = commands.drop_archive(_one_bind(views, "--drop"), drop, lock_timeout=lock_timeout, announce=announce)
-        click.echo(f"Dropped archive {record.name} ({record.rows} row(s) of {record.object}).")
+        click.echo(f"Dropped archive {record.name} ({plural(record.rows, 'row')} of {record.object}).")
         return
     if as_json:
         emit_json(by_bind(views, [
@@ -60,11 +63,15 @@ def _one_bind(views: list[Project], what: str) -> Project:
 def _show_archives(records: list[ArchiveRecord]) -> None:
     if not records:
         click.echo("No archives.")
-    for record in records:
-        click.echo(
-            f"{record.name}  {record.object}  {record.rows} row(s)  from {record.migration} "
-            f"({record.direction})  {record.created_at:%Y-%m-%d %H:%M:%S}"
-        )
+        return
+    echo_lines(table(
+        ("archive", "object", "rows", "from migration", "direction", "created"),
+        (
+            (record.name, record.object, record.rows, record.migration, record.direction,
+             format_time(record.created_at))
+            for record in records
+        ),
+    ))
 
 
 @db_group.command("restore")
@@ -78,14 +85,14 @@ def restore_command(archives: tuple[str, ...], lock_timeout: float | None) -> No
         result = commands.restore(view, name, lock_timeout=lock_timeout, announce=announce)
         record = result.archive
         click.echo(
-            f"Restored {record.object} from {record.name}: {result.updated} row(s) updated, "
+            f"Restored {record.object} from {record.name}: {plural(result.updated, 'row')} updated, "
             f"{result.inserted} inserted."
         )
         if result.dropped:
             click.echo(f"Dropped archive {record.name}.")
         else:
             click.echo(
-                f"Warning: {result.unmatched} archived row(s) found no row with the same key; "
+                f"{paint('Warning:', YELLOW, err=True)} {plural(result.unmatched, 'archived row')} found no row with the same key; "
                 f"the archive is kept ('flask db archives --drop {record.name}' discards it).",
                 err=True,
             )

@@ -22,7 +22,7 @@ from .group import (
     each_bind,
     x_arg_option,
 )
-from .output import print_adoption, print_new
+from .output import print_adoption, print_new, shown_path
 
 if TYPE_CHECKING:
     from ..questioner import Questioner
@@ -38,7 +38,7 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 def init_command(multidb: bool, template: str | None, package: bool) -> None:
     """Create the migrations folder: a few-line env.py, the template, one folder per app."""
     for path in compat.create_layout(current_project(), multidb, template, package):
-        click.echo(f"Created {path}")
+        click.echo(f"Created {shown_path(path)}")
 
 
 @db_group.command("adopt")
@@ -61,7 +61,7 @@ def list_templates_command() -> None:
 
 @db_group.command("makemigrations")
 @click.argument("apps", nargs=-1)
-@click.option("-m", "--message", "-n", "--name", "message", default=None, help="Name of the migration(s).")
+@click.option("-m", "--message", "-n", "--name", "message", default=None, help="Name of the new migrations (one per changed app).")
 @click.option("--empty", is_flag=True, help="Create an empty migration for each APP.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
 @click.option(
@@ -116,9 +116,9 @@ def snapshot_command(incremental: bool) -> None:
     def one(view: Project) -> None:
         made = commands.snapshot(view, incremental=incremental)
         if made.changed:
-            click.echo(f"Wrote the schema snapshot {made.path} ({made.how}).")
+            click.echo(f"Wrote the schema snapshot {shown_path(made.path)} ({made.how}).")
         else:
-            click.echo(f"The schema snapshot {made.path} is up to date ({made.how}).")
+            click.echo(f"The schema snapshot {shown_path(made.path)} is up to date ({made.how}).")
 
     each_bind(bind_views(current_project()), one)
 
@@ -170,7 +170,7 @@ def revision_command(app: str | None, autogenerate: bool, **options: Any) -> Non
 @db_group.command("merge")
 @directory_option
 @click.argument("revisions", nargs=-1)
-@click.option("-m", "--message", default=None)
+@click.option("-m", "--message", default=None, help="Name of the merge migration.")
 @click.option("--branch-label", default=None, help="Refused: every app is its own branch.")
 @click.option("--rev-id", default=None, help="Revision id to use instead of a generated one.")
 def merge_command(
@@ -179,7 +179,7 @@ def merge_command(
     """Merge the heads of an app into one migration: APP, or nothing/heads (the one app with
     several heads), or exactly the app's head revisions."""
     new = compat.merge_heads(current_project(), revisions, message, branch_label, rev_id)
-    click.echo(f"Created merge migration {new.path}")
+    click.echo(f"Created merge migration {shown_path(new.path)}")
 
 
 @db_group.command("edit")

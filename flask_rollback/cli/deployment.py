@@ -11,6 +11,7 @@ import click
 from .. import commands
 from ..errors import EXIT_COULD_NOT_RUN, RollbackError
 from ..project import Project
+from ..wording import plural
 
 if TYPE_CHECKING:  # the deploy machinery loads when a deploy command runs
     from ..deploys import DeployRecord
@@ -27,16 +28,22 @@ from .group import (
     db_group,
     bind_flag,
     each_bind,
+    echo_lines,
     emit_json,
     json_option,
     lock_timeout_option,
+    quiet_option,
 )
 from .output import (
+    RED,
+    format_time,
+    paint,
     print_archived,
     print_plan,
     print_report,
     print_risks,
     progress,
+    table,
     warn_unreviewed,
 )
 
@@ -89,10 +96,11 @@ def predeploy_command(as_json: bool, strict: bool, no_rehearsal: bool) -> None:
 @allow_data_loss_option
 @archive_option
 @no_rehearsal_option
+@quiet_option
 @bind_option
 def deploy_command(
     as_json: bool, strict: bool, label: str | None, git_sha: str | None, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None, no_rehearsal: bool,
+    allow_data_loss: bool, archive: bool | None, no_rehearsal: bool, quiet: bool,
 ) -> None:
     """Lock, run the gate, apply every pending migration and record the deploy.
 
@@ -112,7 +120,7 @@ def deploy_command(
     def one(view: Project) -> commands.DeployResult:
         result = commands.deploy(
             view, strict=strict, label=label, git_sha=git_sha, lock_timeout=lock_timeout,
-            announce=announce, progress=progress(), allow_data_loss=allow_data_loss, archive=archive,
+            announce=announce, progress=progress(quiet or as_json), allow_data_loss=allow_data_loss, archive=archive,
             rehearse=not no_rehearsal, bind_round=bind_round,
         )
         documents.append({
@@ -121,12 +129,12 @@ def deploy_command(
             "archived": [spec.name for spec in result.archived],
         })
         if not as_json:
-            print_report(result.report)
+            print_report(result.report, quiet)
             print_archived(result.archived, bind_flag(view))
             if result.record:
                 where = bind_flag(view)
                 click.echo(
-                    f"Deploy {result.record.id} applied {len(result.record.migrations)} migration(s); "
+                    f"Deploy {result.record.id} applied {plural(len(result.record.migrations), 'migration')}; "
                     f"undo it with 'flask db rollback{where} {result.record.id}'."
                 )
         if result.report.could_not_run:
@@ -145,7 +153,7 @@ def deploy_command(
             emit_json(by_bind(views[: len(documents)], documents))
         if as_json or exc.message != "the gate blocked the deploy; nothing was applied":
             raise
-        click.echo(f"Error: {exc.message}.", err=True)
+        click.echo(f"{paint('Error:', RED, err=True)} {exc.message}.", err=True)
         raise click.exceptions.Exit(1) from exc
     if several and not as_json and any(result.record for result in results):
         click.echo("Undo this deploy on every bind with 'flask db rollback'.")
@@ -194,14 +202,16 @@ def deploys_command(as_json: bool, repair: bool) -> None:
 def _show_deploys(records: list[DeployRecord]) -> None:
     if not records:
         click.echo("No deploys recorded.")
-    for record in records:
-        name = f" {record.label}" if record.label else ""
-        sha = f" {record.git_sha[:12]}" if record.git_sha else ""
-        click.echo(
-            f"{record.id:>4}  {record.status:<12} {record.started_at:%Y-%m-%d %H:%M:%S}  "
-            f"{len(record.migrations)} migration(s){name}{sha}  {record.user}@{record.host}"
-            + (f"  error: {record.error}" if record.error else "")
-        )
+        return
+    echo_lines(table(
+        ("id", "status", "started", "migrations", "label", "git sha", "by", "error"),
+        (
+            (record.id, record.status, format_time(record.started_at), len(record.migrations),
+             record.label or "-", record.git_sha[:12] if record.git_sha else "-",
+             f"{record.user}@{record.host}", record.error or "")
+            for record in records
+        ),
+    ))
 
 
 @db_group.command("rollback")
@@ -211,10 +221,11 @@ def _show_deploys(records: list[DeployRecord]) -> None:
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@quiet_option
 @bind_option
 def rollback_command(
     deploy_id: int | None, plan_only: bool, yes: bool, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None,
+    allow_data_loss: bool, archive: bool | None, quiet: bool,
 ) -> None:
     """Undo a deploy (default: the latest): exactly the migrations it applied, and those applied
     later by a plain upgrade that depend on them (marked; confirming or --yes accepts them).
@@ -231,7 +242,7 @@ def rollback_command(
     def undo(view: Project, deploy_id: int | None) -> None:
         result = commands.rollback(
             view, deploy_id, plan_only=plan_only, confirm=None if yes else confirm,
-            lock_timeout=lock_timeout, announce=announce, progress=progress(),
+            lock_timeout=lock_timeout, announce=announce, progress=progress(quiet),
             allow_data_loss=allow_data_loss, archive=archive,
         )
         if plan_only:
@@ -241,7 +252,7 @@ def rollback_command(
         warn_unreviewed(result.risks, not allow_data_loss)
         print_archived(result.archived, bind_flag(view))
         reverted = len(result.run.done) if result.run else 0
-        click.echo(f"Rolled back deploy {result.record.id}: reverted {reverted} migration(s).")
+        click.echo(f"Rolled back deploy {result.record.id}: reverted {plural(reverted, 'migration')}.")
         later = [step.migration.label for step in result.plan.steps if step.migration.revision in result.plan.notes]
         if later:
             click.echo(

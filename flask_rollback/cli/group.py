@@ -20,7 +20,7 @@ from ..errors import DataLossError, RollbackError
 from ..interrupts import Interrupted, signals_raise
 from ..plan import RELATIVE_RE
 from ..project import COMPARISONS, Project
-from .output import print_risks
+from .output import RED, YELLOW, end_open_line, paint, print_risks
 
 
 class RollbackGroup(AppGroup):
@@ -38,6 +38,7 @@ class RollbackGroup(AppGroup):
             interrupted = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
             _fail(ctx, interrupted.summary(), interrupted.exit_code, exc)
         except RollbackError as exc:
+            end_open_line(ctx)
             if isinstance(exc, DataLossError):
                 print_risks(exc.report, err=True)
             if ctx.meta.get(JSON_MODE):  # a script reading stdout gets an answer too
@@ -63,9 +64,10 @@ def _error_json(exc: RollbackError) -> dict[str, Any]:
 
 
 def _fail(ctx: click.Context, message: str, code: int, exc: BaseException) -> None:
+    end_open_line(ctx)
     if ctx.meta.get("rollback.verbose"):
         traceback.print_exception(exc)
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"{paint('Error:', RED, err=True)} {message}", err=True)
     ctx.exit(code)
 
 
@@ -86,7 +88,26 @@ def _mask(ctx: click.Context, text: str) -> str:
     return text
 
 
+def _print_versions(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``flask db --version``: this package's version and those of what it runs on (what a bug
+    report needs)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    from .. import __version__
+
+    click.echo(f"flask-rollback {__version__}")
+    for name, dist in (("Alembic", "alembic"), ("SQLAlchemy", "sqlalchemy"), ("Flask", "flask")):
+        click.echo(f"{name} {version(dist)}")
+    ctx.exit()
+
+
 @click.group(cls=RollbackGroup)
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_versions,
+    help="Show the versions of flask-rollback, Alembic, SQLAlchemy and Flask, then exit.",
+)
 @click.option("-d", "--directory", default=None, help="Migrations root (default: ROLLBACK_DIRECTORY or 'migrations').")
 @click.option("-x", "--x-arg", multiple=True, help="Extra argument for migrations (context.get_x_argument()).")
 @click.option("--verbose", is_flag=True, help="Show tracebacks on errors.")
@@ -139,6 +160,9 @@ allow_data_loss_option = click.option(
     "--allow-data-loss", is_flag=True,
     help="Run steps that destroy existing data (refused by default).",
 )
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the summary, not a line per migration.",
+)
 archive_option = click.option(
     "--archive/--no-archive", default=None,
     help="Copy what destructive steps remove into archive tables first (default ROLLBACK_ARCHIVE).",
@@ -184,6 +208,9 @@ tag_option = click.option(
 
 
 def announce(message: str) -> None:
+    """A line from the library while it works (waiting for a lock, a warning), on stderr."""
+    if message.startswith("Warning:"):
+        message = paint("Warning:", YELLOW, err=True) + message[len("Warning:"):]
     click.echo(message, err=True)
 
 

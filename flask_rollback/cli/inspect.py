@@ -1,9 +1,8 @@
-"""Commands that look: showmigrations, current, heads, check, history, show, branches."""
+"""Commands that look: showmigrations, current, heads, check, history, log, show, branches."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import click
@@ -24,6 +23,7 @@ from .group import (
     emit_json,
     json_option,
 )
+from .output import format_time, shown_path, table
 
 
 def _status_json(status: commands.Status) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def _status_json(status: commands.Status) -> dict[str, Any]:
         "apps": [
             {
                 "app": app.label,
-                "directory": str(app.directory),
+                "directory": shown_path(app.directory),
                 "heads": app.heads,
                 "current": app.current,
                 "migrations": [
@@ -40,6 +40,7 @@ def _status_json(status: commands.Status) -> dict[str, Any]:
                         "revision": s.migration.revision,
                         "applied": s.applied,
                         "applied_at": s.applied_at.isoformat() if s.applied_at else None,
+                        "fake": s.fake,
                     }
                     for s in app.migrations
                 ],
@@ -77,19 +78,21 @@ def showmigrations_command(apps: tuple[str, ...], as_plan: bool, as_json: bool) 
 
 def _show_status(status: commands.Status, apps: tuple[str, ...], as_plan: bool) -> None:
     if as_plan:
-        echo_lines(
-            f"[{'X' if item.applied else ' '}]  {item.migration.label}"
-            for item in status.order if not apps or item.migration.app in apps
-        )
+        echo_lines(table(
+            ("", "migration", "applied"),
+            (
+                (_mark(item), item.migration.label + (" (fake)" if item.fake else ""),
+                 format_time(item.applied_at) if item.applied_at else "")
+                for item in status.order if not apps or item.migration.app in apps
+            ),
+        ))
         return
     for app in status.apps:
         echo_lines(_app_status_lines(app))
 
 
-def _seconds(moment: datetime) -> str:
-    """``YYYY-MM-DD HH:MM:SS``, as ``%Y-%m-%d %H:%M:%S`` gives it in a third of the time (a
-    line per migration)."""
-    return moment.isoformat(" ", "seconds")[:19]
+def _mark(item: commands.MigrationStatus) -> str:
+    return "[X]" if item.applied else "[ ]"
 
 
 def _app_status_lines(app: commands.AppStatus) -> Iterator[str]:
@@ -98,15 +101,15 @@ def _app_status_lines(app: commands.AppStatus) -> Iterator[str]:
         yield " (no migrations)"
     partial = {step.revision: step for step in app.partial}
     for item in app.migrations:
-        when = f"  (applied {_seconds(item.applied_at)})" if item.applied_at else ""
+        when = f"  (applied {format_time(item.applied_at)})" if item.applied_at else ""
         step = partial.get(item.migration.revision)
         if step is None:
-            yield f" [{'X' if item.applied else ' '}] {item.migration.name}{when}"
+            yield f" {_mark(item)} {item.migration.name}{' (fake)' if item.fake else ''}{when}"
             continue
         if step.state == RUNNING:  # its run died; the next locked command checks it
             yield (
                 f" [!] {item.migration.name}  INTERRUPTED ({step.direction}, started "
-                f"{step.failed_at:%Y-%m-%d %H:%M:%S}): its process ended mid-step"
+                f"{format_time(step.failed_at)}): its process ended mid-step"
             )
             for number, text in enumerate(step.statements, 1):
                 ran = "may have run" if number == len(step.statements) else "committed"
@@ -115,7 +118,7 @@ def _app_status_lines(app: commands.AppStatus) -> Iterator[str]:
             continue
         yield (
             f" [!] {item.migration.name}  PARTLY APPLIED ({step.direction}, failed "
-            f"{step.failed_at:%Y-%m-%d %H:%M:%S}: {step.error})"
+            f"{format_time(step.failed_at)}: {step.error})"
         )
         for text in step.statements:
             yield f"       committed: {text}"
@@ -152,20 +155,20 @@ def _show_current(status: commands.Status, verbose: bool) -> None:
         for rev in app.current:
             migration = graph_names[rev]
             flag = " (head)" if rev in app.heads else ""
-            path = f"  {migration.path}" if verbose else ""
+            path = f"  {shown_path(migration.path)}" if verbose else ""
             click.echo(f"{app.label}: {rev} {migration.name}{flag}{path}")
 
 
 @db_group.command("heads")
 @directory_option
 @json_option
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Also each head's file, as Alembic's -v shows it.")
 @click.option(
     "--resolve-dependencies", is_flag=True,
     help="Only heads no other app's migration depends on (depends_on counts as a parent).",
 )
 def heads_command(as_json: bool, verbose: bool, resolve_dependencies: bool) -> None:
-    """The head migration(s) of each app."""
+    """The head migrations of each app (one each, unless an app has several heads)."""
     project = current_project()
     graph = project.graph
     shown = set(compat.head_revisions(graph, resolve_dependencies))
@@ -182,7 +185,7 @@ def heads_command(as_json: bool, verbose: bool, resolve_dependencies: bool) -> N
         for rev in revs or ["(none)"]:
             migration = graph.migrations.get(rev)
             name = f" {migration.name}" if migration else ""
-            path = f"  {migration.path}" if verbose and migration else ""
+            path = f"  {shown_path(migration.path)}" if verbose and migration else ""
             click.echo(f"{label}: {rev}{name}{path}")
 
 
@@ -235,6 +238,42 @@ def history_command(apps: tuple[str, ...], rev_range: str | None, verbose: bool,
     each_bind(bind_views(project, apps), one)
 
 
+@db_group.command("log")
+@click.argument("app", required=False)
+@json_option
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Only the N newest rows.")
+@bind_option
+def log_command(app: str | None, as_json: bool, limit: int | None) -> None:
+    """The applied log, newest first: each migration applied or reverted (all, or APP's), when,
+    how long it took, by whom and where, real or fake, its file's checksum and its deploy."""
+    views = bind_views(current_project(), [app] if app else [])
+    if as_json:
+        emit_json(by_bind(views, [
+            [line.as_dict() for line in lines]
+            for lines in each_bind(views, lambda view: commands.applied_log(view, app, limit), heading=False)
+        ]))
+        return
+    each_bind(views, lambda view: echo_lines(_log_lines(commands.applied_log(view, app, limit), app)))
+
+
+def _log_lines(lines: list[commands.LogLine], app: str | None) -> list[str]:
+    if not lines:
+        return [f"No migrations of app {app!r} applied yet." if app else "No migrations applied yet."]
+    return table(
+        ("when", "app", "migration", "action", "run", "took", "by", "deploy", "sha256"),
+        (
+            (
+                format_time(line.entry.finished_at), line.entry.app, line.entry.name,
+                "applied" if line.entry.direction == "up" else "reverted",
+                "fake" if line.entry.fake else "real",
+                f"{line.entry.duration_ms / 1000:.2f} s", f"{line.entry.user}@{line.entry.host}",
+                str(line.deploy) if line.deploy is not None else "-", line.entry.sha256[:12],
+            )
+            for line in lines
+        ),
+    )
+
+
 @db_group.command("show")
 @directory_option
 @click.argument("revision", nargs=-1)
@@ -247,7 +286,7 @@ def show_command(revision: tuple[str, ...]) -> None:
 
 @db_group.command("branches")
 @directory_option
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Also each branch point's details, as Alembic's -v shows them.")
 def branches_command(verbose: bool) -> None:
     """Show branch points."""
     commands.alembic_verb(current_project(), "branches", verbose=verbose)

@@ -23,6 +23,7 @@ from .group import (
     db_group,
     directory_option,
     lock_timeout_option,
+    quiet_option,
     tag_option,
     target_argument,
     x_arg_option,
@@ -48,10 +49,11 @@ from .output import finish, progress
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@quiet_option
 @bind_option
 def upgrade_command(
     target: tuple[str, ...], plan_only: bool, sql: bool, fake_initial: bool, replay: bool,
-    lock_timeout: float | None, allow_data_loss: bool, archive: bool | None,
+    lock_timeout: float | None, allow_data_loss: bool, archive: bool | None, quiet: bool,
 ) -> None:
     """Apply migrations: every app to its head, or TARGET (APP, blog.0002, APP@+N, REV, heads);
     with --sql also FROM:TO (the SQL from FROM, reading no database)."""
@@ -60,7 +62,7 @@ def upgrade_command(
     each_bind(bind_views(project, words[:1]), lambda view: finish(
         commands.upgrade(
             view, words, plan_only=plan_only,
-            sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
+            sql=sql, progress=progress(quiet), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, fake_initial=fake_initial, start=start,
             replay=replay,
         ),
@@ -79,10 +81,11 @@ def upgrade_command(
 @lock_timeout_option
 @allow_data_loss_option
 @archive_option
+@quiet_option
 @bind_option
 def downgrade_command(
     target: tuple[str, ...], plan_only: bool, cascade: bool, sql: bool, lock_timeout: float | None,
-    allow_data_loss: bool, archive: bool | None,
+    allow_data_loss: bool, archive: bool | None, quiet: bool,
 ) -> None:
     """Revert migrations: the most recent one, or down to TARGET (APP zero, blog.0002, APP@-N, REV);
     with --sql also FROM:TO (the SQL from FROM, reading no database)."""
@@ -99,7 +102,7 @@ def downgrade_command(
     each_bind(views, lambda view: finish(
         commands.downgrade(
             view, words, cascade=cascade,
-            plan_only=plan_only, sql=sql, progress=progress(), lock_timeout=lock_timeout, announce=announce,
+            plan_only=plan_only, sql=sql, progress=progress(quiet), lock_timeout=lock_timeout, announce=announce,
             allow_data_loss=allow_data_loss, archive=archive, start=start,
         ),
         bind_flag(view),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from .. import commands
+from ..wording import format_time, plural, shown_path  # noqa: F401 - the commands' words, from here
 
 if TYPE_CHECKING:  # loaded only by the commands that produce them
     from ..archive import ArchiveSpec
@@ -17,6 +18,38 @@ if TYPE_CHECKING:  # loaded only by the commands that produce them
     from ..gate import GateReport
     from ..plan import Plan, Step
     from ..predict import Prediction
+
+
+#: Colours by meaning: done, failed, look again.
+GREEN, RED, YELLOW = "green", "red", "yellow"
+
+
+def paint(text: str, colour: str, err: bool = False) -> str:
+    """``text`` in ``colour`` on a terminal, unless ``NO_COLOR`` is set (https://no-color.org);
+    never in a pipe or a file."""
+    stream = click.get_text_stream("stderr" if err else "stdout")
+    if os.environ.get("NO_COLOR") or not stream.isatty():
+        return text
+    return click.style(text, fg=colour)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], indent: str = "") -> list[str]:
+    """Aligned columns under a header, two spaces apart; a column of numbers (``int`` or
+    ``float`` cells) right-aligned; trailing spaces dropped."""
+    data = [list(row) for row in rows]
+    right = [
+        bool(data) and all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in data)
+        for i in range(len(header))
+    ]
+    cells = [list(header)] + [[str(cell) for cell in row] for row in data]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [
+        (indent + "  ".join(
+            cell.rjust(width) if align else cell.ljust(width)
+            for cell, width, align in zip(row, widths, right)
+        )).rstrip()
+        for row in cells
+    ]
 
 
 def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int = 0) -> None:
@@ -34,7 +67,7 @@ def print_new(new: Sequence[commands.NewMigration], dry_run: bool, verbose: int 
             )
             continue
         verb = "Would create" if dry_run else "Created"
-        click.echo(f"{verb} migration {item.path} (revision {item.revision})")
+        click.echo(f"{verb} migration {shown_path(item.path)} (revision {item.revision})")
         for operation in item.operations:
             click.echo(f"  - {operation}")
         if item.depends_on:
@@ -53,11 +86,11 @@ def print_adoption(result: commands.Adoption) -> None:
     if result.backup is None and result.files:
         moved = "Would move" if result.dry_run else "Moved"
         click.echo(
-            f"{moved} {len(result.files)} migration file(s) left in {result.source} into the "
+            f"{moved} {plural(len(result.files), 'migration file')} left in {shown_path(result.source)} into the "
             "history they continue (revision ids kept):"
         )
         for item in result.files:
-            click.echo(f"  {item.source} -> {item.target}")
+            click.echo(f"  {shown_path(item.source)} -> {shown_path(item.target)}")
         return
     would = "Would adopt" if result.dry_run else "Adopted"
     at = (
@@ -65,33 +98,33 @@ def print_adoption(result: commands.Adoption) -> None:
         if result.database_revisions else "; the database has no version rows yet"
     )
     click.echo(
-        f"{would} the {result.kind} history of {result.source} into app {result.app!r}: "
-        f"{len(result.files)} migration(s), revision ids kept{at}."
+        f"{would} the {result.kind} history of {shown_path(result.source)} into app {result.app!r}: "
+        f"{plural(len(result.files), 'migration')}, revision ids kept{at}."
     )
     for item in result.files:
         label = f"  (branch label {result.app!r} added)" if item.labelled else ""
-        click.echo(f"  {item.source} -> {item.target}{label}")
-    click.echo(f"  env.py, script.py.mako: flask-rollback's, in {result.root}")
+        click.echo(f"  {shown_path(item.source)} -> {shown_path(item.target)}{label}")
+    click.echo(f"  env.py, script.py.mako: flask-rollback's, in {shown_path(result.root)}")
     if result.notes:
         click.echo(
             f"The old env.py did what flask-rollback does not do automatically (a copy is kept "
-            f"as {result.env_copy}):"
+            f"as {shown_path(result.env_copy)}):"
         )
         for note in result.notes:
             click.echo(f"  - line {note.line}: {note.what}: {note.instead}")
-    click.echo(f"Backup of the old folder: {result.backup}")
+    click.echo(f"Backup of the old folder: {shown_path(result.backup)}")
     if result.moved_ini:
-        click.echo(f"alembic.ini moved into the backup: {result.moved_ini}")
+        click.echo(f"alembic.ini moved into the backup: {shown_path(result.moved_ini)}")
     for folder in result.left_in_place:
-        click.echo(f"Left in place (no longer read): {folder}")
+        click.echo(f"Left in place (no longer read): {shown_path(folder)}")
     if result.empty_downgrades:
         click.echo(
-            f"{len(result.empty_downgrades)} adopted migration(s) have an empty downgrade(): going "
+            f"{plural(len(result.empty_downgrades), 'adopted migration')} {'has' if len(result.empty_downgrades) == 1 else 'have'} an empty downgrade(): going "
             "back past them is refused until each says why, with noop_downgrade = \"...\" (nothing "
             "to undo, e.g. a data migration) or irreversible = \"...\":"
         )
         for item in result.empty_downgrades:
-            click.echo(f"  - {item.target}")
+            click.echo(f"  - {shown_path(item.target)}")
     if result.dry_run:
         click.echo("Dry run: nothing was written.")
     elif result.version_table:
@@ -104,17 +137,40 @@ def print_adoption(result: commands.Adoption) -> None:
         click.echo("No stamping needed: 'flask db showmigrations' shows the history applied.")
 
 
-def progress() -> Progress | None:
-    if not sys.stderr.isatty():
-        return None
+#: ``ctx.meta`` key: a progress line was begun and not ended (an error ends it first).
+OPEN_LINE = "rollback.open_line"
 
-    def show(done: int, total: int, step: Step) -> None:
-        if total < 3:
-            return
-        arrow = "+" if step.direction == "up" else "-"
-        click.echo(f"\r[{done}/{total}] {arrow} {step.migration.label}\033[K", nl=done == total, err=True)
 
-    return show
+class MigrationLines:
+    """Django's progress: ``Applying blog.0002_tags...`` as a step starts (flushed, so a step
+    that hangs shows which it is), `` OK (0.02 s)`` or `` FAKED`` when it is done; on stdout,
+    whatever it is connected to."""
+
+    def started(self, index: int, total: int, step: Step) -> None:
+        verb = "Applying" if step.direction == "up" else "Unapplying"
+        click.echo(f"{verb} {step.migration.label}...", nl=False)
+        _set_open_line(True)
+
+    def finished(self, index: int, total: int, step: Step, milliseconds: float) -> None:
+        click.echo(" " + (paint("FAKED", YELLOW) if step.fake else f"{paint('OK', GREEN)} ({milliseconds / 1000:.2f} s)"))
+        _set_open_line(False)
+
+
+def _set_open_line(value: bool) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[OPEN_LINE] = value
+
+
+def end_open_line(ctx: click.Context) -> None:
+    """A command failed while a progress line was open: end it with FAILED, then the error."""
+    if ctx.meta.pop(OPEN_LINE, False):
+        click.echo(" " + paint("FAILED", RED))
+
+
+def progress(quiet: bool = False) -> Progress | None:
+    """One line per migration as it runs; none with ``--quiet`` (the summary only)."""
+    return None if quiet else MigrationLines()
 
 
 #: Backends whose DDL statements commit at once (no transaction around a migration).
@@ -143,7 +199,7 @@ def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
         click.echo(f"Nothing to {plan.kind}: already at {plan.target}.")
         return
     counts = ", ".join(f"{app} {len(steps)}" for app, steps in plan.by_app().items())
-    click.echo(f"Plan: {plan.kind} {plan.target}: {len(plan)} migration(s) ({counts})")
+    click.echo(f"Plan: {plan.kind} {plan.target}: {plural(len(plan), 'migration')} ({counts})")
     for number, step in enumerate(plan.steps, 1):
         arrow = "+" if step.direction == "up" else "-"
         note = (problems or {}).get(step.migration.revision)
@@ -159,9 +215,11 @@ def print_plan(plan: Plan, problems: dict[str, str] | None = None) -> None:
     if note:
         click.echo(note)
     if plan.notes:
+        one = len(plan.notes) == 1
         click.echo(
-            f"  ({len(plan.notes)} migration(s) marked NOT IN THE DEPLOY depend on it and are "
-            "reverted too; confirming, or --yes, accepts them)"
+            f"  ({plural(len(plan.notes), 'migration')} marked NOT IN THE DEPLOY "
+            f"{'depends on it and is' if one else 'depend on it and are'} reverted too; "
+            f"confirming, or --yes, accepts {'it' if one else 'them'})"
         )
 
 
@@ -180,7 +238,7 @@ def print_risks(report: DataLossReport | None, err: bool = False) -> None:
         for risk in report.risks
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    click.echo("Data at risk:", err=err)
+    click.echo(paint("Data at risk:", YELLOW, err=err), err=err)
     for row in rows:
         click.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4], err=err)
 
@@ -211,7 +269,7 @@ def warn_unreviewed(report: DataLossReport | None, checked: bool) -> None:
     how = "its statements are read and counted as they run" if checked else (
         "not checked: --allow-data-loss")
     for risk in report.unreviewed if report else []:
-        click.echo(f"Note: {risk.step.migration.label}: {risk.operation.reason}; {how}", err=True)
+        click.echo(f"{paint('Note:', YELLOW, err=True)} {risk.step.migration.label}: {risk.operation.reason}; {how}", err=True)
 
 
 def finish(result: commands.RunResult, bind_flag: str = "") -> None:
@@ -237,11 +295,16 @@ def finish(result: commands.RunResult, bind_flag: str = "") -> None:
     counts = ", ".join(f"{app} {len(steps)}" for app, steps in report.plan.by_app().items())
     faked = [step.migration.label for step, _ in report.done if step.fake]
     fakes = f"; recorded without running (tables exist): {', '.join(faked)}" if faked else ""
-    click.echo(f"{verb} {len(report.done)} migration(s) ({counts}) in {report.seconds:.2f}s{fakes}.")
+    click.echo(f"{verb} {plural(len(report.done), 'migration')} ({counts}) in {report.seconds:.2f}s{fakes}.")
 
-def print_report(report: GateReport) -> None:
+def print_report(report: GateReport, quiet: bool = False) -> None:
+    """The gate's checks and verdict; ``quiet``: only the checks that found something, and
+    the verdict."""
     for check in report.checks:
-        click.echo(f"{check.level:<8} {check.name}: {check.message}")
+        if quiet and check.level == "ok":
+            continue
+        level = paint(f"{check.level:<8}", {"ok": GREEN, "warning": YELLOW}.get(check.level, RED))
+        click.echo(f"{level} {check.name}: {check.message}")
         for detail in check.details:
             click.echo(f"           - {detail}")
     if report.could_not_run:
@@ -250,9 +313,9 @@ def print_report(report: GateReport) -> None:
     warnings = sum(c.level == "warning" for c in report.checks)
     if report.blocked:
         strict = " (--strict: warnings count)" if report.strict and warnings else ""
-        click.echo(f"Blocked: {errors} error(s), {warnings} warning(s){strict}.")
+        click.echo(f"{paint('Blocked:', RED)} {plural(errors, 'error')}, {plural(warnings, 'warning')}{strict}.")
     elif report.pending:
-        click.echo(f"Ready: {len(report.pending)} pending migration(s) can be deployed and rolled back.")
+        click.echo(f"{paint('Ready:', GREEN)} {plural(len(report.pending), 'pending migration')} can be deployed and rolled back.")
     else:
-        click.echo("Ready: no pending migrations.")
+        click.echo(f"{paint('Ready:', GREEN)} no pending migrations.")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import commands
 from ..apps import bind_name
+from ..wording import plural, shown_path
 from .group import (
     announce,
     bind_views,
@@ -23,13 +22,6 @@ from .group import (
 HEADER = ("app", "source", "folder", "read-only", "table", "rule", "why")
 #: With several binds a column says where each app lives.
 BIND_HEADER = ("app", "bind", "source", "folder", "read-only", "table", "rule", "why")
-
-
-def shown_path(path: Path) -> str:
-    """Relative to the working directory when inside it (what a user types), else absolute."""
-    resolved = path.resolve()
-    here = Path.cwd().resolve()
-    return os.path.relpath(resolved, here) if resolved.is_relative_to(here) else str(resolved)
 
 
 def _apps_json(overviews: list[commands.AppOverview]) -> dict[str, Any]:
@@ -105,8 +97,8 @@ def rename_app_command(old: str, new: str, dry_run: bool, lock_timeout: float | 
     records = result.records
     verb = "relabel" if dry_run else "Relabelled"
     click.echo(
-        f"{would}{verb} {records.log_rows} applied-log row(s), {records.archives} archive(s), "
-        f"{records.deploys} deploy record(s)"
+        f"{would}{verb} {plural(records.log_rows, 'applied-log row')}, "
+        f"{plural(records.archives, 'archive')}, {plural(records.deploys, 'deploy record')}"
     )
     if not dry_run:
         click.echo(f"Renamed app {old!r} to {new!r}; revision ids are unchanged.")

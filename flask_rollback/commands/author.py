@@ -41,6 +41,7 @@ from ..project import COMPARISONS, Comparison, Project
 from ..questioner import NonInteractiveQuestioner, Questioner
 from ..scripts import load_scripts
 from ..snapshot import Generated, generate
+from ..wording import plural
 from .context import open_database
 
 # -- setting up -----------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def _update_snapshot(project: Project, announce: Announce | None) -> None:
         made = generate(project)
     except Interrupted as exc:
         exc.outcome[:] = [
-            "the new migration(s) were written; the schema snapshot was not updated (run "
+            "the new migrations were written; the schema snapshot was not updated (run "
             "'flask db snapshot')"
         ]
         raise
@@ -175,7 +176,7 @@ def _makemigrations(
             )
     if empty:
         if not apps:
-            raise RollbackError("--empty needs the app(s) to create a migration for")
+            raise RollbackError("--empty needs the apps to create a migration for (e.g. --empty blog)")
         if rev_id and len(apps) > 1:
             raise RollbackError(f"--rev-id names one migration, not one per app ({', '.join(apps)})")
         planned = [_empty_revision(project, label, message, rev_id) for label in apps]
@@ -210,7 +211,7 @@ def _comparison(project: Project, database: Comparison) -> Iterator[Connection]:
         pending = set(project.graph.migrations) - planner.applied
         if pending:
             raise RollbackError(
-                f"the database is behind: {len(pending)} migration(s) are not applied; run "
+                f"the database is behind: {plural(len(pending), 'migration')} {'is' if len(pending) == 1 else 'are'} not applied; run "
                 "'flask db upgrade' first, or leave out --database live to compare with the "
                 "schema the migrations build on a scratch database",
                 EXIT_DATABASE_BEHIND,

@@ -439,7 +439,7 @@ def _deploy_to_undo(records: list[DeployRecord], deploy_id: int | None) -> Deplo
     later = [r.id for r in live if r.id > record.id]
     if later:
         raise RollbackError(
-            f"deploy {deploy_id} is not the latest; roll back deploy(s) "
+            f"deploy {deploy_id} is not the latest; roll back {'deploy' if len(later) == 1 else 'deploys'} "
             f"{', '.join(map(str, later))} first"
         )
     return record

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from ..deploys import DeployLog, DeployRecord
 from ..errors import (
     EXIT_DATABASE_BEHIND,
     EXIT_MODELS_DIFFER,
@@ -22,7 +23,9 @@ from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
 from ..plan import RELATIVE_RE
 from ..project import Comparison, Project
+from ..recorder import LogEntry, as_utc
 from ..snapshot import stale_files
+from ..wording import format_time, shown_path
 from .context import open_database, read_state
 
 if TYPE_CHECKING:
@@ -36,6 +39,8 @@ class MigrationStatus:
     migration: Migration
     applied: bool
     applied_at: datetime | None
+    #: Recorded as applied without running (stamp, --fake-initial).
+    fake: bool = False
 
 
 @dataclass
@@ -72,6 +77,7 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
     graph = project.graph
     with project.connect() as connection, gc_paused():
         planner, times = read_state(project, connection, log=applied_at)
+        faked = project.recorder.faked(connection) if applied_at else set()
         connection.rollback()
         partial = PartialLog(project.settings.log_table).unresolved(connection)
         if any(step.state == RUNNING for step in partial) and _migrating(project, connection):
@@ -81,7 +87,7 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
     applied = planner.applied
     with gc_paused():
         order = [
-            MigrationStatus(m, m.revision in applied, times.get(m.revision))
+            MigrationStatus(m, m.revision in applied, times.get(m.revision), m.revision in faked)
             for m in graph.migrations.values()
         ]
     by_app: dict[str, list[MigrationStatus]] = {}
@@ -107,6 +113,56 @@ def _migrating(project: Project, connection: Connection) -> bool:
     if project.settings.lock == "table":
         return lock_table_holder(connection, project.settings.lock_table) is not None
     return named_holder(connection, project.settings.version_table) is not None
+
+
+# -- the applied log -------------------------------------------------------------------------
+
+
+@dataclass
+class LogLine:
+    """A row of the applied log, its times in UTC, with the deploy that applied or rolled it
+    back (None: a plain upgrade or downgrade, or a stamp)."""
+
+    entry: LogEntry
+    deploy: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.entry.__dict__, deploy=self.deploy)
+        for key in ("started_at", "finished_at"):
+            data[key] = data[key].isoformat()
+        return data
+
+
+def applied_log(project: Project, app: str | None = None, limit: int | None = None) -> list[LogLine]:
+    """The applied log, newest first: every migration applied or reverted (``app``'s only, at
+    most ``limit``); empty when nothing was ever applied."""
+    if app is not None:
+        project.registry.get(app)
+    with project.connect() as connection:
+        entries = project.recorder.newest(connection, app, limit)
+        deploys = DeployLog(project.settings.deploy_table).all(connection) if entries else []
+        connection.rollback()
+    entries = [
+        replace(entry, started_at=as_utc(entry.started_at), finished_at=as_utc(entry.finished_at))
+        for entry in entries
+    ]
+    return [LogLine(entry, _deploy_of(entry, deploys)) for entry in entries]
+
+
+def _deploy_of(entry: LogEntry, deploys: list[DeployRecord]) -> int | None:
+    """The deploy a log row belongs to: one that lists the migration and, going up, ran while
+    the row was written; going down, rolled back at or after it (and after it finished)."""
+    for record in deploys:
+        if entry.revision not in record.migrations:
+            continue
+        started, finished = as_utc(record.started_at), record.finished_at and as_utc(record.finished_at)
+        if entry.direction == "up":
+            if started <= entry.started_at and (finished is None or entry.finished_at <= finished):
+                return record.id
+        elif record.rolled_back_at is not None and finished is not None:
+            if finished <= entry.started_at and entry.finished_at <= as_utc(record.rolled_back_at):
+                return record.id
+    return None
 
 
 # -- checking -------------------------------------------------------------------------------
@@ -227,8 +283,8 @@ def _details(entry: HistoryEntry) -> list[str]:
     if entry.created:
         details.append(f"created: {entry.created}")
     if entry.applied_at:
-        details.append(f"applied: {entry.applied_at:%Y-%m-%d %H:%M:%S}")
-    details.append(f"path: {migration.path}")
+        details.append(f"applied: {format_time(entry.applied_at)}")
+    details.append(f"path: {shown_path(migration.path)}")
     return details
 
 
@@ -394,24 +450,26 @@ def _heads(project: Project, verbose: bool = False, resolve_dependencies: bool =
 
 def _branches(project: Project, verbose: bool = False) -> None:
     script = project.script
-    for point in script.walk_revisions():
-        if point.is_branch_point:
-            project.config.print_stdout(
-                "%s\n%s\n",
-                point.cmd_format(verbose, include_branches=True),
-                "\n".join(
-                    f"{' ' * len(str(point.revision))} -> "
-                    + child.cmd_format(False, include_branches=True, include_doc=verbose)
-                    for child in (script.get_revision(rev) for rev in point.nextrev)
-                ),
-            )
+    points = [point for point in script.walk_revisions() if point.is_branch_point]
+    if not points:
+        project.config.print_stdout("No branches: no migration has more than one child.")
+    for point in points:
+        project.config.print_stdout(
+            "%s\n%s\n",
+            point.cmd_format(verbose, include_branches=True),
+            "\n".join(
+                f"{' ' * len(str(point.revision))} -> "
+                + child.cmd_format(False, include_branches=True, include_doc=verbose)
+                for child in (script.get_revision(rev) for rev in point.nextrev)
+            ),
+        )
 
 
 def _current(project: Project, verbose: bool = False) -> None:
     stored = status(project, applied_at=False).stored_heads
     if verbose:
         project.config.print_stdout(
-            "Current revision(s) for %s:", project.url.render_as_string(hide_password=True)
+            "Current revisions for %s:", project.url.render_as_string(hide_password=True)
         )
     for script in project.script.get_all_current(stored):
         project.config.print_stdout(script.cmd_format(verbose))

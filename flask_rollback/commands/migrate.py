@@ -32,6 +32,7 @@ from ..snapshot import Fresh, fresh_database
 from ..predict import Prediction, predict
 from ..project import Project
 from ..undo import CannotUndo, UndoFailed, plan_undo, undo
+from ..wording import plural
 from .context import open_database
 
 # -- running --------------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def _undo_partial(project: Project, connection: Connection, log: PartialLog, ste
     except UndoFailed as exc:
         raise RollbackError(
             f"undoing {step.label} failed: {exc.reason}; {len(exc.undone)} of "
-            f"{len(exc.undone) + len(exc.left)} statement(s) went back; it stays partly applied"
+            f"{plural(len(exc.undone) + len(exc.left), 'statement')} went back; it stays partly applied"
         ) from None
     with connection.begin():
         log.mark_resolved(connection, step, "undone")

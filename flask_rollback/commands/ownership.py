@@ -34,6 +34,7 @@ from ..rename import (
     only_bytecode,
     relabel_source,
 )
+from ..wording import plural
 from .context import open_database
 
 # -- apps -------------------------------------------------------------------------------------
@@ -214,11 +215,11 @@ def _relabel_database(
 
 
 def _describe(counts: LabelCounts) -> str:
-    """The records that name a label, e.g. ``3 applied-log row(s), 1 archive(s)``."""
+    """The records that name a label, e.g. ``3 applied-log rows, 1 archive``."""
     parts = [
-        f"{counts.log_rows} applied-log row(s)" if counts.log_rows else "",
-        f"{counts.archives} archive(s)" if counts.archives else "",
-        f"{counts.deploys} deploy record(s)" if counts.deploys else "",
+        plural(counts.log_rows, "applied-log row") if counts.log_rows else "",
+        plural(counts.archives, "archive") if counts.archives else "",
+        plural(counts.deploys, "deploy record") if counts.deploys else "",
     ]
     return ", ".join(part for part in parts if part)
 
@@ -276,7 +277,7 @@ def _check_old(
             ownership = registry.ownership[owner.tables[0]]
             listed = ", ".join(owner.tables)
             raise RollbackError(
-                f"the code still gives app {old!r} table(s) {listed} ({ownership.reason}); "
+                f"the code still gives app {old!r} {'table' if len(owner.tables) == 1 else 'tables'} {listed} ({ownership.reason}); "
                 f"{_code_fix(registry, owner, new)} first, then run rename-app again"
             )
         if owner.source == SOURCE_REGISTERED:  # a blueprint that owns no table declares nothing
