@@ -71,6 +71,14 @@ def test_every_page_is_in_the_nav() -> None:
         assert f": {path.name}" in nav, f"{path.name} is not in mkdocs.yml's nav"
 
 
+def test_readme_links_into_docs_resolve() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", readme)
+    assert links, "README.md links to no docs page"
+    for link in links:
+        assert (ROOT / link).is_file(), f"README.md links to {link}, which does not exist"
+
+
 # -- references -------------------------------------------------------------------------------
 
 
