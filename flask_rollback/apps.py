@@ -1,7 +1,7 @@
 """Where apps are resolved: which app (label) owns each table, by which rule, and where its
 migrations live.
 
-A table's app is, in order (the README's "Which app owns a model"):
+A table's app is, in order (docs/apps-and-ownership.md, "Which app owns a model"):
 
 1. an explicit label: ``__app_label__`` on the model, or ``Table(..., info={"app": label})``;
 2. the blueprint or ``register_app`` package that is the longest prefix of the model's module

@@ -235,8 +235,8 @@ def create_layout(
     if multidb:
         raise _refuse(
             _both_spellings("multidb"), "binds need no layout of their own: each app's migrations "
-            "run on the bind of its models, with a version table per bind (README: 'Several "
-            "databases (binds)')"
+            "run on the bind of its models, with a version table per bind "
+            "(docs/apps-and-ownership.md: 'Several databases (binds)')"
         )
     if template not in (None, FLASK_MIGRATE_DEFAULT_TEMPLATE, *TEMPLATES):
         raise _refuse(

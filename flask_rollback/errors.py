@@ -1,4 +1,4 @@
-"""The one exception type users see, and the exit codes of every command (one table, in the README).
+"""The one exception type users see, and the exit codes of every command (docs/exit-codes.md).
 
 A boot script that retries ``flask db upgrade`` can tell "try again later" (2: could not run,
 e.g. the database is unreachable or the lock is busy) from "a person must decide" (6: refused
