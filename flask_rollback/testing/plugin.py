@@ -215,4 +215,4 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if any(item.nodeid.startswith(f"{CHECKS_NODE}::") for item in items):
         return
     checks = FlaskRollbackChecks.from_parent(session, name=CHECKS_NODE, nodeid=CHECKS_NODE)
-    items.extend(checks.collect())
+    items.extend(session.genitems(checks))  # collected as any collector is: reported, counted
