@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..commands import downgrade, get_project, upgrade
 from ..commands.context import read_state
-from ..database import create_engine
+from ..database import migration_engine
 from ..errors import DataLossError, RollbackError
 from ..graph import Migration
 from ..project import Project
@@ -179,7 +179,8 @@ class Migrator:
     def _engine(self, bind: str | None) -> Engine:
         if bind not in self._engines:
             view = self.project.for_bind(bind) if self.project.several_binds else self.project
-            self._engines[bind] = create_engine(view.url, poolclass=sa.pool.NullPool)
+            # connected as migrations are: the app's connect options (a search_path...), no pool
+            self._engines[bind] = migration_engine(view.url, view.engine_options)
         return self._engines[bind]
 
     def _engine_with(self, table: str) -> Engine:
