@@ -1,24 +1,54 @@
 """flask-rollback: Django-style per-app migrations for Flask on Alembic, with safe rollbacks."""
 
-from .compat import (
-    branches,
-    check,
-    current,
-    downgrade,
-    edit,
-    heads,
-    history,
-    init,
-    list_templates,
-    merge,
-    migrate,
-    revision,
-    show,
-    stamp,
-    upgrade,
-)
-from .errors import RollbackError
-from .extension import Rollback
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Rollback",
+    "RollbackError",
+    # Flask-Migrate's functions: ``from flask_rollback import upgrade`` replaces the same import
+    # from flask_migrate (see compat.py).
+    "branches", "check", "current", "downgrade", "edit", "heads", "history", "init",
+    "list_templates", "merge", "migrate", "revision", "show", "stamp", "upgrade",
+]
+#: Public name -> the module defining it, imported on first use: importing the package (as the
+#: pytest plugin's entry point does in every pytest run) loads neither Flask nor SQLAlchemy.
+_HOME = {
+    name: {"Rollback": "extension", "RollbackError": "errors"}.get(name, "compat")
+    for name in __all__[1:]
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
+
+if TYPE_CHECKING:
+    from .compat import (
+        branches,
+        check,
+        current,
+        downgrade,
+        edit,
+        heads,
+        history,
+        init,
+        list_templates,
+        merge,
+        migrate,
+        revision,
+        show,
+        stamp,
+        upgrade,
+    )
+    from .errors import RollbackError
+    from .extension import Rollback
 
 #: Constraint names SQLite batch migrations (and clean downgrades) need; use it as
 #: ``MetaData(naming_convention=NAMING_CONVENTION)`` for your models' metadata.
@@ -30,13 +60,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-__all__ = [
-    "NAMING_CONVENTION",
-    "Rollback",
-    "RollbackError",
-    # Flask-Migrate's functions: ``from flask_rollback import upgrade`` replaces the same import
-    # from flask_migrate (see compat.py).
-    "branches", "check", "current", "downgrade", "edit", "heads", "history", "init",
-    "list_templates", "merge", "migrate", "revision", "show", "stamp", "upgrade",
-]
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

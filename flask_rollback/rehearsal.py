@@ -174,24 +174,14 @@ def migrations_schema(project: Project) -> Iterator[Connection]:
 
 
 def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result: Rehearsal) -> None:
-    exclude = project.recorder.own_tables | {
-        t for t in sa.inspect(scratch).get_table_names() if project.recorder.is_own_table(t)
-    }
-    scratch.rollback()
+    exclude = excluded_tables(project, scratch)
     for step in pending.steps:
         result.steps.append(step.migration.label)
-        before = snapshot(scratch, exclude)
         try:
             if step.migration.irreversible:  # a barrier: nothing to rehearse back
                 execute(project, scratch, _single(project, scratch, step, "up"))
                 continue
-            implicit: set[tuple[str, str, tuple[str, ...]]] = set()
-            for direction in ("up", "down"):
-                execute(project, scratch, _single(project, scratch, step, direction))
-                if direction == "up" and scratch.dialect.name in ("mysql", "mariadb"):
-                    implicit = _foreign_key_indexes(scratch, exclude)
-            after = _without_implicit_indexes(before, snapshot(scratch, exclude), implicit)
-            result.differences = differences(before, after)
+            result.differences = revert_differences(project, scratch, step, exclude)
             if result.differences:
                 result.failed = step.migration.label
                 result.problem = "its downgrade does not restore the schema"
@@ -201,6 +191,27 @@ def _rehearse_steps(project: Project, scratch: Connection, pending: Plan, result
             result.failed, result.problem = step.migration.label, exc.message
             return
     result.drift = _drift(project, scratch)
+
+
+def revert_differences(project: Project, connection: Connection, step: Step, exclude: set[str]) -> list[str]:
+    """Apply ``step``'s migration and revert it: how the schema (tables in ``exclude`` aside)
+    then differs from before, empty when the downgrade restored it. A step that fails raises
+    RollbackError. Shared by the rehearsal and the pytest plugin's round-trip check."""
+    before = snapshot(connection, exclude)
+    implicit: set[tuple[str, str, tuple[str, ...]]] = set()
+    for direction in ("up", "down"):
+        execute(project, connection, _single(project, connection, step, direction))
+        if direction == "up" and connection.dialect.name in ("mysql", "mariadb"):
+            implicit = _foreign_key_indexes(connection, exclude)
+    return differences(before, _without_implicit_indexes(before, snapshot(connection, exclude), implicit))
+
+
+def excluded_tables(project: Project, connection: Connection) -> set[str]:
+    """flask-rollback's own tables (version table, logs, archives): never part of the schema a
+    migration is compared on."""
+    found = {t for t in sa.inspect(connection).get_table_names() if project.recorder.is_own_table(t)}
+    connection.rollback()
+    return project.recorder.own_tables | found
 
 
 def _foreign_key_indexes(connection: Connection, exclude: set[str]) -> set[tuple[str, str, tuple[str, ...]]]:

@@ -40,7 +40,7 @@ db = SQLAlchemy(model_class=Base)
 rollback = Rollback()
 
 
-def create_app():
+def create_app(test_config=None):
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["TEST_DATABASE_URL"]
     app.config["ROLLBACK_DIRECTORY"] = os.environ["TEST_MIGRATIONS"]
@@ -48,6 +48,7 @@ def create_app():
     app.config["ROLLBACK_SNAPSHOTS"] = False
     for key, value in CONFIG.items():
         app.config[key] = value
+    app.config.update(test_config or {})  # the pytest plugin's test databases
     db.init_app(app)
     for name in BLUEPRINTS:
         module = __import__(f"{__name__}.{name}", fromlist=["bp"])
