@@ -1,4 +1,4 @@
-"""Commands that look: showmigrations, current, heads, check, history, show, branches."""
+"""Commands that look: showmigrations, current, heads, check, history, show, branches, graph."""
 
 from __future__ import annotations
 
@@ -120,6 +120,21 @@ def _app_status_lines(app: commands.AppStatus) -> Iterator[str]:
         for text in step.statements:
             yield f"       committed: {text}"
         yield f"       {step.advice()}"
+
+
+@db_group.command("graph")
+@click.argument("apps", nargs=-1)
+@click.option(
+    "--format", "form", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True,
+    help="Mermaid (renders in GitHub/GitLab Markdown) or Graphviz DOT ('dot -Tsvg').",
+)
+@click.option("--applied", is_flag=True, help="Read the database: applied migrations filled, pending dashed.")
+@directory_option
+def graph_command(apps: tuple[str, ...], form: str, applied: bool) -> None:
+    """The migration graph per app: down_revision arrows, dashed cross-app depends_on, merge
+    points as hexagons."""
+    drawing = commands.graph(current_project(), apps, applied)
+    click.echo(drawing.mermaid() if form == "mermaid" else drawing.dot(), nl=False)
 
 
 @db_group.command("current")

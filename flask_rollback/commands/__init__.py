@@ -22,7 +22,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "inspect": (
         "EXIT_MODELS_DIFFER", "EXIT_DATABASE_BEHIND", "EXIT_MULTIPLE_HEADS", "MigrationStatus",
         "AppStatus", "Status", "status", "CheckReport", "check", "History", "AppHistory",
-        "HistoryEntry", "history", "alembic_verb",
+        "HistoryEntry", "history", "alembic_verb", "graph",
     ),
     "deployment": (
         "predeploy", "DeployResult", "deploy", "deploys", "RollbackResult", "rollback", "round_to_undo",
@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
         Status,
         alembic_verb,
         check,
+        graph,
         history,
         status,
     )

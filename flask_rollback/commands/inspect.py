@@ -17,6 +17,7 @@ from ..errors import (
     EXIT_SNAPSHOT_STALE,
     RollbackError,
 )
+from ..drawing import Drawing
 from ..graph import Migration, gc_paused
 from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
@@ -159,6 +160,44 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
                  + "; ".join(migration.operations))
             )
     return CheckReport(problems)
+
+
+# -- graph ----------------------------------------------------------------------------------
+
+
+def graph(project: Project, apps: Sequence[str] = (), applied: bool = False) -> Drawing:
+    """The migration graph of every app (or of ``apps``, with the other apps' migrations they
+    depend on), from the revision index; ``applied`` reads each database's version table to
+    mark what is applied. Nothing is imported from the migration files."""
+    for label in apps:
+        project.registry.get(label)
+    whole = project.graph
+    labels = list(dict.fromkeys(apps)) or project.registry.labels
+    drawn = [m for m in whole.migrations.values() if m.app in labels]
+    needed = {rev for m in drawn for rev in m.dependencies} - {m.revision for m in drawn}
+    shown = {m.revision for m in drawn} | needed
+    by_app: dict[str, list[Migration]] = {}
+    for migration in whole.migrations.values():  # the global order
+        if migration.revision in shown:
+            by_app.setdefault(migration.app, []).append(migration)
+    ordered = {label: by_app.get(label, []) for label in labels}
+    ordered.update({label: found for label, found in by_app.items() if label not in ordered})
+    drawing = Drawing(
+        ordered,
+        parents=[(parent, m.revision) for m in drawn for parent in m.parents],
+        dependencies=[(rev, m.revision) for m in drawn for rev in m.dependencies],
+    )
+    if applied:
+        drawing.applied = set()
+        apps_shown = set(ordered)
+        for view in project.views():
+            if not apps_shown & set(view.registry.labels):
+                continue
+            with view.connect() as connection:
+                planner, _times = read_state(view, connection, log=False)
+                connection.rollback()
+            drawing.applied |= planner.applied
+    return drawing
 
 
 # -- history --------------------------------------------------------------------------------
