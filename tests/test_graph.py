@@ -16,7 +16,7 @@ from tests.projects import Project, new_project, write_migration
 REPO = Path(__file__).parents[1]
 #: Mermaid ids drawn here: letters, digits and underscores, never starting a link token.
 MERMAID_ID = r"[A-Za-z][A-Za-z0-9_]*"
-NODE_RE = re.compile(rf'^ {{8}}(m_\w+)(\["([^"]*)"\]|\{{\{{"([^"]*)"\}}\}})$')
+NODE_RE = re.compile(r'^ {8}(m_\w+)(\["([^"]*)"\]|\{\{"([^"]*)"\}\})$')
 EDGE_RE = re.compile(rf"^ {{4}}({MERMAID_ID}) (-->|-\.->) ({MERMAID_ID})$")
 
 
@@ -50,7 +50,7 @@ def mermaid_parts(text: str) -> tuple[dict[str, str], set[tuple[str, str, str]],
     classes: dict[str, set[str]] = {}
     subgraph = None
     for line in lines[1:]:
-        if found := re.match(rf'^ {{4}}subgraph (app_\w+)\["([^"]*)"\]$', line):
+        if found := re.match(r'^ {4}subgraph (app_\w+)\["([^"]*)"\]$', line):
             assert subgraph is None
             subgraph = found.group(2)
         elif line == "    end":

@@ -218,13 +218,16 @@ def check_command(as_json: bool, database: Comparison) -> None:
                 click.echo("No problems: single heads, database current, models match the migrations.")
             for _code, message in report.problems:
                 click.echo(message)
+            for note in report.notes:
+                click.echo(f"Note: {note}")
         return report
 
     reports = each_bind(views, one, heading=not as_json)
     if as_json:
         emit_json(by_bind(views, [
             {"ok": not report.problems, "exit_code": report.exit_code,
-             "problems": [{"code": c, "message": m} for c, m in report.problems]}
+             "problems": [{"code": c, "message": m} for c, m in report.problems],
+             "notes": report.notes}
             for report in reports
         ]))
     code = next((report.exit_code for report in reports if report.exit_code), 0)
