@@ -240,3 +240,30 @@ def test_refuses_a_data_migration_unless_elidable(project: Project, code: str) -
     text = (project.migrations / "blog" / SQUASH).read_text()
     assert 'op.create_table("tags"' in text
     assert "op.execute" not in text and "bulk_insert" not in text and "for name" not in text
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_a_middle_range_another_app_depends_on_at_its_end(project: Project, second_db_url: str) -> None:
+    """0002..0003 (not the app's first): the squash keeps 0001 as its down_revision, and
+    accounts.0002, which depends on 0003, is read as depending on the squash."""
+    write_migration(project, "accounts", "0002_links.py", "a2", "a1", table("links"), 'op.drop_table("links")',
+                    header="depends_on = 'b3'")
+    ok(project, "upgrade")
+    assert versions(project) == ["a2", "b4"]  # b3 is stored in neither row: a2 and b4 stand on it
+    unsquashed = schema(project)
+    out = ok(project, "squashmigrations", "blog", "blog.0002", "blog.0003_title")
+    assert "migrations/blog/0002_squashed_0003_title.py" in out
+    text = (project.migrations / "blog" / "0002_squashed_0003_title.py").read_text()
+    assert "down_revision = 'b1'" in text and "branch_labels = None" in text and "depends_on = None" in text
+    status = [line.split("  (")[0] for line in ok(project, "showmigrations").splitlines()]
+    assert status == ["accounts", " [X] 0001_initial", " [X] 0002_links",
+                      "blog", " [X] 0001_initial", " [X] 0002_squashed_0003_title", " [X] 0004_more"]
+    assert "Nothing to upgrade" in ok(project, "upgrade")
+    fresh = dataclasses.replace(project, url=second_db_url)
+    ok(fresh, "upgrade")
+    assert schema(fresh) == unsquashed
+    order = [row[0] for row in fresh.query("SELECT revision FROM rollback_log ORDER BY id")]
+    squash_id = re.search(r"^revision = '(\w+)'", text, re.M).group(1)  # type: ignore[union-attr]
+    assert order.index("b1") < order.index(squash_id) < order.index("a2")
+    ok(project, "downgrade", "blog", "0001", "--cascade")  # reverts the squash and accounts.0002 on it
+    assert set(schema(project)) == {"users", "posts"}
