@@ -41,6 +41,8 @@ from .graph import Migration, MigrationGraph
 from .questioner import OneOffDefaultsRemoval, Questioner, RenameTableOp, answer_questions
 
 NUMBER_RE = re.compile(r"^(\d{4})_")
+#: ``0002_squashed_0004_add_tags.py`` stands for 0002..0004: the next file is numbered after 0004.
+SQUASHED_NUMBER_RE = re.compile(r"^\d{4}_squashed_(\d{4})_")
 #: The start of SQLAlchemy's warning when it sorts tables whose foreign keys form a cycle.
 SORT_CYCLE_WARNING = "Cannot correctly sort tables"
 #: PostgreSQL's longest identifier: a foreign key name made up here is cut to it.
@@ -565,14 +567,21 @@ def _describe(op: ops.MigrateOperation) -> str:
 def next_filename(folder: Path, message: str, taken: int = 0) -> Path:
     """``0003_add_tags.py``: the number after the folder's highest (and ``taken`` more, for the
     app's earlier new migrations of the same run), then the message's slug."""
-    numbers = [int(m.group(1)) for p in folder.glob("*.py") if (m := NUMBER_RE.match(p.name))]
+    numbers = [number for p in folder.glob("*.py") if (number := file_number(p.name)) is not None]
     return folder / f"{max(numbers, default=0) + 1 + taken:04d}_{slugify(message) or 'auto'}.py"
+
+
+def file_number(name: str) -> int | None:
+    """The number a migration file takes in its folder: ``0003`` of ``0003_x.py``, ``0004`` of a
+    squash ``0002_squashed_0004_x.py`` (as Django numbers after a squash); None without one."""
+    found = SQUASHED_NUMBER_RE.match(name) or NUMBER_RE.match(name)
+    return int(found.group(1)) if found else None
 
 
 def django_filename(path: Path, message: str) -> Path:
     """``0003_add_tags.py`` for a file Alembic wrote into its app's folder: the next number in
     that folder, then the message's slug."""
     numbers = [
-        int(m.group(1)) for p in path.parent.glob("*.py") if p != path and (m := NUMBER_RE.match(p.name))
+        number for p in path.parent.glob("*.py") if p != path and (number := file_number(p.name)) is not None
     ]
     return path.with_name(f"{max(numbers, default=0) + 1:04d}_{slugify(message) or 'auto'}.py")

@@ -80,6 +80,7 @@ def execute(
     recorder = project.recorder
     recorder.ensure_log(connection)
     connection.commit()
+    settle_version_table(project, connection)
     ran = _StatementsRun(project, connection, plan)
     graph = project.graph
     steps = plan.alembic_steps(graph)
@@ -194,6 +195,22 @@ def _announced(
         function(**kw)
 
     return run
+
+
+def settle_version_table(project: Project, connection: Connection) -> None:
+    """A version row naming the last revision a squash replaces becomes the squash's id, with a
+    fake log row for the squash (squash.py): Alembic updates only the rows it expects, so it
+    must find the squash there before it runs what follows it (or downgrades it)."""
+    graph = project.graph
+    stored = project.recorder.stored_heads(connection)
+    connection.rollback()
+    if not any(rev in graph.replaced for rev in stored):
+        return
+    heads = graph.stored_heads(graph.closure(stored))
+    with connection.begin():
+        project.recorder.set_heads(connection, heads)
+        for squash in dict.fromkeys(graph.replaced[rev] for rev in stored if rev in graph.replaced):
+            project.recorder.write(connection, graph.migrations[squash], "up", utcnow(), fake=True)
 
 
 #: Statements after which MariaDB/MySQL commits at once (an implicit commit: DDL), which also

@@ -60,6 +60,8 @@ class Migration:
     irreversible: Any = field(default=None, compare=False)
     #: The Create Date of its docstring, as Alembic's template writes it.
     created: str | None = field(default=None, compare=False)
+    #: A squash's replaced revisions, in order (squash.py); empty for any other migration.
+    replaces: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
@@ -103,12 +105,18 @@ class MigrationGraph:
                 dependencies[revision],
                 item.irreversible,
                 item.created,
+                item.replaces,
             )
         self.migrations = _topological(found, registry.labels)
         _check_branches(self.migrations)
         self._by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
         for migration in self.migrations.values():
             self._by_app.setdefault(migration.app, []).append(migration)
+        #: A squash's replaced revision -> the squash (squash.py): a version table naming the
+        #: last replaced revision has the squash applied.
+        self.replaced: dict[str, str] = {
+            old: rev for rev, m in self.migrations.items() if m.replaces for old in m.replaces
+        }
 
     @cached_property
     def script(self) -> ScriptDirectory:
@@ -131,9 +139,11 @@ class MigrationGraph:
         return [rev for label in self.registry.labels for rev in self.app_heads(label)]
 
     def closure(self, revisions: Iterable[str]) -> set[str]:
-        """The revisions plus everything they stand on (parents and depends_on)."""
+        """The revisions plus everything they stand on (parents and depends_on); the last
+        revision a squash replaces stands for the squash (a version table written before it)."""
         seen: set[str] = set()
-        stack = [rev for rev in revisions if rev in self.migrations]
+        stack = [self.squash_of(rev) if rev in self.replaced else rev for rev in revisions]
+        stack = [rev for rev in stack if rev in self.migrations]
         while stack:
             rev = stack.pop()
             if rev in seen:
@@ -153,8 +163,30 @@ class MigrationGraph:
         return result
 
     def unknown(self, revisions: Iterable[str]) -> list[str]:
-        """Revisions stored in the database that no file provides."""
-        return [rev for rev in revisions if rev not in self.migrations]
+        """Revisions stored in the database that no file provides (nor a squash replaces)."""
+        return [rev for rev in revisions if rev not in self.migrations and rev not in self.replaced]
+
+    def squash_of(self, revision: str) -> str:
+        """The squash standing for a replaced revision the database names. Only the last one it
+        replaces can be named by a database this graph serves: one inside the range is a
+        position only the original files can express (``Project.unsquash`` reads them)."""
+        squash = self.migrations[self.replaced[revision]]
+        if revision != squash.replaces[-1]:
+            raise RollbackError(
+                f"revision {revision} is inside the range squash {squash.label} replaces "
+                f"({squash.replaces[0]}..{squash.replaces[-1]}): only the original migration "
+                "files can go on from there; restore them (e.g. from git) next to the squash"
+            )
+        return squash.revision
+
+    def squashes_inside(self, revisions: Iterable[str]) -> set[str]:
+        """Squashes that a stored revision stands inside of (applied only partly)."""
+        found = set()
+        for rev in revisions:
+            squash = self.replaced.get(rev)
+            if squash is not None and rev != self.migrations[squash].replaces[-1]:
+                found.add(squash)
+        return found
 
     def position(self, label: str, applied: set[str]) -> list[str]:
         """Where an app stands: its applied revisions that no applied revision of it builds on."""

@@ -1,8 +1,8 @@
 """The revision index: each migration file's header, read once and kept beside the files.
 
-Commands that only read the graph (heads, current, showmigrations, check, history, the planner)
-need each file's revision, down_revision, branch_labels, depends_on and irreversible marker,
-never its code. Those are read with ``ast`` (never executed) and cached per app folder in
+Commands that only read the graph (heads, current, showmigrations, check, history, graph, the
+planner) need each file's revision, down_revision, branch_labels, depends_on, irreversible marker
+and (for a squash) the revisions it replaces, never its code. Those are read with ``ast`` (never executed) and cached per app folder in
 ``__pycache__/flask_rollback_index.json`` (where Python keeps its own bytecode, so git ignores it),
 keyed by file name, size, mtime and ctime, with the file's sha256. A file whose stat changed is
 read again (and re-parsed only when its hash changed); a file changed within the timestamp
@@ -42,7 +42,7 @@ from .errors import RollbackError
 INDEX_NAME = "flask_rollback_index.json"
 CACHE_DIR = "__pycache__"
 #: Bumped whenever the layout or meaning changes: an index of another format is rebuilt.
-FORMAT = 2
+FORMAT = 3
 #: Files whose mtime or ctime is this close to (or after) the index's write time may have been
 #: changed again within the same timestamp tick: their content is re-hashed on every read.
 RACY_NS = 2_000_000_000
@@ -53,7 +53,7 @@ REVISION_RE = re.compile(r"^[0-9A-Za-z_]{1,64}$")
 CREATE_DATE_RE = re.compile(r"^Create Date:[ \t]*(?P<date>\S.*)$", re.MULTILINE)
 #: Module-level names the index reads; anything assigning them other than as one plain
 #: ``name = constant`` statement makes the file "dynamic" (imported to be read).
-HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on", "irreversible")
+HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on", "irreversible", "replaces")
 #: Calls that can set module globals behind ``ast``'s back.
 _GLOBAL_WRITERS = frozenset({"globals", "vars", "locals", "exec", "eval", "setattr", "__import__"})
 
@@ -83,6 +83,11 @@ class Declared:
     irreversible: Any = None
     #: The Create Date line of the docstring, as Alembic's template writes it.
     created: str | None = None
+    #: A squash's ``replaces``: the revisions it stands for (squash.py).
+    replaces: tuple[str, ...] = ()
+    #: The graph key the file itself declares, when a squash changed down_revision or
+    #: depends_on in memory (squash.py); None when the file says what the graph holds.
+    file_key: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
     #: The module, once imported (at once when the header is computed, else when a step runs).
     module: ModuleType | None = field(default=None, repr=False, compare=False)
     #: The file's sha256 as the index read it (what the schema snapshot's digest is made of).
@@ -92,9 +97,13 @@ class Declared:
     def path(self) -> Path:
         return self.directory / self.filename
 
-    def graph_key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    def graph_key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """What places the migration in the graph."""
-        return self.revision, self.down_revision, self.depends_on, self.branch_labels
+        return self.revision, self.down_revision, self.depends_on, self.branch_labels, self.replaces
+
+    def declared_key(self) -> tuple[Any, ...]:
+        """The graph key as the file writes it (what importing it must give back)."""
+        return self.file_key if self.file_key is not None else self.graph_key()
 
 
 def migration_files(folder: Path) -> list[Path]:
@@ -164,7 +173,10 @@ def parse(path: Path, source: bytes) -> Declared | None:
             f"migration file {path} declares no down_revision (None for an app's first "
             "migration); fix or remove it"
         )
-    names = {key: constant_names(values.get(key)) for key in ("down_revision", "depends_on", "branch_labels")}
+    names = {
+        key: constant_names(values.get(key))
+        for key in ("down_revision", "depends_on", "branch_labels", "replaces")
+    }
     irreversible = values.get("irreversible")
     if any(found is None for found in names.values()) or not (
         irreversible is None or (
@@ -183,6 +195,7 @@ def parse(path: Path, source: bytes) -> Declared | None:
         branch_labels=names["branch_labels"],  # type: ignore[arg-type]
         irreversible=irreversible.value if irreversible is not None else None,  # type: ignore[union-attr]
         created=created["date"].strip() if created else None,
+        replaces=names["replaces"],  # type: ignore[arg-type]
     )
 
 
@@ -274,7 +287,7 @@ def imported_header(path: Path, module: ModuleType) -> Declared:
             "migration); fix or remove it"
         )
     found = {}
-    for name in ("down_revision", "depends_on", "branch_labels"):
+    for name in ("down_revision", "depends_on", "branch_labels", "replaces"):
         value = to_tuple(getattr(module, name, None), default=())
         if not all(isinstance(item, str) for item in value):
             raise RollbackError(f"migration file {path}: {name} must be revision ids or labels; fix it")
@@ -303,10 +316,13 @@ def imported_header(path: Path, module: ModuleType) -> Declared:
 #   down_revision, depends_on, branch_labels
 #                  null (none), a string (one) or a list of strings;
 #   irreversible   the marker's value, or null;
-#   created        the Create Date of the docstring, or null.
+#   created        the Create Date of the docstring, or null;
+#   replaces       a squash's replaced revisions: null (none) or a list of strings.
 
 #: The columns that hold a file's header, in Declared's order.
-HEADER_COLUMNS = ("revision", "down_revision", "depends_on", "branch_labels", "irreversible", "created")
+HEADER_COLUMNS = (
+    "revision", "down_revision", "depends_on", "branch_labels", "irreversible", "created", "replaces",
+)
 DIGEST_LENGTH = 64
 #: A file's header as the index stores it: one item of each header column.
 Header = tuple
@@ -340,7 +356,7 @@ class _Index:
         #: A parent is an earlier revision of the same folder: its one string is shared.
         revisions: dict[str, str] = {}
         rows = zip(self.files, *self.columns)
-        for i, (name, revision, down, depends, labels, irreversible, created) in enumerate(rows):
+        for i, (name, revision, down, depends, labels, irreversible, created, replaces) in enumerate(rows):
             sha256 = self.sha256[DIGEST_LENGTH * i:DIGEST_LENGTH * (i + 1)]
             if revision is None:
                 path = folder / name
@@ -352,7 +368,7 @@ class _Index:
             parents = (revisions.get(down, down),) if type(down) is str else _names(down)
             found.append(Declared(
                 folder, name, revision, parents, _names(depends), _names(labels), irreversible, created,
-                sha256=sha256,
+                _names(replaces), sha256=sha256,
             ))
         return found
 
@@ -461,6 +477,7 @@ def _header(declared: Declared | None) -> Header:
     return (
         declared.revision, _stored_names(declared.down_revision), _stored_names(declared.depends_on),
         _stored_names(declared.branch_labels), declared.irreversible, declared.created,
+        _stored_names(declared.replaces),
     )
 
 

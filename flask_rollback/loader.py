@@ -135,9 +135,19 @@ def refuse_foreign_layout(root: Path) -> None:
 def scan(registry: AppRegistry) -> dict[str, Declared]:
     """Every migration file's header (from the revision index, nothing imported), checked as
     Alembic would check the graph: revision id → header."""
-    declared = _collect(registry)
+    return scan_squashed(registry)[0]
+
+
+def scan_squashed(
+    registry: AppRegistry, unsquashed: Iterable[str] = ()
+) -> tuple[dict[str, Declared], dict[str, Declared]]:
+    """``scan``, and the original files hidden behind their squash (squash.py); the squashes in
+    ``unsquashed`` are set aside for their originals instead."""
+    from .squash import apply_squashes
+
+    declared, hidden = apply_squashes(_collect(registry), unsquashed)
     _check_references(declared)
-    return declared
+    return declared, hidden
 
 
 def scan_files(registry: AppRegistry) -> dict[str, Path]:

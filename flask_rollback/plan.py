@@ -114,7 +114,9 @@ class Planner:
         self.stored_heads = tuple(stored_heads)
         self.applied = graph.closure(stored_heads)
         #: Applied revisions, most recently applied first (from the applied log).
-        logged = [rev for rev in recent if rev in self.applied]
+        logged = list(dict.fromkeys(  # a squash was applied when its originals were
+            applied for applied in (graph.replaced.get(rev, rev) for rev in recent) if applied in self.applied
+        ))
         # Applied without a log row (an adopted history, a stamp): older than anything logged,
         # the later in the graph's order the more recent.
         seen = set(logged)

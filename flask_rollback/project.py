@@ -20,7 +20,7 @@ from .database import connect, display_url, identity, sqlite_identity
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .graph import MigrationGraph, gc_paused
 from .index import Declared
-from .loader import alembic_config, check_layout, refuse_foreign_layout, scan
+from .loader import alembic_config, check_layout, refuse_foreign_layout, scan_squashed
 from .recorder import Recorder
 from .settings import Settings
 
@@ -72,6 +72,9 @@ class Project:
         self.x_args: list[str] = []
         #: ``--tag`` for migrations (``context.get_tag_argument()``), as Alembic passes it.
         self.tag: str | None = None
+        #: Squashes set aside for their originals: the database applied only part of their
+        #: range (squash.py).
+        self.unsquashed: frozenset[str] = frozenset()
 
     # -- binds ------------------------------------------------------------------------------
 
@@ -284,16 +287,33 @@ class Project:
         )
 
     @cached_property
-    def declared(self) -> dict[str, Declared]:
-        """Every migration file's header, from the revision index (nothing imported)."""
+    def _scanned(self) -> tuple[dict[str, Declared], dict[str, Declared]]:
         check_layout(self.root)
         try:
-            return scan(self.registry)
+            return scan_squashed(self.registry, self.unsquashed)
         except RollbackError:
             whole = self.__dict__.get("_whole")
             if whole is not None:
                 whole.graph  # noqa: B018 - a dependency on another bind: say that instead
             raise
+
+    @property
+    def declared(self) -> dict[str, Declared]:
+        """Every migration file's header, from the revision index (nothing imported); the
+        originals a squash replaces are left out (squash.py)."""
+        return self._scanned[0]
+
+    @property
+    def hidden_migrations(self) -> dict[str, Declared]:
+        """Files the graph leaves out: originals still beside the squash that replaces them, and
+        a squash set aside for its originals (squash.py)."""
+        return self._scanned[1]
+
+    def unsquash(self, squashes: set[str]) -> None:
+        """Read the migrations without these squashes, from their originals: the database
+        applied only part of their range (squash.py)."""
+        self.unsquashed = self.unsquashed | squashes
+        self.reload()
 
     @cached_property
     def script(self) -> ScriptDirectory:
@@ -313,7 +333,7 @@ class Project:
 
     def reload(self) -> None:
         """Forget loaded files after new migrations were written."""
-        for name in ("config", "quiet_config", "declared", "script", "graph"):
+        for name in ("config", "quiet_config", "_scanned", "script", "graph"):
             self.__dict__.pop(name, None)
 
     def include_name(self, name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:

@@ -41,10 +41,10 @@ class IndexedScript(Script):
         declared = self._declared
         if declared.module is None:
             module = import_migration(declared.path)
-            if imported_header(declared.path, module).graph_key() != declared.graph_key():
+            if imported_header(declared.path, module).graph_key() != declared.declared_key():
                 raise RollbackError(
-                    f"migration file {shown_path(declared.path)} sets revision, down_revision, branch_labels "
-                    "or depends_on to other values when it runs than it declares; assign each "
+                    f"migration file {shown_path(declared.path)} sets revision, down_revision, branch_labels, "
+                    "depends_on or replaces to other values when it runs than it declares; assign each "
                     "once, at module level, as a plain constant"
                 )
             declared.module = module

@@ -960,6 +960,7 @@ def test_check_exit_codes(tmp_path: Path, db_url: str) -> None:
         "ok": False,
         "exit_code": 4,
         "problems": [data["problems"][0]],
+        "notes": [],
     }
     assert data["problems"][0]["code"] == 4
 
@@ -967,7 +968,7 @@ def test_check_exit_codes(tmp_path: Path, db_url: str) -> None:
     result = ok(project.db("check"))
     assert "No problems" in result.output
     data = json.loads(ok(project.db("check", "--json")).output)
-    assert data == {"ok": True, "exit_code": 0, "problems": []}
+    assert data == {"ok": True, "exit_code": 0, "problems": [], "notes": []}
 
     project.write("accounts/models.py", ACCOUNTS_BIO)
     result = fails(project.db("check"), 3)

@@ -63,6 +63,8 @@ READ_ONLY_COMMANDS = [
     ("show", "heads"),
     ("show", "current"),
     ("branches", "-v"),
+    ("graph",),
+    ("graph", "--format", "dot", "--applied"),
 ]
 
 

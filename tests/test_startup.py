@@ -67,6 +67,8 @@ def project(tmp_path: Path, sqlite_url: str) -> Project:
     ("db", "current"),
     ("db", "showmigrations"),
     ("db", "history", "-v"),
+    ("db", "graph"),
+    ("db", "graph", "--format", "dot", "--applied"),
     ("db", "upgrade", "--help"),
 ], ids=lambda args: " ".join(args[1:]))
 def test_looking_loads_no_machinery(project: Project, tmp_path: Path, args: tuple[str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""Commands that write migrations: init, adopt, makemigrations, migrate, revision, merge, edit."""
+"""Commands that write migrations: init, adopt, makemigrations, migrate, revision, merge,
+squashmigrations, edit."""
 
 from __future__ import annotations
 
@@ -180,6 +181,33 @@ def merge_command(
     several heads), or exactly the app's head revisions."""
     new = compat.merge_heads(current_project(), revisions, message, branch_label, rev_id)
     click.echo(f"Created merge migration {shown_path(new.path)}")
+
+
+@db_group.command("squashmigrations")
+@directory_option
+@click.argument("app")
+@click.argument("start", metavar="FROM")
+@click.argument("end", metavar="TO")
+@click.option(
+    "--delete-originals", is_flag=True,
+    help="Delete the original files of the squash of FROM..TO, once the database applied them all.",
+)
+@bind_option
+def squashmigrations_command(app: str, start: str, end: str, delete_originals: bool) -> None:
+    """Write one migration in APP's folder replacing FROM..TO (a linear run of APP's own
+    migrations), with replaces = [...]; databases that applied the originals count it applied."""
+    view = bind_views(current_project(), [app])[0]
+    squash = commands.squashmigrations(view, app, start, end, delete_originals=delete_originals, announce=announce)
+    if delete_originals:
+        click.echo(f"Deleted the originals of squash {shown_path(squash.path)}:")
+        for path in squash.deleted:
+            click.echo(f"  {shown_path(path)}")
+        return
+    click.echo(f"Created migration {shown_path(squash.path)} (revision {squash.revision}) replacing {', '.join(squash.replaces)}")
+    click.echo(
+        "Keep the originals until every database has applied them: 'flask db check' says when "
+        "they can be deleted."
+    )
 
 
 @db_group.command("edit")

@@ -1,4 +1,4 @@
-"""Commands that look: showmigrations, current, heads, check, history, log, show, branches."""
+"""Commands that look: showmigrations, current, heads, check, history, log, show, branches, graph."""
 
 from __future__ import annotations
 
@@ -125,6 +125,21 @@ def _app_status_lines(app: commands.AppStatus) -> Iterator[str]:
         yield f"       {step.advice()}"
 
 
+@db_group.command("graph")
+@click.argument("apps", nargs=-1)
+@click.option(
+    "--format", "form", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True,
+    help="Mermaid (renders in GitHub/GitLab Markdown) or Graphviz DOT ('dot -Tsvg').",
+)
+@click.option("--applied", is_flag=True, help="Read the database: applied migrations filled, pending dashed.")
+@directory_option
+def graph_command(apps: tuple[str, ...], form: str, applied: bool) -> None:
+    """The migration graph per app: down_revision arrows, dashed cross-app depends_on, merge
+    points as hexagons."""
+    drawing = commands.graph(current_project(), apps, applied)
+    click.echo(drawing.mermaid() if form == "mermaid" else drawing.dot(), nl=False)
+
+
 @db_group.command("current")
 @directory_option
 @json_option
@@ -206,13 +221,16 @@ def check_command(as_json: bool, database: Comparison) -> None:
                 click.echo("No problems: single heads, database current, models match the migrations.")
             for _code, message in report.problems:
                 click.echo(message)
+            for note in report.notes:
+                click.echo(f"Note: {note}")
         return report
 
     reports = each_bind(views, one, heading=not as_json)
     if as_json:
         emit_json(by_bind(views, [
             {"ok": not report.problems, "exit_code": report.exit_code,
-             "problems": [{"code": c, "message": m} for c, m in report.problems]}
+             "problems": [{"code": c, "message": m} for c, m in report.problems],
+             "notes": report.notes}
             for report in reports
         ]))
     code = next((report.exit_code for report in reports if report.exit_code), 0)

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the family module that defines it.
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "context": ("get_project",),
-    "author": ("init", "makemigrations", "merge", "NewMigration", "snapshot", "Generated"),
+    "author": (
+        "init", "makemigrations", "merge", "NewMigration", "snapshot", "Generated", "squashmigrations",
+        "Squash",
+    ),
     "adoption": ("adopt", "Adoption"),
     "migrate": (
         "RunResult", "upgrade", "downgrade", "irreversible_steps", "stamp", "resolve", "unlock",
@@ -22,7 +25,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "inspect": (
         "EXIT_MODELS_DIFFER", "EXIT_DATABASE_BEHIND", "EXIT_MULTIPLE_HEADS", "MigrationStatus",
         "AppStatus", "Status", "status", "CheckReport", "check", "History", "AppHistory",
-        "HistoryEntry", "history", "alembic_verb", "LogLine", "applied_log",
+        "HistoryEntry", "history", "alembic_verb", "LogLine", "applied_log", "graph",
     ),
     "deployment": (
         "predeploy", "DeployResult", "deploy", "deploys", "RollbackResult", "rollback", "round_to_undo",
@@ -48,7 +51,16 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # the names above, for type checkers and editors
     from .adoption import Adoption, adopt  # noqa: F401
     from .archive import archives, drop_archive, restore  # noqa: F401
-    from .author import Generated, NewMigration, init, makemigrations, merge, snapshot  # noqa: F401
+    from .author import (  # noqa: F401
+        Generated,
+        NewMigration,
+        Squash,
+        init,
+        makemigrations,
+        merge,
+        snapshot,
+        squashmigrations,
+    )
     from .context import get_project  # noqa: F401
     from .deployment import (  # noqa: F401
         DeployResult,
@@ -74,6 +86,7 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
         alembic_verb,
         applied_log,
         check,
+        graph,
         history,
         status,
     )

@@ -1,5 +1,5 @@
-"""Writing migrations: init, makemigrations (autogenerate split by app), empty revisions, merge
-(adopting a Flask-Migrate folder: ``adoption.py``)."""
+"""Writing migrations: init, makemigrations (autogenerate split by app), empty revisions, merge,
+squashmigrations (adopting a Flask-Migrate folder: ``adoption.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command as alembic_command
@@ -19,6 +20,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from ..autodetect import (
+    NUMBER_RE,
     AppSplitter,
     NewMigration,
     cycles_expected,
@@ -34,7 +36,8 @@ from ..files import (
     write_new,
     writing_migrations,
 )
-from ..graph import gc_paused
+from ..graph import Migration, MigrationGraph, gc_paused
+from ..index import Declared
 from ..interrupts import Interrupted
 from ..loader import TEMPLATES, validate_revision_id
 from ..project import COMPARISONS, Comparison, Project
@@ -42,7 +45,9 @@ from ..questioner import NonInteractiveQuestioner, Questioner
 from ..scripts import load_scripts
 from ..snapshot import Generated, generate
 from ..wording import plural
+from ..squash import read_original, render, squash_revision
 from .context import open_database
+from .inspect import squash_leftovers
 
 # -- setting up -----------------------------------------------------------------------------
 
@@ -390,3 +395,182 @@ def _as_list(scripts):  # type: ignore[no-untyped-def]
 
 
 
+
+
+# -- squashing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Squash:
+    """A squash written (or the originals of one deleted, ``deleted``)."""
+
+    app: str
+    revision: str
+    path: Path
+    #: The replaced migrations, as output names them (``blog.0002_add_tags``).
+    replaces: list[str]
+    deleted: list[Path] = field(default_factory=list)
+
+
+def squashmigrations(
+    project: Project, app: str, start: str, end: str, *, delete_originals: bool = False,
+    lock_timeout: float | None = None, announce: Announce | None = None,
+) -> Squash:
+    """Django's ``squashmigrations APP FROM TO``: one migration in APP's folder replacing the
+    linear run FROM..TO of APP's own migrations (squash.py says how databases that applied the
+    originals and fresh ones both work). ``delete_originals``: delete the files of the squash
+    whose range FROM..TO is, once the database applied them all. Refusals write nothing."""
+    timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
+    with writing_migrations(project.root, timeout, announce):
+        project.reload()
+        folder = project.registry.writable(app).directory
+        if delete_originals:
+            return _delete_originals(project, app, start, end)
+        graph = project.graph
+        chain = _squash_range(graph, _range_end(graph, app, start), _range_end(graph, app, end))
+        first, last = chain[0], chain[-1]
+        originals = [read_original(m.label, m.path) for m in chain]
+        ids = [m.revision for m in chain]
+        inside = set(ids)
+        depends = [rev for m in chain for rev in m.dependencies if rev not in inside]
+        revision = squash_revision(app, ids)
+        if revision in graph.migrations:
+            raise RollbackError(f"a migration with the squash's revision id {revision} exists already; nothing was written")
+        number = NUMBER_RE.match(first.name)
+        path = folder / f"{number.group(1) if number else first.name}_squashed_{last.name}.py"
+        if path.exists():
+            raise RollbackError(f"{path} exists already; nothing was written")
+        code = render(
+            title=docstring_text(f"squashed {first.name} to {last.name}"),
+            revision=revision,
+            down_revision=first.parents,
+            branch_labels=project.declared[first.revision].branch_labels,
+            depends_on=tuple(dict.fromkeys(depends)),
+            originals=originals,
+            replaces=ids,
+        )
+        check_python(code, path)
+        try:
+            write_new(path, code)
+        except OSError as exc:
+            raise RollbackError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+        project.reload()
+        bind = project.all_apps.get(app).bind
+        _update_snapshot(project.for_bind(bind) if project.several_binds else project, announce)
+    return Squash(app, revision, path, [m.label for m in chain])
+
+
+def _range_end(graph: MigrationGraph, app: str, text: str) -> Migration:
+    """FROM or TO: a migration of ``app`` in any form commands take; one of another app is
+    refused, naming it."""
+    try:
+        return graph.find(text, app)
+    except RollbackError as exc:
+        try:
+            other = graph.find(text)
+        except RollbackError:
+            raise RollbackError(f"{exc.message}; nothing was written") from None
+        raise RollbackError(
+            f"{other.label} is a migration of app {other.app!r}, not {app!r}: a squash replaces "
+            f"migrations of one app; nothing was written"
+        ) from None
+
+
+def _squash_range(graph: MigrationGraph, first: Migration, last: Migration) -> list[Migration]:
+    """FROM..TO in order, refused (naming the migration) unless it is a linear run that others
+    stand on only at its end."""
+    if first.revision == last.revision:
+        raise RollbackError(f"FROM and TO are both {first.label}: nothing to squash; nothing was written")
+    if first.revision not in graph.closure([last.revision]):
+        where = "comes after" if last.revision in graph.closure([first.revision]) else "is not below"
+        raise RollbackError(f"FROM {first.label} {where} TO {last.label}; nothing was written")
+    chain = [last]
+    while chain[-1].revision != first.revision:
+        if not chain[-1].parents:
+            raise RollbackError(
+                f"FROM {first.label} is not on the line of migrations below TO {last.label}; "
+                "nothing was written"
+            )
+        if len(chain[-1].parents) != 1:
+            raise RollbackError(
+                f"{chain[-1].label} is a merge point: a squash replaces a linear run of migrations; "
+                "squash the part before or after it; nothing was written"
+            )
+        chain.append(graph.migrations[chain[-1].parents[0]])
+    chain.reverse()
+    if len(first.parents) > 1:
+        raise RollbackError(
+            f"{first.label} is a merge point: a squash replaces a linear run of migrations; "
+            "start after it; nothing was written"
+        )
+    inner = {m.revision for m in chain[:-1]}
+    members = {m.revision for m in chain}
+    for migration in chain:
+        if migration.replaces:
+            raise RollbackError(
+                f"{migration.label} is a squash itself: delete its originals first "
+                "('flask db check' says when), then squash a range after it; nothing was written"
+            )
+    for other in graph.migrations.values():
+        if other.revision in members:
+            continue
+        if inner.intersection(other.parents):
+            parent = graph.migrations[next(iter(inner.intersection(other.parents)))]
+            raise RollbackError(
+                f"{parent.label} is a branch point ({other.label} also builds on it): a squash "
+                "replaces a linear run of migrations; nothing was written"
+            )
+        if inner.intersection(other.dependencies):
+            needed = graph.migrations[next(iter(inner.intersection(other.dependencies)))]
+            raise RollbackError(
+                f"{other.label} depends on {needed.label}, inside the range: only the range's last "
+                "migration may be depended on (end the squash at it); nothing was written"
+            )
+    return chain
+
+
+def _delete_originals(project: Project, app: str, start: str, end: str) -> Squash:
+    """Delete the original files of the squash replacing FROM..TO, once every database known
+    here applied them all (``check`` says the same)."""
+    graph = project.graph
+    hidden = {rev: item for rev, item in project.hidden_migrations.items() if not item.replaces}
+    ends = [_original(hidden, app, text, project) for text in (start, end)]
+    squash = next(
+        (m for m in graph.migrations.values() if m.replaces and (m.replaces[0], m.replaces[-1]) == tuple(ends)),
+        None,
+    )
+    if squash is None:
+        raise RollbackError(
+            f"no squash replaces exactly {start}..{end} of app {app!r}: squash them first "
+            "('flask db squashmigrations APP FROM TO'); nothing was deleted"
+        )
+    with open_database(project) as (connection, planner):
+        leftovers = squash_leftovers(project, connection, planner.applied)
+    leftover = next((found for found in leftovers if found.path == squash.path), None)
+    if leftover is None:
+        raise RollbackError(f"the originals of {squash.label} are deleted already; nothing to do")
+    if leftover.keep_because is not None:
+        raise RollbackError(f"{leftover.advice()}; nothing was deleted")
+    for path in leftover.originals:
+        path.unlink()
+    project.reload()
+    return Squash(app, squash.revision, squash.path, [f"{app}.{p.stem}" for p in leftover.originals], leftover.originals)
+
+
+def _original(hidden: dict[str, Declared], app: str, text: str, project: Project) -> str:
+    """The revision of an original file hidden behind a squash, named by revision id, name,
+    ``APP.NAME`` or a unique prefix of either."""
+    folder = project.registry.get(app).directory.resolve()
+    text = text.removeprefix(f"{app}.").removeprefix(f"{app}@")
+    pool = [item for item in hidden.values() if item.directory.resolve() == folder]
+    exact = [item for item in pool if text in (item.revision, item.filename[:-3])]
+    matches = exact or [
+        item for item in pool if item.revision.startswith(text) or item.filename.startswith(text)
+    ]
+    if len(matches) != 1:
+        what = "no" if not matches else "more than one"
+        raise RollbackError(
+            f"{what} original migration of app {app!r} behind a squash matches {text!r}; "
+            "nothing was deleted"
+        )
+    return matches[0].revision

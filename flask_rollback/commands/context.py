@@ -95,8 +95,11 @@ def read_state(
     (the applied log, read once; ``log=False`` leaves it unread, for what needs neither the
     times nor the order of rollback). ``purge`` ignores the stored heads."""
     recorder = project.recorder
-    graph = project.graph
     heads = () if purge else recorder.stored_heads(connection)
+    inside = project.graph.squashes_inside(heads)
+    if inside:  # applied only partly: the originals finish the range (squash.py)
+        project.unsquash(inside)
+    graph = project.graph
     times = recorder.applied_times(connection) if log else {}
     unknown = graph.unknown(heads)
     names = recorder.logged_names(connection, unknown) if unknown else None  # to name them

@@ -18,6 +18,7 @@ from ..errors import (
     EXIT_SNAPSHOT_STALE,
     RollbackError,
 )
+from ..drawing import Drawing
 from ..graph import Migration, gc_paused
 from ..lock import lock_table_holder, named_holder
 from ..partial import RUNNING, PartialLog, PartialStep
@@ -74,7 +75,6 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
     unread (``current`` shows no times), so each ``applied_at`` is None."""
     for label in apps:
         project.registry.get(label)
-    graph = project.graph
     with project.connect() as connection, gc_paused():
         planner, times = read_state(project, connection, log=applied_at)
         faked = project.recorder.faked(connection) if applied_at else set()
@@ -85,9 +85,11 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
             partial = [step for step in partial if step.state != RUNNING]
         partial = [step.undo_checked(connection) for step in partial]  # offer --undo only when it runs
     applied = planner.applied
+    graph = project.graph  # read after the database: without a squash it stands inside of
     with gc_paused():
         order = [
-            MigrationStatus(m, m.revision in applied, times.get(m.revision), m.revision in faked)
+            MigrationStatus(m, m.revision in applied, _applied_time(m, times) if m.revision in applied else None,
+                            m.revision in faked)
             for m in graph.migrations.values()
         ]
     by_app: dict[str, list[MigrationStatus]] = {}
@@ -107,6 +109,15 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
             )
         )
     return Status(result, order, planner.stored_heads)
+
+def _applied_time(migration: Migration, times: dict[str, datetime]) -> datetime | None:
+    """When an applied migration was last applied; a squash never run itself: when its last
+    original was."""
+    found = times.get(migration.revision)
+    if found is None and migration.replaces:
+        found = max((times[rev] for rev in migration.replaces if rev in times), default=None)
+    return found
+
 
 def _migrating(project: Project, connection: Connection) -> bool:
     """Does a run hold the migration lock now (MariaDB/MySQL named lock, or the lock table)?"""
@@ -170,9 +181,11 @@ def _deploy_of(entry: LogEntry, deploys: list[DeployRecord]) -> int | None:
 
 @dataclass
 class CheckReport:
-    """Problems found by ``check``; the exit code names the first kind found."""
+    """Problems found by ``check``; the exit code names the first kind found. ``notes`` say
+    what may be done but need not (squashed originals that can be deleted)."""
 
     problems: list[tuple[int, str]]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -195,8 +208,10 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
                 (EXIT_MULTIPLE_HEADS, f"app {label!r} has {len(heads)} heads: {', '.join(heads)}")
             )
     problems += [(EXIT_SNAPSHOT_STALE, line) for line in stale_files(project)]
-    with open_database(project) as (_connection, planner):
+    with open_database(project) as (connection, planner):
+        graph = project.graph  # without the squashes the database stands inside of
         pending = [m.label for m in graph.migrations.values() if m.revision not in planner.applied]
+        notes = [leftover.advice() for leftover in squash_leftovers(project, connection, planner.applied)]
     if pending:
         problems.append(
             (EXIT_DATABASE_BEHIND, f"the database is behind: {len(pending)} pending: {', '.join(pending)}")
@@ -215,7 +230,109 @@ def check(project: Project, database: Comparison = "scratch") -> CheckReport:
                  f"models of app {migration.app!r} differ from its migrations{shipped}: "
                  + "; ".join(migration.operations))
             )
-    return CheckReport(problems)
+    return CheckReport(problems, notes)
+
+
+@dataclass
+class SquashLeftover:
+    """A squash whose original files are still there, and whether they can go."""
+
+    #: The squash; None when the database stands inside its range (it is set aside).
+    squash: Migration | None
+    path: Path
+    originals: list[Path]
+    #: Why they must stay; None when every database known here has applied them all.
+    keep_because: str | None
+
+    def advice(self) -> str:
+        """The line ``check`` prints: the command that deletes them, or why they stay."""
+        if self.keep_because is not None:
+            return f"keep the original migrations of squash {_shown(self.path)}: {self.keep_because}"
+        assert self.squash is not None
+        first, last = self.originals[0].stem, self.originals[-1].stem
+        return (
+            f"the original migrations of squash {self.squash.label} can be deleted (every "
+            f"database known here applied all of them): 'flask db squashmigrations "
+            f"{self.squash.app} {first} {last} --delete-originals' (or delete "
+            f"{', '.join(_shown(path) for path in self.originals)})"
+        )
+
+
+def squash_leftovers(project: Project, connection: Connection, applied: set[str]) -> list[SquashLeftover]:
+    """Squashes with original files beside them (squash.py). The originals can be deleted once
+    the database applied the whole range and no deploy record stands inside it (a backup of
+    that moment would need them); a database inside a range reads the originals instead."""
+    from ..deploys import DeployLog
+
+    graph = project.graph
+    found: list[SquashLeftover] = []
+    for squash in sorted(project.unsquashed):
+        found.append(SquashLeftover(
+            None, project.hidden_migrations[squash].path, [],
+            "the database applied only part of them ('flask db upgrade' finishes them)",
+        ))
+    records = DeployLog(project.settings.deploy_table).all(connection)
+    connection.rollback()
+    recorded = {rev for r in records for rev in [*r.stored_heads_before, *r.stored_heads_after]}
+    for migration in graph.migrations.values():
+        files = [project.hidden_migrations[rev].path for rev in migration.replaces
+                 if rev in project.hidden_migrations]
+        if not files:
+            continue
+        inner = recorded.intersection(migration.replaces[:-1])
+        if migration.revision not in applied:
+            why = "the database has not applied them all yet ('flask db upgrade' applies the squash)"
+        elif inner:
+            why = (f"deploy records stand inside its range ({', '.join(sorted(inner))}): a "
+                   "database restored to that point (a backup taken then) needs them to upgrade")
+        else:
+            why = None
+        found.append(SquashLeftover(migration, migration.path, files, why))
+    return found
+
+
+def _shown(path: Path) -> str:
+    """Relative to the working directory when inside it (what a user types), else absolute."""
+    resolved, here = path.resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+
+
+# -- graph ----------------------------------------------------------------------------------
+
+
+def graph(project: Project, apps: Sequence[str] = (), applied: bool = False) -> Drawing:
+    """The migration graph of every app (or of ``apps``, with the other apps' migrations they
+    depend on), from the revision index; ``applied`` reads each database's version table to
+    mark what is applied. Nothing is imported from the migration files."""
+    for label in apps:
+        project.registry.get(label)
+    whole = project.graph
+    labels = list(dict.fromkeys(apps)) or project.registry.labels
+    drawn = [m for m in whole.migrations.values() if m.app in labels]
+    needed = {rev for m in drawn for rev in m.dependencies} - {m.revision for m in drawn}
+    shown = {m.revision for m in drawn} | needed
+    by_app: dict[str, list[Migration]] = {}
+    for migration in whole.migrations.values():  # the global order
+        if migration.revision in shown:
+            by_app.setdefault(migration.app, []).append(migration)
+    ordered = {label: by_app.get(label, []) for label in labels}
+    ordered.update({label: found for label, found in by_app.items() if label not in ordered})
+    drawing = Drawing(
+        ordered,
+        parents=[(parent, m.revision) for m in drawn for parent in m.parents],
+        dependencies=[(rev, m.revision) for m in drawn for rev in m.dependencies],
+    )
+    if applied:
+        drawing.applied = set()
+        apps_shown = set(ordered)
+        for view in project.views():
+            if not apps_shown & set(view.registry.labels):
+                continue
+            with view.connect() as connection:
+                planner, _times = read_state(view, connection, log=False)
+                connection.rollback()
+            drawing.applied |= planner.applied
+    return drawing
 
 
 # -- history --------------------------------------------------------------------------------
