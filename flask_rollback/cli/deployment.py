@@ -122,6 +122,7 @@ def deploy_command(
             view, strict=strict, label=label, git_sha=git_sha, lock_timeout=lock_timeout,
             announce=announce, progress=progress(quiet or as_json), allow_data_loss=allow_data_loss, archive=archive,
             rehearse=not no_rehearsal, bind_round=bind_round,
+            gated=None if as_json else lambda report: print_report(report, quiet),
         )
         documents.append({
             "report": result.report.as_dict(),
@@ -129,7 +130,6 @@ def deploy_command(
             "archived": [spec.name for spec in result.archived],
         })
         if not as_json:
-            print_report(result.report, quiet)
             print_archived(result.archived, bind_flag(view))
             if result.record:
                 where = bind_flag(view)

@@ -102,13 +102,15 @@ def deploy(
     archive: bool | None = None,
     rehearse: bool = True,
     bind_round: str | None = None,
+    gated: Callable[[GateReport], None] | None = None,
 ) -> DeployResult:
     """Lock, gate, before_deploy hooks, apply all pending migrations, record, after_deploy hooks.
 
     Like ``upgrade``, refuses to destroy existing data unless ``allow_data_loss`` or ``archive``
     (which then do not make the gate's "data at risk" block a ``strict`` deploy).
     ``bind_round``: the id shared by the records one ``flask db deploy`` writes on several
-    binds, so ``rollback`` undoes them together (``round_to_undo``).
+    binds, so ``rollback`` undoes them together (``round_to_undo``). ``gated`` is told the gate's
+    report as soon as it is known, before anything is applied (so it is shown before the steps).
     """
     check_deploy_names(label, git_sha)
     deploy_log = DeployLog(project.settings.deploy_table)
@@ -122,6 +124,8 @@ def deploy(
                 project, connection, planner, strict, rehearse_steps=rehearse,
                 accepted=guard.accepted,
             )
+            if gated is not None:
+                gated(report)
             plan = planner.upgrade()
             if report.blocked or not plan.steps:
                 return DeployResult(report)
