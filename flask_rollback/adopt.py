@@ -486,13 +486,15 @@ def _check_target(
         if others:
             raise _cannot(
                 found.folder,
-                f"{', '.join(others)} also hold(s) migration files, outside the history; move "
+                f"{', '.join(others)} also {'holds' if len(others) == 1 else 'hold'} migration "
+                "files, outside the history; move "
                 "them aside first",
             )
     else:
         taken = sorted(old.revision for old in olds if old.revision in existing)
         if taken:
-            raise _cannot(found.folder, f"revision(s) {', '.join(taken)} are already in {root}")
+            these = "revision {} is" if len(taken) == 1 else "revisions {} are"
+            raise _cannot(found.folder, f"{these.format(', '.join(taken))} already in {root}")
     if (not in_place or not _inside(target_dir, root)) and migration_files(target_dir):
         raise _cannot(
             found.folder,

@@ -73,6 +73,7 @@ from .statements import (
     Risk,
     Target,
 )
+from .wording import plural
 
 #: Most severe first; ``worst`` returns the first present.
 SEVERITY: tuple[Risk, ...] = ("destroys", "may_fail", "review", "safe")
@@ -481,7 +482,7 @@ def narrows(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> str
         return "drops the time of day"
     if isinstance(new, sa.String) and not isinstance(new, sa.Enum) and new.length is not None:
         if isinstance(old, sa.String) and (old.length is None or new.length < old.length):
-            return f"shorter: {new.length} characters"
+            return f"shorter: {plural(new.length, 'character')}"
     new_limit, old_limit = integer_limit(new), integer_limit(old)
     if new_limit is not None:
         if old_limit is not None and new_limit < old_limit:
@@ -567,7 +568,7 @@ def _(operation: alembic_ops.DropConstraintOp, dialect: Dialect, in_batch: bool)
 @_classify.register
 def _(operation: alembic_ops.BulkInsertOp, dialect: Dialect, in_batch: bool) -> list[Operation]:
     table = operation.table.name
-    return [_row(operation, "safe", f"inserts {len(operation.rows)} rows into {table}",
+    return [_row(operation, "safe", f"inserts {plural(len(operation.rows), 'row')} into {table}",
                  in_batch, table)]
 
 

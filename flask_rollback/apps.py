@@ -40,6 +40,7 @@ from flask import Flask
 
 from .errors import RollbackError
 from .settings import Settings
+from .wording import shown_path
 
 LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: A module-level ``revision = "..."``: what makes a package's ``migrations/`` folder ours.
@@ -193,7 +194,7 @@ class AppRegistry:
         if app.read_only:
             raise RollbackError(
                 f"app {label!r} is read-only: its migrations ship with an installed package "
-                f"({app.directory}, {app.folder_origin}); upgrade the package to get new ones"
+                f"({shown_path(app.directory)}, {app.folder_origin}); upgrade the package to get new ones"
             )
         return app
 
@@ -823,8 +824,8 @@ def _check_folder(folder: Path, what: str) -> None:
     for path in (folder, *folder.parents):
         if path.exists():
             if not path.is_dir():
-                where = "is a file" if path == folder else f"is inside {path}, which is a file"
-                raise RollbackError(f"{what} {folder} {where}; choose another folder")
+                where = "is a file" if path == folder else f"is inside {shown_path(path)}, which is a file"
+                raise RollbackError(f"{what} {shown_path(folder)} {where}; choose another folder")
             return
 
 

@@ -337,7 +337,8 @@ class ArchiveLog:
         missing = [c for c in archived if c not in present]
         if missing:
             raise RollbackError(
-                f"cannot restore {record.name}: table {record.table} has no column(s) "
+                f"cannot restore {record.name}: table {record.table} has no "
+                f"{'column' if len(missing) == 1 else 'columns'} "
                 f"{', '.join(missing)} any more; its columns no longer match the archive"
             )
         values = [c for c in archived if c not in record.key]

@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, Connection
 from .database import display_url, libpq_environment, mask
 from .errors import RollbackError
 from .files import publish
+from .wording import shown_path
 
 SETTING = "ROLLBACK_BACKUP_DIR"
 FILE_MODE = 0o600
@@ -101,7 +102,7 @@ def backup_folder(folder: Path) -> Path:
 
 
 def _folder_error(folder: Path, what: str) -> RollbackError:
-    return RollbackError(f"the backup folder {folder} ({SETTING}) {what}; nothing was applied")
+    return RollbackError(f"the backup folder {shown_path(folder)} ({SETTING}) {what}; nothing was applied")
 
 
 def _file_stem(name: str) -> str:
@@ -135,7 +136,9 @@ def _in_place(target: Path, write) -> None:  # type: ignore[no-untyped-def]
 def _sqlite_backup(url: URL, temporary: Path) -> None:
     database = url.database or ":memory:"
     if database != ":memory:" and not Path(database).is_file():
-        raise RollbackError(f"the SQLite backup found no database file at {database}; no backup was written")
+        raise RollbackError(
+            f"the SQLite backup found no database file at {shown_path(database)}; no backup was written"
+        )
     try:
         source = sqlite3.connect(database)
         try:
@@ -150,10 +153,12 @@ def _sqlite_backup(url: URL, temporary: Path) -> None:
         finally:
             source.close()
     except (OSError, sqlite3.Error) as exc:
-        raise RollbackError(f"the SQLite backup of {database} failed: {exc}; no backup was written") from None
+        raise RollbackError(
+            f"the SQLite backup of {shown_path(database)} failed: {exc}; no backup was written"
+        ) from None
     if copied != live:
         raise RollbackError(
-            f"the SQLite backup of {database} does not hold its tables "
+            f"the SQLite backup of {shown_path(database)} does not hold its tables "
             f"({_difference(live, copied)}); no backup was written"
         )
 

@@ -36,6 +36,7 @@ from flask import has_app_context
 
 from . import commands
 from .errors import RollbackError
+from .wording import plural
 
 if TYPE_CHECKING:
     from .autodetect import NewMigration
@@ -127,7 +128,7 @@ def _relative_revision(graph: MigrationGraph, revision: str, sign: str, count: s
     index = chain.index(anchor.revision) + (int(count) if sign == "+" else -int(count))
     if not 0 <= index < len(chain):
         raise RollbackError(
-            f"{revision}{sign}{count}: app {anchor.app!r} has {len(chain)} migration(s); "
+            f"{revision}{sign}{count}: app {anchor.app!r} has {plural(len(chain), 'migration')}; "
             f"{anchor.label} is number {chain.index(anchor.revision) + 1}"
         )
     return chain[index]

@@ -53,6 +53,7 @@ from .statements import (
     plain_column,
     value_rows,
 )
+from .wording import plural
 
 #: ``rows`` when a loss cannot be counted before it happens.
 UNKNOWN = -1
@@ -356,7 +357,7 @@ class Shadow:
             condition = misfits(old, new, self.dialect.name)
             if condition is not None:
                 values = self._values(schema, where, column, condition)
-                return [Loss(where, column, values, f"{reason}: {values} values that do not fit", schema)]
+                return [Loss(where, column, values, f"{reason}: {_amount(values, 'value')} that do not fit", schema)]
         old_sql = self._type_sql(schema, where, column, effect.old)
         new_sql = effect.new if isinstance(effect.new, str) else self._compiled(effect.new)
         alias = self.quote(target.table)
@@ -367,7 +368,7 @@ class Shadow:
             f"SELECT count(*) FROM {self._source(table)} AS {alias} WHERE {current} IS NOT NULL "
             f"AND ({back} IS NULL OR {back} <> {current})", [], (schema, where),
         )
-        return [Loss(where, column, count, f"{reason}: {_amount(count, 'values')} that do not "
+        return [Loss(where, column, count, f"{reason}: {_amount(count, 'value')} that do not "
                                            "come back unchanged", schema)]
 
     def _type_sql(self, schema: str | None, table: str, column: str, declared: Any) -> str:
@@ -399,7 +400,7 @@ class Shadow:
             if matched is None:  # a table the plan made from copies: nothing to count it on yet
                 return [Loss(table.name, None, UNKNOWN, f"{reason}: not countable before it runs")]
             count = self._count(matched.count_sql(self.quote), matched.positions(), (schema, where))
-            losses.append(Loss(where, None, count, f"{reason}: {_amount(count, 'rows')}", schema,
+            losses.append(Loss(where, None, count, f"{reason}: {_amount(count, 'row')}", schema,
                                self._rows_where(matched)))
             if count == 0:
                 return losses
@@ -454,7 +455,7 @@ class Shadow:
             column = self._where(table, overwritten[0])[2] if len(overwritten) == 1 else None
             losses.append(Loss(
                 where, column, count,
-                f"{reason}: {_amount(count, 'rows')} with non-NULL {listed} overwritten", schema,
+                f"{reason}: {_amount(count, 'row')} with non-NULL {listed} overwritten", schema,
                 self._rows_where(matched),
             ))
         for column, expression in effect.assignments:
@@ -488,7 +489,7 @@ class Shadow:
                     f"SELECT count(*) FROM {self._source(table)} AS {self.quote(target.table)} "
                     f"WHERE {conflicts}", [], (schema, where),
                 )
-                return [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')} it overwrites",
+                return [Loss(where, None, count, f"{reason}: {_amount(count, 'row')} it overwrites",
                              schema)]
         elif where is not None and effect.rows is not None:
             alias, values = self.quote(target.table), self.quote("rollback_v")
@@ -501,7 +502,7 @@ class Shadow:
                 f"(SELECT 1 FROM (VALUES {effect.rows.text}) AS {values} WHERE {pairs})",
                 [], (schema, where),
             )
-            return [Loss(where, None, count, f"{reason}: {_amount(count, 'rows')} it overwrites", schema)]
+            return [Loss(where, None, count, f"{reason}: {_amount(count, 'row')} it overwrites", schema)]
         rows = self._rows(schema, where) if where is not None else UNKNOWN
         if rows == 0:
             return []
@@ -627,7 +628,7 @@ class Shadow:
                         "", child_alias, None, Clause(deleted, tuple(positions)), matched.prefix
                     ))
                     if action == "CASCADE":
-                        losses.append(Loss(child[1], None, count, f"{reason}: {_amount(count, 'rows')}"
+                        losses.append(Loss(child[1], None, count, f"{reason}: {_amount(count, 'row')}"
                                            f" of {child[1]} deleted by ON DELETE CASCADE", child[0],
                                            rows))
                         if child not in seen and count != 0:
@@ -635,7 +636,7 @@ class Shadow:
                             following.append((*child, self._name(*child), child_alias, deleted))
                     else:
                         column = fk["constrained_columns"][0]
-                        losses.append(Loss(child[1], column, count, f"{reason}: {_amount(count, 'values')}"
+                        losses.append(Loss(child[1], column, count, f"{reason}: {_amount(count, 'value')}"
                                            f" of {child[1]}.{column} overwritten by ON DELETE {action}",
                                            child[0], rows))
             if not following:
@@ -801,7 +802,7 @@ def _subset(params: Any, positions: Sequence[int]) -> Any:
 
 
 def _amount(count: int, noun: str) -> str:
-    return "an unknown number of " + noun if count == UNKNOWN else f"{count} {noun}"
+    return f"an unknown number of {noun}s" if count == UNKNOWN else plural(count, noun)
 
 
 FILLS_NULLS_RE = re.compile(r"^\s*(?:COALESCE|IFNULL|NVL)\s*\((?P<first>[^,()]+),", re.I)

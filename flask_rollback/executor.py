@@ -31,6 +31,7 @@ from .plan import Plan, Step
 from .project import Project
 from .recorder import VersionWrites, utcnow
 from .undo import CannotUndo, UndoFailed, plan_undo, undo
+from .wording import plural
 
 
 class Progress(Protocol):
@@ -144,7 +145,7 @@ def execute(
                                               exc.message, len(report.done))
                 else:
                     ran.forget()
-                    outcome = f"it was rolled back, {len(report.done)} earlier step(s) of this run stay done"
+                    outcome = f"it was rolled back, {_stay_done(len(report.done))}"
                 raise DataLossError(
                     exc.report,
                     f"migration {failed.migration.label} ({failed.direction}) was stopped: "
@@ -164,7 +165,7 @@ def execute(
                         "changes the schema checks it against the live schema and, if any of it "
                         f"ran, refuses until 'flask db resolve {failed.migration.app} "
                         f"{failed.migration.revision} --undo', '--applied' or '--reverted'; "
-                        f"{len(report.done)} earlier step(s) of this run stay done"
+                        f"{_stay_done(len(report.done))}"
                     ) from exc
                 if committed:
                     raise RollbackError(
@@ -177,7 +178,7 @@ def execute(
                 raise RollbackError(
                     f"migration {failed.migration.label} ({failed.direction}) failed: "
                     f"{type(exc).__name__}: {reason}; it was rolled back, "
-                    f"{len(report.done)} earlier step(s) of this run stay done"
+                    f"{_stay_done(len(report.done))}"
                 ) from exc
     finally:
         if sqlite is not None:
@@ -373,7 +374,7 @@ def _committed_part(
     which every command that changes the schema refuses until ``flask db resolve``."""
     masked = [mask(text, project.url) for text in committed]
     listed = _listed(masked, project)
-    earlier = f"{done} earlier step(s) of this run stay done"
+    earlier = _stay_done(done)
     ran.quiet = True
     undoable = True  # worth offering 'resolve --undo' (it stopped on an error, not on a rule)
     try:
@@ -386,7 +387,7 @@ def _committed_part(
     except UndoFailed as exc:
         why_not = (
             f"undoing it failed ({mask(exc.reason, project.url)}) after {len(exc.undone)} of "
-            f"{len(exc.undone) + len(exc.left)} statement(s) went back"
+            f"{plural(len(exc.undone) + len(exc.left), 'statement')} went back"
         )
         gone = {effect.statement for effect in exc.undone}
         masked = [mask(text, project.url) for text in committed if " ".join(text.split()).rstrip(";") not in gone]
@@ -396,8 +397,9 @@ def _committed_part(
     else:
         ran.forget()
         return (
-            f"the database had committed {len(committed)} of its statement(s) as they ran "
-            f"({listed}); they were undone ({_listed(inverses, project)}), so it left no trace; "
+            f"the database had committed {len(committed)} of its statements as they ran "
+            f"({listed}); {'it was' if len(committed) == 1 else 'they were'} undone "
+            f"({_listed(inverses, project)}), so it left no trace; "
             f"{earlier}"
         )
     problem = ran.failed(masked, reason)
@@ -424,10 +426,15 @@ def _committed_part(
             "running migrations again"
         )
     return (
-        f"it is PARTLY APPLIED: the database committed {len(committed)} of its statement(s) as they "
+        f"it is PARTLY APPLIED: the database committed {len(committed)} of its statements as they "
         f"ran ({listed}); the rest did not run; {why_not}; the version table still names the last "
         f"complete migration; {earlier}; {recorded}"
     )
+
+
+def _stay_done(done: int) -> str:
+    """The steps of this run that committed before the one that stopped, which stay applied."""
+    return f"{plural(done, 'earlier step')} of this run {'stays' if done == 1 else 'stay'} done"
 
 
 def _listed(statements: list[str], project: Project, most: int = 5, width: int = 120) -> str:
@@ -444,7 +451,9 @@ def _interrupted_at(
     committed; on MariaDB/MySQL what the step had committed undone or recorded."""
     done = len(report.done)
     if done == len(plan.steps):
-        return f"all {done} step(s) of this run were applied"
+        return "the one step of this run was applied" if done == 1 else (
+            f"all {done} steps of this run were applied"
+        )
     step = plan.steps[done]
     committed = ran.committed()
     if committed:
@@ -454,7 +463,7 @@ def _interrupted_at(
     ran.forget()
     return (
         f"migration {step.migration.label} ({step.direction}) was rolled back, "
-        f"{done} earlier step(s) of this run stay done"
+        f"{_stay_done(done)}"
     )
 
 
@@ -493,7 +502,7 @@ class _SQLiteSteps:
                 if broken:
                     tables = sorted({row[0] for row in broken})
                     raise RollbackError(
-                        f"it leaves {len(broken)} row(s) whose foreign keys point nowhere "
+                        f"it leaves {plural(len(broken), 'row')} whose foreign keys point nowhere "
                         f"(in {', '.join(tables)})"
                     )
 

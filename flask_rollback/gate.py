@@ -23,7 +23,7 @@ from .predict import Prediction, predict
 from .project import Project
 from .recorder import file_sha256
 from .rehearsal import rehearse
-from .wording import shown_path
+from .wording import plural, shown_path
 
 Level = Literal["ok", "warning", "error"]
 
@@ -127,7 +127,7 @@ def _graph(project: Project) -> CheckResult:
         )
     return CheckResult(
         "graph integrity", "ok",
-        f"{len(graph.migrations)} migrations in {len(split)} apps, one head each",
+        f"{plural(len(graph.migrations), 'migration')} in {plural(len(split), 'app')}, one head each",
     )
 
 
@@ -155,7 +155,7 @@ def _history(project: Project, connection: Connection, planner: Planner) -> Chec
         )
     note = f"; {unrecorded} applied without a recorded checksum" if unrecorded else ""
     checked = len(planner.applied) - unrecorded  # applied now, not every revision ever logged
-    return CheckResult("applied history", "ok", f"{checked} applied migrations unchanged{note}")
+    return CheckResult("applied history", "ok", f"{plural(checked, 'applied migration')} unchanged{note}")
 
 
 def _reversibility(project: Project, plan: Plan) -> CheckResult:
@@ -177,7 +177,11 @@ def _reversibility(project: Project, plan: Plan) -> CheckResult:
             "pending migrations are rollback barriers: this deploy cannot be rolled back past them",
             barriers,
         )
-    return CheckResult("reversibility", "ok", f"{len(plan.steps)} pending migrations have a real downgrade")
+    count = len(plan.steps)
+    return CheckResult(
+        "reversibility", "ok",
+        f"{plural(count, 'pending migration')} {'has' if count == 1 else 'have'} a real downgrade",
+    )
 
 
 def _live_data(predictions: list[Prediction]) -> CheckResult:
@@ -186,7 +190,7 @@ def _live_data(predictions: list[Prediction]) -> CheckResult:
     if predictions:
         steps = {prediction.label for prediction in predictions}
         return CheckResult(
-            "live data", "error", f"{len(steps)} pending step(s) would fail on live data",
+            "live data", "error", f"{plural(len(steps), 'pending step')} would fail on live data",
             [str(prediction) for prediction in predictions],
         )
     return CheckResult("live data", "ok", "no pending step would fail on the live data")
@@ -206,9 +210,10 @@ def _data_at_risk(
         for operation in destructive(step_operations(project, step.reversed(), dialect))
     ]
     if report.losses:
+        steps = len({risk.step.migration.label for risk in report.losses})
         return CheckResult(
             "data at risk", "ok" if accepted else "warning",
-            f"{len(report.losses)} pending step(s) destroy existing data; "
+            f"{plural(steps, 'pending step')} {'destroys' if steps == 1 else 'destroy'} existing data; "
             + (f"accepted with {accepted}" if accepted else "deploy needs --archive or --allow-data-loss"),
             [f"{risk.step.migration.label}: {risk.operation.reason} ({risk.amount})"
              for risk in report.losses] + on_rollback,
@@ -223,8 +228,9 @@ def _data_at_risk(
     if unread and dialect not in TRANSACTIONAL_DDL:
         return CheckResult(
             "data at risk", "warning",
-            f"{len(unread)} pending operation(s) cannot be read; their statements are checked as "
-            "they run, but a partial step cannot be rolled back on this database",
+            f"{plural(len(unread), 'pending operation')} cannot be read; "
+            f"{'its' if len(unread) == 1 else 'their'} statements are checked as they run, but a "
+            "partial step cannot be rolled back on this database",
             unread + on_rollback,
         )
     return CheckResult(
@@ -253,7 +259,7 @@ def _rehearsal(
     checks = [
         CheckResult(
             "rehearsal", "ok",
-            f"{len(result.steps)} pending migrations applied, reverted (schema identical) and "
+            f"{plural(len(result.steps), 'pending migration')} applied, reverted (schema identical) and "
             f"re-applied on a scratch copy{copied}",
         )
     ]

@@ -21,6 +21,7 @@ from .apps import AppRegistry
 from .errors import RollbackError
 from .index import Declared
 from .loader import resolved_dependencies
+from .wording import shown_path
 
 if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
@@ -311,7 +312,7 @@ def _check_branches(found: dict[str, Migration]) -> None:
         for parent in migration.parents:
             if found[parent].app != migration.app:
                 raise RollbackError(
-                    f"migration {migration.path} has down_revision {parent!r} from app "
+                    f"migration {shown_path(migration.path)} has down_revision {parent!r} from app "
                     f"{found[parent].app!r}; cross-app links belong in depends_on"
                 )
 

@@ -59,6 +59,7 @@ from .statements import (
     read,
     unquote,
 )
+from .wording import plural
 
 #: Backends whose DDL rolls back with its transaction (a savepoint can undo a step's drops).
 TRANSACTIONAL_DDL = ("sqlite", "postgresql")
@@ -106,7 +107,7 @@ class DataGuard:
         raise DataLossError(
             DataLossReport(report.losses),
             f"{action or f'{plan.kind} {plan.target}'} would destroy existing data in "
-            f"{len(report.losses)} place(s); nothing was run. Re-run with --archive to keep a "
+            f"{plural(len(report.losses), 'place')}; nothing was run. Re-run with --archive to keep a "
             "copy you can restore, or with --allow-data-loss",
         )
 

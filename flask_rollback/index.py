@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import RollbackError
+from .wording import shown_path
 
 INDEX_NAME = "flask_rollback_index.json"
 CACHE_DIR = "__pycache__"
@@ -153,7 +154,7 @@ def parse(path: Path, source: bytes) -> Declared | None:
         line = f" at line {lineno}" if lineno else ""
         reason = getattr(exc, "msg", None) or str(exc)
         raise RollbackError(
-            f"migration file {path} has a syntax error{line}: {reason}; fix or remove it"
+            f"migration file {shown_path(path)} has a syntax error{line}: {reason}; fix or remove it"
         ) from None
     assignments = module_assignments(tree)
     values = {name: node.value for name, node in assignments.items()}
@@ -161,16 +162,18 @@ def parse(path: Path, source: bytes) -> Declared | None:
     if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
         if "revision" in values or _rebinds_header(tree, assignments):
             return None  # computed: importing the file tells
-        raise RollbackError(f"migration file {path} declares no revision = '...'; fix or remove it")
+        raise RollbackError(
+            f"migration file {shown_path(path)} declares no revision = '...'; fix or remove it"
+        )
     try:
         revision = validate_revision_id(value.value)
     except RollbackError as exc:
-        raise RollbackError(f"migration file {path}: {exc.message}; fix or remove it") from None
+        raise RollbackError(f"migration file {shown_path(path)}: {exc.message}; fix or remove it") from None
     if _rebinds_header(tree, assignments):
         return None
     if "down_revision" not in values:
         raise RollbackError(
-            f"migration file {path} declares no down_revision (None for an app's first "
+            f"migration file {shown_path(path)} declares no down_revision (None for an app's first "
             "migration); fix or remove it"
         )
     names = {
@@ -253,7 +256,7 @@ def import_migration(path: Path) -> ModuleType:
     try:
         return load_python_file(path.parent, path.name)
     except Exception as exc:
-        where = failing_file(exc, [path]) or f"migration file {path}"
+        where = failing_file(exc, [path]) or f"migration file {shown_path(path)}"
         raise RollbackError(
             f"{where} failed to import: {type(exc).__name__}: {exc}; fix or remove it"
         ) from None
@@ -266,7 +269,7 @@ def failing_file(exc: BaseException, files: Iterable[Path]) -> str | None:
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         path = known.get(os.path.realpath(frame.filename))
         if path is not None:
-            return f"migration file {path} (line {frame.lineno})"
+            return f"migration file {shown_path(path)} (line {frame.lineno})"
     return None
 
 
@@ -276,21 +279,25 @@ def imported_header(path: Path, module: ModuleType) -> Declared:
 
     revision = getattr(module, "revision", None)
     if not isinstance(revision, str):
-        raise RollbackError(f"migration file {path} declares no revision = '...'; fix or remove it")
+        raise RollbackError(
+            f"migration file {shown_path(path)} declares no revision = '...'; fix or remove it"
+        )
     try:
         validate_revision_id(revision)
     except RollbackError as exc:
-        raise RollbackError(f"migration file {path}: {exc.message}; fix or remove it") from None
+        raise RollbackError(f"migration file {shown_path(path)}: {exc.message}; fix or remove it") from None
     if not hasattr(module, "down_revision"):
         raise RollbackError(
-            f"migration file {path} declares no down_revision (None for an app's first "
+            f"migration file {shown_path(path)} declares no down_revision (None for an app's first "
             "migration); fix or remove it"
         )
     found = {}
     for name in ("down_revision", "depends_on", "branch_labels", "replaces"):
         value = to_tuple(getattr(module, name, None), default=())
         if not all(isinstance(item, str) for item in value):
-            raise RollbackError(f"migration file {path}: {name} must be revision ids or labels; fix it")
+            raise RollbackError(
+                f"migration file {shown_path(path)}: {name} must be revision ids or labels; fix it"
+            )
         found[name] = tuple(value)
     doc = (module.__doc__ or "").strip()
     created = CREATE_DATE_RE.search(doc)
@@ -443,7 +450,7 @@ def _scan(folder: Path) -> tuple[list[str], list[int]]:
     except (FileNotFoundError, NotADirectoryError):
         return [], []
     except OSError as exc:
-        raise RollbackError(f"cannot read migrations folder {folder}: {exc.strerror}") from None
+        raise RollbackError(f"cannot read migrations folder {shown_path(folder)}: {exc.strerror}") from None
     names: list[str] = []
     stats: list[int] = []
     for entry in entries:
@@ -467,7 +474,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise RollbackError(f"cannot read migration file {path}: {exc.strerror}") from None
+        raise RollbackError(f"cannot read migration file {shown_path(path)}: {exc.strerror}") from None
 
 
 def _header(declared: Declared | None) -> Header:

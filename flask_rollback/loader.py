@@ -29,7 +29,7 @@ from .index import (  # noqa: F401 - re-exported: adopt and ownership read files
     read_folder,
     validate_revision_id,
 )
-from .wording import shown_path
+from .wording import plural, shown_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -115,7 +115,7 @@ def foreign_layout(root: Path) -> list[str]:
         found.append("alembic.ini")
     old = migration_files(root / "versions")
     if old:
-        found.append(f"versions/ with {len(old)} migration file(s)")
+        found.append(f"versions/ with {plural(len(old), 'migration file')}")
     if (root / "env.py").is_file() and not runs_our_env(root / "env.py"):
         found.append("an env.py that does not call flask_rollback.env.run_env")
     return found

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 from .database import BEGIN_CHECK
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .recorder import who
+from .wording import shown_path
 
 Announce = Callable[[str], None]
 #: Backends with a lock the server (or kernel) drops when its holder dies.
@@ -108,19 +109,19 @@ def open_lock_file(path: Path) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RollbackError(
-                f"the lock file {path} is a symbolic link; flask-rollback never follows one: "
+                f"the lock file {shown_path(path)} is a symbolic link; flask-rollback never follows one: "
                 "remove it and retry",
                 exit_code=EXIT_COULD_NOT_RUN,
             ) from None
         raise RollbackError(
-            f"cannot open the lock file {path}: {exc.strerror}", exit_code=EXIT_COULD_NOT_RUN
+            f"cannot open the lock file {shown_path(path)}: {exc.strerror}", exit_code=EXIT_COULD_NOT_RUN
         ) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
         what = "not a regular file" if not stat.S_ISREG(info.st_mode) else "a hard link"
         raise RollbackError(
-            f"the lock file {path} is {what}; flask-rollback only uses a plain file of its own: "
+            f"the lock file {shown_path(path)} is {what}; flask-rollback only uses a plain file of its own: "
             "remove it and retry",
             exit_code=EXIT_COULD_NOT_RUN,
         )

@@ -29,7 +29,7 @@ from .errors import RollbackError
 from .graph import Migration
 from .recorder import timestamp, utcnow, who
 from .undo import CannotUndo, in_place, plan_undo, read
-from .wording import format_time
+from .wording import format_time, plural
 
 RUNNING = "running"
 FAILED = "failed"
@@ -242,7 +242,7 @@ def refuse_if_partial(log: PartialLog, connection: Connection) -> None:
     more = f" (and {len(found) - 1} more: flask db showmigrations)" if len(found) > 1 else ""
     raise RollbackError(
         f"app {first.app} needs attention: migration {first.label} ({first.direction}) was "
-        f"partly applied at {format_time(first.failed_at)} ({len(first.statements)} "
-        f"statement(s) committed before it stopped: {first.error}){more}; {first.advice()}; "
-        "nothing was changed"
+        f"partly applied at {format_time(first.failed_at)} ("
+        f"{plural(len(first.statements), 'statement')} committed before it stopped: {first.error})"
+        f"{more}; {first.advice()}; nothing was changed"
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .errors import RollbackError
 from .graph import Migration, MigrationGraph
+from .wording import plural
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationStep
@@ -105,10 +106,12 @@ class Planner:
             found = ", ".join(
                 f"{names[rev]} ({rev})" if names and rev in names else rev for rev in unknown
             )
+            these, them, files = ("this migration", "it", "file") if len(unknown) == 1 else (
+                "these migrations", "them", "files")
             raise RollbackError(
                 f"the database was migrated by newer code than this: it is at {found}, which no "
-                "migration file here provides; deploy the code that has these migrations (the "
-                "release that applied them), or restore the missing file(s)"
+                f"migration file here provides; deploy the code that has {these} (the release "
+                f"that applied {them}), or restore the missing {files}"
             )
         self.graph = graph
         self.stored_heads = tuple(stored_heads)
@@ -155,7 +158,7 @@ class Planner:
                 pending = [m.revision for m in graph.of_app(app) if m.revision not in self.applied]
                 if int(count) > len(pending):
                     raise RollbackError(
-                        f"app {app!r} has only {len(pending)} pending migration(s), not {count}"
+                        f"app {app!r} has only {plural(len(pending), 'pending migration')}, not {count}"
                     )
                 goal = pending[: int(count)]
             else:
@@ -206,7 +209,7 @@ class Planner:
                     raise RollbackError(f"{target!r} goes up; use 'flask db upgrade {target}'")
                 if int(count) > len(applied_in_app):
                     raise RollbackError(
-                        f"app {app!r} has {len(applied_in_app)} applied migration(s); "
+                        f"app {app!r} has {plural(len(applied_in_app), 'applied migration')}; "
                         f"cannot go down {count}"
                     )
                 roots = set(applied_in_app[len(applied_in_app) - int(count) :])
@@ -255,7 +258,8 @@ class Planner:
                     "no migration is applied, so there is nothing to revert"
                 )
             raise RollbackError(
-                f"only {len(self.recent)} migration(s) are applied; cannot go down {count}"
+                f"only {plural(len(self.recent), 'migration')} {'is' if len(self.recent) == 1 else 'are'} "
+                f"applied; cannot go down {count}"
             )
         return set(self.recent[:count])
 
@@ -293,14 +297,15 @@ class Planner:
                     pending = [rev for rev in ordered if rev not in applied]
                     if int(count) > len(pending):
                         raise RollbackError(
-                            f"app {app!r} has only {len(pending)} pending migration(s), not {count}"
+                            f"app {app!r} has only {plural(len(pending), 'pending migration')}, not {count}"
                         )
                     new = applied | graph.closure(pending[: int(count)])
                 else:
                     done = [rev for rev in ordered if rev in applied]
                     if int(count) > len(done):
                         raise RollbackError(
-                            f"app {app!r} has {len(done)} applied migration(s); cannot go down {count}"
+                            f"app {app!r} has {plural(len(done), 'applied migration')}; "
+                            f"cannot go down {count}"
                         )
                     new = applied - self.graph.dependents(set(done[len(done) - int(count) :]))
             else:

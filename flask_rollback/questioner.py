@@ -33,6 +33,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
 from .errors import RollbackError
+from .wording import plural
 
 #: ``app_of(table)``: the app whose new migration gets the table's changes, or None when no
 #: migration is written for it (an app not chosen, or read-only): nothing is asked about it.
@@ -312,7 +313,7 @@ def _checked_string(value: str, kind: TypeEngine[Any]) -> str:
     if isinstance(kind, sa.Enum) and kind.enums and value not in kind.enums:
         raise ValueError(f"{value!r} is not one of {', '.join(kind.enums)}")
     if isinstance(kind, sa.String) and kind.length is not None and len(value) > kind.length:
-        raise ValueError(f"{value!r} is longer than {kind.length} characters")
+        raise ValueError(f"{value!r} is longer than {plural(kind.length, 'character')}")
     if isinstance(kind, sa.JSON):
         try:
             json.loads(value)

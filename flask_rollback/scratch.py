@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, Connection
 from .database import connect, create_engine, display_url, libpq_environment, mask
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
 from .recorder import archive_prefix
+from .wording import shown_path
 
 SCRATCH_PREFIX = "rollback_rehearsal_"
 #: Room for the host in a name: prefix (19) + host (20) + pid (7) + source tag (6) + random (8)
@@ -114,7 +115,7 @@ def _sqlite_scratch(url: URL) -> Iterator[URL]:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
         raise RollbackError(
-            f"cannot create the scratch database file {path}: {exc.strerror or exc}",
+            f"cannot create the scratch database file {shown_path(path)}: {exc.strerror or exc}",
             EXIT_COULD_NOT_RUN,
         ) from None
     try:

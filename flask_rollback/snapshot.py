@@ -41,6 +41,7 @@ from .graph import Migration
 from .index import Declared
 from .project import Project
 from .recorder import file_sha256, utcnow, who
+from .wording import plural, shown_path
 
 #: Bumped when the header or the dump's shape changes: a snapshot of another format is stale.
 FORMAT = 1
@@ -184,7 +185,8 @@ def stale_reason(project: Project, snapshot: Snapshot) -> str | None:
         return None
     if snapshot.migrations != len(declared) or set(snapshot.heads) - set(declared):
         return (
-            f"it was made from {snapshot.migrations} migration(s), there are {len(declared)} now"
+            f"it was made from {plural(snapshot.migrations, 'migration')}, there "
+            f"{'is' if len(declared) == 1 else 'are'} {len(declared)} now"
         )
     return "a migration file changed since it was made"
 
@@ -204,7 +206,7 @@ def write(path: Path, text: str) -> None:
     folder = path.parent
     try:
         if folder.is_symlink():
-            raise RollbackError(f"{folder} is a symlink; snapshots are never written through one")
+            raise RollbackError(f"{shown_path(folder)} is a symlink; snapshots are never written through one")
         folder.mkdir(exist_ok=True)
         temporary = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -219,7 +221,7 @@ def write(path: Path, text: str) -> None:
             raise
     except OSError as exc:
         raise RollbackError(
-            f"cannot write the schema snapshot {path}: {exc.strerror or exc}; nothing was written"
+            f"cannot write the schema snapshot {shown_path(path)}: {exc.strerror or exc}; nothing was written"
         ) from None
 
 
@@ -588,17 +590,18 @@ def fresh_database(project: Project, connection: Connection, applied: set[str]) 
         return None
     if not os.path.lexists(path) or not is_empty(project, connection):
         return None
+    shown = shown_path(path)
     try:
         snapshot = current(project, path)
     except Unusable as exc:
-        return Fresh(path, False, f"Schema snapshot {path} ignored: {exc}; replaying the migrations "
+        return Fresh(path, False, f"Schema snapshot {shown} ignored: {exc}; replaying the migrations "
                                   "('flask db snapshot' makes it again).")
     if backend == "postgresql":
         # pg_dump names the scratch database's schema (public) in every statement.
         schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
         connection.rollback()
         if schema != "public":
-            return Fresh(path, False, f"Schema snapshot {path} ignored: it builds schema public, "
+            return Fresh(path, False, f"Schema snapshot {shown} ignored: it builds schema public, "
                                       f"this connection migrates schema {schema}; replaying the migrations.")
     url = connection.engine.url
     try:
@@ -611,10 +614,11 @@ def fresh_database(project: Project, connection: Connection, applied: set[str]) 
                 load(project, connection, url, snapshot.body)
                 count = record_all(project, connection)
     except LoadFailed as exc:
-        return Fresh(path, False, f"Schema snapshot {path} ignored: it did not load ({exc}); "
+        return Fresh(path, False, f"Schema snapshot {shown} ignored: it did not load ({exc}); "
                                   "replaying the migrations.")
-    return Fresh(path, True, f"Built the database from the schema snapshot {path}: {count} "
-                             "migration(s) recorded as applied (--replay runs them instead).", count)
+    return Fresh(path, True, f"Built the database from the schema snapshot {shown}: "
+                             f"{plural(count, 'migration')} recorded as applied (--replay runs "
+                             f"{'it' if count == 1 else 'them'} instead).", count)
 
 
 @dataclass(frozen=True)
@@ -715,7 +719,9 @@ def stale_files(project: Project) -> list[str]:
             backend = path.stem.rsplit(".", 1)[-1]
             # 'flask db snapshot' makes the snapshot of the backend it is connected to.
             where = "" if _same_backend(backend, configured) else f" with a {backend} database URL"
-            problems.append(f"schema snapshot {path} is not current: {exc}; run 'flask db snapshot'{where}")
+            problems.append(
+                f"schema snapshot {shown_path(path)} is not current: {exc}; run 'flask db snapshot'{where}"
+            )
     return problems
 
 
@@ -746,7 +752,7 @@ def verify(project: Project) -> list[str]:
         body = dump(project, scratch, url)
     if snapshot.body == body:
         return []
-    return [f"schema snapshot {path} differs from the schema the migrations build "
+    return [f"schema snapshot {shown_path(path)} differs from the schema the migrations build "
             f"({_first_difference(snapshot.body, body)}); run 'flask db snapshot'"]
 
 

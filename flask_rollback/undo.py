@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .wording import plural
+
 #: An identifier as MariaDB/MySQL write it: `quoted` (doubled backquotes inside) or bare.
 _IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
 _NAME = rf"(?:{_IDENT}\.)?({_IDENT})"
@@ -258,7 +260,7 @@ def _blocker(connection: Connection, effect: Effect) -> str | None:
     if effect.kind == CREATE_TABLE:
         rows = _count(connection, f"SELECT COUNT(*) FROM {quote(effect.table)}")
         if rows:
-            return f"table {effect.table} holds {rows} row(s)"
+            return f"table {effect.table} holds {plural(rows, 'row')}"
         children = connection.execute(sa.text(
             "SELECT DISTINCT TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE "
             "CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = :t AND TABLE_NAME <> :t"
@@ -268,7 +270,7 @@ def _blocker(connection: Connection, effect: Effect) -> str | None:
     elif effect.kind == ADD_COLUMN:
         kept = _kept_values(connection, effect.table, effect.name)
         if kept:
-            return f"column {effect.table}.{effect.name} holds {kept} value(s) other than its default"
+            return f"column {effect.table}.{effect.name} holds {plural(kept, 'value')} other than its default"
     elif effect.kind == RENAME_TABLE and _has_table(connection, effect.old or ""):
         return f"table {effect.old} exists again"
     elif effect.kind == RENAME_COLUMN and _has_column(connection, effect.table, effect.old):

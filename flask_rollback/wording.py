@@ -17,10 +17,12 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 
 def shown_path(path: Path | str | None) -> str:
     """Relative to the working directory when inside it (what a user types), else absolute;
-    ``(none)`` for a path that is not known."""
+    ``(none)`` for a path that is not known. The last part is not resolved: a message about a
+    symlink names the symlink, not what it points to."""
     if path is None:
         return "(none)"
-    resolved = Path(path).resolve()
+    absolute = Path(os.path.abspath(path))
+    resolved = absolute.parent.resolve() / absolute.name
     here = Path.cwd().resolve()
     return os.path.relpath(resolved, here) if resolved.is_relative_to(here) else str(resolved)
 

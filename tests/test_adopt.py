@@ -592,7 +592,7 @@ def test_leftover_flask_migrate_folder_is_one_line_pointing_at_adopt(
     ("marker", "named"),
     [
         ("alembic.ini", "(alembic.ini)"),
-        ("versions", "(versions/ with 1 migration file(s))"),
+        ("versions", "(versions/ with 1 migration file)"),
         ("env.py", "(an env.py that does not call flask_rollback.env.run_env)"),
     ],
 )
@@ -655,7 +655,7 @@ def test_adopt_moves_a_teammates_leftover_migration_into_the_history_it_continue
         '''))
     text = leftover.read_bytes()
     error = one_error_line(run(project, "showmigrations", code=1))
-    assert "versions/ with 1 migration file(s)" in error and "'flask db adopt'" in error
+    assert "versions/ with 1 migration file" in error and "'flask db adopt'" in error
 
     before = state(project)
     dry = run(project, "adopt", "--dry-run").stdout

@@ -285,9 +285,10 @@ def test_broken_migration_file(tmp_path: Path, db_url: str, content: str, fragme
     project = applied_project(tmp_path, db_url)
     broken = project.migrations / "blog" / "0003_broken.py"
     broken.write_text(content)
-    run_refused(project, ("upgrade",), [str(broken), *fragments])
+    named = f"migration file {shown(project, broken)}"
+    run_refused(project, ("upgrade",), [named, *fragments])
     if "syntax error" in fragments:
-        run_refused(project, ("downgrade", "accounts", "zero", "--cascade"), [str(broken), *fragments])
+        run_refused(project, ("downgrade", "accounts", "zero", "--cascade"), [named, *fragments])
 
 
 def test_broken_file_before_the_first_upgrade(tmp_path: Path, db_url: str) -> None:
@@ -296,7 +297,7 @@ def test_broken_file_before_the_first_upgrade(tmp_path: Path, db_url: str) -> No
     write_migrations(project)
     broken = project.migrations / "accounts" / "0002_broken.py"
     broken.write_text("revision = 'bad444'\ndown_revision = 'abc111'\nx = (\n")
-    run_refused(project, ("upgrade",), [str(broken), "syntax error"])
+    run_refused(project, ("upgrade",), [f"migration file {shown(project, broken)} has a syntax error"])
     assert snapshot(db_url) in ("absent", {})
 
 

@@ -483,7 +483,9 @@ def pg_lock_held(ctx: Context) -> Target:
 class Case:
     """``flask db ARGS`` on what ``setup`` prepares (default: the shared project), refused with
     an ``Error:`` line containing every fragment. ``{root}``, ``{file}``, ``{port}`` and
-    ``{name}`` in args and fragments are filled in from the prepared target."""
+    ``{name}`` in args and fragments are filled in from the prepared target; in fragments
+    ``{file}`` is the path as the error shows it: relative to the directory the command ran in
+    when inside it."""
 
     args: tuple[str, ...]
     fragments: tuple[str, ...]
@@ -511,7 +513,7 @@ CASES = [
     case("init-invalid-default-app", "init", "invalid default app label 'main app'",
          setup=fresh_project(config={"ROLLBACK_DEFAULT_APP": "main app"}), in_process=True),
     case("init-migrations-root-under-a-file", ("-d", "{root}/notes.txt/migrations", "init"),
-         "{root}/notes.txt/migrations", "is inside {root}/notes.txt, which is a file",
+         "the migrations folder notes.txt/migrations is inside notes.txt, which is a file",
          setup=migrations_root_under_a_file),
     # -- makemigrations, migrate, revision, merge -------------------------------------------------
     case("makemigrations-live-database-behind", "makemigrations --database live",
@@ -540,7 +542,7 @@ CASES = [
     # -- upgrade: what the target names ----------------------------------------------------------------
     case("upgrade-unknown-app", "upgrade nope@head", "unknown app 'nope'", "accounts, blog"),
     case("upgrade-ambiguous-prefix", "upgrade abc", "'abc' is ambiguous", "abc111", "abc222"),
-    case("upgrade-more-than-pending", "upgrade blog@+5", "only 1 pending migration(s), not 5", in_process=True),
+    case("upgrade-more-than-pending", "upgrade blog@+5", "only 1 pending migration, not 5", in_process=True),
     case("upgrade-to-an-older-revision", "upgrade accounts@abc111", "is below app 'accounts'",
          "flask db downgrade accounts@abc111"),
     case("upgrade-minus-one", "upgrade -1", "goes down", in_process=True),
@@ -577,25 +579,25 @@ CASES = [
     # -- a broken migrations folder -------------------------------------------------------------------
     case("upgrade-missing-migrations-folder", "upgrade", "no migrations folder at migrations (",  # relative to cwd
          "flask db init", setup=missing_migrations_folder),
-    case("upgrade-file-with-syntax-error", "upgrade", "{file}", "syntax error at line 3",
+    case("upgrade-file-with-syntax-error", "upgrade", "migration file {file} has a syntax error at line 3",
          setup=broken_file("0003_broken.py", "revision = 'bad555'\ndown_revision = 'def333'\ndef upgrade(:\n")),
-    case("showmigrations-file-without-revision", "showmigrations", "{file}", "declares no revision",
+    case("showmigrations-file-without-revision", "showmigrations", "migration file {file} declares no revision",
          setup=broken_file("0003_broken.py", "down_revision = 'def333'\n\ndef upgrade():\n    pass\n"), in_process=True),
-    case("current-revision-id-with-path", "current", "{file}", "invalid revision '../../evil'",
+    case("current-revision-id-with-path", "current", "migration file {file}:", "invalid revision '../../evil'",
          setup=broken_file("0003_broken.py", "revision = '../../evil'\ndown_revision = 'def333'\n"), in_process=True),
     case("upgrade-down-revision-nowhere", "upgrade", "migration file migrations/blog/0003_broken.py has down_revision 'nowhere999'",
          setup=broken_file("0003_broken.py", "revision = 'bad555'\ndown_revision = 'nowhere999'\n")),
     case("check-depends-on-nowhere", "check", "migration file migrations/blog/0003_broken.py depends on 'nowhere999'",
          setup=broken_file("0003_broken.py",
                            "revision = 'bad555'\ndown_revision = 'def333'\ndepends_on = 'nowhere999'\n")),
-    case("heads-file-with-null-bytes", "heads", "{file}", "syntax error", "null bytes",
+    case("heads-file-with-null-bytes", "heads", "migration file {file} has a syntax error", "null bytes",
          setup=broken_file("0003_broken.py", b"revision = 'bad555'\x00\n"), in_process=True),
     # Only the migrations a command runs or renders are imported: the broken one is named.
-    case("sqlmigrate-file-raising-on-import", "sqlmigrate blog bad555", "{file} (line 3)",
+    case("sqlmigrate-file-raising-on-import", "sqlmigrate blog bad555", "migration file {file} (line 3)",
          "failed to import: RuntimeError: half-written",
          setup=broken_file("0003_broken.py",
                            "revision = 'bad555'\ndown_revision = 'def333'\nraise RuntimeError('half-written')\n"), in_process=True),
-    case("heads-down-revision-in-another-app", "heads", "{file}", "down_revision 'abc111' from app 'accounts'",
+    case("heads-down-revision-in-another-app", "heads", "migration {file} has down_revision 'abc111' from app 'accounts'",
          setup=broken_file("0003_broken.py", "revision = 'bad555'\ndown_revision = 'abc111'\n"), in_process=True),
     case("check-duplicate-revision-ids", "check", "revision id 'acc444' is used by two files",
          "two files: migrations/accounts/0002_add_name.py and migrations/blog/0003_copy.py",
@@ -603,7 +605,7 @@ CASES = [
     case("deploy-depends-on-cycle", "deploy", "cycle", "abc111", "def333",
          setup=edited_file("0001_initial.py", "accounts", "depends_on = None", "depends_on = 'def333'")),
     case("upgrade-database-at-unknown-revision", "upgrade", "migrated by newer code than this: it is at gone999",
-         "deploy the code that has these migrations", setup=database_at_unknown_revision, in_process=True),
+         "deploy the code that has this migration (the release that applied it)", setup=database_at_unknown_revision, in_process=True),
     # -- the database ----------------------------------------------------------------------------------
     case("predeploy-database-in-missing-folder", "predeploy", "cannot connect to the database",
          "{database}", setup=database_in_missing_folder),
@@ -665,7 +667,12 @@ def test_bad_input_is_refused_cleanly(case: Case, request: pytest.FixtureRequest
     target = case.setup(context) if case.setup else context.target()
     project = target.project
     args = tuple(fill(word, target.values) for word in case.args)
-    fragments = [fill(fragment, target.values) for fragment in case.fragments]
+    ran_in = Path.cwd() if case.in_process else project.root
+    shown = {
+        key: os.path.relpath(value, ran_in) if key == "file" and Path(value).is_relative_to(ran_in) else value
+        for key, value in target.values.items()
+    }
+    fragments = [fill(fragment, shown) for fragment in case.fragments]
 
     before, files_before = snapshot(target.watch), folder_state(project)
     code, output = (run_in_process if case.in_process else run_subprocess)(project, args)

@@ -257,7 +257,7 @@ def test_refusal_is_split_stdout_stderr_in_the_real_cli(tmp_path: Path, db_url: 
         ["+ blog.0002_destroy", "blog", "users", "1 row"],
     ]
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "would destroy existing data in 2 place(s)" in errors[0]
+    assert len(errors) == 1 and "would destroy existing data in 2 places" in errors[0]
     assert "Traceback" not in run.stderr
     assert fingerprint(project) == before
 
@@ -651,7 +651,7 @@ def test_predeploy_warns_with_live_counts_and_deploy_refuses(tmp_path: Path, db_
 
     text = db(project, "predeploy").output
     assert (
-        "warning  data at risk: 1 pending step(s) destroy existing data; "
+        "warning  data at risk: 1 pending step destroys existing data; "
         "deploy needs --archive or --allow-data-loss" in text
     )
     assert f"- {label}: drops column posts.title and its values (2 values)" in text

@@ -460,7 +460,7 @@ def test_a_deploy_failing_on_real_data_is_recorded_and_rolled_back(tmp_path: Pat
     assert line.startswith(
         "Error: deploy 2 failed: migration accounts.0003_copy_first_user (up) failed: IntegrityError"
     ), line
-    assert line.endswith("it was rolled back, 1 earlier step(s) of this run stay done")
+    assert line.endswith("it was rolled back, 1 earlier step of this run stays done")
     first, failed = records(project)
     assert first["status"] == "applied"
     assert failed["status"] == "failed" and "IntegrityError" in failed["error"]

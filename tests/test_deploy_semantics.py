@@ -330,7 +330,7 @@ def test_a_database_ahead_of_the_code_recommends_deploying_that_code(tmp_path: P
         result = project.db(*command)
         text = result.output
         assert f"migrated by newer code than this: it is at {name} ({revision})" in text, (command, text)
-        assert "deploy the code that has these migrations" in text
+        assert "deploy the code that has this migration (the release that applied it)" in text
         assert "--purge" not in text
     gate = project.db("predeploy").output
     assert "migrated by newer code" in gate and "--purge" not in gate
@@ -381,10 +381,10 @@ def test_sigterm_during_rollback_rolls_the_step_back(tmp_path: Path, db_url: str
     if db_url.startswith("mysql"):  # DROP TABLE committed at once and has no inverse
         assert stderr_lines(result) == [
             "Error: terminated by SIGTERM; migration accounts.0002_slow (down) was stopped: it is "
-            "PARTLY APPLIED: the database committed 1 of its statement(s) as they ran (DROP TABLE "
+            "PARTLY APPLIED: the database committed 1 of its statements as they ran (DROP TABLE "
             "audit); the rest did not run; it cannot be undone automatically (DROP TABLE audit has "
             "no known inverse); the version table still names the last complete migration; 0 "
-            "earlier step(s) of this run stay done; recorded in rollback_log_partial: migrations "
+            "earlier steps of this run stay done; recorded in rollback_log_partial: migrations "
             "stay refused until the schema is made to match one side by hand and 'flask db "
             "resolve accounts slow0002 --applied' or '--reverted' says which; deploy 2 stays "
             "recorded as applied"
@@ -398,7 +398,7 @@ def test_sigterm_during_rollback_rolls_the_step_back(tmp_path: Path, db_url: str
         return
     assert stderr_lines(result) == [
         "Error: terminated by SIGTERM; migration accounts.0002_slow (down) was rolled back, "
-        "0 earlier step(s) of this run stay done; deploy 2 stays recorded as applied"
+        "0 earlier steps of this run stay done; deploy 2 stays recorded as applied"
     ]
     assert state(project) == before and "audit" in project.tables()
     out = db(project, "rollback", "--yes", "--lock-timeout", "5").output  # nothing left locked

@@ -213,7 +213,7 @@ def test_getting_started_page_is_what_the_commands_print(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("line, same", [
-    ("   1  applied  <time>  1 migration(s) v2  ...", "   1  applied  <time>  1 migration(s) v2  root@vm"),
+    ("   1  applied  <time>  1 migration v2  ...", "   1  applied  <time>  1 migration v2  root@vm"),
     ("Created migrations/env.py", "Created migrations/env.py"),
 ])
 def test_replay_comparison_allows_only_the_ellipsis(line: str, same: str) -> None:

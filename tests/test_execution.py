@@ -105,7 +105,7 @@ def test_one_transaction_per_migration(tmp_path: Path, db_url: str) -> None:
         # MariaDB committed CREATE TABLE profiles as it ran (its INSERT was rolled back): the
         # error says so, and the table, still empty, was dropped again: its known inverse.
         assert "CREATE TABLE profiles" in errors[0] and "PARTLY APPLIED" not in errors[0]
-        assert "they were undone (DROP TABLE `profiles`), so it left no trace" in errors[0]
+        assert "it was undone (DROP TABLE `profiles`), so it left no trace" in errors[0]
         assert "it was rolled back" not in errors[0]
         assert "rollback_log_partial" not in tables  # nothing to resolve, no marker left
     else:
@@ -456,11 +456,11 @@ def test_mariadb_failure_after_ddl_is_undone_when_every_statement_has_a_safe_inv
     (error,) = [line for line in failed.stderr.splitlines() if line.strip()]
     assert error.startswith("Error: migration accounts.0002_profiles (up) failed: ProgrammingError: ")
     assert "no_such_table" in error and "PARTLY APPLIED" not in error
-    assert "the database had committed 4 of its statement(s) as they ran (CREATE TABLE profiles" in error
+    assert "the database had committed 4 of its statements as they ran (CREATE TABLE profiles" in error
     assert (
         "they were undone (ALTER TABLE `profiles` DROP FOREIGN KEY `fk_profiles_user`; DROP INDEX "
         "`ix_users_age` ON `users`; ALTER TABLE `users` DROP COLUMN `age`; DROP TABLE `profiles`), "
-        "so it left no trace; 0 earlier step(s) of this run stay done"
+        "so it left no trace; 0 earlier steps of this run stay done"
     ) in error
     assert show_create(project, "users") == before and project.tables() == tables
     assert versions(project) == ["acc001"]
@@ -517,13 +517,13 @@ def test_mariadb_step_killed_after_ddl_is_marked_refused_and_undone_only_without
     project.query_write("UPDATE users SET age = 7")  # the new code already wrote to it
     shown = project.db("showmigrations").output
     assert "resolve accounts acc002 --undo" not in shown
-    assert ("'--undo' cannot reverse it (column users.age holds 1 value(s) other than its default): "
+    assert ("'--undo' cannot reverse it (column users.age holds 1 value other than its default): "
             "make the schema match one side by hand, then run 'flask db resolve accounts acc002 "
             "--applied'") in shown
     kept = project.db("resolve", "accounts", "acc002", "--undo")
     assert kept.exit_code == 1, kept.output
     assert (
-        "Error: cannot undo accounts.0002_age: column users.age holds 1 value(s) other than its "
+        "Error: cannot undo accounts.0002_age: column users.age holds 1 value other than its "
         "default; nothing was changed"
     ) in kept.output
     assert "age" in show_create(project, "users")

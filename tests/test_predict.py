@@ -321,11 +321,11 @@ def test_each_rule_blocks_the_gate_with_the_live_count(tmp_path: Path, db_url: s
     report = gate(project, 1)
     assert check(report, "live data") == {
         "name": "live data", "level": "error",
-        "message": "1 pending step(s) would fail on live data", "details": [expected],
+        "message": "1 pending step would fail on live data", "details": [expected],
     }
     assert errors(report) == ["live data"]
     text = db(project, "predeploy", code=1).output
-    assert "error    live data: 1 pending step(s) would fail on live data" in text
+    assert "error    live data: 1 pending step would fail on live data" in text
     assert f"           - {expected}" in text
     assert "Blocked: 1 error" in text
 
@@ -718,7 +718,7 @@ def test_sqlite_orphans_are_predicted_when_a_hook_enforces_foreign_keys(
     failed = project.run("upgrade")
     assert failed.returncode == 1 and f"migration {label} (up) failed" in failed.stderr
     # The rebuild runs with keys off (no cascade) and checks them before it commits.
-    assert "it leaves 2 row(s) whose foreign keys point nowhere (in posts)" in failed.stderr
+    assert "it leaves 2 rows whose foreign keys point nowhere (in posts)" in failed.stderr
 
     project.query_write("UPDATE posts SET editor_id = NULL WHERE editor_id IN (7, 9)")
     run = project.run("predeploy", "--json")

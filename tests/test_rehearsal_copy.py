@@ -205,7 +205,7 @@ def test_the_rehearsal_copies_extensions_enum_types_views_and_triggers(
     assert report["pending"] == ["contacts.0002_nickname"]
     assert all(c["level"] == "ok" for c in report["checks"]), report["checks"]
     assert check(report, "rehearsal")["message"] == (
-        "1 pending migrations applied, reverted (schema identical) and re-applied on a scratch copy"
+        "1 pending migration applied, reverted (schema identical) and re-applied on a scratch copy"
     )
     assert state(project) == before
     assert scratch_leftovers(url, pg_server) == []
@@ -404,16 +404,16 @@ def test_sigterm_mid_migration_rolls_that_migration_back(
     recorded = "; deploy 2 was recorded as failed" if command == "deploy" else ""
     if db_url.startswith("mysql"):  # CREATE TABLE committed at once: undone, being empty
         outcome = (
-            "was stopped: the database had committed 1 of its statement(s) as they ran (CREATE "
+            "was stopped: the database had committed 1 of its statements as they ran (CREATE "
             "TABLE audit ( id INTEGER NOT NULL AUTO_INCREMENT, CONSTRAINT pk_audit PRIMARY KEY "
-            "(id) )); they were undone (DROP TABLE `audit`), so it left no trace;"
+            "(id) )); it was undone (DROP TABLE `audit`), so it left no trace;"
         )
     else:
         outcome = "was rolled back,"
     assert stderr_lines(result) == [
         (
             f"Error: terminated by SIGTERM; migration accounts.0002_sleep (up) {outcome} "
-            f"0 earlier step(s) of this run stay done{recorded}"
+            f"0 earlier steps of this run stay done{recorded}"
         )
     ]
     assert "Traceback" not in result.stdout + result.stderr

@@ -104,7 +104,7 @@ def test_a_fresh_database_through_the_snapshot_equals_a_replayed_one(
     assert "rollback_log" not in text and "alembic_version" not in text
 
     out = ok(project.db("upgrade"))
-    assert BUILT in out and str(path) in out and "3 migration(s)" in out
+    assert BUILT in out and str(path) in out and "3 migrations" in out
     assert sorted(row[:3] for row in log_rows(project)) == [
         ("accounts", "0001_initial", "up"), ("accounts", "0002_seed", "up"), ("blog", "0001_initial", "up"),
     ]
@@ -241,7 +241,7 @@ def test_a_stale_snapshot_of_another_backend_says_which_url_makes_it(tmp_path: P
     result = project.db("check")
     assert result.exit_code == EXIT_SNAPSHOT_STALE, result.output
     lines = [line for line in result.output.splitlines() if "schema snapshot" in line]
-    assert lines == [f"schema snapshot {stale} is not current: it was made from 3 migration(s), there are 4 "
+    assert lines == [f"schema snapshot {stale} is not current: it was made from 3 migrations, there are 4 "
                      "now; run 'flask db snapshot' with a sqlite database URL"], lines
 
 
@@ -257,7 +257,7 @@ def test_a_stale_snapshot_is_ignored_and_check_fails(tmp_path: Path, change: str
         write_migration(project, "accounts", "0003_more.py", "more0003", "seed0002",
                         """op.execute("INSERT INTO users (id, email) VALUES (3, 'x@example.org')")""",
                         'op.execute("DELETE FROM users WHERE id = 3")')
-        why = "it was made from 3 migration(s), there are 4 now"
+        why = "it was made from 3 migrations, there are 4 now"
     else:
         path.write_text(path.read_text().replace("admin@example.org", "root@example.org"))
         why = "its body was edited after it was made"

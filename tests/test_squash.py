@@ -97,7 +97,7 @@ def test_fresh_database_runs_the_squash_alone(project: Project, second_db_url: s
     revision = squash(project)
     fresh = dataclasses.replace(project, url=second_db_url)
     out = ok(fresh, "upgrade")
-    assert "Applied 3 migration(s) (accounts 1, blog 2)" in out
+    assert "Applied 3 migrations (accounts 1, blog 2)" in out
     assert schema(fresh) == unsquashed
     assert versions(fresh) == ["b4"]
     ran = fresh.query("SELECT revision FROM rollback_log WHERE app = 'blog' ORDER BY id")
@@ -116,7 +116,7 @@ def test_database_that_applied_the_originals(project: Project) -> None:
     assert squashed_status(project) == ["blog", f" [X] {SQUASH[:-3]}", " [ ] 0004_more"]
     assert "Nothing to upgrade" in ok(project, "upgrade", "blog.0001_squashed")  # already applied
     assert versions(project) == ["b3"] and schema(project) == before
-    assert "Applied 1 migration(s) (blog 1)" in ok(project, "upgrade")  # only 0004
+    assert "Applied 1 migration (blog 1)" in ok(project, "upgrade")  # only 0004
     assert versions(project) == ["b4"]
     assert squashed_status(project) == ["blog", f" [X] {SQUASH[:-3]}", " [X] 0004_more"]
     ok(project, "downgrade", "blog@-1")

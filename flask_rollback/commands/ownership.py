@@ -34,7 +34,7 @@ from ..rename import (
     only_bytecode,
     relabel_source,
 )
-from ..wording import plural
+from ..wording import plural, shown_path
 from .context import open_database
 
 # -- apps -------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def _folder_of(
     owner = roots[0].app
     if owner.label != new:
         raise RollbackError(
-            f"branch label {old!r} is declared in {roots[0].path}, a migration of app "
+            f"branch label {old!r} is declared in {shown_path(roots[0].path)}, a migration of app "
             f"{owner.label!r}; run 'flask db rename-app {old} {owner.label}' to match them"
         )
     return owner.directory, owner
@@ -265,7 +265,7 @@ def _check_old(
     if owner.read_only:
         raise RollbackError(
             f"app {owner.label!r} is read-only: its migrations ship with an installed package "
-            f"({folder}); it cannot be renamed here"
+            f"({shown_path(folder)}); it cannot be renamed here"
         )
     if not any(f.app.label == owner.label for f in files):
         raise RollbackError(
@@ -287,21 +287,21 @@ def _check_old(
             )
         if owner.folder_origin != FOLDER_DEFAULT:
             raise RollbackError(
-                f"the migrations of {old!r} live in {folder}, which {owner.folder_origin} gives "
+                f"the migrations of {old!r} live in {shown_path(folder)}, which {owner.folder_origin} gives "
                 f"to {old!r}; give that folder to {new!r} there first, then run rename-app again"
             )
     for item in files:
         for declared in item.declared:
             if declared.names is None and mentions(declared.source, old):
                 raise RollbackError(
-                    f"migration file {item.path} computes {declared.field}, which mentions "
+                    f"migration file {shown_path(item.path)} computes {declared.field}, which mentions "
                     f"{old!r}; rename it there by hand (or make it a plain string), then run "
                     "rename-app again"
                 )
         references = [n for f in ("branch_labels", "depends_on") for n in item.names(f)]
         if item.app.read_only and any(n == old or n.startswith(old + "@") for n in references):
             raise RollbackError(
-                f"migration file {item.path} of read-only app {item.app.label!r} names {old!r} "
+                f"migration file {shown_path(item.path)} of read-only app {item.app.label!r} names {old!r} "
                 "and cannot be rewritten; it cannot be renamed here"
             )
 
@@ -329,7 +329,7 @@ def _check_new_in_files(registry: AppRegistry, files: list[_MigrationFile], new:
     for item in files:
         if new in item.names("branch_labels"):
             raise RollbackError(
-                f"app label {new!r} is in use: {item.path} declares branch label {new!r}; "
+                f"app label {new!r} is in use: {shown_path(item.path)} declares branch label {new!r}; "
                 "choose another name"
             )
     if new in registry:
@@ -337,7 +337,7 @@ def _check_new_in_files(registry: AppRegistry, files: list[_MigrationFile], new:
         if app.directory.resolve() != folder.resolve() and any(f.app.label == new for f in files):
             raise RollbackError(
                 f"app label {new!r} is in use: app {new!r} already has migrations in "
-                f"{app.directory}; choose another name"
+                f"{shown_path(app.directory)}; choose another name"
             )
 
 
