@@ -60,9 +60,11 @@ def db(project: Project, *args: str, code: int = 0) -> Result:
 
 
 def one_error(result: Result) -> str:
-    """The output is exactly one ``Error:`` line; return it."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    """The error is exactly one ``Error:`` line on stderr (stdout may show what ran before it:
+    the gate's report, a line per migration); return it."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output, result.output
     return lines[0]
 
 

@@ -288,8 +288,9 @@ def test_sqlite_backups_are_private(tmp_path: Path) -> None:
 
 def assert_deploy_refused(project: Project, result: Result | subprocess.CompletedProcess[str], *fragments: str) -> None:
     output = result.output if isinstance(result, Result) else result.stdout + result.stderr
-    lines = [line for line in output.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]  # stdout: the gate's report
     assert len(lines) == 1 and lines[0].startswith("Error: "), output
+    assert "Traceback" not in output, output
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert app_tables(project) == set() and records(project) == []

@@ -75,6 +75,7 @@ def status(project: Project, apps: Sequence[str] = (), applied_at: bool = True) 
     unread (``current`` shows no times), so each ``applied_at`` is None."""
     for label in apps:
         project.registry.get(label)
+    project.graph  # noqa: B018 - the folders are checked before a database file is created
     with project.connect() as connection, gc_paused():
         planner, times = read_state(project, connection, log=applied_at)
         faked = project.recorder.faked(connection) if applied_at else set()
