@@ -142,6 +142,14 @@ def operations(
     return found
 
 
+def classify(
+    operation: alembic_ops.MigrateOperation, dialect: Dialect, in_batch: bool = False
+) -> list[Operation]:
+    """The rows one Alembic operation gives, as a reading records them: the guard holds each
+    operation a step runs against the ones its reading showed."""
+    return _classify(operation, dialect, in_batch)
+
+
 @lru_cache(maxsize=None)
 def reading_dialect(name: str) -> Dialect:
     """One dialect object per backend name: building it costs more than recording a migration."""

@@ -15,7 +15,10 @@ reader understood (a function, a ``DO`` block) are counted after rolling back to
 and refused like any other loss. A step that could be read runs with each ``op.execute`` matched
 to one its reading showed: rows changed by a statement the reading did not show (code that runs
 only when not rendering SQL) are that statement's own, never credited to a read statement on the
-same table, and the step is rolled back and refused.
+same table, and the step is rolled back and refused. Each Alembic operation such a step runs is
+held against the ones its reading showed (``_Shown``): a drop, narrowing or rebuild no reading
+showed, which no row count could hear, is counted as the database is then and refused before
+it is sent.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import op as alembic_op
-from alembic.operations.ops import ExecuteSQLOp
+from alembic.operations import BatchOperations
+from alembic.operations.base import AbstractOperations
+from alembic.operations.ops import ExecuteSQLOp, MigrateOperation
 from sqlalchemy.engine import Connection
 
-from .analysis import Operation, executed_sql, reading_dialect
+from .analysis import Operation, classify, executed_sql, reading_dialect
 from .archive import ArchiveLog, ArchiveSpec
 from .dataloss import (
     UNKNOWN,
@@ -49,12 +53,14 @@ from .executor import Progress, RunReport, execute
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
+    CopyRows,
     DeleteRows,
     DropColumns,
     DropTables,
     Overwrite,
     Rename,
     Target,
+    Uncountable,
     UpdateRows,
     read,
     unquote,
@@ -144,6 +150,7 @@ class DataGuard:
 
         def run(**kw: Any) -> None:
             self.counted = []
+            created = set(self.created)  # before the count adds what this step creates
             archived = len(self.archived)
             self._count_step(connection, step, ops)
             # The step's transaction began just before (executor: one per migration) and so far
@@ -154,7 +161,7 @@ class DataGuard:
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
                     return
-                with unexplained.matching(ops):
+                with _Shown(self, connection, step, ops, created, unexplained).running():
                     function(**kw)
                 self._after(step, unexplained.risks(step))
 
@@ -403,7 +410,7 @@ class _Unexplained:
     (cascades), what the run created, and our own tables. A statement that runs but was never
     read (code that only runs when not rendering SQL, on every backend) explains nothing: the
     rows it reports deleting or updating are refused as the rows they are, also in a table
-    whose other, read statements were counted (``matching``)."""
+    whose other, read statements were counted (``_Shown``)."""
 
     def __init__(
         self, project: Project, connection: Connection, ops: list[Operation],
@@ -435,7 +442,7 @@ class _Unexplained:
         #: (table, "deleted"/"updated", rows, sent by code the reading did not show) reported
         #: by statements nothing read for the step explains.
         self.unread: list[tuple[str, str, int, bool]] = []
-        #: Inside an ``op.execute`` the step's reading showed (``matching``); None: every
+        #: Inside an ``op.execute`` the step's reading showed (``_Shown``); None: every
         #: statement is read as it runs (a watched step), or none is compared.
         self.in_read_statement: bool | None = None
         self.before: dict[str, tuple[int, int]] = {}
@@ -457,39 +464,6 @@ class _Unexplained:
 
     def silence(self) -> None:
         self.silenced = True
-
-    @contextmanager
-    def matching(self, ops: list[Operation]) -> Iterator[None]:
-        """Run the step with each ``op.execute`` matched to one its reading showed (by the SQL
-        it reads as, each read one used once): statements of any other one, or sent past
-        ``op`` (``op.get_bind()`` in code the reading did not reach), are unread."""
-        dialect = reading_dialect(self.connection.dialect.name)
-        sources = {id(op.source): op.source for op in ops if isinstance(op.source, ExecuteSQLOp)}
-        shown = Counter(executed_sql(source.sqltext, dialect) for source in sources.values())
-        impl = alembic_op.get_context().impl
-        run = impl.execute
-
-        def execute(sql: Any, execution_options: dict[str, Any] | None = None) -> None:
-            try:
-                key: str | None = executed_sql(sql, dialect)
-            except Exception:  # noqa: BLE001 - cannot be read: it was not shown either
-                key = None
-            if key is None or shown[key] <= 0:
-                return run(sql, execution_options)
-            shown[key] -= 1
-            self.in_read_statement = True
-            try:
-                return run(sql, execution_options)
-            finally:
-                self.in_read_statement = False
-
-        self.in_read_statement = False
-        impl.execute = execute  # type: ignore[method-assign]  # for this step only
-        try:
-            yield
-        finally:
-            del impl.execute
-            self.in_read_statement = None
 
     def __enter__(self) -> _Unexplained:
         if self.connection.dialect.name == "postgresql":
@@ -604,6 +578,134 @@ class _Unexplained:
             reason = f"{amount} of {table} {how} by {source}"
             risks.append(StepRisk(step, _seen(reason, table, None), Loss(table, None, count, reason)))
         return risks
+
+
+class _Shown:
+    """Each Alembic operation a step runs (``op.*``, also in a batch), held against the ones its
+    reading showed, classified the same way (``analysis.classify``). A dropped column or table
+    leaves no row count to hear, so what destroys data and was not shown (code that runs only
+    when not rendering SQL) is counted on the database as it is then and refused before it is
+    sent (MariaDB commits DDL at once); rows deleted or updated by an unshown statement are
+    heard as it runs (``_Unexplained``). Once the step ran anything not shown, every operation
+    after it is counted again before it runs: an unshown rename can put data under the name a
+    shown drop was counted empty at. A shown ``op.execute`` marks its statements as read."""
+
+    def __init__(
+        self, guard: DataGuard, connection: Connection, step: Step, ops: list[Operation],
+        exempt: set[tuple[str, str | None]], unexplained: _Unexplained,
+    ) -> None:
+        self.guard = guard
+        self.connection = connection
+        self.step = step
+        self.exempt = exempt
+        self.unexplained = unexplained
+        self.dialect = reading_dialect(connection.dialect.name)
+        #: Shown operations left to run: rows (equal by kind, table, column, reason, SQL) and,
+        #: for ``op.execute``, its SQL text (with the rows read from it).
+        self.shown = Counter(op for op in ops if not isinstance(op.source, ExecuteSQLOp))
+        self.shown_sql: Counter[str] = Counter()
+        self.rows_of_sql: dict[str, list[Operation]] = {}
+        sources = {id(op.source): op.source for op in ops if isinstance(op.source, ExecuteSQLOp)}
+        for source in sources.values():
+            text = executed_sql(source.sqltext, self.dialect)
+            self.shown_sql[text] += 1
+            self.rows_of_sql[text] = [op for op in ops if op.source is source]
+        #: The database as the step has changed it, from its first unshown operation on.
+        self.shadow: Shadow | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Judge each operation the step invokes, for this step only (Alembic's own ``op``
+        proxy and every batch go through ``invoke``; the reader's recorders override it)."""
+        invoke = AbstractOperations.invoke
+        shown = self
+
+        def judged(operations: AbstractOperations, operation: MigrateOperation) -> Any:
+            if not shown.judge(operation, isinstance(operations, BatchOperations)):
+                return invoke(operations, operation)
+            shown.unexplained.in_read_statement = True
+            try:
+                return invoke(operations, operation)
+            finally:
+                shown.unexplained.in_read_statement = False
+
+        self.unexplained.in_read_statement = False
+        AbstractOperations.invoke = judged  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            AbstractOperations.invoke = invoke  # type: ignore[method-assign]
+            self.unexplained.in_read_statement = None
+
+    def judge(self, operation: MigrateOperation, in_batch: bool) -> bool:
+        """Refuse ``operation`` if it would destroy data no reading showed; True for a shown
+        ``op.execute``."""
+        if isinstance(operation, ExecuteSQLOp):
+            try:
+                key: str | None = executed_sql(operation.sqltext, self.dialect)
+            except Exception:  # noqa: BLE001 - cannot be read: it was not shown either
+                key = None
+            if key is not None and self.shown_sql[key] > 0:
+                self.shown_sql[key] -= 1
+                if self.shadow is not None:
+                    self._count(self.rows_of_sql[key], shown=True)
+                return True
+            rows = classify(operation, self.dialect, in_batch)
+        else:
+            rows = classify(operation, self.dialect, in_batch)
+            if all(self.shown[row] > 0 for row in rows):
+                self.shown.subtract(rows)
+                if self.shadow is not None:
+                    self._count(rows, shown=True)
+                return False
+        if self.shadow is None:
+            self.shadow = Shadow(self.connection, counting="current", exempt=self.exempt)
+        self._count(rows, shown=False)
+        return False
+
+    def _count(self, rows: list[Operation], shown: bool) -> None:
+        """Follow ``rows`` on the database as it is now; refuse what they would destroy that
+        the count before the step did not (only shown operations were counted then)."""
+        assert self.shadow is not None
+        lost: list[StepRisk] = []
+        for row in rows:
+            effects = row.effects
+            if not shown and row.risk == "review":
+                effects = (Uncountable(Target(row.table) if row.table else None, "its code cannot be read"),)
+            elif not shown and all(_rows_only(effect) for effect in effects):
+                continue  # rows it changes are heard as it runs, and roll back on every backend
+            for loss in self.shadow.apply(effects, row.reason):
+                if loss.rows != 0 and not (shown and self._counted_before(loss)):
+                    lost.append(StepRisk(self.step, row, loss))
+        if lost:
+            _refuse_unshown(lost, shown)
+
+    def _counted_before(self, loss: Loss) -> bool:
+        return any(
+            (counted.schema, counted.table, counted.column) == (loss.schema, loss.table, loss.column)
+            and (counted.rows == UNKNOWN or 0 <= loss.rows <= counted.rows)
+            for counted in self.guard.counted
+        )
+
+
+def _rows_only(effect: Any) -> bool:
+    """An effect on rows, not on the schema (a DML statement's)."""
+    return isinstance(effect, (DeleteRows, UpdateRows, Overwrite, CopyRows))
+
+
+def _refuse_unshown(lost: list[StepRisk], shown: bool) -> None:
+    first = lost[0]
+    amount = "an unknown number of rows" if first.amount == "unknown" else first.amount
+    more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+    where = ("after code this step's reading did not show had run" if shown
+             else "in code this step's reading did not show")
+    raise DataLossError(
+        DataLossReport(lost),
+        f"counted again as it ran, it would destroy {amount} of {first.object}{more} "
+        f"({first.operation.reason}) {where} (it runs only when not rendering SQL, so no plan "
+        "or report counted it); refused before it was sent. Make that code run when the "
+        "migration is read too, or re-run with --allow-data-loss",
+    )
 
 
 #: ``DELETE FROM t ...`` / ``UPDATE t ...`` on one table (schema-qualified or quoted): read
