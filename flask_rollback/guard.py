@@ -18,11 +18,12 @@ only when not rendering SQL) are that statement's own, never credited to a read 
 same table, and the step is rolled back and refused. Each Alembic operation such a step runs is
 held against the ones its reading showed (``_Shown``): a drop, narrowing or rebuild no reading
 showed, which no row count could hear, is counted as the database is then and refused before
-it is sent.
+it is sent; so is a schema change sent past Alembic's operations (``op.get_bind().execute``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sqlite3
@@ -34,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.operations import BatchOperations
 from alembic.operations.base import AbstractOperations
+from alembic.operations.batch import BatchOperationsImpl
 from alembic.operations.ops import ExecuteSQLOp, MigrateOperation
 from sqlalchemy.engine import Connection
 
@@ -372,19 +374,21 @@ HEARD_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 
 
 class _Hearing:
-    """The rows each statement reports, passed to the running step's ``_Unexplained``: one
-    listener for the whole run, as adding and removing one per step costs more than a small
-    step's own DDL."""
+    """The rows each statement reports, passed to the running step's ``_Unexplained``, and each
+    statement before it is sent, passed to the running step's ``_Shown``: listeners for the
+    whole run, as adding and removing them per step costs more than a small step's own DDL."""
 
     def __init__(self) -> None:
         self.connection: Connection | None = None  # while listening
         self.step: _Unexplained | None = None
+        self.shown: _Shown | None = None
 
     @contextmanager
     def listening(self, connection: Connection) -> Iterator[None]:
         if connection.dialect.name not in HEARD_DIALECTS:
             yield
             return
+        sa.event.listen(connection, "before_cursor_execute", self._sending)
         sa.event.listen(connection, "after_cursor_execute", self._heard)
         self.connection = connection
         try:
@@ -392,10 +396,29 @@ class _Hearing:
         finally:
             self.connection = None
             sa.event.remove(connection, "after_cursor_execute", self._heard)
+            sa.event.remove(connection, "before_cursor_execute", self._sending)
+
+    def _sending(self, _conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if self.shown is not None and not self.shown.depth and _may_change_schema(statement):
+            self.shown.sent(statement)
 
     def _heard(self, *args: Any) -> None:
         if self.step is not None:
             self.step._counted(*args)
+
+
+#: Leading comments of a statement, before its first keyword.
+LEADING_COMMENTS_RE = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.DOTALL)
+
+
+def _may_change_schema(statement: str) -> bool:
+    """A statement that can drop, empty, narrow or move data by a schema change, or text of
+    several statements: only these are read as they are sent past Alembic's operations (every
+    other statement only adds, or changes rows the step is heard changing)."""
+    head = statement.lstrip()
+    if head.startswith(("--", "/*")):
+        head = statement[LEADING_COMMENTS_RE.match(statement).end():]  # type: ignore[union-attr]
+    return head[:8].upper().startswith(("DROP", "ALTER", "TRUNCATE", "RENAME")) or ";" in head.rstrip().rstrip(";")
 
 
 class _Unexplained:
@@ -588,7 +611,10 @@ class _Shown:
     sent (MariaDB commits DDL at once); rows deleted or updated by an unshown statement are
     heard as it runs (``_Unexplained``). Once the step ran anything not shown, every operation
     after it is counted again before it runs: an unshown rename can put data under the name a
-    shown drop was counted empty at. A shown ``op.execute`` marks its statements as read."""
+    shown drop was counted empty at. A shown ``op.execute`` marks its statements as read. A
+    schema change sent outside every operation (``op.get_bind().execute``, which no reading can
+    show) is read and held the same way before the database runs it (``sent``); what Alembic
+    sends inside an operation, or rebuilding a batch's table after it, was judged with it."""
 
     def __init__(
         self, guard: DataGuard, connection: Connection, step: Step, ops: list[Operation],
@@ -612,28 +638,45 @@ class _Shown:
             self.rows_of_sql[text] = [op for op in ops if op.source is source]
         #: The database as the step has changed it, from its first unshown operation on.
         self.shadow: Shadow | None = None
+        #: Alembic operations (and batch rebuilds) running now: what they send was judged.
+        self.depth = 0
 
     @contextmanager
     def running(self) -> Iterator[None]:
         """Judge each operation the step invokes, for this step only (Alembic's own ``op``
         proxy and every batch go through ``invoke``; the reader's recorders override it)."""
         invoke = AbstractOperations.invoke
+        flush = BatchOperationsImpl.flush
         shown = self
 
         def judged(operations: AbstractOperations, operation: MigrateOperation) -> Any:
-            if not shown.judge(operation, isinstance(operations, BatchOperations)):
-                return invoke(operations, operation)
-            shown.unexplained.in_read_statement = True
+            read_statement = shown.judge(operation, isinstance(operations, BatchOperations))
+            shown.unexplained.in_read_statement = read_statement
+            shown.depth += 1
             try:
                 return invoke(operations, operation)
             finally:
+                shown.depth -= 1
                 shown.unexplained.in_read_statement = False
+
+        def rebuilt(impl: BatchOperationsImpl) -> None:
+            """A batch's operations, run (or its table rebuilt) as the ``with`` block ends,
+            outside any ``invoke``: each was judged as the block recorded it."""
+            shown.depth += 1
+            try:
+                flush(impl)
+            finally:
+                shown.depth -= 1
 
         self.unexplained.in_read_statement = False
         AbstractOperations.invoke = judged  # type: ignore[method-assign,assignment]
+        BatchOperationsImpl.flush = rebuilt  # type: ignore[method-assign,assignment]
+        self.guard.hearing.shown = self
         try:
             yield
         finally:
+            self.guard.hearing.shown = None
+            BatchOperationsImpl.flush = flush  # type: ignore[method-assign]
             AbstractOperations.invoke = invoke  # type: ignore[method-assign]
             self.unexplained.in_read_statement = None
 
@@ -663,6 +706,26 @@ class _Shown:
         self._count(rows, shown=False)
         return False
 
+    def sent(self, statement: str) -> None:
+        """A schema change sent outside every Alembic operation: read as ``op.execute`` would
+        be, counted on the database as it is now and refused before it is sent if it destroys
+        data. A statement not understood (an unknown ``ALTER``) is refused as uncountable when
+        the table it names holds rows; our own tables pass."""
+        own = self.guard.project.recorder.is_own_table
+        rows: list[Operation] = []
+        for row in classify(ExecuteSQLOp(statement), self.dialect):
+            if row.risk == "review" and not row.table:
+                row = dataclasses.replace(row, table=_first_table(statement) or None)
+                if row.table is None:
+                    continue  # names no table (ALTER TYPE, ALTER SEQUENCE): no rows to lose
+            if not (row.table and own(row.table) and all(own(name) for name in _dropped(row))):
+                rows.append(row)
+        if not rows:
+            return
+        if self.shadow is None:
+            self.shadow = Shadow(self.connection, counting="current", exempt=self.exempt)
+        self._count(rows, shown=False)
+
     def _count(self, rows: list[Operation], shown: bool) -> None:
         """Follow ``rows`` on the database as it is now; refuse what they would destroy that
         the count before the step did not (only shown operations were counted then)."""
@@ -686,6 +749,11 @@ class _Shown:
             and (counted.rows == UNKNOWN or 0 <= loss.rows <= counted.rows)
             for counted in self.guard.counted
         )
+
+
+def _dropped(row: Operation) -> list[str]:
+    """Every table a row's ``DROP TABLE`` or ``TRUNCATE`` names (its ``table`` is the first)."""
+    return [t.table for effect in row.effects if isinstance(effect, DropTables) for t in effect.tables]
 
 
 def _rows_only(effect: Any) -> bool:

@@ -617,6 +617,74 @@ def test_a_rename_the_reading_did_not_show_is_not_credited_to_a_read_drop(tmp_pa
     assert versions == {revision_of(project, "blog", "0001")}
 
 
+#: Schema changes sent past Alembic's operations, only when not rendering SQL: (statement, what
+#: the refusal names, what is left of posts once it ran: its columns, or None when it is gone).
+THROUGH_THE_CONNECTION = {
+    "drop_column": ("ALTER TABLE posts DROP COLUMN title", "posts.title", {"id", "author_id"}),
+    "drop_table": ("DROP TABLE posts", "posts", None),
+    "truncate": ("TRUNCATE TABLE posts", "posts", {"id", "title", "author_id"}),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.backends("postgresql", "mariadb")] if name == "truncate" else [])
+    for name in THROUGH_THE_CONNECTION
+])
+@pytest.mark.parametrize("empty", [False, True], ids=["with_rows", "empty"])
+def test_a_schema_change_sent_through_the_connection_is_refused_before_it_runs(
+    tmp_path: Path, db_url: str, name: str, empty: bool
+) -> None:
+    """``op.get_bind().execute(...)`` runs no Alembic operation, and no row count hears a drop
+    or a TRUNCATE: each such statement is read as it is sent, counted on the database as it is
+    then and refused before it reaches the database (MariaDB commits DDL at once): exit 6, the
+    data and the version as they were, the earlier step applied. On an empty table it runs."""
+    statement, what, left = THROUGH_THE_CONNECTION[name]
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])',
+         'op.drop_index("ix_posts_author", table_name="posts")'),
+        ('op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))\n'
+         + hidden(f'op.get_bind().execute(sa.text("{statement}"))'), "pass", NOOP),
+    ]))
+    if empty:
+        project.query_write("DELETE FROM posts")
+        db(project, "upgrade")
+        assert {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")} == {"blog0003"}
+        engine = project.engine()
+        try:
+            inspector = sa.inspect(engine)
+            found = {c["name"] for c in inspector.get_columns("posts")} if inspector.has_table("posts") else None
+        finally:
+            engine.dispose()
+        assert found == left
+        return
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
+    assert f" of {what} " in errors[0] and "runs only when not rendering SQL" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0002"}
+
+
+def test_a_rename_sent_through_the_connection_is_not_credited_to_a_read_drop(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The reading shows a drop of a table that does not exist (nothing to count); the step
+    first renames posts to that name through the connection, only when running: the drop is
+    counted again on the database as it then is, and refused before it runs."""
+    project = build(tmp_path, db_url, Case([
+        (hidden('op.get_bind().execute(sa.text("ALTER TABLE posts RENAME TO articles"))')
+         + '\nop.drop_table("articles")', "pass", NOOP),
+    ]))
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "3 rows of articles" in errors[0], refused.output
+    assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {revision_of(project, "blog", "0001")}
+
+
 def test_read_statements_on_one_table_still_run_and_archive(tmp_path: Path, db_url: str) -> None:
     """The statements a step's reading shows, as strings, Core constructs and bound text, on
     one table: archived and run, nothing refused (the run's statements are matched to the read
