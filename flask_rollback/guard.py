@@ -19,6 +19,11 @@ same table, and the step is rolled back and refused. Each Alembic operation such
 held against the ones its reading showed (``_Shown``): a drop, narrowing or rebuild no reading
 showed, which no row count could hear, is counted as the database is then and refused before
 it is sent; so is a schema change sent past Alembic's operations (``op.get_bind().execute``).
+A read step whose source holds code the reading cannot see (a test of ``as_sql``, a raw DB-API
+cursor: ``analysis.UNSEEN``) runs so on PostgreSQL and SQLite inside a savepoint, the catalog
+compared after it (``_held``): a column or table a raw cursor dropped, which no listener hears,
+is counted and refused. On MariaDB/MySQL, whose DDL commits at once, a step with a raw DB-API
+cursor (anywhere: SQLite's ``executescript``, which commits first) is refused before it runs.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from alembic.operations.batch import BatchOperationsImpl
 from alembic.operations.ops import ExecuteSQLOp, MigrateOperation
 from sqlalchemy.engine import Connection
 
-from .analysis import Operation, classify, executed_sql, reading_dialect
+from .analysis import UNSEEN, Operation, classify, executed_sql, reading_dialect
 from .archive import ArchiveLog, ArchiveSpec
 from .dataloss import (
     UNKNOWN,
@@ -148,9 +153,13 @@ class DataGuard:
             return function
         dialect = connection.dialect.name
         ops = step_operations(self.project, step, dialect)
-        unreadable = any(op.risk == "review" for op in ops)
+        unreadable = any(op.risk == "review" and op.kind not in UNSEEN for op in ops)
+        unseen = {op.kind: op for op in ops if op.kind in UNSEEN}
+        unwatchable = [op for op in unseen.values() if not watchable(op, dialect)]
 
         def run(**kw: Any) -> None:
+            if unwatchable and not self.allow_data_loss:
+                _refuse_unwatchable(step, unwatchable[0], dialect)
             self.counted = []
             created = set(self.created)  # before the count adds what this step creates
             archived = len(self.archived)
@@ -162,6 +171,9 @@ class DataGuard:
                 unexplained.account(self.counted)
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
+                    return
+                if unseen and dialect in TRANSACTIONAL_DDL:
+                    self._held(connection, step, function, kw, ops, created, unexplained)
                     return
                 with _Shown(self, connection, step, ops, created, unexplained).running():
                     function(**kw)
@@ -244,8 +256,20 @@ class DataGuard:
             self.created = watch.shadow.created_names()
             return
         savepoint.rollback()
+        self._settle(connection, step, changed + self._gone(connection, step, vanished))
+        unexplained.silence()  # the run below repeats what was just judged
+        watch = _StatementWatch(self, connection, step, unexplained)
+        with watch.listening():
+            function(**kw)  # nothing vanished with data, or it is archived: run it for real
+        self.created = watch.shadow.created_names()
+
+    def _gone(
+        self, connection: Connection, step: Step, vanished: list[tuple[str, str | None]]
+    ) -> list[StepRisk]:
+        """What the tables and columns that vanished held, counted on the database as it was
+        before the step (its savepoint rolled back)."""
         counter = Shadow(connection, counting="current", exempt=self.created)
-        risks = list(changed)
+        risks: list[StepRisk] = []
         for table, column in vanished:
             if counter.table(table) is None:
                 continue
@@ -254,12 +278,70 @@ class DataGuard:
             reason = f"{what} vanished through code that could not be read"
             risks += [StepRisk(step, _seen(reason, table, column), loss)
                       for loss in counter.apply((gone,), reason)]
-        self._settle(connection, step, risks)
+        return risks
+
+    def _held(
+        self, connection: Connection, step: Step, function: Callable[..., None], kw: dict[str, Any],
+        ops: list[Operation], created: set[tuple[str, str | None]], unexplained: _Unexplained,
+    ) -> None:
+        """A read step whose source holds code its reading cannot see (``analysis.UNSEEN``) on a
+        backend whose DDL rolls back: each operation is held against the reading (``_Shown``)
+        inside a savepoint, and the catalog compared after it: a table or column gone without
+        an operation or statement that said so (sent through a raw DB-API cursor, which no
+        listener hears) is counted, then refused or archived and the step run again."""
+        savepoint = connection.begin_nested()
+        before = _catalog(connection, self.project)
+        shown = _Shown(self, connection, step, ops, created, unexplained)
+        with shown.running():
+            function(**kw)
+        vanished = _vanished(before, _catalog(connection, self.project), shown.explained)
+        if not vanished:
+            savepoint.commit()
+            self._after(step, unexplained.risks(step))
+            return
+        savepoint.rollback()
+        self._settle(connection, step, unexplained.risks(step) + self._gone(connection, step, vanished))
         unexplained.silence()  # the run below repeats what was just judged
-        watch = _StatementWatch(self, connection, step, unexplained)
-        with watch.listening():
-            function(**kw)  # nothing vanished with data, or it is archived: run it for real
-        self.created = watch.shadow.created_names()
+        with _Shown(self, connection, step, ops, created, unexplained).running():
+            function(**kw)  # what vanished is archived: run it for real
+
+
+def _explained(effects: tuple[Any, ...]) -> set[Any]:
+    """The tables (and ``(table, column)``) ``effects`` drop, rename or delete from: gone
+    from the catalog with a reason."""
+    found: set[Any] = set()
+    for effect in effects:
+        if isinstance(effect, DropTables):
+            found.update(t.table for t in effect.tables)
+        elif isinstance(effect, DropColumns):
+            found.update((t.table, t.column) for t in effect.columns)
+        elif isinstance(effect, Rename):
+            target = effect.target
+            found.add(target.table if target.column is None else (target.table, target.column))
+        elif isinstance(effect, DeleteRows):
+            found.add(effect.table.table)
+    return found
+
+
+def watchable(operation: Operation, dialect: str) -> bool:
+    """Can the guard watch what ``operation`` (a read row) stands for as it runs on ``dialect``?
+    Not a raw DB-API cursor where DDL commits at once (no listener hears it, no savepoint takes
+    it back), nor SQLite's ``executescript`` (it commits the step's transaction first)."""
+    if operation.kind == "raw_script":
+        return False
+    return operation.kind != "raw_dbapi" or dialect in TRANSACTIONAL_DDL
+
+
+def _refuse_unwatchable(step: Step, unseen: Operation, dialect: str) -> None:
+    """Refuse, before it runs, a step whose unseen code cannot be watched on this backend."""
+    backend = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(dialect, "MariaDB/MySQL")
+    why = ("SQLite commits the running transaction before it" if unseen.kind == "raw_script"
+           else f"{backend} commits schema changes at once and no listener hears that cursor")
+    raise DataLossError(
+        DataLossReport([StepRisk(step, unseen)]),
+        f"it cannot be checked for data loss on {backend}: {unseen.reason}, and {why}; "
+        "nothing of it was run. Review that code, then re-run with --allow-data-loss to run it",
+    )
 
 
 class _StatementWatch:
@@ -294,7 +376,7 @@ class _StatementWatch:
         for reading in read(statement):
             if not reading.effects:
                 continue
-            self._explain(reading.effects)
+            self.explained |= _explained(reading.effects)
             self.unexplained.declare(reading.effects)
             operation = _seen(reading.reason, reading.table, reading.column, reading.sql)
             for parameter_set in parameter_sets:
@@ -304,18 +386,6 @@ class _StatementWatch:
                 self.explained.update(loss.table for loss in losses)
                 self.unexplained.account(losses)
                 self.guard._settle(conn, self.step, [StepRisk(self.step, operation, loss) for loss in losses])
-
-    def _explain(self, effects: tuple[Any, ...]) -> None:
-        for effect in effects:
-            if isinstance(effect, DropTables):
-                self.explained.update(t.table for t in effect.tables)
-            elif isinstance(effect, DropColumns):
-                self.explained.update((t.table, t.column) for t in effect.columns)
-            elif isinstance(effect, Rename):
-                target = effect.target
-                self.explained.add(target.table if target.column is None else (target.table, target.column))
-            elif isinstance(effect, DeleteRows):
-                self.explained.add(effect.table.table)
 
 
 def _refuse(lost: list[StepRisk]) -> None:
@@ -640,6 +710,8 @@ class _Shown:
         self.shadow: Shadow | None = None
         #: Alembic operations (and batch rebuilds) running now: what they send was judged.
         self.depth = 0
+        #: Tables and columns the judged operations drop or rename (``_explained``).
+        self.explained: set[Any] = set()
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -690,12 +762,15 @@ class _Shown:
                 key = None
             if key is not None and self.shown_sql[key] > 0:
                 self.shown_sql[key] -= 1
+                self._explain(self.rows_of_sql[key])
                 if self.shadow is not None:
                     self._count(self.rows_of_sql[key], shown=True)
                 return True
             rows = classify(operation, self.dialect, in_batch)
+            self._explain(rows)
         else:
             rows = classify(operation, self.dialect, in_batch)
+            self._explain(rows)
             if all(self.shown[row] > 0 for row in rows):
                 self.shown.subtract(rows)
                 if self.shadow is not None:
@@ -722,9 +797,14 @@ class _Shown:
                 rows.append(row)
         if not rows:
             return
+        self._explain(rows)
         if self.shadow is None:
             self.shadow = Shadow(self.connection, counting="current", exempt=self.exempt)
         self._count(rows, shown=False)
+
+    def _explain(self, rows: list[Operation]) -> None:
+        for row in rows:
+            self.explained |= _explained(row.effects)
 
     def _count(self, rows: list[Operation], shown: bool) -> None:
         """Follow ``rows`` on the database as it is now; refuse what they would destroy that

@@ -685,6 +685,79 @@ def test_a_rename_sent_through_the_connection_is_not_credited_to_a_read_drop(
     assert versions == {revision_of(project, "blog", "0001")}
 
 
+#: A raw DB-API cursor dropping posts.title, ways to reach one (no SQLAlchemy event hears it).
+RAW_CURSORS = {
+    "pool_connection": "op.get_bind().connection.cursor()",
+    "driver_connection": "op.get_bind().connection.driver_connection.cursor()",
+}
+
+
+@pytest.mark.parametrize("name", list(RAW_CURSORS))
+def test_a_column_dropped_through_a_raw_cursor_is_refused(tmp_path: Path, db_url: str, name: str) -> None:
+    """A step that reads as adding an index and drops posts.title through a raw DB-API cursor,
+    only when running: PostgreSQL and SQLite run it in a savepoint, find the column gone from
+    the catalog, roll back and refuse; MariaDB (DDL commits at once) refuses the step before it
+    runs. Exit 6, the data and the version as they were; accepted, it runs."""
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])\n' + hidden(
+            f"cursor = {RAW_CURSORS[name]}\n"
+            'cursor.execute("ALTER TABLE posts DROP COLUMN title")\n'
+            "cursor.close()"),
+         "pass", NOOP),
+    ]))
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    mariadb = sa.make_url(db_url).get_backend_name() == "mysql"
+    report = json.loads(project.db("predeploy", "--json").output)
+    (risk,) = [c for c in report["checks"] if c["name"] == "data at risk"]
+    (said,) = [d for d in risk["details"] if "a raw DB-API cursor" in d]
+    assert said.endswith("refused unless --allow-data-loss)" if mariadb else "(checked as it runs)"), said
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0002_case (up) was stopped" in errors[0], refused.output
+    if mariadb:
+        assert "cannot be checked for data loss on MariaDB/MySQL" in errors[0], errors[0]
+        assert "a raw DB-API cursor" in errors[0] and "--allow-data-loss" in errors[0], errors[0]
+    else:
+        assert "2 values of posts.title" in errors[0] and "vanished" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {revision_of(project, "blog", "0001")}
+    db(project, "upgrade", "--allow-data-loss")
+    assert rows_of(project, "SELECT * FROM posts ORDER BY id") == [(i, a) for i, _, a in before]
+
+
+#: Harmless code that runs only when not rendering SQL: (code, backends it runs on).
+HARMLESS_UNSEEN = {
+    "insert_through_op_execute": (
+        "op.execute(\"INSERT INTO posts (id, title, author_id) VALUES (10, 'new', 1)\")", ()),
+    "insert_through_the_connection": (
+        "op.get_bind().execute(sa.text(\"INSERT INTO posts (id, title, author_id) VALUES (10, 'new', 1)\"))",
+        ()),
+    "insert_through_a_raw_cursor": (
+        ("cursor = op.get_bind().connection.cursor()\n"
+         "cursor.execute(\"INSERT INTO posts (id, title, author_id) VALUES (10, 'new', 1)\")\n"
+         "cursor.close()"), ("sqlite", "postgresql")),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.backends(*HARMLESS_UNSEEN[name][1])] if HARMLESS_UNSEEN[name][1] else [])
+    for name in HARMLESS_UNSEEN
+])
+def test_a_harmless_data_migration_the_reading_does_not_see_runs(
+    tmp_path: Path, db_url: str, name: str
+) -> None:
+    """Code behind ``if not op.get_context().as_sql`` (or through a raw cursor, where one can
+    be watched) that only adds a row: the step runs, nothing is refused, the row is there."""
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])\n' + hidden(HARMLESS_UNSEEN[name][0]),
+         "pass", NOOP),
+    ]))
+    db(project, "upgrade")
+    assert titles(project)[-1] == (10, "new")
+    assert {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")} == {"blog0002"}
+
+
 def test_read_statements_on_one_table_still_run_and_archive(tmp_path: Path, db_url: str) -> None:
     """The statements a step's reading shows, as strings, Core constructs and bound text, on
     one table: archived and run, nothing refused (the run's statements are matched to the read
@@ -936,6 +1009,11 @@ def test_rows_changed_behind_the_statements_are_refused(tmp_path: Path, db_url: 
     project = build(tmp_path, db_url, Case([(upgrade, "pass", 'irreversible = "test"')]))
     refused = db(project, "upgrade", code=EXIT_REFUSED)
     errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    if how == "raw_cursor" and backend == "mysql":
+        # MariaDB commits DDL a raw cursor may send at once: the step is refused before it runs
+        assert len(errors) == 1 and "cannot be checked for data loss" in errors[0], errors
+        assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+        return
     assert len(errors) == 1 and "counted again as it ran" in errors[0], errors
     # MariaDB's session counters say how many rows changed, not where.
     table = "an unknown table" if backend == "mysql" else "posts"
