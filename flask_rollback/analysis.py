@@ -336,13 +336,22 @@ def _as_alembic_op(recorder: _Recorder) -> Iterator[None]:
     """Make ``alembic.op`` call ``recorder`` (what ``Operations.context`` does for the real
     class; its ``_install_proxy`` looks up proxies by ``type(self)``, so a subclass can't use
     it), restoring whatever was installed before. Not thread-safe, like Alembic's own."""
+    with op_proxy_restored() as modules:
+        for namespace in modules:
+            namespace["_proxy"] = recorder
+        yield
+
+
+@contextmanager
+def op_proxy_restored() -> Iterator[list[dict[str, Any]]]:
+    """The namespaces behind ``alembic.op``; whatever proxy they held is put back on leaving.
+    ``Operations.context`` removes its proxy only when the migrations return, so a run that
+    raised would leave ``alembic.op`` pointing at its finished context."""
     modules = [namespace for namespace, _ in Operations._setups[Operations][1]]
     missing = object()
     saved = [namespace.get("_proxy", missing) for namespace in modules]
-    for namespace in modules:
-        namespace["_proxy"] = recorder
     try:
-        yield
+        yield modules
     finally:
         for namespace, value in zip(modules, saved):
             if value is missing:
