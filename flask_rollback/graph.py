@@ -89,26 +89,10 @@ class MigrationGraph:
     ) -> None:
         self._script = script
         self.registry = registry
-        app_by_dir = {d: (label, d.resolve()) for label, d in registry.directories().items()}
-        dependencies = resolved_dependencies(dict(declared))
-        found: dict[str, Migration] = {}
-        for revision, item in declared.items():
-            app, resolved = app_by_dir[item.directory]  # read app folder by app folder
-            found[revision] = Migration(
-                revision,
-                app,
-                item.filename,
-                resolved,
-                item.down_revision,
-                dependencies[revision],
-                item.irreversible,
-                item.created,
-            )
-        self.migrations = _topological(found, registry.labels)
-        _check_branches(self.migrations)
-        self._by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
-        for migration in self.migrations.values():
-            self._by_app.setdefault(migration.app, []).append(migration)
+        self._order = _order(declared, registry)
+        #: Revision → migration, in the global order (shared: never changed).
+        self.migrations = self._order.migrations
+        self._by_app = self._order.by_app
 
     @cached_property
     def script(self) -> ScriptDirectory:
@@ -171,11 +155,14 @@ class MigrationGraph:
             below.update(migration.dependencies)
         return tuple(rev for rev in self.migrations if rev in applied and rev not in below)
 
-    @cached_property
+    @property
     def heads_of_everything(self) -> tuple[str, ...]:
-        """The version table's rows with every migration applied (once per graph: ``upgrade`` of
+        """The version table's rows with every migration applied (once per order: ``upgrade`` of
         an empty database through the snapshot records them and reports them)."""
-        return self.stored_heads(set(self.migrations))
+        order = self._order
+        if order.heads_of_everything is None:
+            order.heads_of_everything = self.stored_heads(set(self.migrations))
+        return order.heads_of_everything
 
     def applied_at(self, references: Sequence[str]) -> set[str]:
         """The applied set a starting point names (the FROM of ``--sql FROM:TO``, read instead of
@@ -271,6 +258,54 @@ class MigrationGraph:
                 raise RollbackError(f"app {words[0]!r} has {what}; name one migration")
             return self.migrations[heads[0]]
         return self.find(words[0])
+
+
+@dataclass(slots=True)
+class _Order:
+    """The migrations of a set of headers in the global order, by app: what a graph is made of,
+    shared by every graph of the same headers and app folders."""
+
+    declared: Mapping[str, Declared]
+    migrations: dict[str, Migration]
+    by_app: dict[str, list[Migration]]
+    heads_of_everything: tuple[str, ...] | None = None
+
+
+#: The last order made for each list of (app, folder) in this process. ``loader.scan`` gives the
+#: very same header map while no migration file changed (every file stat'ed: index.py), so a
+#: process making many graphs of unchanged files (a test suite upgrading a database per test)
+#: orders them once.
+_orders: dict[tuple[tuple[str, Path], ...], _Order] = {}
+
+
+def _order(declared: Mapping[str, Declared], registry: AppRegistry) -> _Order:
+    directories = registry.directories()
+    key = tuple(directories.items())
+    last = _orders.get(key)
+    if last is not None and last.declared is declared:
+        return last
+    app_by_dir = {d: (label, d.resolve()) for label, d in directories.items()}
+    dependencies = resolved_dependencies(dict(declared))
+    found: dict[str, Migration] = {}
+    for revision, item in declared.items():
+        app, resolved = app_by_dir[item.directory]  # read app folder by app folder
+        found[revision] = Migration(
+            revision,
+            app,
+            item.filename,
+            resolved,
+            item.down_revision,
+            dependencies[revision],
+            item.irreversible,
+            item.created,
+        )
+    migrations = _topological(found, registry.labels)
+    _check_branches(migrations)
+    by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
+    for migration in migrations.values():
+        by_app.setdefault(migration.app, []).append(migration)
+    order = _orders[key] = _Order(declared, migrations, by_app)
+    return order
 
 
 def _check_branches(found: dict[str, Migration]) -> None:

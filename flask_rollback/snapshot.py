@@ -25,7 +25,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -120,6 +120,21 @@ def digest(declared: Iterable[Declared]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+def digest_of_all(declared: Mapping[str, Declared]) -> str:
+    """``digest`` of every migration, made once per header map: ``loader.scan`` gives the same
+    map again while no migration file changed."""
+    for known, value in _digests:
+        if known is declared:
+            return value
+    value = digest(declared.values())
+    _digests[:] = [(declared, value), *_digests[:7]]
+    return value
+
+
+#: The digests of the last few header maps (one per bind of the project, usually).
+_digests: list[tuple[Mapping[str, Declared], str]] = []
+
+
 # -- the file ---------------------------------------------------------------------------------
 
 
@@ -180,7 +195,7 @@ def read(path: Path) -> Snapshot:
 def stale_reason(project: Project, snapshot: Snapshot) -> str | None:
     """Why ``snapshot`` does not show the schema the migrations build now, or None (current)."""
     declared = project.declared
-    if snapshot.digest == digest(declared.values()):
+    if snapshot.digest == digest_of_all(declared):
         return None
     if snapshot.migrations != len(declared) or set(snapshot.heads) - set(declared):
         return (
