@@ -26,6 +26,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -37,7 +38,7 @@ from sqlalchemy.engine import URL, Connection
 
 from .database import libpq_environment, mask
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
-from .graph import Migration
+from .graph import Migration, gc_paused
 from .index import Declared
 from .project import Project
 from .recorder import file_sha256, utcnow, who
@@ -490,90 +491,113 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
     how many were recorded."""
     graph = project.graph
     declared = project.declared
-    chosen = set(graph.migrations) if revisions is None else set(revisions)
     recorder = project.recorder
     recorder.version.create(connection, checkfirst=True)
     recorder.log.create(connection, checkfirst=True)
-    heads = graph.heads_of_everything if revisions is None else graph.stored_heads(chosen)
+    chosen: Iterable[Migration]
+    if revisions is None:
+        heads, chosen = graph.heads_of_everything, graph.migrations.values()
+    else:
+        wanted = set(revisions)
+        heads = graph.stored_heads(wanted)
+        chosen = [m for revision, m in graph.migrations.items() if revision in wanted]
     if heads:
         connection.execute(recorder.version.insert(), [{"version_num": head} for head in heads])
-    rows = _log_rows(project, connection, [
-        (migration, declared[revision].sha256 or file_sha256(migration.path))
-        for revision, migration in graph.migrations.items()
-        if revision in chosen
-    ])
-    _insert_rows(connection, recorder.log, rows)
-    return len(rows)
+    with gc_paused():
+        varying = [
+            (m.app, m.revision, m.name, declared[m.revision].sha256 or file_sha256(m.path))
+            for m in chosen
+        ]
+        _insert_log_rows(connection, recorder.log, varying, _log_constants(project, connection))
+    return len(varying)
 
 
-LOG_COLUMNS = [
-    "app", "revision", "name", "direction", "fake", "started_at", "finished_at", "duration_ms",
-    "sha256", "host", "user",
-]
+#: The log's columns: those that differ from row to row of ``record_all`` (what each varying row
+#: holds, in this order), and those every row shares.
+VARYING_COLUMNS = ("app", "revision", "name", "sha256")
+CONSTANT_COLUMNS = ("direction", "fake", "started_at", "finished_at", "duration_ms", "host", "user")
+#: The values of VARYING_COLUMNS for one migration.
+VaryingRow = tuple[str, str, str, str]
 
 
-def _log_rows(project: Project, connection: Connection, migrations: list[tuple[Migration, str]]) -> list[tuple]:  # type: ignore[type-arg]
-    """The log's values (LOG_COLUMNS order) as the driver takes them: each constant converted
-    once by its column type's bind processor."""
+def _log_constants(project: Project, connection: Connection) -> tuple[object, ...]:
+    """The shared values (CONSTANT_COLUMNS order) as the driver takes them: each converted once
+    by its column type's bind processor."""
     log = project.recorder.log
     dialect = connection.dialect
-
-    def bound(column: str, value: object) -> object:
-        processor = log.c[column].type._cached_bind_processor(dialect)
-        return processor(value) if processor is not None else value
-
     now = utcnow()
     host, user = who()
-    fake, at, zero = bound("fake", True), bound("started_at", now), bound("duration_ms", 0.0)
-    return [
-        (m.app, m.revision, m.name, "up", fake, at, at, zero, sha, host, user)
-        for m, sha in migrations
-    ]
+    values = {"direction": "up", "fake": True, "started_at": now, "finished_at": now,
+              "duration_ms": 0.0, "host": host, "user": user}
+    bound = []
+    for column in CONSTANT_COLUMNS:
+        processor = log.c[column].type._cached_bind_processor(dialect)
+        bound.append(processor(values[column]) if processor is not None else values[column])
+    return tuple(bound)
 
 
 #: The driver's placeholder for a positional parameter, by DBAPI paramstyle (psycopg takes
 #: ``%s`` as well as its default ``%(name)s``).
 PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+#: SQLite before 3.32 takes 999 parameters a statement.
+SQLITE_PARAMETERS = 999
 
 
-def _insert_rows(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
-    """Insert ``rows`` (LOG_COLUMNS order) as multi-row INSERTs of a few hundred rows each: a
-    handful of statements instead of one round trip per row (PostgreSQL, MariaDB)."""
+def _insert_log_rows(
+    connection: Connection, table: sa.Table, varying: list[VaryingRow], constants: tuple[object, ...]
+) -> None:
+    """Insert a log row per item of ``varying`` (VARYING_COLUMNS) with ``constants``
+    (CONSTANT_COLUMNS) in a handful of statements instead of one round trip per row, each
+    constant sent once a statement where the database can take it so."""
     dialect = connection.dialect
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.quote(c) for c in (*VARYING_COLUMNS, *CONSTANT_COLUMNS))
+    head = f"INSERT INTO {quote.format_table(table)} ({columns}) "
     if dialect.name == "postgresql":
-        _insert_rows_postgres(connection, table, rows)
+        _insert_rows_postgres(connection, head, varying, constants)
         return
     marker = PLACEHOLDERS.get(dialect.paramstyle)
     if marker is None:  # another driver: its own executemany
-        connection.execute(table.insert(), [dict(zip(LOG_COLUMNS, row)) for row in rows])
+        names = (*VARYING_COLUMNS, *CONSTANT_COLUMNS)
+        connection.execute(table.insert(), [dict(zip(names, (*row, *constants))) for row in varying])
         return
-    quote = dialect.identifier_preparer
-    head = f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in LOG_COLUMNS)}) VALUES "
-    group = f"({', '.join([marker] * len(LOG_COLUMNS))})"
-    size = 90 if dialect.name == "sqlite" else 1000  # SQLite before 3.32 takes 999 parameters
-    for start in range(0, len(rows), size):
-        batch = rows[start:start + size]
-        statement = head + ", ".join([group] * len(batch))
-        connection.exec_driver_sql(statement, tuple(chain.from_iterable(batch)))
+    width = len(VARYING_COLUMNS)
+    if dialect.name == "sqlite":
+        # The constants once, the rows as a VALUES table (its columns are column1, column2...).
+        size = (SQLITE_PARAMETERS - len(constants)) // width
+        shared = ", ".join([marker] * len(constants))
+        values = ", ".join(f"column{i + 1}" for i in range(width))
+        for start in range(0, len(varying), size):
+            batch = varying[start:start + size]
+            rows = ", ".join([f"({', '.join([marker] * width)})"] * len(batch))
+            connection.exec_driver_sql(
+                f"{head}SELECT {values}, {shared} FROM (VALUES {rows})",
+                constants + tuple(chain.from_iterable(batch)),
+            )
+        return
+    size = 1000
+    group = f"({', '.join([marker] * (width + len(constants)))})"
+    for start in range(0, len(varying), size):
+        batch = varying[start:start + size]
+        connection.exec_driver_sql(
+            f"{head}VALUES {', '.join([group] * len(batch))}",
+            tuple(chain.from_iterable(row + constants for row in batch)),
+        )
 
 
-def _insert_rows_postgres(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
+def _insert_rows_postgres(
+    connection: Connection, head: str, varying: list[VaryingRow], constants: tuple[object, ...]
+) -> None:
     """PostgreSQL: one statement, the varying columns as arrays (``unnest``), the constants
-    (already converted by ``_log_rows``) once: no per-row parameters to parse or plan."""
-    columns = list(zip(*rows))
-    varying = {0: "app", 1: "revision", 2: "name", 8: "sha256"}
-    values = [
-        f"t.{varying[i]}" if i in varying else f":c{i}" for i in range(len(LOG_COLUMNS))
-    ]
-    quote = connection.dialect.identifier_preparer
+    once: no per-row parameters to parse or plan."""
+    columns = list(zip(*varying)) or [() for _ in VARYING_COLUMNS]
     statement = sa.text(
-        f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in LOG_COLUMNS)}) "
-        f"SELECT {', '.join(values)} FROM unnest("
-        + ", ".join(f"CAST(:v{i} AS text[])" for i in varying)
-        + f") AS t({', '.join(varying.values())})"
+        f"{head}SELECT t.*, {', '.join(f':c{i}' for i in range(len(constants)))} FROM unnest("
+        + ", ".join(f"CAST(:v{i} AS text[])" for i in range(len(VARYING_COLUMNS)))
+        + ") AS t"
     )
-    parameters = {f"v{i}": list(columns[i]) for i in varying}
-    parameters.update({f"c{i}": columns[i][0] for i in range(len(LOG_COLUMNS)) if i not in varying})
+    parameters: dict[str, object] = {f"v{i}": list(column) for i, column in enumerate(columns)}
+    parameters.update({f"c{i}": value for i, value in enumerate(constants)})
     connection.execute(statement, parameters)
 
 
@@ -591,7 +615,7 @@ class Fresh:
     count: int = 0
 
 
-def fresh_database(project: Project, connection: Connection, applied: set[str]) -> Fresh | None:
+def fresh_database(project: Project, connection: Connection, applied: AbstractSet[str]) -> Fresh | None:
     """Build an empty database from its current snapshot and record every migration as applied.
     None when no snapshot applies (snapshots off, not empty, no file): replay, nothing to say."""
     if not project.settings.snapshots or applied or not project.declared:
