@@ -11,6 +11,7 @@ import difflib
 import gc
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -140,7 +141,7 @@ class MigrationGraph:
         """Revisions stored in the database that no file provides."""
         return [rev for rev in revisions if rev not in self.migrations]
 
-    def position(self, label: str, applied: set[str]) -> list[str]:
+    def position(self, label: str, applied: AbstractSet[str]) -> list[str]:
         """Where an app stands: its applied revisions that no applied revision of it builds on."""
         members = [m for m in self._by_app.get(label, ()) if m.revision in applied]
         parents = {p for m in members for p in m.parents}
@@ -157,11 +158,15 @@ class MigrationGraph:
 
     @property
     def heads_of_everything(self) -> tuple[str, ...]:
-        """The version table's rows with every migration applied (once per order: ``upgrade`` of
-        an empty database through the snapshot records them and reports them)."""
+        """The version table's rows with every migration applied, as ``stored_heads`` gives them
+        (once per order: ``upgrade`` of an empty database through the snapshot records them,
+        every planner compares the stored heads with them). A parent is always of the same
+        app, so an app's head is stood on only through another migration's depends_on."""
         order = self._order
         if order.heads_of_everything is None:
-            order.heads_of_everything = self.stored_heads(set(self.migrations))
+            tops = {rev for label in self._by_app for rev in self.app_heads(label)}
+            tops.difference_update(dep for m in self.migrations.values() for dep in m.dependencies)
+            order.heads_of_everything = tuple(rev for rev in self.migrations if rev in tops)
         return order.heads_of_everything
 
     def applied_at(self, references: Sequence[str]) -> set[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -169,18 +169,26 @@ class Recorder:
         rows = connection.execute(self.log.select().order_by(self.log.c.id)).mappings()
         return [LogEntry(**row) for row in rows]
 
-    def applied_times(self, connection: Connection) -> dict[str, datetime]:
+    def applied_times(
+        self, connection: Connection, known: Mapping[str, Migration] | None = None
+    ) -> dict[str, datetime]:
         """The revisions the log says are applied, each with when it was last applied, in the
         order they were (oldest first); empty when the log does not exist yet.
 
         One pass over three columns, keeping no rows: every command that plans reads the whole
-        log, and a history of 10,000 migrations has a log at least that long."""
+        log, and a history of 10,000 migrations has a log at least that long. A revision of
+        ``known`` (the graph's migrations) is keyed by the graph's own string: no second copy
+        of each id is kept."""
         if not connection.dialect.has_table(connection, self.settings.log_table, None):
             return {}
+        known = known or {}
         log = self.log.c
         query = sa.select(log.revision, log.direction, log.finished_at).order_by(log.id)
         times: dict[str, datetime] = {}
         for revision, direction, finished_at in connection.execute(query):
+            migration = known.get(revision)
+            if migration is not None:
+                revision = migration.revision
             times.pop(revision, None)  # re-inserted at the end: the order of last application
             if direction == "up":
                 times[revision] = finished_at
