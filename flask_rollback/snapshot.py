@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from sqlalchemy.engine import URL, Connection
 
 from .database import libpq_environment, mask
 from .errors import EXIT_COULD_NOT_RUN, RollbackError
-from .graph import Migration, gc_paused
+from .graph import Migration
 from .index import Declared
 from .project import Project
 from .recorder import file_sha256, utcnow, who
@@ -503,21 +502,22 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
         chosen = [m for revision, m in graph.migrations.items() if revision in wanted]
     if heads:
         connection.execute(recorder.version.insert(), [{"version_num": head} for head in heads])
-    with gc_paused():
-        varying = [
-            (m.app, m.revision, m.name, declared[m.revision].sha256 or file_sha256(m.path))
-            for m in chosen
-        ]
-        _insert_log_rows(connection, recorder.log, varying, _log_constants(project, connection))
-    return len(varying)
+    # Column by column: no object per row for the cycle collector to walk (10,000 rows).
+    apps, names, digests = [], [], []
+    for migration in chosen:
+        apps.append(migration.app)
+        names.append(migration.name)
+        digests.append(declared[migration.revision].sha256 or file_sha256(migration.path))
+    revisions = [migration.revision for migration in chosen]
+    constants = _log_constants(project, connection)
+    _insert_log_rows(connection, recorder.log, [apps, revisions, names, digests], constants)
+    return len(revisions)
 
 
 #: The log's columns: those that differ from row to row of ``record_all`` (what each varying row
 #: holds, in this order), and those every row shares.
 VARYING_COLUMNS = ("app", "revision", "name", "sha256")
 CONSTANT_COLUMNS = ("direction", "fake", "started_at", "finished_at", "duration_ms", "host", "user")
-#: The values of VARYING_COLUMNS for one migration.
-VaryingRow = tuple[str, str, str, str]
 
 
 def _log_constants(project: Project, connection: Connection) -> tuple[object, ...]:
@@ -544,11 +544,11 @@ SQLITE_PARAMETERS = 999
 
 
 def _insert_log_rows(
-    connection: Connection, table: sa.Table, varying: list[VaryingRow], constants: tuple[object, ...]
+    connection: Connection, table: sa.Table, varying: list[list[str]], constants: tuple[object, ...]
 ) -> None:
-    """Insert a log row per item of ``varying`` (VARYING_COLUMNS) with ``constants``
-    (CONSTANT_COLUMNS) in a handful of statements instead of one round trip per row, each
-    constant sent once a statement where the database can take it so."""
+    """Insert a log row per item of the ``varying`` columns (VARYING_COLUMNS) with
+    ``constants`` (CONSTANT_COLUMNS) in a handful of statements instead of one round trip per
+    row, each constant sent once a statement where the database can take it so."""
     dialect = connection.dialect
     quote = dialect.identifier_preparer
     columns = ", ".join(quote.quote(c) for c in (*VARYING_COLUMNS, *CONSTANT_COLUMNS))
@@ -556,10 +556,13 @@ def _insert_log_rows(
     if dialect.name == "postgresql":
         _insert_rows_postgres(connection, head, varying, constants)
         return
+    count = len(varying[0])
     marker = PLACEHOLDERS.get(dialect.paramstyle)
     if marker is None:  # another driver: its own executemany
         names = (*VARYING_COLUMNS, *CONSTANT_COLUMNS)
-        connection.execute(table.insert(), [dict(zip(names, (*row, *constants))) for row in varying])
+        connection.execute(
+            table.insert(), [dict(zip(names, (*row, *constants))) for row in zip(*varying)]
+        )
         return
     width = len(VARYING_COLUMNS)
     if dialect.name == "sqlite":
@@ -567,36 +570,49 @@ def _insert_log_rows(
         size = (SQLITE_PARAMETERS - len(constants)) // width
         shared = ", ".join([marker] * len(constants))
         values = ", ".join(f"column{i + 1}" for i in range(width))
-        for start in range(0, len(varying), size):
-            batch = varying[start:start + size]
-            rows = ", ".join([f"({', '.join([marker] * width)})"] * len(batch))
+        for start in range(0, count, size):
+            stop = min(start + size, count)
+            rows = ", ".join([f"({', '.join([marker] * width)})"] * (stop - start))
             connection.exec_driver_sql(
                 f"{head}SELECT {values}, {shared} FROM (VALUES {rows})",
-                constants + tuple(chain.from_iterable(batch)),
+                (*constants, *_row_by_row(varying, start, stop)),
             )
         return
     size = 1000
     group = f"({', '.join([marker] * (width + len(constants)))})"
-    for start in range(0, len(varying), size):
-        batch = varying[start:start + size]
+    for start in range(0, count, size):
+        stop = min(start + size, count)
         connection.exec_driver_sql(
-            f"{head}VALUES {', '.join([group] * len(batch))}",
-            tuple(chain.from_iterable(row + constants for row in batch)),
+            f"{head}VALUES {', '.join([group] * (stop - start))}",
+            tuple(_row_by_row(varying, start, stop, constants)),
         )
 
 
+def _row_by_row(
+    columns: list[list[str]], start: int, stop: int, constants: tuple[object, ...] = ()
+) -> list[object]:
+    """Rows ``start`` to ``stop`` of ``columns`` as one flat list, row after row, each row
+    followed by ``constants``."""
+    width = len(columns) + len(constants)
+    flat: list[object] = [None] * (width * (stop - start))
+    for i, column in enumerate(columns):
+        flat[i::width] = column[start:stop]
+    for i, value in enumerate(constants, start=len(columns)):
+        flat[i::width] = [value] * (stop - start)
+    return flat
+
+
 def _insert_rows_postgres(
-    connection: Connection, head: str, varying: list[VaryingRow], constants: tuple[object, ...]
+    connection: Connection, head: str, varying: list[list[str]], constants: tuple[object, ...]
 ) -> None:
     """PostgreSQL: one statement, the varying columns as arrays (``unnest``), the constants
     once: no per-row parameters to parse or plan."""
-    columns = list(zip(*varying)) or [() for _ in VARYING_COLUMNS]
     statement = sa.text(
         f"{head}SELECT t.*, {', '.join(f':c{i}' for i in range(len(constants)))} FROM unnest("
-        + ", ".join(f"CAST(:v{i} AS text[])" for i in range(len(VARYING_COLUMNS)))
+        + ", ".join(f"CAST(:v{i} AS text[])" for i in range(len(varying)))
         + ") AS t"
     )
-    parameters: dict[str, object] = {f"v{i}": list(column) for i, column in enumerate(columns)}
+    parameters: dict[str, object] = {f"v{i}": column for i, column in enumerate(varying)}
     parameters.update({f"c{i}": value for i, value in enumerate(constants)})
     connection.execute(statement, parameters)
 
