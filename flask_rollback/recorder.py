@@ -70,34 +70,42 @@ class LogEntry:
     user: str
 
 
+@cache
+def _tables(log_table: str, version_table: str) -> tuple[sa.Table, sa.Table]:
+    """The applied log and Alembic's version table of these names, made once per process (a
+    test suite makes a Recorder per command) and never changed."""
+    metadata = sa.MetaData()
+    log = sa.Table(
+        log_table,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("app", sa.String(64), nullable=False),
+        sa.Column("revision", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("fake", sa.Boolean, nullable=False, default=False),
+        sa.Column("started_at", timestamp(), nullable=False),
+        sa.Column("finished_at", timestamp(), nullable=False),
+        sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("user", sa.String(255), nullable=False),
+    )
+    version = sa.Table(
+        version_table,
+        metadata,
+        sa.Column("version_num", sa.String(32), nullable=False),
+        sa.PrimaryKeyConstraint("version_num", name=f"{version_table}_pkc"),
+    )
+    return log, version
+
+
 class Recorder:
     """Reads and writes the version table and the applied log of one database."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        metadata = sa.MetaData()
-        self.log = sa.Table(
-            settings.log_table,
-            metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("app", sa.String(64), nullable=False),
-            sa.Column("revision", sa.String(64), nullable=False),
-            sa.Column("name", sa.String(255), nullable=False),
-            sa.Column("direction", sa.String(8), nullable=False),
-            sa.Column("fake", sa.Boolean, nullable=False, default=False),
-            sa.Column("started_at", timestamp(), nullable=False),
-            sa.Column("finished_at", timestamp(), nullable=False),
-            sa.Column("duration_ms", sa.Float, nullable=False),
-            sa.Column("sha256", sa.String(64), nullable=False),
-            sa.Column("host", sa.String(255), nullable=False),
-            sa.Column("user", sa.String(255), nullable=False),
-        )
-        self.version = sa.Table(
-            settings.version_table,
-            metadata,
-            sa.Column("version_num", sa.String(32), nullable=False),
-            sa.PrimaryKeyConstraint("version_num", name=f"{settings.version_table}_pkc"),
-        )
+        self.log, self.version = _tables(settings.log_table, settings.version_table)
         #: Built once: a run writes one row per step, and a statement built per row is compiled
         #: per row (its parameters as bind values keep SQLAlchemy's compiled cache warm).
         self._log_insert = self.log.insert()
