@@ -104,7 +104,7 @@ def recorded_as_written(project: Project, count: int) -> None:
     host, user = socket.gethostname(), getpass.getuser()
     for row in rows:
         path = files[row["app"], row["name"]]
-        declared = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.M)
+        declared = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.MULTILINE)
         assert declared is not None and row["revision"] == declared[1]
         assert row["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert row["direction"] == "up" and row["fake"] and row["duration_ms"] == 0
