@@ -133,10 +133,24 @@ def refuse_foreign_layout(root: Path) -> None:
 
 def scan(registry: AppRegistry) -> dict[str, Declared]:
     """Every migration file's header (from the revision index, nothing imported), checked as
-    Alembic would check the graph: revision id → header."""
-    declared = _collect(registry)
+    Alembic would check the graph: revision id → header.
+
+    While no file changed, the index gives each folder's very same header list again, and the
+    map made from those lists last time is returned again (shared: never changed by a caller)."""
+    folders = tuple(app.directory for app in registry)
+    found = [read_folder(folder) for folder in folders]
+    last = _scanned.get(folders)
+    if last is not None and all(now is before for now, before in zip(found, last[0])):
+        return last[1]
+    declared = _collect(found)
     _check_references(declared)
+    _scanned[folders] = (found, declared)
     return declared
+
+
+#: The last map ``scan`` made for each tuple of app folders in this process, with the folders'
+#: header lists it was made from.
+_scanned: dict[tuple[Path, ...], tuple[list[list[Declared]], dict[str, Declared]]] = {}
 
 
 def scan_files(registry: AppRegistry) -> dict[str, Path]:
@@ -144,10 +158,10 @@ def scan_files(registry: AppRegistry) -> dict[str, Path]:
     return {revision: item.path for revision, item in scan(registry).items()}
 
 
-def _collect(registry: AppRegistry) -> dict[str, Declared]:
+def _collect(found: list[list[Declared]]) -> dict[str, Declared]:
     seen: dict[str, Declared] = {}
-    for app in registry:
-        for declared in read_folder(app.directory):
+    for headers in found:
+        for declared in headers:
             revision = declared.revision
             if revision in seen:
                 raise RollbackError(
