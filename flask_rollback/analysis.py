@@ -29,7 +29,12 @@ Risk rules (``worst`` ranks them destroys > may_fail > review > safe):
   blocks, ``SELECT f()``, other ``ALTER``, ``DROP ... CASCADE`` of non-tables) or cannot parse;
   op kinds not listed above; Python the recorder cannot see - a function that raises or touches
   the connection (``op.get_bind()``, ``op.get_context().bind``) ends the recording with one
-  ``kind="python"`` row.
+  ``kind="python"`` row; code in the migration's source (read, not run) that the recording
+  skips or that no statement listener hears gives one row more: a test of ``as_sql`` (a
+  branch that runs only for real: ``kind="unrendered"``), a raw DB-API connection
+  (``.cursor()``, ``driver_connection``, ``raw_connection``, ``.connection.connection``,
+  ``op.get_bind().connection``: ``kind="raw_dbapi"``) or SQLite's ``executescript``, which
+  commits the running transaction first (``kind="raw_script"``).
 
 Reading a migration calls its functions: Python in them that does not go through ``op`` (a
 print, a call to another service) runs while it is read; code that must only run for real can
@@ -41,6 +46,7 @@ nullability, rename, default/comment) and an ``op.execute`` one per SQL statemen
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import io
 import re
@@ -140,7 +146,15 @@ def operations(
     why = recorder.unseen or why
     if why:
         found.append(_python(direction, why))
-    return found
+    return found + _unseen_code(module, direction)
+
+
+def classify(
+    operation: alembic_ops.MigrateOperation, dialect: Dialect, in_batch: bool = False
+) -> list[Operation]:
+    """The rows one Alembic operation gives, as a reading records them: the guard holds each
+    operation a step runs against the ones its reading showed."""
+    return _classify(operation, dialect, in_batch)
 
 
 @lru_cache(maxsize=None)
@@ -162,6 +176,80 @@ def _python(direction: str, why: str) -> Operation:
         kind="python", table=None, column=None, risk="review",
         reason=f"{direction}() cannot be analysed: {why}",
     )
+
+
+# --- Code the recording cannot see ---------------------------------------------------------
+
+#: Words in a migration file without which ``_unseen_code`` finds nothing (no parse needed).
+_UNSEEN_WORDS = ("as_sql", "cursor", "connection", "executescript")
+
+#: Attributes of a SQLAlchemy connection that hand out the DB-API one (or its driver's).
+_RAW_ATTRIBUTES = ("driver_connection", "dbapi_connection", "raw_connection")
+
+
+def _unseen_code(module: ModuleType, direction: str) -> list[Operation]:
+    """Rows for code of ``module`` (read from its file, without the other direction's
+    function) that the recording cannot see: the guard watches such a step as it runs, and
+    refuses it where that cannot be done."""
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return []
+    try:
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+    except (OSError, UnicodeDecodeError):
+        return [_python(direction, f"its source file {path} cannot be read")]
+    if not any(word in source for word in _UNSEEN_WORDS):
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # it was imported, so this file is not what ran
+    other = "downgrade" if direction == "upgrade" else "upgrade"
+    found: dict[str, str] = {}
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and statement.name == other:
+            continue
+        for node in ast.walk(statement):
+            kind = _unseen_kind(node)
+            if kind is not None:
+                found.setdefault(kind, UNSEEN[kind])
+    return [
+        Operation(kind=kind, table=None, column=None, risk="review",
+                  reason=f"{direction}() holds {what}, which its reading cannot see")
+        for kind, what in found.items()
+    ]
+
+
+#: What each kind of unseen code is, as a person reads it.
+UNSEEN = {
+    "unrendered": "code that runs only when not rendering SQL (it tests as_sql)",
+    "raw_dbapi": "a raw DB-API cursor or connection",
+    "raw_script": "an executescript() call (SQLite commits the running transaction first)",
+}
+
+
+def _unseen_kind(node: ast.AST) -> str | None:
+    """The ``UNSEEN`` kind of one syntax node, or None."""
+    if isinstance(node, ast.Name) and node.id == "as_sql":
+        return "unrendered"
+    if isinstance(node, ast.Constant) and node.value == "as_sql":
+        return "unrendered"  # context.opts["as_sql"], getattr(context, "as_sql")
+    if not isinstance(node, ast.Attribute):
+        return None
+    if node.attr == "as_sql":
+        return "unrendered"
+    if node.attr == "executescript":
+        return "raw_script"
+    if node.attr in _RAW_ATTRIBUTES or node.attr == "cursor":
+        return "raw_dbapi"
+    if node.attr == "connection":
+        inner = node.value
+        if isinstance(inner, ast.Attribute) and inner.attr == "connection":
+            return "raw_dbapi"  # op.get_context().connection.connection
+        if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute) and inner.func.attr == "get_bind":
+            return "raw_dbapi"  # op.get_bind().connection: the pool's DB-API connection
+    return None
 
 
 # --- The recorder ---------------------------------------------------------------------------
@@ -249,13 +337,22 @@ def _as_alembic_op(recorder: _Recorder) -> Iterator[None]:
     """Make ``alembic.op`` call ``recorder`` (what ``Operations.context`` does for the real
     class; its ``_install_proxy`` looks up proxies by ``type(self)``, so a subclass can't use
     it), restoring whatever was installed before. Not thread-safe, like Alembic's own."""
+    with op_proxy_restored() as modules:
+        for namespace in modules:
+            namespace["_proxy"] = recorder
+        yield
+
+
+@contextmanager
+def op_proxy_restored() -> Iterator[list[dict[str, Any]]]:
+    """The namespaces behind ``alembic.op``; whatever proxy they held is put back on leaving.
+    ``Operations.context`` removes its proxy only when the migrations return, so a run that
+    raised would leave ``alembic.op`` pointing at its finished context."""
     modules = [namespace for namespace, _ in Operations._setups[Operations][1]]
     missing = object()
     saved = [namespace.get("_proxy", missing) for namespace in modules]
-    for namespace in modules:
-        namespace["_proxy"] = recorder
     try:
-        yield
+        yield modules
     finally:
         for namespace, value in zip(modules, saved):
             if value is missing:

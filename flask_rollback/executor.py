@@ -21,7 +21,7 @@ from alembic.operations import ops as alembic_ops
 from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.engine import Connection
 
-from .analysis import Operation
+from .analysis import Operation, op_proxy_restored
 from .database import BEGIN_STATEMENT, mask
 from .dataloss import DataLossError, read_only, step_operations
 from .errors import RollbackError
@@ -123,7 +123,7 @@ def execute(
         if sqlite is not None:
             sqlite.prepare(plan.steps[0])
         versions = VersionWrites(project.settings.version_table)
-        with ran, versions.listening(connection), EnvironmentContext(
+        with ran, versions.listening(connection), op_proxy_restored(), EnvironmentContext(
             project.config, graph.script, fn=lambda heads, ctx: steps
         ) as env:
             env.configure(

@@ -17,7 +17,7 @@ from .analysis import destructive
 from .checks import downgrade_problem
 from .dataloss import DataLossReport, assess, step_operations
 from .errors import EXIT_COULD_NOT_RUN, EXIT_ERROR, EXIT_OK, RollbackError
-from .guard import TRANSACTIONAL_DDL
+from .guard import TRANSACTIONAL_DDL, watchable
 from .plan import Plan, Planner
 from .predict import Prediction, predict
 from .project import Project
@@ -222,7 +222,9 @@ def _data_at_risk(
         "; roll back with --archive to keep data written after the deploy" if on_rollback else ""
     )
     unread = [
-        f"{risk.step.migration.label}: {risk.operation.reason} (checked as it runs)"
+        f"{risk.step.migration.label}: {risk.operation.reason} "
+        + ("(checked as it runs)" if watchable(risk.operation, dialect)
+           else "(cannot be checked on this database: refused unless --allow-data-loss)")
         for risk in report.unreviewed
     ]
     if unread and dialect not in TRANSACTIONAL_DDL:

@@ -11,6 +11,7 @@ import difflib
 import gc
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -92,27 +93,10 @@ class MigrationGraph:
     ) -> None:
         self._script = script
         self.registry = registry
-        app_by_dir = {d: (label, d.resolve()) for label, d in registry.directories().items()}
-        dependencies = resolved_dependencies(dict(declared))
-        found: dict[str, Migration] = {}
-        for revision, item in declared.items():
-            app, resolved = app_by_dir[item.directory]  # read app folder by app folder
-            found[revision] = Migration(
-                revision,
-                app,
-                item.filename,
-                resolved,
-                item.down_revision,
-                dependencies[revision],
-                item.irreversible,
-                item.created,
-                item.replaces,
-            )
-        self.migrations = _topological(found, registry.labels)
-        _check_branches(self.migrations)
-        self._by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
-        for migration in self.migrations.values():
-            self._by_app.setdefault(migration.app, []).append(migration)
+        self._order = _order(declared, registry)
+        #: Revision → migration, in the global order (shared: never changed).
+        self.migrations = self._order.migrations
+        self._by_app = self._order.by_app
         #: A squash's replaced revision -> the squash (squash.py): a version table naming the
         #: last replaced revision has the squash applied.
         self.replaced: dict[str, str] = {
@@ -189,7 +173,7 @@ class MigrationGraph:
                 found.add(squash)
         return found
 
-    def position(self, label: str, applied: set[str]) -> list[str]:
+    def position(self, label: str, applied: AbstractSet[str]) -> list[str]:
         """Where an app stands: its applied revisions that no applied revision of it builds on."""
         members = [m for m in self._by_app.get(label, ()) if m.revision in applied]
         parents = {p for m in members for p in m.parents}
@@ -204,11 +188,18 @@ class MigrationGraph:
             below.update(migration.dependencies)
         return tuple(rev for rev in self.migrations if rev in applied and rev not in below)
 
-    @cached_property
+    @property
     def heads_of_everything(self) -> tuple[str, ...]:
-        """The version table's rows with every migration applied (once per graph: ``upgrade`` of
-        an empty database through the snapshot records them and reports them)."""
-        return self.stored_heads(set(self.migrations))
+        """The version table's rows with every migration applied, as ``stored_heads`` gives them
+        (once per order: ``upgrade`` of an empty database through the snapshot records them,
+        every planner compares the stored heads with them). A parent is always of the same
+        app, so an app's head is stood on only through another migration's depends_on."""
+        order = self._order
+        if order.heads_of_everything is None:
+            tops = {rev for label in self._by_app for rev in self.app_heads(label)}
+            tops.difference_update(dep for m in self.migrations.values() for dep in m.dependencies)
+            order.heads_of_everything = tuple(rev for rev in self.migrations if rev in tops)
+        return order.heads_of_everything
 
     def applied_at(self, references: Sequence[str]) -> set[str]:
         """The applied set a starting point names (the FROM of ``--sql FROM:TO``, read instead of
@@ -304,6 +295,55 @@ class MigrationGraph:
                 raise RollbackError(f"app {words[0]!r} has {what}; name one migration")
             return self.migrations[heads[0]]
         return self.find(words[0])
+
+
+@dataclass(slots=True)
+class _Order:
+    """The migrations of a set of headers in the global order, by app: what a graph is made of,
+    shared by every graph of the same headers and app folders."""
+
+    declared: Mapping[str, Declared]
+    migrations: dict[str, Migration]
+    by_app: dict[str, list[Migration]]
+    heads_of_everything: tuple[str, ...] | None = None
+
+
+#: The last order made for each list of (app, folder) in this process. ``loader.scan`` gives the
+#: very same header map while no migration file changed (every file stat'ed: index.py), so a
+#: process making many graphs of unchanged files (a test suite upgrading a database per test)
+#: orders them once.
+_orders: dict[tuple[tuple[str, Path], ...], _Order] = {}
+
+
+def _order(declared: Mapping[str, Declared], registry: AppRegistry) -> _Order:
+    directories = registry.directories()
+    key = tuple(directories.items())
+    last = _orders.get(key)
+    if last is not None and last.declared is declared:
+        return last
+    app_by_dir = {d: (label, d.resolve()) for label, d in directories.items()}
+    dependencies = resolved_dependencies(dict(declared))
+    found: dict[str, Migration] = {}
+    for revision, item in declared.items():
+        app, resolved = app_by_dir[item.directory]  # read app folder by app folder
+        found[revision] = Migration(
+            revision,
+            app,
+            item.filename,
+            resolved,
+            item.down_revision,
+            dependencies[revision],
+            item.irreversible,
+            item.created,
+            item.replaces,
+        )
+    migrations = _topological(found, registry.labels)
+    _check_branches(migrations)
+    by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
+    for migration in migrations.values():
+        by_app.setdefault(migration.app, []).append(migration)
+    order = _orders[key] = _Order(declared, migrations, by_app)
+    return order
 
 
 def _check_branches(found: dict[str, Migration]) -> None:

@@ -15,11 +15,20 @@ reader understood (a function, a ``DO`` block) are counted after rolling back to
 and refused like any other loss. A step that could be read runs with each ``op.execute`` matched
 to one its reading showed: rows changed by a statement the reading did not show (code that runs
 only when not rendering SQL) are that statement's own, never credited to a read statement on the
-same table, and the step is rolled back and refused.
+same table, and the step is rolled back and refused. Each Alembic operation such a step runs is
+held against the ones its reading showed (``_Shown``): a drop, narrowing or rebuild no reading
+showed, which no row count could hear, is counted as the database is then and refused before
+it is sent; so is a schema change sent past Alembic's operations (``op.get_bind().execute``).
+A read step whose source holds code the reading cannot see (a test of ``as_sql``, a raw DB-API
+cursor: ``analysis.UNSEEN``) runs so on PostgreSQL and SQLite inside a savepoint, the catalog
+compared after it (``_held``): a column or table a raw cursor dropped, which no listener hears,
+is counted and refused. On MariaDB/MySQL, whose DDL commits at once, a step with a raw DB-API
+cursor (anywhere: SQLite's ``executescript``, which commits first) is refused before it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sqlite3
@@ -29,11 +38,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import op as alembic_op
-from alembic.operations.ops import ExecuteSQLOp
+from alembic.operations import BatchOperations
+from alembic.operations.base import AbstractOperations
+from alembic.operations.batch import BatchOperationsImpl
+from alembic.operations.ops import ExecuteSQLOp, MigrateOperation
 from sqlalchemy.engine import Connection
 
-from .analysis import Operation, executed_sql, reading_dialect
+from .analysis import UNSEEN, Operation, classify, executed_sql, reading_dialect
 from .archive import ArchiveLog, ArchiveSpec
 from .dataloss import (
     UNKNOWN,
@@ -49,12 +60,14 @@ from .executor import Progress, RunReport, execute
 from .plan import Plan, Step
 from .project import Project
 from .statements import (
+    CopyRows,
     DeleteRows,
     DropColumns,
     DropTables,
     Overwrite,
     Rename,
     Target,
+    Uncountable,
     UpdateRows,
     read,
     unquote,
@@ -141,10 +154,15 @@ class DataGuard:
             return function
         dialect = connection.dialect.name
         ops = step_operations(self.project, step, dialect)
-        unreadable = any(op.risk == "review" for op in ops)
+        unreadable = any(op.risk == "review" and op.kind not in UNSEEN for op in ops)
+        unseen = {op.kind: op for op in ops if op.kind in UNSEEN}
+        unwatchable = [op for op in unseen.values() if not watchable(op, dialect)]
 
         def run(**kw: Any) -> None:
+            if unwatchable and not self.allow_data_loss:
+                _refuse_unwatchable(step, unwatchable[0], dialect)
             self.counted = []
+            created = set(self.created)  # before the count adds what this step creates
             archived = len(self.archived)
             self._count_step(connection, step, ops)
             # The step's transaction began just before (executor: one per migration) and so far
@@ -155,7 +173,10 @@ class DataGuard:
                 if unreadable:
                     self._watched(connection, step, function, kw, unexplained)
                     return
-                with unexplained.matching(ops):
+                if unseen and dialect in TRANSACTIONAL_DDL:
+                    self._held(connection, step, function, kw, ops, created, unexplained)
+                    return
+                with _Shown(self, connection, step, ops, created, unexplained).running():
                     function(**kw)
                 self._after(step, unexplained.risks(step))
 
@@ -236,8 +257,20 @@ class DataGuard:
             self.created = watch.shadow.created_names()
             return
         savepoint.rollback()
+        self._settle(connection, step, changed + self._gone(connection, step, vanished))
+        unexplained.silence()  # the run below repeats what was just judged
+        watch = _StatementWatch(self, connection, step, unexplained)
+        with watch.listening():
+            function(**kw)  # nothing vanished with data, or it is archived: run it for real
+        self.created = watch.shadow.created_names()
+
+    def _gone(
+        self, connection: Connection, step: Step, vanished: list[tuple[str, str | None]]
+    ) -> list[StepRisk]:
+        """What the tables and columns that vanished held, counted on the database as it was
+        before the step (its savepoint rolled back)."""
         counter = Shadow(connection, counting="current", exempt=self.created)
-        risks = list(changed)
+        risks: list[StepRisk] = []
         for table, column in vanished:
             if counter.table(table) is None:
                 continue
@@ -246,12 +279,70 @@ class DataGuard:
             reason = f"{what} vanished through code that could not be read"
             risks += [StepRisk(step, _seen(reason, table, column), loss)
                       for loss in counter.apply((gone,), reason)]
-        self._settle(connection, step, risks)
+        return risks
+
+    def _held(
+        self, connection: Connection, step: Step, function: Callable[..., None], kw: dict[str, Any],
+        ops: list[Operation], created: set[tuple[str, str | None]], unexplained: _Unexplained,
+    ) -> None:
+        """A read step whose source holds code its reading cannot see (``analysis.UNSEEN``) on a
+        backend whose DDL rolls back: each operation is held against the reading (``_Shown``)
+        inside a savepoint, and the catalog compared after it: a table or column gone without
+        an operation or statement that said so (sent through a raw DB-API cursor, which no
+        listener hears) is counted, then refused or archived and the step run again."""
+        savepoint = connection.begin_nested()
+        before = _catalog(connection, self.project)
+        shown = _Shown(self, connection, step, ops, created, unexplained)
+        with shown.running():
+            function(**kw)
+        vanished = _vanished(before, _catalog(connection, self.project), shown.explained)
+        if not vanished:
+            savepoint.commit()
+            self._after(step, unexplained.risks(step))
+            return
+        savepoint.rollback()
+        self._settle(connection, step, unexplained.risks(step) + self._gone(connection, step, vanished))
         unexplained.silence()  # the run below repeats what was just judged
-        watch = _StatementWatch(self, connection, step, unexplained)
-        with watch.listening():
-            function(**kw)  # nothing vanished with data, or it is archived: run it for real
-        self.created = watch.shadow.created_names()
+        with _Shown(self, connection, step, ops, created, unexplained).running():
+            function(**kw)  # what vanished is archived: run it for real
+
+
+def _explained(effects: tuple[Any, ...]) -> set[Any]:
+    """The tables (and ``(table, column)``) ``effects`` drop, rename or delete from: gone
+    from the catalog with a reason."""
+    found: set[Any] = set()
+    for effect in effects:
+        if isinstance(effect, DropTables):
+            found.update(t.table for t in effect.tables)
+        elif isinstance(effect, DropColumns):
+            found.update((t.table, t.column) for t in effect.columns)
+        elif isinstance(effect, Rename):
+            target = effect.target
+            found.add(target.table if target.column is None else (target.table, target.column))
+        elif isinstance(effect, DeleteRows):
+            found.add(effect.table.table)
+    return found
+
+
+def watchable(operation: Operation, dialect: str) -> bool:
+    """Can the guard watch what ``operation`` (a read row) stands for as it runs on ``dialect``?
+    Not a raw DB-API cursor where DDL commits at once (no listener hears it, no savepoint takes
+    it back), nor SQLite's ``executescript`` (it commits the step's transaction first)."""
+    if operation.kind == "raw_script":
+        return False
+    return operation.kind != "raw_dbapi" or dialect in TRANSACTIONAL_DDL
+
+
+def _refuse_unwatchable(step: Step, unseen: Operation, dialect: str) -> None:
+    """Refuse, before it runs, a step whose unseen code cannot be watched on this backend."""
+    backend = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(dialect, "MariaDB/MySQL")
+    why = ("SQLite commits the running transaction before it" if unseen.kind == "raw_script"
+           else f"{backend} commits schema changes at once and no listener hears that cursor")
+    raise DataLossError(
+        DataLossReport([StepRisk(step, unseen)]),
+        f"it cannot be checked for data loss on {backend}: {unseen.reason}, and {why}; "
+        "nothing of it was run. Review that code, then re-run with --allow-data-loss to run it",
+    )
 
 
 class _StatementWatch:
@@ -286,7 +377,7 @@ class _StatementWatch:
         for reading in read(statement):
             if not reading.effects:
                 continue
-            self._explain(reading.effects)
+            self.explained |= _explained(reading.effects)
             self.unexplained.declare(reading.effects)
             operation = _seen(reading.reason, reading.table, reading.column, reading.sql)
             for parameter_set in parameter_sets:
@@ -296,18 +387,6 @@ class _StatementWatch:
                 self.explained.update(loss.table for loss in losses)
                 self.unexplained.account(losses)
                 self.guard._settle(conn, self.step, [StepRisk(self.step, operation, loss) for loss in losses])
-
-    def _explain(self, effects: tuple[Any, ...]) -> None:
-        for effect in effects:
-            if isinstance(effect, DropTables):
-                self.explained.update(t.table for t in effect.tables)
-            elif isinstance(effect, DropColumns):
-                self.explained.update((t.table, t.column) for t in effect.columns)
-            elif isinstance(effect, Rename):
-                target = effect.target
-                self.explained.add(target.table if target.column is None else (target.table, target.column))
-            elif isinstance(effect, DeleteRows):
-                self.explained.add(effect.table.table)
 
 
 def _refuse(lost: list[StepRisk]) -> None:
@@ -366,19 +445,21 @@ HEARD_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 
 
 class _Hearing:
-    """The rows each statement reports, passed to the running step's ``_Unexplained``: one
-    listener for the whole run, as adding and removing one per step costs more than a small
-    step's own DDL."""
+    """The rows each statement reports, passed to the running step's ``_Unexplained``, and each
+    statement before it is sent, passed to the running step's ``_Shown``: listeners for the
+    whole run, as adding and removing them per step costs more than a small step's own DDL."""
 
     def __init__(self) -> None:
         self.connection: Connection | None = None  # while listening
         self.step: _Unexplained | None = None
+        self.shown: _Shown | None = None
 
     @contextmanager
     def listening(self, connection: Connection) -> Iterator[None]:
         if connection.dialect.name not in HEARD_DIALECTS:
             yield
             return
+        sa.event.listen(connection, "before_cursor_execute", self._sending)
         sa.event.listen(connection, "after_cursor_execute", self._heard)
         self.connection = connection
         try:
@@ -386,10 +467,29 @@ class _Hearing:
         finally:
             self.connection = None
             sa.event.remove(connection, "after_cursor_execute", self._heard)
+            sa.event.remove(connection, "before_cursor_execute", self._sending)
+
+    def _sending(self, _conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if self.shown is not None and not self.shown.depth and _may_change_schema(statement):
+            self.shown.sent(statement)
 
     def _heard(self, *args: Any) -> None:
         if self.step is not None:
             self.step._counted(*args)
+
+
+#: Leading comments of a statement, before its first keyword.
+LEADING_COMMENTS_RE = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.DOTALL)
+
+
+def _may_change_schema(statement: str) -> bool:
+    """A statement that can drop, empty, narrow or move data by a schema change, or text of
+    several statements: only these are read as they are sent past Alembic's operations (every
+    other statement only adds, or changes rows the step is heard changing)."""
+    head = statement.lstrip()
+    if head.startswith(("--", "/*")):
+        head = statement[LEADING_COMMENTS_RE.match(statement).end():]  # type: ignore[union-attr]
+    return head[:8].upper().startswith(("DROP", "ALTER", "TRUNCATE", "RENAME")) or ";" in head.rstrip().rstrip(";")
 
 
 class _Unexplained:
@@ -404,7 +504,7 @@ class _Unexplained:
     (cascades), what the run created, and our own tables. A statement that runs but was never
     read (code that only runs when not rendering SQL, on every backend) explains nothing: the
     rows it reports deleting or updating are refused as the rows they are, also in a table
-    whose other, read statements were counted (``matching``)."""
+    whose other, read statements were counted (``_Shown``)."""
 
     def __init__(
         self, project: Project, connection: Connection, ops: list[Operation],
@@ -436,7 +536,7 @@ class _Unexplained:
         #: (table, "deleted"/"updated", rows, sent by code the reading did not show) reported
         #: by statements nothing read for the step explains.
         self.unread: list[tuple[str, str, int, bool]] = []
-        #: Inside an ``op.execute`` the step's reading showed (``matching``); None: every
+        #: Inside an ``op.execute`` the step's reading showed (``_Shown``); None: every
         #: statement is read as it runs (a watched step), or none is compared.
         self.in_read_statement: bool | None = None
         self.before: dict[str, tuple[int, int]] = {}
@@ -458,39 +558,6 @@ class _Unexplained:
 
     def silence(self) -> None:
         self.silenced = True
-
-    @contextmanager
-    def matching(self, ops: list[Operation]) -> Iterator[None]:
-        """Run the step with each ``op.execute`` matched to one its reading showed (by the SQL
-        it reads as, each read one used once): statements of any other one, or sent past
-        ``op`` (``op.get_bind()`` in code the reading did not reach), are unread."""
-        dialect = reading_dialect(self.connection.dialect.name)
-        sources = {id(op.source): op.source for op in ops if isinstance(op.source, ExecuteSQLOp)}
-        shown = Counter(executed_sql(source.sqltext, dialect) for source in sources.values())
-        impl = alembic_op.get_context().impl
-        run = impl.execute
-
-        def execute(sql: Any, execution_options: dict[str, Any] | None = None) -> None:
-            try:
-                key: str | None = executed_sql(sql, dialect)
-            except Exception:  # noqa: BLE001 - cannot be read: it was not shown either
-                key = None
-            if key is None or shown[key] <= 0:
-                return run(sql, execution_options)
-            shown[key] -= 1
-            self.in_read_statement = True
-            try:
-                return run(sql, execution_options)
-            finally:
-                self.in_read_statement = False
-
-        self.in_read_statement = False
-        impl.execute = execute  # type: ignore[method-assign]  # for this step only
-        try:
-            yield
-        finally:
-            del impl.execute
-            self.in_read_statement = None
 
     def __enter__(self) -> _Unexplained:
         if self.connection.dialect.name == "postgresql":
@@ -605,6 +672,189 @@ class _Unexplained:
             reason = f"{amount} of {table} {how} by {source}"
             risks.append(StepRisk(step, _seen(reason, table, None), Loss(table, None, count, reason)))
         return risks
+
+
+class _Shown:
+    """Each Alembic operation a step runs (``op.*``, also in a batch), held against the ones its
+    reading showed, classified the same way (``analysis.classify``). A dropped column or table
+    leaves no row count to hear, so what destroys data and was not shown (code that runs only
+    when not rendering SQL) is counted on the database as it is then and refused before it is
+    sent (MariaDB commits DDL at once); rows deleted or updated by an unshown statement are
+    heard as it runs (``_Unexplained``). Once the step ran anything not shown, every operation
+    after it is counted again before it runs: an unshown rename can put data under the name a
+    shown drop was counted empty at. A shown ``op.execute`` marks its statements as read. A
+    schema change sent outside every operation (``op.get_bind().execute``, which no reading can
+    show) is read and held the same way before the database runs it (``sent``); what Alembic
+    sends inside an operation, or rebuilding a batch's table after it, was judged with it."""
+
+    def __init__(
+        self, guard: DataGuard, connection: Connection, step: Step, ops: list[Operation],
+        exempt: set[tuple[str, str | None]], unexplained: _Unexplained,
+    ) -> None:
+        self.guard = guard
+        self.connection = connection
+        self.step = step
+        self.exempt = exempt
+        self.unexplained = unexplained
+        self.dialect = reading_dialect(connection.dialect.name)
+        #: Shown operations left to run: rows (equal by kind, table, column, reason, SQL) and,
+        #: for ``op.execute``, its SQL text (with the rows read from it).
+        self.shown = Counter(op for op in ops if not isinstance(op.source, ExecuteSQLOp))
+        self.shown_sql: Counter[str] = Counter()
+        self.rows_of_sql: dict[str, list[Operation]] = {}
+        sources = {id(op.source): op.source for op in ops if isinstance(op.source, ExecuteSQLOp)}
+        for source in sources.values():
+            text = executed_sql(source.sqltext, self.dialect)
+            self.shown_sql[text] += 1
+            self.rows_of_sql[text] = [op for op in ops if op.source is source]
+        #: The database as the step has changed it, from its first unshown operation on.
+        self.shadow: Shadow | None = None
+        #: Alembic operations (and batch rebuilds) running now: what they send was judged.
+        self.depth = 0
+        #: Tables and columns the judged operations drop or rename (``_explained``).
+        self.explained: set[Any] = set()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Judge each operation the step invokes, for this step only (Alembic's own ``op``
+        proxy and every batch go through ``invoke``; the reader's recorders override it)."""
+        invoke = AbstractOperations.invoke
+        flush = BatchOperationsImpl.flush
+        shown = self
+
+        def judged(operations: AbstractOperations, operation: MigrateOperation) -> Any:
+            read_statement = shown.judge(operation, isinstance(operations, BatchOperations))
+            shown.unexplained.in_read_statement = read_statement
+            shown.depth += 1
+            try:
+                return invoke(operations, operation)
+            finally:
+                shown.depth -= 1
+                shown.unexplained.in_read_statement = False
+
+        def rebuilt(impl: BatchOperationsImpl) -> None:
+            """A batch's operations, run (or its table rebuilt) as the ``with`` block ends,
+            outside any ``invoke``: each was judged as the block recorded it."""
+            shown.depth += 1
+            try:
+                flush(impl)
+            finally:
+                shown.depth -= 1
+
+        self.unexplained.in_read_statement = False
+        AbstractOperations.invoke = judged  # type: ignore[method-assign,assignment]
+        BatchOperationsImpl.flush = rebuilt  # type: ignore[method-assign,assignment]
+        self.guard.hearing.shown = self
+        try:
+            yield
+        finally:
+            self.guard.hearing.shown = None
+            BatchOperationsImpl.flush = flush  # type: ignore[method-assign]
+            AbstractOperations.invoke = invoke  # type: ignore[method-assign]
+            self.unexplained.in_read_statement = None
+
+    def judge(self, operation: MigrateOperation, in_batch: bool) -> bool:
+        """Refuse ``operation`` if it would destroy data no reading showed; True for a shown
+        ``op.execute``."""
+        if isinstance(operation, ExecuteSQLOp):
+            try:
+                key: str | None = executed_sql(operation.sqltext, self.dialect)
+            except Exception:  # noqa: BLE001 - cannot be read: it was not shown either
+                key = None
+            if key is not None and self.shown_sql[key] > 0:
+                self.shown_sql[key] -= 1
+                self._explain(self.rows_of_sql[key])
+                if self.shadow is not None:
+                    self._count(self.rows_of_sql[key], shown=True)
+                return True
+            rows = classify(operation, self.dialect, in_batch)
+            self._explain(rows)
+        else:
+            rows = classify(operation, self.dialect, in_batch)
+            self._explain(rows)
+            if all(self.shown[row] > 0 for row in rows):
+                self.shown.subtract(rows)
+                if self.shadow is not None:
+                    self._count(rows, shown=True)
+                return False
+        if self.shadow is None:
+            self.shadow = Shadow(self.connection, counting="current", exempt=self.exempt)
+        self._count(rows, shown=False)
+        return False
+
+    def sent(self, statement: str) -> None:
+        """A schema change sent outside every Alembic operation: read as ``op.execute`` would
+        be, counted on the database as it is now and refused before it is sent if it destroys
+        data. A statement not understood (an unknown ``ALTER``) is refused as uncountable when
+        the table it names holds rows; our own tables pass."""
+        own = self.guard.project.recorder.is_own_table
+        rows: list[Operation] = []
+        for row in classify(ExecuteSQLOp(statement), self.dialect):
+            if row.risk == "review" and not row.table:
+                row = dataclasses.replace(row, table=_first_table(statement) or None)
+                if row.table is None:
+                    continue  # names no table (ALTER TYPE, ALTER SEQUENCE): no rows to lose
+            if not (row.table and own(row.table) and all(own(name) for name in _dropped(row))):
+                rows.append(row)
+        if not rows:
+            return
+        self._explain(rows)
+        if self.shadow is None:
+            self.shadow = Shadow(self.connection, counting="current", exempt=self.exempt)
+        self._count(rows, shown=False)
+
+    def _explain(self, rows: list[Operation]) -> None:
+        for row in rows:
+            self.explained |= _explained(row.effects)
+
+    def _count(self, rows: list[Operation], shown: bool) -> None:
+        """Follow ``rows`` on the database as it is now; refuse what they would destroy that
+        the count before the step did not (only shown operations were counted then)."""
+        assert self.shadow is not None
+        lost: list[StepRisk] = []
+        for row in rows:
+            effects = row.effects
+            if not shown and row.risk == "review":
+                effects = (Uncountable(Target(row.table) if row.table else None, "its code cannot be read"),)
+            elif not shown and all(_rows_only(effect) for effect in effects):
+                continue  # rows it changes are heard as it runs, and roll back on every backend
+            for loss in self.shadow.apply(effects, row.reason):
+                if loss.rows != 0 and not (shown and self._counted_before(loss)):
+                    lost.append(StepRisk(self.step, row, loss))
+        if lost:
+            _refuse_unshown(lost, shown)
+
+    def _counted_before(self, loss: Loss) -> bool:
+        return any(
+            (counted.schema, counted.table, counted.column) == (loss.schema, loss.table, loss.column)
+            and (counted.rows == UNKNOWN or 0 <= loss.rows <= counted.rows)
+            for counted in self.guard.counted
+        )
+
+
+def _dropped(row: Operation) -> list[str]:
+    """Every table a row's ``DROP TABLE`` or ``TRUNCATE`` names (its ``table`` is the first)."""
+    return [t.table for effect in row.effects if isinstance(effect, DropTables) for t in effect.tables]
+
+
+def _rows_only(effect: Any) -> bool:
+    """An effect on rows, not on the schema (a DML statement's)."""
+    return isinstance(effect, (DeleteRows, UpdateRows, Overwrite, CopyRows))
+
+
+def _refuse_unshown(lost: list[StepRisk], shown: bool) -> None:
+    first = lost[0]
+    amount = "an unknown number of rows" if first.amount == "unknown" else first.amount
+    more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+    where = ("after code this step's reading did not show had run" if shown
+             else "in code this step's reading did not show")
+    raise DataLossError(
+        DataLossReport(lost),
+        f"counted again as it ran, it would destroy {amount} of {first.object}{more} "
+        f"({first.operation.reason}) {where} (it runs only when not rendering SQL, so no plan "
+        "or report counted it); refused before it was sent. Make that code run when the "
+        "migration is read too, or re-run with --allow-data-loss",
+    )
 
 
 #: ``DELETE FROM t ...`` / ``UPDATE t ...`` on one table (schema-qualified or quoted): read

@@ -13,7 +13,7 @@ read-only checkout) is simply read without one. An intact index is trusted as Py
 bytecode beside it in ``__pycache__``: whoever can write there can write the migrations too.
 Within one process the last index of each folder is also kept in memory, and reused under the
 same check (every file stat'ed again, nothing racy), so a test suite upgrading a database per
-test decodes each folder's index once.
+test decodes each folder's index, and makes its headers, once.
 
 A header computed at run time (``revision = make_id()``) cannot be read statically: that one file
 is imported, every time, and never cached.
@@ -89,7 +89,8 @@ class Declared:
     #: The graph key the file itself declares, when a squash changed down_revision or
     #: depends_on in memory (squash.py); None when the file says what the graph holds.
     file_key: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
-    #: The module, once imported (at once when the header is computed, else when a step runs).
+    #: The module of a file whose header is computed at run time, imported to read it (a file
+    #: read statically is imported by its Alembic Script, per run: scripts.py).
     module: ModuleType | None = field(default=None, repr=False, compare=False)
     #: The file's sha256 as the index read it (what the schema snapshot's digest is made of).
     sha256: str | None = field(default=None, repr=False, compare=False)
@@ -345,6 +346,10 @@ class _Index:
     sha256: str
     #: The header columns, each a list with an item per file.
     columns: list[list[Any]]
+    #: The folder (as spelt) and the headers made for it, kept when no header is computed at run
+    #: time: a repeat read of an unchanged folder returns the very same list (loader.scan and
+    #: the graph build on that to reuse what they made from it).
+    made: tuple[Path, list[Declared]] | None = None
 
     def entries(self) -> dict[str, tuple[list[int], str, Header]]:
         """name → (size/mtime/ctime, sha256, header): for a folder where something changed."""
@@ -358,8 +363,12 @@ class _Index:
         }
 
     def declared(self, folder: Path) -> list[Declared]:
-        """The files' headers; one computed at run time is read by importing that file."""
+        """The files' headers; one computed at run time is read by importing that file, every
+        time (such a folder's headers are never kept)."""
+        if self.made is not None and self.made[0] == folder:
+            return self.made[1]
         found: list[Declared] = []
+        computed = False
         #: A parent is an earlier revision of the same folder: its one string is shared.
         revisions: dict[str, str] = {}
         rows = zip(self.files, *self.columns)
@@ -370,6 +379,7 @@ class _Index:
                 declared = imported_header(path, import_migration(path))
                 declared.sha256 = sha256
                 found.append(declared)
+                computed = True
                 continue
             revisions[revision] = revision
             parents = (revisions.get(down, down),) if type(down) is str else _names(down)
@@ -377,6 +387,8 @@ class _Index:
                 folder, name, revision, parents, _names(depends), _names(labels), irreversible, created,
                 _names(replaces), sha256=sha256,
             ))
+        if not computed:
+            self.made = (folder, found)
         return found
 
 
@@ -431,7 +443,8 @@ def read_folder(folder: Path) -> list[Declared]:
 #: The last index read or built per folder (absolute path) in this process: a repeat read
 #: (a test suite creating an app and upgrading per test) skips reading and decoding the file.
 #: Used under exactly the check the index file is: every file stat'ed again, names, sizes and
-#: times equal, none racily close to when the index was made. Never mutated once stored.
+#: times equal, none racily close to when the index was made. Never changed once stored, but
+#: for keeping the headers it gives (``_Index.made``), which are never changed either.
 _read_in_process: dict[str, _Index] = {}
 
 

@@ -142,12 +142,30 @@ def scan_squashed(
     registry: AppRegistry, unsquashed: Iterable[str] = ()
 ) -> tuple[dict[str, Declared], dict[str, Declared]]:
     """``scan``, and the original files hidden behind their squash (squash.py); the squashes in
-    ``unsquashed`` are set aside for their originals instead."""
+    ``unsquashed`` are set aside for their originals instead.
+
+    While no file changed, the index gives each folder's very same header list again, and the
+    maps made from those lists last time are returned again (shared: never changed by a caller)."""
     from .squash import apply_squashes
 
-    declared, hidden = apply_squashes(_collect(registry), unsquashed)
+    folders = tuple(app.directory for app in registry)
+    found = [read_folder(folder) for folder in folders]
+    key = (folders, frozenset(unsquashed))
+    last = _scanned.get(key)
+    if last is not None and all(now is before for now, before in zip(found, last[0])):
+        return last[1]
+    declared, hidden = apply_squashes(_collect(found), unsquashed)
     _check_references(declared)
+    _scanned[key] = (found, (declared, hidden))
     return declared, hidden
+
+
+#: The last map ``scan`` made for each tuple of app folders in this process, with the folders'
+#: header lists it was made from.
+_scanned: dict[
+    tuple[tuple[Path, ...], frozenset[str]],
+    tuple[list[list[Declared]], tuple[dict[str, Declared], dict[str, Declared]]],
+] = {}
 
 
 def scan_files(registry: AppRegistry) -> dict[str, Path]:
@@ -155,10 +173,10 @@ def scan_files(registry: AppRegistry) -> dict[str, Path]:
     return {revision: item.path for revision, item in scan(registry).items()}
 
 
-def _collect(registry: AppRegistry) -> dict[str, Declared]:
+def _collect(found: list[list[Declared]]) -> dict[str, Declared]:
     seen: dict[str, Declared] = {}
-    for app in registry:
-        for declared in read_folder(app.directory):
+    for headers in found:
+        for declared in headers:
             revision = declared.revision
             if revision in seen:
                 raise RollbackError(

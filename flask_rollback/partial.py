@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -88,28 +89,34 @@ def partial_table_name(log_table: str) -> str:
     return f"{log_table[:55]}_partial"
 
 
+@cache
+def _table(name: str) -> sa.Table:
+    """The table of partly applied steps, made once per process and never changed."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("app", sa.String(64), nullable=False),
+        sa.Column("revision", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("started_at", timestamp(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("failed_at", timestamp(), nullable=True),
+        sa.Column("statements", sa.Text, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("user", sa.String(255), nullable=False),
+        sa.Column("resolved_at", timestamp(), nullable=True),
+        sa.Column("resolution", sa.String(16), nullable=True),
+    )
+
+
 class PartialLog:
     """Reads and writes the partly applied steps of one database."""
 
     def __init__(self, log_table: str) -> None:
-        self.table = sa.Table(
-            partial_table_name(log_table),
-            sa.MetaData(),
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("app", sa.String(64), nullable=False),
-            sa.Column("revision", sa.String(64), nullable=False),
-            sa.Column("name", sa.String(255), nullable=False),
-            sa.Column("direction", sa.String(8), nullable=False),
-            sa.Column("started_at", timestamp(), nullable=False),
-            sa.Column("state", sa.String(16), nullable=False),
-            sa.Column("failed_at", timestamp(), nullable=True),
-            sa.Column("statements", sa.Text, nullable=False),
-            sa.Column("error", sa.Text, nullable=False),
-            sa.Column("host", sa.String(255), nullable=False),
-            sa.Column("user", sa.String(255), nullable=False),
-            sa.Column("resolved_at", timestamp(), nullable=True),
-            sa.Column("resolution", sa.String(16), nullable=True),
-        )
+        self.table = _table(partial_table_name(log_table))
         #: Built once: a run on MariaDB/MySQL writes a marker per step (compiled once, cached).
         self._insert = self.table.insert()
 

@@ -8,8 +8,10 @@ is known and shown before anything runs. Alembic executes the resulting steps.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 from .errors import RollbackError
@@ -96,7 +98,7 @@ class Planner:
         self,
         graph: MigrationGraph,
         stored_heads: Sequence[str],
-        recent: Sequence[str] = (),
+        logged: Collection[str] = (),
         names: Mapping[str, str] | None = None,
     ) -> None:
         unknown = graph.unknown(stored_heads)
@@ -115,16 +117,28 @@ class Planner:
             )
         self.graph = graph
         self.stored_heads = tuple(stored_heads)
-        self.applied = graph.closure(stored_heads)
-        #: Applied revisions, most recently applied first (from the applied log).
+        #: The applied revisions. A database at every head (the usual case) has every migration
+        #: applied: the graph's own keys then, not a walk making a set of 10,000 revisions.
+        self.applied: AbstractSet[str] = (
+            graph.migrations.keys() if set(stored_heads) == set(graph.heads_of_everything)
+            else graph.closure(stored_heads)
+        )
+        #: Revisions in the order the applied log last applied them, oldest first.
+        self._logged = logged
+
+    @cached_property
+    def recent(self) -> list[str]:
+        """Applied revisions, most recently applied first: as the applied log has them, then
+        those applied without a log row (an adopted history, a stamp), older than anything
+        logged, the later in the graph's order the more recent. Made when a plan counts steps
+        back (``downgrade -N``): a history of 10,000 migrations makes it 10,000 long."""
         logged = list(dict.fromkeys(  # a squash was applied when its originals were
-            applied for applied in (graph.replaced.get(rev, rev) for rev in recent) if applied in self.applied
+            applied for applied in (self.graph.replaced.get(rev, rev) for rev in reversed(list(self._logged)))
+            if applied in self.applied
         ))
-        # Applied without a log row (an adopted history, a stamp): older than anything logged,
-        # the later in the graph's order the more recent.
         seen = set(logged)
-        unlogged = [rev for rev in reversed(graph.migrations) if rev in self.applied and rev not in seen]
-        self.recent = logged + unlogged
+        unlogged = [rev for rev in reversed(self.graph.migrations) if rev in self.applied and rev not in seen]
+        return logged + unlogged
 
     # -- upgrade -------------------------------------------------------------------------------
 

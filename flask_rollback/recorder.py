@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,34 +80,42 @@ class LogEntry:
     user: str
 
 
+@cache
+def _tables(log_table: str, version_table: str) -> tuple[sa.Table, sa.Table]:
+    """The applied log and Alembic's version table of these names, made once per process (a
+    test suite makes a Recorder per command) and never changed."""
+    metadata = sa.MetaData()
+    log = sa.Table(
+        log_table,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("app", sa.String(64), nullable=False),
+        sa.Column("revision", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("fake", sa.Boolean, nullable=False, default=False),
+        sa.Column("started_at", timestamp(), nullable=False),
+        sa.Column("finished_at", timestamp(), nullable=False),
+        sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("user", sa.String(255), nullable=False),
+    )
+    version = sa.Table(
+        version_table,
+        metadata,
+        sa.Column("version_num", sa.String(32), nullable=False),
+        sa.PrimaryKeyConstraint("version_num", name=f"{version_table}_pkc"),
+    )
+    return log, version
+
+
 class Recorder:
     """Reads and writes the version table and the applied log of one database."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        metadata = sa.MetaData()
-        self.log = sa.Table(
-            settings.log_table,
-            metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("app", sa.String(64), nullable=False),
-            sa.Column("revision", sa.String(64), nullable=False),
-            sa.Column("name", sa.String(255), nullable=False),
-            sa.Column("direction", sa.String(8), nullable=False),
-            sa.Column("fake", sa.Boolean, nullable=False, default=False),
-            sa.Column("started_at", timestamp(), nullable=False),
-            sa.Column("finished_at", timestamp(), nullable=False),
-            sa.Column("duration_ms", sa.Float, nullable=False),
-            sa.Column("sha256", sa.String(64), nullable=False),
-            sa.Column("host", sa.String(255), nullable=False),
-            sa.Column("user", sa.String(255), nullable=False),
-        )
-        self.version = sa.Table(
-            settings.version_table,
-            metadata,
-            sa.Column("version_num", sa.String(32), nullable=False),
-            sa.PrimaryKeyConstraint("version_num", name=f"{settings.version_table}_pkc"),
-        )
+        self.log, self.version = _tables(settings.log_table, settings.version_table)
         #: Built once: a run writes one row per step, and a statement built per row is compiled
         #: per row (its parameters as bind values keep SQLAlchemy's compiled cache warm).
         self._log_insert = self.log.insert()
@@ -193,18 +201,26 @@ class Recorder:
             query = query.where(self.log.c.app == app)
         return [LogEntry(**row) for row in connection.execute(query).mappings()]
 
-    def applied_times(self, connection: Connection) -> dict[str, datetime]:
+    def applied_times(
+        self, connection: Connection, known: Mapping[str, Migration] | None = None
+    ) -> dict[str, datetime]:
         """The revisions the log says are applied, each with when it was last applied, in the
         order they were (oldest first); empty when the log does not exist yet.
 
         One pass over three columns, keeping no rows: every command that plans reads the whole
-        log, and a history of 10,000 migrations has a log at least that long."""
+        log, and a history of 10,000 migrations has a log at least that long. A revision of
+        ``known`` (the graph's migrations) is keyed by the graph's own string: no second copy
+        of each id is kept."""
         if not connection.dialect.has_table(connection, self.settings.log_table, None):
             return {}
+        known = known or {}
         log = self.log.c
         query = sa.select(log.revision, log.direction, log.finished_at).order_by(log.id)
         times: dict[str, datetime] = {}
         for revision, direction, finished_at in connection.execute(query):
+            migration = known.get(revision)
+            if migration is not None:
+                revision = migration.revision
             times.pop(revision, None)  # re-inserted at the end: the order of last application
             if direction == "up":
                 times[revision] = finished_at

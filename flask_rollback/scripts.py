@@ -27,6 +27,9 @@ class IndexedScript(Script):
     def __init__(self, declared: Declared) -> None:
         self.path = str(declared.path)
         self._declared = declared
+        #: Kept here, not on the header: headers are shared by every run of the process while
+        #: the files are unchanged (index.py), a module is imported once per run as Alembic does.
+        self._module = declared.module
         down = declared.down_revision
         Revision.__init__(
             self,
@@ -38,8 +41,8 @@ class IndexedScript(Script):
 
     @property
     def module(self) -> ModuleType:  # type: ignore[override]
-        declared = self._declared
-        if declared.module is None:
+        if self._module is None:
+            declared = self._declared
             module = import_migration(declared.path)
             if imported_header(declared.path, module).graph_key() != declared.declared_key():
                 raise RollbackError(
@@ -47,14 +50,14 @@ class IndexedScript(Script):
                     "depends_on or replaces to other values when it runs than it declares; assign each "
                     "once, at module level, as a plain constant"
                 )
-            declared.module = module
-        return declared.module
+            self._module = module
+        return self._module
 
     @property
     def longdoc(self) -> str:  # type: ignore[override]
         """The docstring, as Alembic shows it (show, heads -v, history), read from the file
         without running it while the module is not imported."""
-        if self._declared.module is None:
+        if self._module is None:
             found = docstring(self._declared.path)
             if found is not None:
                 return found.strip()

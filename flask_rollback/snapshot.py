@@ -25,10 +25,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 
@@ -121,6 +121,21 @@ def digest(declared: Iterable[Declared]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+def digest_of_all(declared: Mapping[str, Declared]) -> str:
+    """``digest`` of every migration, made once per header map: ``loader.scan`` gives the same
+    map again while no migration file changed."""
+    for known, value in _digests:
+        if known is declared:
+            return value
+    value = digest(declared.values())
+    _digests[:] = [(declared, value), *_digests[:7]]
+    return value
+
+
+#: The digests of the last few header maps (one per bind of the project, usually).
+_digests: list[tuple[Mapping[str, Declared], str]] = []
+
+
 # -- the file ---------------------------------------------------------------------------------
 
 
@@ -181,7 +196,7 @@ def read(path: Path) -> Snapshot:
 def stale_reason(project: Project, snapshot: Snapshot) -> str | None:
     """Why ``snapshot`` does not show the schema the migrations build now, or None (current)."""
     declared = project.declared
-    if snapshot.digest == digest(declared.values()):
+    if snapshot.digest == digest_of_all(declared):
         return None
     if snapshot.migrations != len(declared) or set(snapshot.heads) - set(declared):
         return (
@@ -477,90 +492,130 @@ def record_all(project: Project, connection: Connection, revisions: Iterable[str
     how many were recorded."""
     graph = project.graph
     declared = project.declared
-    chosen = set(graph.migrations) if revisions is None else set(revisions)
     recorder = project.recorder
     recorder.version.create(connection, checkfirst=True)
     recorder.log.create(connection, checkfirst=True)
-    heads = graph.heads_of_everything if revisions is None else graph.stored_heads(chosen)
+    chosen: Iterable[Migration]
+    if revisions is None:
+        heads, chosen = graph.heads_of_everything, graph.migrations.values()
+    else:
+        wanted = set(revisions)
+        heads = graph.stored_heads(wanted)
+        chosen = [m for revision, m in graph.migrations.items() if revision in wanted]
     if heads:
         connection.execute(recorder.version.insert(), [{"version_num": head} for head in heads])
-    rows = _log_rows(project, connection, [
-        (migration, declared[revision].sha256 or file_sha256(migration.path))
-        for revision, migration in graph.migrations.items()
-        if revision in chosen
-    ])
-    _insert_rows(connection, recorder.log, rows)
-    return len(rows)
+    # Column by column: no object per row for the cycle collector to walk (10,000 rows).
+    apps, names, digests = [], [], []
+    for migration in chosen:
+        apps.append(migration.app)
+        names.append(migration.name)
+        digests.append(declared[migration.revision].sha256 or file_sha256(migration.path))
+    revisions = [migration.revision for migration in chosen]
+    constants = _log_constants(project, connection)
+    _insert_log_rows(connection, recorder.log, [apps, revisions, names, digests], constants)
+    return len(revisions)
 
 
-LOG_COLUMNS = [
-    "app", "revision", "name", "direction", "fake", "started_at", "finished_at", "duration_ms",
-    "sha256", "host", "user",
-]
+#: The log's columns: those that differ from row to row of ``record_all`` (what each varying row
+#: holds, in this order), and those every row shares.
+VARYING_COLUMNS = ("app", "revision", "name", "sha256")
+CONSTANT_COLUMNS = ("direction", "fake", "started_at", "finished_at", "duration_ms", "host", "user")
 
 
-def _log_rows(project: Project, connection: Connection, migrations: list[tuple[Migration, str]]) -> list[tuple]:  # type: ignore[type-arg]
-    """The log's values (LOG_COLUMNS order) as the driver takes them: each constant converted
-    once by its column type's bind processor."""
+def _log_constants(project: Project, connection: Connection) -> tuple[object, ...]:
+    """The shared values (CONSTANT_COLUMNS order) as the driver takes them: each converted once
+    by its column type's bind processor."""
     log = project.recorder.log
     dialect = connection.dialect
-
-    def bound(column: str, value: object) -> object:
-        processor = log.c[column].type._cached_bind_processor(dialect)
-        return processor(value) if processor is not None else value
-
     now = utcnow()
     host, user = who()
-    fake, at, zero = bound("fake", True), bound("started_at", now), bound("duration_ms", 0.0)
-    return [
-        (m.app, m.revision, m.name, "up", fake, at, at, zero, sha, host, user)
-        for m, sha in migrations
-    ]
+    values = {"direction": "up", "fake": True, "started_at": now, "finished_at": now,
+              "duration_ms": 0.0, "host": host, "user": user}
+    bound = []
+    for column in CONSTANT_COLUMNS:
+        processor = log.c[column].type._cached_bind_processor(dialect)
+        bound.append(processor(values[column]) if processor is not None else values[column])
+    return tuple(bound)
 
 
 #: The driver's placeholder for a positional parameter, by DBAPI paramstyle (psycopg takes
 #: ``%s`` as well as its default ``%(name)s``).
 PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+#: SQLite before 3.32 takes 999 parameters a statement.
+SQLITE_PARAMETERS = 999
 
 
-def _insert_rows(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
-    """Insert ``rows`` (LOG_COLUMNS order) as multi-row INSERTs of a few hundred rows each: a
-    handful of statements instead of one round trip per row (PostgreSQL, MariaDB)."""
+def _insert_log_rows(
+    connection: Connection, table: sa.Table, varying: list[list[str]], constants: tuple[object, ...]
+) -> None:
+    """Insert a log row per item of the ``varying`` columns (VARYING_COLUMNS) with
+    ``constants`` (CONSTANT_COLUMNS) in a handful of statements instead of one round trip per
+    row, each constant sent once a statement where the database can take it so."""
     dialect = connection.dialect
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.quote(c) for c in (*VARYING_COLUMNS, *CONSTANT_COLUMNS))
+    head = f"INSERT INTO {quote.format_table(table)} ({columns}) "
     if dialect.name == "postgresql":
-        _insert_rows_postgres(connection, table, rows)
+        _insert_rows_postgres(connection, head, varying, constants)
         return
+    count = len(varying[0])
     marker = PLACEHOLDERS.get(dialect.paramstyle)
     if marker is None:  # another driver: its own executemany
-        connection.execute(table.insert(), [dict(zip(LOG_COLUMNS, row)) for row in rows])
+        names = (*VARYING_COLUMNS, *CONSTANT_COLUMNS)
+        connection.execute(
+            table.insert(), [dict(zip(names, (*row, *constants))) for row in zip(*varying)]
+        )
         return
-    quote = dialect.identifier_preparer
-    head = f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in LOG_COLUMNS)}) VALUES "
-    group = f"({', '.join([marker] * len(LOG_COLUMNS))})"
-    size = 90 if dialect.name == "sqlite" else 1000  # SQLite before 3.32 takes 999 parameters
-    for start in range(0, len(rows), size):
-        batch = rows[start:start + size]
-        statement = head + ", ".join([group] * len(batch))
-        connection.exec_driver_sql(statement, tuple(chain.from_iterable(batch)))
+    width = len(VARYING_COLUMNS)
+    if dialect.name == "sqlite":
+        # The constants once, the rows as a VALUES table (its columns are column1, column2...).
+        size = (SQLITE_PARAMETERS - len(constants)) // width
+        shared = ", ".join([marker] * len(constants))
+        values = ", ".join(f"column{i + 1}" for i in range(width))
+        for start in range(0, count, size):
+            stop = min(start + size, count)
+            rows = ", ".join([f"({', '.join([marker] * width)})"] * (stop - start))
+            connection.exec_driver_sql(
+                f"{head}SELECT {values}, {shared} FROM (VALUES {rows})",
+                (*constants, *_row_by_row(varying, start, stop)),
+            )
+        return
+    size = 1000
+    group = f"({', '.join([marker] * (width + len(constants)))})"
+    for start in range(0, count, size):
+        stop = min(start + size, count)
+        connection.exec_driver_sql(
+            f"{head}VALUES {', '.join([group] * (stop - start))}",
+            tuple(_row_by_row(varying, start, stop, constants)),
+        )
 
 
-def _insert_rows_postgres(connection: Connection, table: sa.Table, rows: list[tuple]) -> None:  # type: ignore[type-arg]
+def _row_by_row(
+    columns: list[list[str]], start: int, stop: int, constants: tuple[object, ...] = ()
+) -> list[object]:
+    """Rows ``start`` to ``stop`` of ``columns`` as one flat list, row after row, each row
+    followed by ``constants``."""
+    width = len(columns) + len(constants)
+    flat: list[object] = [None] * (width * (stop - start))
+    for i, column in enumerate(columns):
+        flat[i::width] = column[start:stop]
+    for i, value in enumerate(constants, start=len(columns)):
+        flat[i::width] = [value] * (stop - start)
+    return flat
+
+
+def _insert_rows_postgres(
+    connection: Connection, head: str, varying: list[list[str]], constants: tuple[object, ...]
+) -> None:
     """PostgreSQL: one statement, the varying columns as arrays (``unnest``), the constants
-    (already converted by ``_log_rows``) once: no per-row parameters to parse or plan."""
-    columns = list(zip(*rows))
-    varying = {0: "app", 1: "revision", 2: "name", 8: "sha256"}
-    values = [
-        f"t.{varying[i]}" if i in varying else f":c{i}" for i in range(len(LOG_COLUMNS))
-    ]
-    quote = connection.dialect.identifier_preparer
+    once: no per-row parameters to parse or plan."""
     statement = sa.text(
-        f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(c) for c in LOG_COLUMNS)}) "
-        f"SELECT {', '.join(values)} FROM unnest("
-        + ", ".join(f"CAST(:v{i} AS text[])" for i in varying)
-        + f") AS t({', '.join(varying.values())})"
+        f"{head}SELECT t.*, {', '.join(f':c{i}' for i in range(len(constants)))} FROM unnest("
+        + ", ".join(f"CAST(:v{i} AS text[])" for i in range(len(varying)))
+        + ") AS t"
     )
-    parameters = {f"v{i}": list(columns[i]) for i in varying}
-    parameters.update({f"c{i}": columns[i][0] for i in range(len(LOG_COLUMNS)) if i not in varying})
+    parameters: dict[str, object] = {f"v{i}": column for i, column in enumerate(varying)}
+    parameters.update({f"c{i}": value for i, value in enumerate(constants)})
     connection.execute(statement, parameters)
 
 
@@ -578,7 +633,7 @@ class Fresh:
     count: int = 0
 
 
-def fresh_database(project: Project, connection: Connection, applied: set[str]) -> Fresh | None:
+def fresh_database(project: Project, connection: Connection, applied: AbstractSet[str]) -> Fresh | None:
     """Build an empty database from its current snapshot and record every migration as applied.
     None when no snapshot applies (snapshots off, not empty, no file): replay, nothing to say."""
     if not project.settings.snapshots or applied or not project.declared:

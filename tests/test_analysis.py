@@ -453,6 +453,42 @@ def test_alembic_op_proxy_is_restored(tmp_path: Path) -> None:
         assert getattr(alembic.op, "_proxy") is real
 
 
+#: Code in a migration's source its reading cannot see: (upgrade body, the extra row's kind).
+UNSEEN_CODE = {
+    "as_sql_branch": ('if not op.get_context().as_sql:\n    op.drop_table("t")', "unrendered"),
+    "as_sql_option": ('if not op.get_context().opts["as_sql"]:\n    op.drop_table("t")', "unrendered"),
+    "pool_cursor": ("op.get_bind().connection.cursor().execute('DROP TABLE t')", "raw_dbapi"),
+    "driver_connection": ("bind = op.get_bind()\nbind.connection.driver_connection.cursor()", "raw_dbapi"),
+    "nested_connection": ("op.get_context().connection.connection.execute('DROP TABLE t')", "raw_dbapi"),
+    "bind_connection": ("op.get_bind().connection.execute('DROP TABLE t')", "raw_dbapi"),
+    "raw_connection": ("op.get_bind().engine.raw_connection()", "raw_dbapi"),
+    "executescript": ("op.get_bind().connection.executescript('DROP TABLE t;')", "raw_script"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSEEN_CODE))
+def test_code_the_reading_cannot_see_gives_one_review_row(tmp_path: Path, name: str) -> None:
+    """A test of ``as_sql`` or a raw DB-API connection in the direction read gives one "review"
+    row saying so (the guard watches such a step); the other direction is not marked."""
+    body, kind = UNSEEN_CODE[name]
+    module = load(tmp_path, 'op.add_column("t", sa.Column("a", sa.Integer))\n' + body,
+                  'op.drop_column("t", "a")')
+    rows = [row for row in operations(module, "upgrade", "sqlite") if row.kind == kind]
+    assert [(row.risk, row.table) for row in rows] == [("review", None)]
+    assert "which its reading cannot see" in rows[0].reason
+    assert [(o.kind, o.risk) for o in operations(module, "downgrade", "sqlite")] == [("drop_column", "destroys")]
+
+
+def test_the_words_in_comments_and_strings_mark_nothing(tmp_path: Path) -> None:
+    """Only code counts: a comment or a docstring naming ``as_sql`` or a cursor is not code."""
+    module = load(tmp_path, '''
+        """Runs the same whether as_sql or not; no .cursor() or executescript here."""
+        # if not op.get_context().as_sql: op.get_bind().connection.cursor()
+        op.add_column("t", sa.Column("a", sa.Integer))
+    ''')
+    assert [o.kind for o in operations(module, "upgrade", "sqlite")] == ["add_column"]
+
+
 def test_readings_sharing_one_context_do_not_leak_into_each_other(tmp_path: Path) -> None:
     """Every migration is read through one recording context per backend: one that reaches for
     the connection is stopped there, and the next one, which does not, is read whole; read
@@ -471,7 +507,7 @@ def test_readings_sharing_one_context_do_not_leak_into_each_other(tmp_path: Path
     assert [(o.kind, o.risk) for o in first] == [("add_column", "safe"), ("python", "review")]
     assert "reads op.get_context().bind / .connection" in first[1].reason
     assert [(o.kind, o.table) for o in operations(plain, "upgrade", "sqlite")] == [
-        ("add_column", "t"), ("drop_table", "t2"),
+        ("add_column", "t"), ("drop_table", "t2"), ("unrendered", None),  # it tests as_sql
     ]
     assert [(o.kind, o.risk) for o in operations(reaches, "upgrade", "sqlite")] == [
         ("add_column", "safe"), ("python", "review"),

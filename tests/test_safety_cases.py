@@ -9,9 +9,11 @@ byte-for-byte as it was), or is safe, and must run without ``--allow-data-loss``
 
 from __future__ import annotations
 
+import gc
 import json
 import textwrap
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import Result
+from sqlalchemy.engine import Engine
 
 from flask_rollback.errors import EXIT_REFUSED
 from tests.projects import (
@@ -47,6 +50,18 @@ def _foreign_keys(dbapi_connection, _record):
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 '''
+
+
+
+@pytest.fixture(autouse=True)
+def _foreign_keys_off_afterwards() -> Iterator[None]:
+    """Remove the listeners FOREIGN_KEYS_ON registered on every Engine (one per import of the
+    project's module): left behind, they turn foreign keys on in later tests of this process."""
+    yield
+    for found in gc.get_objects():
+        if (isinstance(found, types.FunctionType) and found.__name__ == "_foreign_keys"
+                and found.__module__.endswith(".fk") and sa.event.contains(Engine, "connect", found)):
+            sa.event.remove(Engine, "connect", found)
 
 
 def db(project: Project, *args: str, code: int = 0) -> Result:
@@ -518,6 +533,231 @@ def test_an_unread_statement_is_not_credited_to_a_read_one_on_the_same_table(
     assert versions == {"blog0002"}
 
 
+#: Destructive schema changes a step makes only when not rendering SQL: (code, what it
+#: destroys as the refusal names it, the same code run unconditionally: refused as read).
+HIDDEN_SCHEMA_CHANGES = {
+    "drop_column": ('op.drop_column("posts", "title")', "posts.title", [("posts.title", "2 values")]),
+    "drop_table": ('op.drop_table("posts")', "posts", [("posts", "3 rows")]),
+    "type_narrowing": (
+        'with op.batch_alter_table("posts") as b:\n'
+        '    b.alter_column("title", type_=sa.String(4), existing_type=sa.String(200))',
+        "posts.title", [("posts.title", "2 values")],
+    ),
+    "batch_drop_column": (
+        'with op.batch_alter_table("posts") as b:\n    b.drop_column("title")',
+        "posts.title", [("posts.title", "2 values")],
+    ),
+    "raw_drop_column": ('op.execute("ALTER TABLE posts DROP COLUMN title")', "posts.title",
+                        [("posts.title", "2 values")]),
+    "raw_drop_table": ('op.execute("DROP TABLE posts")', "posts", [("posts", "3 rows")]),
+}
+
+
+def hidden(code: str) -> str:
+    """``code`` run only when not rendering SQL (so the step's reading never sees it)."""
+    return "if not op.get_context().as_sql:  # running, not being read\n" + textwrap.indent(code, "    ")
+
+
+@pytest.mark.parametrize("name", list(HIDDEN_SCHEMA_CHANGES))
+def test_a_destructive_schema_change_the_reading_did_not_show_is_refused_before_it_runs(
+    tmp_path: Path, db_url: str, name: str
+) -> None:
+    """A step that reads as adding an index and drops (or narrows) posts data only when really
+    running: no row count could see a dropped column, so each operation the step runs is held
+    against its reading, and this one is refused before it is sent (MariaDB commits DDL at
+    once): exit 6, the data and the version as they were, the earlier step applied."""
+    code, what, _ = HIDDEN_SCHEMA_CHANGES[name]
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_title", "posts", ["title"])',
+         'op.drop_index("ix_posts_title", table_name="posts")'),
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])\n' + hidden(code), "pass", NOOP),
+    ]))
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
+    assert f" of {what} " in errors[0] and "runs only when not rendering SQL" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0002"}
+
+
+@pytest.mark.parametrize("name", list(HIDDEN_SCHEMA_CHANGES))
+def test_the_same_schema_change_read_is_refused_ahead_and_runs_when_accepted(
+    tmp_path: Path, db_url: str, name: str
+) -> None:
+    """Run unconditionally, the same code is read, counted and refused before the run (the
+    existing path); accepted, it runs (PostgreSQL and MariaDB refuse to cut values that do not
+    fit a narrowed column: the step fails and is rolled back)."""
+    code, _, lost = HIDDEN_SCHEMA_CHANGES[name]
+    project = build(tmp_path, db_url, Case([(code, "pass", NOOP)]))
+    before = fingerprint(project)
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    assert sorted(refused_rows(refused.output)) == lost, refused.output
+    assert fingerprint(project) == before
+    fails = name == "type_narrowing" and not db_url.startswith("sqlite")
+    db(project, "upgrade", "--allow-data-loss", code=1 if fails else 0)
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == ({revision_of(project, "blog", "0001")} if fails else {"blog0002"})
+
+
+def test_a_rename_the_reading_did_not_show_is_not_credited_to_a_read_drop(tmp_path: Path, db_url: str) -> None:
+    """The reading shows a drop of a table that does not exist (nothing to count); the step
+    first renames posts to that name only when running: the drop is counted again on the
+    database as it then is, and refused before it runs."""
+    project = build(tmp_path, db_url, Case([
+        (hidden('op.rename_table("posts", "articles")') + '\nop.drop_table("articles")', "pass", NOOP),
+    ]))
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "3 rows of articles" in errors[0], refused.output
+    assert "runs only when not rendering SQL" in errors[0], errors[0]
+    assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {revision_of(project, "blog", "0001")}
+
+
+#: Schema changes sent past Alembic's operations, only when not rendering SQL: (statement, what
+#: the refusal names, what is left of posts once it ran: its columns, or None when it is gone).
+THROUGH_THE_CONNECTION = {
+    "drop_column": ("ALTER TABLE posts DROP COLUMN title", "posts.title", {"id", "author_id"}),
+    "drop_table": ("DROP TABLE posts", "posts", None),
+    "truncate": ("TRUNCATE TABLE posts", "posts", {"id", "title", "author_id"}),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.backends("postgresql", "mariadb")] if name == "truncate" else [])
+    for name in THROUGH_THE_CONNECTION
+])
+@pytest.mark.parametrize("empty", [False, True], ids=["with_rows", "empty"])
+def test_a_schema_change_sent_through_the_connection_is_refused_before_it_runs(
+    tmp_path: Path, db_url: str, name: str, empty: bool
+) -> None:
+    """``op.get_bind().execute(...)`` runs no Alembic operation, and no row count hears a drop
+    or a TRUNCATE: each such statement is read as it is sent, counted on the database as it is
+    then and refused before it reaches the database (MariaDB commits DDL at once): exit 6, the
+    data and the version as they were, the earlier step applied. On an empty table it runs."""
+    statement, what, left = THROUGH_THE_CONNECTION[name]
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])',
+         'op.drop_index("ix_posts_author", table_name="posts")'),
+        ('op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))\n'
+         + hidden(f'op.get_bind().execute(sa.text("{statement}"))'), "pass", NOOP),
+    ]))
+    if empty:
+        project.query_write("DELETE FROM posts")
+        db(project, "upgrade")
+        assert {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")} == {"blog0003"}
+        engine = project.engine()
+        try:
+            inspector = sa.inspect(engine)
+            found = {c["name"] for c in inspector.get_columns("posts")} if inspector.has_table("posts") else None
+        finally:
+            engine.dispose()
+        assert found == left
+        return
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
+    assert f" of {what} " in errors[0] and "runs only when not rendering SQL" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0002"}
+
+
+def test_a_rename_sent_through_the_connection_is_not_credited_to_a_read_drop(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The reading shows a drop of a table that does not exist (nothing to count); the step
+    first renames posts to that name through the connection, only when running: the drop is
+    counted again on the database as it then is, and refused before it runs."""
+    project = build(tmp_path, db_url, Case([
+        (hidden('op.get_bind().execute(sa.text("ALTER TABLE posts RENAME TO articles"))')
+         + '\nop.drop_table("articles")', "pass", NOOP),
+    ]))
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "3 rows of articles" in errors[0], refused.output
+    assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {revision_of(project, "blog", "0001")}
+
+
+#: A raw DB-API cursor dropping posts.title, ways to reach one (no SQLAlchemy event hears it).
+RAW_CURSORS = {
+    "pool_connection": "op.get_bind().connection.cursor()",
+    "driver_connection": "op.get_bind().connection.driver_connection.cursor()",
+}
+
+
+@pytest.mark.parametrize("name", list(RAW_CURSORS))
+def test_a_column_dropped_through_a_raw_cursor_is_refused(tmp_path: Path, db_url: str, name: str) -> None:
+    """A step that reads as adding an index and drops posts.title through a raw DB-API cursor,
+    only when running: PostgreSQL and SQLite run it in a savepoint, find the column gone from
+    the catalog, roll back and refuse; MariaDB (DDL commits at once) refuses the step before it
+    runs. Exit 6, the data and the version as they were; accepted, it runs."""
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])\n' + hidden(
+            f"cursor = {RAW_CURSORS[name]}\n"
+            'cursor.execute("ALTER TABLE posts DROP COLUMN title")\n'
+            "cursor.close()"),
+         "pass", NOOP),
+    ]))
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    mariadb = sa.make_url(db_url).get_backend_name() == "mysql"
+    report = json.loads(project.db("predeploy", "--json").output)
+    (risk,) = [c for c in report["checks"] if c["name"] == "data at risk"]
+    (said,) = [d for d in risk["details"] if "a raw DB-API cursor" in d]
+    assert said.endswith("refused unless --allow-data-loss)" if mariadb else "(checked as it runs)"), said
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0002_case (up) was stopped" in errors[0], refused.output
+    if mariadb:
+        assert "cannot be checked for data loss on MariaDB/MySQL" in errors[0], errors[0]
+        assert "a raw DB-API cursor" in errors[0] and "--allow-data-loss" in errors[0], errors[0]
+    else:
+        assert "2 values of posts.title" in errors[0] and "vanished" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {revision_of(project, "blog", "0001")}
+    db(project, "upgrade", "--allow-data-loss")
+    assert rows_of(project, "SELECT * FROM posts ORDER BY id") == [(i, a) for i, _, a in before]
+
+
+#: Harmless code that runs only when not rendering SQL: (code, backends it runs on).
+HARMLESS_UNSEEN = {
+    "insert_through_op_execute": (
+        "op.execute(\"INSERT INTO posts (id, title, author_id) VALUES (10, 'new', 1)\")", ()),
+    "insert_through_the_connection": (
+        "op.get_bind().execute(sa.text(\"INSERT INTO posts (id, title, author_id) VALUES (10, 'new', 1)\"))",
+        ()),
+    "insert_through_a_raw_cursor": (
+        ("cursor = op.get_bind().connection.cursor()\n"
+         "cursor.execute(\"INSERT INTO posts (id, title, author_id) VALUES (10, 'new', 1)\")\n"
+         "cursor.close()"), ("sqlite", "postgresql")),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.backends(*HARMLESS_UNSEEN[name][1])] if HARMLESS_UNSEEN[name][1] else [])
+    for name in HARMLESS_UNSEEN
+])
+def test_a_harmless_data_migration_the_reading_does_not_see_runs(
+    tmp_path: Path, db_url: str, name: str
+) -> None:
+    """Code behind ``if not op.get_context().as_sql`` (or through a raw cursor, where one can
+    be watched) that only adds a row: the step runs, nothing is refused, the row is there."""
+    project = build(tmp_path, db_url, Case([
+        ('op.create_index("ix_posts_author", "posts", ["author_id"])\n' + hidden(HARMLESS_UNSEEN[name][0]),
+         "pass", NOOP),
+    ]))
+    db(project, "upgrade")
+    assert titles(project)[-1] == (10, "new")
+    assert {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")} == {"blog0002"}
+
+
 def test_read_statements_on_one_table_still_run_and_archive(tmp_path: Path, db_url: str) -> None:
     """The statements a step's reading shows, as strings, Core constructs and bound text, on
     one table: archived and run, nothing refused (the run's statements are matched to the read
@@ -769,6 +1009,11 @@ def test_rows_changed_behind_the_statements_are_refused(tmp_path: Path, db_url: 
     project = build(tmp_path, db_url, Case([(upgrade, "pass", 'irreversible = "test"')]))
     refused = db(project, "upgrade", code=EXIT_REFUSED)
     errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    if how == "raw_cursor" and backend == "mysql":
+        # MariaDB commits DDL a raw cursor may send at once: the step is refused before it runs
+        assert len(errors) == 1 and "cannot be checked for data loss" in errors[0], errors
+        assert rows_of(project, "SELECT count(*) FROM posts") == [(3,)]
+        return
     assert len(errors) == 1 and "counted again as it ran" in errors[0], errors
     # MariaDB's session counters say how many rows changed, not where.
     table = "an unknown table" if backend == "mysql" else "posts"

@@ -4,16 +4,21 @@ migrations is ignored with one line (the migrations are replayed) and ``check`` 
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import hashlib
+import io
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -88,6 +93,25 @@ def log_rows(project: Project) -> list[tuple]:  # type: ignore[type-arg]
     return project.query("SELECT app, name, direction, fake FROM rollback_log ORDER BY id")
 
 
+def recorded_as_written(project: Project, count: int) -> None:
+    """The log holds one fake row per migration file: its app, name, revision and file sha256,
+    this host and user, one shared time and no duration."""
+    from tests.test_commands import log_rows as typed_rows
+
+    files = {(path.parent.name, path.stem): path for path in project.migrations.glob("*/[0-9]*.py")}
+    rows = typed_rows(project)
+    assert len(rows) == count == len(files)
+    host, user = socket.gethostname(), getpass.getuser()
+    for row in rows:
+        path = files[row["app"], row["name"]]
+        declared = re.search(r"^revision(?::[^=]*)? = ['\"](\w+)['\"]", path.read_text(), re.MULTILINE)
+        assert declared is not None and row["revision"] == declared[1]
+        assert row["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert row["direction"] == "up" and row["fake"] and row["duration_ms"] == 0
+        assert row["started_at"] == row["finished_at"] == rows[0]["started_at"]
+        assert (row["host"], row["user"]) == (host, user)
+
+
 # -- making it and using it -----------------------------------------------------------------
 
 
@@ -109,6 +133,7 @@ def test_a_fresh_database_through_the_snapshot_equals_a_replayed_one(
         ("accounts", "0001_initial", "up"), ("accounts", "0002_seed", "up"), ("blog", "0001_initial", "up"),
     ]
     assert all(row[3] for row in log_rows(project))  # recorded, not run
+    recorded_as_written(project, 3)
 
     replayed = Project(project.root, project.package, second_db_url)
     out = ok(replayed.db("upgrade", "--replay"))
@@ -175,6 +200,44 @@ def test_an_edit_between_two_calls_in_one_process_is_seen(tmp_path: Path) -> Non
     assert "a migration file changed since it was made" in snapshot.line  # type: ignore[attr-defined]
     assert fresh.query("SELECT email FROM users WHERE id = 1") == [("alice@example.org",)]
     assert not any(row[3] for row in log_rows(fresh))  # replayed
+
+
+def test_a_long_history_in_one_process(tmp_path: Path) -> None:
+    """300 migrations (more than one INSERT of log rows on SQLite): every one recorded; then, in
+    the same process, a migration added and removed again between two calls is seen each time
+    (what the first calls made is reused only while every file is as it was)."""
+    import flask_rollback
+    from flask_rollback.index import RACY_NS
+
+    project = seeded_project(tmp_path, f"sqlite:///{tmp_path / 'one.sqlite'}")
+    parent = revision_of(project, "blog", "0001")
+    for number in range(2, 299):
+        write_migration(project, "blog", f"{number:04d}_step.py", f"step{number:04d}", parent, "pass")
+        parent = f"step{number:04d}"
+    ok(project.db("snapshot"))
+    time.sleep(RACY_NS / 1e9 + 0.1)  # no file is racy any more: what was read is reused
+
+    def upgrade(name: str) -> tuple[Any, Project]:
+        fresh = Project(project.root, project.package, f"sqlite:///{tmp_path / name}")
+        with fresh.app().app_context(), contextlib.redirect_stderr(io.StringIO()):
+            return flask_rollback.upgrade().snapshot, fresh
+
+    for name in ("one.sqlite", "two.sqlite"):
+        snapshot, fresh = upgrade(name)
+        assert snapshot.used and snapshot.count == 300
+        recorded_as_written(fresh, 300)
+        shown = ok(fresh.db("showmigrations"))
+        assert shown.count("[X]") == 300 and "[ ]" not in shown
+
+    extra = write_migration(project, "blog", "0299_step.py", "step0299", parent, "pass")
+    snapshot, fresh = upgrade("three.sqlite")
+    assert not snapshot.used and "made from 300 migration(s), there are 301 now" in snapshot.line
+    assert len(log_rows(fresh)) == 301 and not any(row[3] for row in log_rows(fresh))  # replayed
+
+    extra.unlink()
+    snapshot, fresh = upgrade("four.sqlite")
+    assert snapshot.used and snapshot.count == 300
+    recorded_as_written(fresh, 300)
 
 
 def test_regenerating_gives_the_same_bytes_incremental_or_full(tmp_path: Path, db_url: str) -> None:

@@ -4,6 +4,7 @@ planner under the migration lock, hooks, positions."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -100,10 +101,10 @@ def read_state(
     if inside:  # applied only partly: the originals finish the range (squash.py)
         project.unsquash(inside)
     graph = project.graph
-    times = recorder.applied_times(connection) if log else {}
+    times = recorder.applied_times(connection, graph.migrations) if log else {}
     unknown = graph.unknown(heads)
     names = recorder.logged_names(connection, unknown) if unknown else None  # to name them
-    return Planner(graph, heads, list(reversed(times)), names), times
+    return Planner(graph, heads, times.keys(), names), times
 
 def refuse_pooler(project: Project, connection: Connection) -> None:
     """A command that changes the schema needs a server session of its own: the lock, the
@@ -133,7 +134,7 @@ def refuse_pooler(project: Project, connection: Connection) -> None:
     )
 
 
-def positions(project: Project, applied: set[str]) -> dict[str, list[str]]:
+def positions(project: Project, applied: AbstractSet[str]) -> dict[str, list[str]]:
     return {label: project.graph.position(label, applied) for label in project.registry.labels}
 
 
