@@ -212,6 +212,30 @@ BROKEN = [
 ]
 
 
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("downgrade, fails", [
+    ("op.execute(\"DELETE FROM users WHERE email IN ('a@example.com', 'b@example.com')\")", False),
+    ('op.execute("DELETE FROM users")', True),
+], ids=["takes-back-its-rows", "empties-the-table"])
+def test_a_seed_migration_whose_downgrade_takes_back_its_rows_passes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_url: str, downgrade: str, fails: bool
+) -> None:
+    """A seed (rows inserted by the upgrade) reverted by a DELETE ... WHERE of those rows is
+    not silent data loss (the guard counts whatever it deletes at run time); emptying the
+    table, rows that were there before included, is."""
+    project = project_in(pytester, monkeypatch, db_url)
+    write_migration(
+        project, "accounts", "0002_seed.py", "accountsseed", revision_of(project, "accounts", "0001"),
+        "op.execute(\"INSERT INTO users (email) VALUES ('a@example.com'), ('b@example.com')\")",
+        downgrade,
+    )
+    found = run_checks(pytester)
+    if fails:
+        assert "accounts.0002_seed: its downgrade" in only_failure(found, "no-silent-data-loss")
+    else:
+        assert found == {name: ("passed", "") for name in CHECKS}
+
+
 @pytest.mark.backends("sqlite", "postgresql")
 @pytest.mark.parametrize("breakage", BROKEN, ids=[b.__name__ for b in BROKEN])
 def test_a_broken_migration_fails_exactly_its_check(

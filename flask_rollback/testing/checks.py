@@ -30,6 +30,7 @@ from ..index import migration_files as files_in
 from ..plan import Plan, Step
 from ..project import Project
 from ..rehearsal import excluded_tables, revert_differences
+from ..statements import DeleteRows
 
 FILES_CHECK = "migration-files"
 
@@ -124,9 +125,13 @@ def no_silent_data_loss(project: Project) -> list[str]:
                 reverting = step_operations(view, down, dialect)
                 if reversible and not any(op.risk == "review" for op in reverting):
                     shadow = Shadow(connection, dry=True)
-                    for operation in step_operations(view, up, dialect):
+                    applying = step_operations(view, up, dialect)
+                    for operation in applying:
                         shadow.apply(operation.effects, operation.reason)
+                    seeded = _seeded_tables(applying)
                     for operation in reverting:
+                        if _removes_seeded_rows(operation, seeded):
+                            continue  # a seed's downgrade: the guard counts the rows at run time
                         for loss in shadow.apply(operation.effects, operation.reason):
                             where = f"{loss.table}.{loss.column}" if loss.column else loss.table
                             problems.append(
@@ -143,6 +148,23 @@ def no_silent_data_loss(project: Project) -> list[str]:
                         f"{migration.label} does not apply ({exc.message}; see the up-down-up check)"
                     ) from None
     return problems
+
+
+def _seeded_tables(operations: list[Operation]) -> set[str]:
+    """Tables an upgrade inserts rows into (``op.bulk_insert``, ``INSERT``): seed data."""
+    return {
+        op.table for op in operations
+        if op.table and (op.kind == "bulk_insert" or (op.sql or "").lstrip().upper().startswith("INSERT"))
+    }
+
+
+def _removes_seeded_rows(operation: Operation, seeded: set[str]) -> bool:
+    """A downgrade's ``DELETE ... WHERE`` on a table its upgrade seeded takes back those rows,
+    not data that was there before (a ``DELETE`` without ``WHERE`` still counts)."""
+    return bool(operation.effects) and all(
+        isinstance(effect, DeleteRows) and effect.where is not None and effect.table.table in seeded
+        for effect in operation.effects
+    )
 
 
 def dependencies_declared(project: Project) -> list[str]:
