@@ -197,17 +197,24 @@ def squashmigrations_command(app: str, start: str, end: str, delete_originals: b
     """Write one migration in APP's folder replacing FROM..TO (a linear run of APP's own
     migrations), with replaces = [...]; databases that applied the originals count it applied."""
     view = bind_views(current_project(), [app])[0]
-    squash = commands.squashmigrations(view, app, start, end, delete_originals=delete_originals, announce=announce)
+
+    def written(squash: commands.Squash) -> None:
+        click.echo(
+            f"Created migration {shown_path(squash.path)} (revision {squash.revision}) replacing "
+            f"{', '.join(squash.replaces)}"
+        )
+        click.echo(
+            "Keep the originals until every database has applied them: 'flask db check' says "
+            "when they can be deleted."
+        )
+
+    squash = commands.squashmigrations(
+        view, app, start, end, delete_originals=delete_originals, announce=announce, on_written=written,
+    )
     if delete_originals:
         click.echo(f"Deleted the originals of squash {shown_path(squash.path)}:")
         for path in squash.deleted:
             click.echo(f"  {shown_path(path)}")
-        return
-    click.echo(f"Created migration {shown_path(squash.path)} (revision {squash.revision}) replacing {', '.join(squash.replaces)}")
-    click.echo(
-        "Keep the originals until every database has applied them: 'flask db check' says when "
-        "they can be deleted."
-    )
 
 
 @db_group.command("edit")

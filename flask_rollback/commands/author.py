@@ -415,11 +415,14 @@ class Squash:
 def squashmigrations(
     project: Project, app: str, start: str, end: str, *, delete_originals: bool = False,
     lock_timeout: float | None = None, announce: Announce | None = None,
+    on_written: Callable[[Squash], None] | None = None,
 ) -> Squash:
     """Django's ``squashmigrations APP FROM TO``: one migration in APP's folder replacing the
     linear run FROM..TO of APP's own migrations (squash.py says how databases that applied the
     originals and fresh ones both work). ``delete_originals``: delete the files of the squash
-    whose range FROM..TO is, once the database applied them all. Refusals write nothing."""
+    whose range FROM..TO is, once the database applied them all. Refusals write nothing.
+    ``on_written`` is told of the squash as soon as its file is written, before the schema
+    snapshot is brought up to date (as for ``makemigrations``)."""
     timeout = project.settings.lock_timeout if lock_timeout is None else lock_timeout
     with writing_migrations(project.root, timeout, announce):
         project.reload()
@@ -454,10 +457,13 @@ def squashmigrations(
             write_new(path, code)
         except OSError as exc:
             raise RollbackError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+        squash = Squash(app, revision, path, [m.label for m in chain])
+        if on_written is not None:
+            on_written(squash)
         project.reload()
         bind = project.all_apps.get(app).bind
         _update_snapshot(project.for_bind(bind) if project.several_binds else project, announce)
-    return Squash(app, revision, path, [m.label for m in chain])
+    return squash
 
 
 def _range_end(graph: MigrationGraph, app: str, text: str) -> Migration:
