@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +23,19 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+def lazy_names(package: str, homes: dict[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` importing each public name from its module on first use."""
+
+    def attribute(name: str) -> Any:
+        module = homes.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(import_module(f"{package}.{module}"), name)
+
+    return attribute
+
+
+__getattr__ = lazy_names(__name__, _HOME)
 
 
 if TYPE_CHECKING:

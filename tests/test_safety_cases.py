@@ -558,6 +558,19 @@ def hidden(code: str) -> str:
     return "if not op.get_context().as_sql:  # running, not being read\n" + textwrap.indent(code, "    ")
 
 
+def assert_hidden_change_refused(project: Project, what: str) -> None:
+    """``upgrade`` stops at blog.0003 with one line naming ``what`` and saying the code runs
+    only for real; the posts and the version are as they were."""
+    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
+    refused = db(project, "upgrade", code=EXIT_REFUSED)
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
+    assert f" of {what} " in errors[0] and "runs only when not rendering SQL" in errors[0], errors[0]
+    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
+    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
+    assert versions == {"blog0002"}
+
+
 @pytest.mark.parametrize("name", list(HIDDEN_SCHEMA_CHANGES))
 def test_a_destructive_schema_change_the_reading_did_not_show_is_refused_before_it_runs(
     tmp_path: Path, db_url: str, name: str
@@ -572,14 +585,7 @@ def test_a_destructive_schema_change_the_reading_did_not_show_is_refused_before_
          'op.drop_index("ix_posts_title", table_name="posts")'),
         ('op.create_index("ix_posts_author", "posts", ["author_id"])\n' + hidden(code), "pass", NOOP),
     ]))
-    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
-    refused = db(project, "upgrade", code=EXIT_REFUSED)
-    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
-    assert f" of {what} " in errors[0] and "runs only when not rendering SQL" in errors[0], errors[0]
-    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
-    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
-    assert versions == {"blog0002"}
+    assert_hidden_change_refused(project, what)
 
 
 @pytest.mark.parametrize("name", list(HIDDEN_SCHEMA_CHANGES))
@@ -657,14 +663,7 @@ def test_a_schema_change_sent_through_the_connection_is_refused_before_it_runs(
             engine.dispose()
         assert found == left
         return
-    before = rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id")
-    refused = db(project, "upgrade", code=EXIT_REFUSED)
-    errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "blog.0003_case (up) was stopped" in errors[0], refused.output
-    assert f" of {what} " in errors[0] and "runs only when not rendering SQL" in errors[0], errors[0]
-    assert rows_of(project, "SELECT id, title, author_id FROM posts ORDER BY id") == before
-    versions = {v for (v,) in rows_of(project, "SELECT version_num FROM alembic_version")}
-    assert versions == {"blog0002"}
+    assert_hidden_change_refused(project, what)
 
 
 def test_a_rename_sent_through_the_connection_is_not_credited_to_a_read_drop(

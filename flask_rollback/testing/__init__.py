@@ -7,18 +7,15 @@ Names are imported on first use, so loading the plugin costs nothing until a tes
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .. import lazy_names
 
 __all__ = ["CHECKS", "CannotCheck", "Migrator", "make_app"]
 _HOME = {"Migrator": "migrator", "make_app": "factory", "CHECKS": "checks", "CannotCheck": "checks"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_names(__name__, _HOME)
 
 
 if TYPE_CHECKING:
