@@ -335,5 +335,6 @@ def test_an_unreadable_backup_folder_is_refused(tmp_path: Path) -> None:
     finally:
         backups.chmod(0o700)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert_deploy_refused(project, result, str(backups), "is not readable and writable", "nothing was applied")
+    shown = os.path.relpath(backups, project.root)  # the command ran in the project: relative
+    assert_deploy_refused(project, result, f"backup folder {shown} ", "is not readable and writable", "nothing was applied")
     assert list(backups.iterdir()) == []
