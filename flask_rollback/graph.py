@@ -98,10 +98,8 @@ class MigrationGraph:
         self.migrations = self._order.migrations
         self._by_app = self._order.by_app
         #: A squash's replaced revision -> the squash (squash.py): a version table naming the
-        #: last replaced revision has the squash applied.
-        self.replaced: dict[str, str] = {
-            old: rev for rev, m in self.migrations.items() if m.replaces for old in m.replaces
-        }
+        #: last replaced revision has the squash applied (shared: never changed).
+        self.replaced = self._order.replaced
 
     @cached_property
     def script(self) -> ScriptDirectory:
@@ -305,6 +303,7 @@ class _Order:
     declared: Mapping[str, Declared]
     migrations: dict[str, Migration]
     by_app: dict[str, list[Migration]]
+    replaced: dict[str, str]
     heads_of_everything: tuple[str, ...] | None = None
 
 
@@ -342,7 +341,8 @@ def _order(declared: Mapping[str, Declared], registry: AppRegistry) -> _Order:
     by_app: dict[str, list[Migration]] = {label: [] for label in registry.labels}
     for migration in migrations.values():
         by_app.setdefault(migration.app, []).append(migration)
-    order = _orders[key] = _Order(declared, migrations, by_app)
+    replaced = {old: rev for rev, m in migrations.items() for old in m.replaces}
+    order = _orders[key] = _Order(declared, migrations, by_app, replaced)
     return order
 
 

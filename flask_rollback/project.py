@@ -129,6 +129,10 @@ class Project:
         view.__dict__["_whole"] = self
         return view
 
+    def of_bind(self, key: str | None) -> Project:
+        """The project that works on bind ``key``: this one itself when it has a single bind."""
+        return self.for_bind(key) if self.several_binds else self
+
     def views(self, names: Sequence[str] | None = None) -> list[Project]:
         """The projects a command visits: each bind named by ``names`` (``--bind``), else every
         bind holding apps. A project of one bind visits itself (nothing changes for it)."""

@@ -384,7 +384,7 @@ def merge(
         _write([new])
         project.reload()
         bind = project.all_apps.get(app).bind
-        _update_snapshot(project.for_bind(bind) if project.several_binds else project, announce)
+        _update_snapshot(project.of_bind(bind), announce)
     return new
 
 
@@ -462,7 +462,7 @@ def squashmigrations(
             on_written(squash)
         project.reload()
         bind = project.all_apps.get(app).bind
-        _update_snapshot(project.for_bind(bind) if project.several_binds else project, announce)
+        _update_snapshot(project.of_bind(bind), announce)
     return squash
 
 

@@ -9,7 +9,7 @@ they have the columns of that state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set as AbstractSet
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,8 +52,7 @@ class Migrator:
         downgrade``: without them, a move that would destroy data is refused."""
         for words in _targets(target):
             view, app, migration = self._resolve(words)
-            with view.connect() as connection:
-                applied = read_state(view, connection, log=False)[0].applied
+            applied = _applied(view)
             graph = view.graph
             if migration is None:
                 down = bool(graph.position(app, applied))
@@ -81,9 +80,7 @@ class Migrator:
         """Revert every applied migration (through their downgrades, data loss accepted): back
         to an empty database."""
         for view in self.project.views():
-            with view.connect() as connection:
-                applied = read_state(view, connection, log=False)[0].applied
-            if applied:
+            if _applied(view):
                 self._run("base", downgrade, view, ["base"], allow_data_loss=True)
 
     @property
@@ -91,8 +88,7 @@ class Migrator:
         """Applied migrations as output names them (``blog.0001_initial``), in the graph's order."""
         labels: list[str] = []
         for view in self.project.views():
-            with view.connect() as connection:
-                applied = read_state(view, connection, log=False)[0].applied
+            applied = _applied(view)
             labels += [m.label for rev, m in view.graph.migrations.items() if rev in applied]
         return labels
 
@@ -151,8 +147,7 @@ class Migrator:
             else:
                 found = graph.find(words[0])
                 app, rest = found.app, found.revision
-        registry.get(app)
-        view = project.for_bind(registry.get(app).bind) if project.several_binds else project
+        view = project.of_bind(registry.get(app).bind)
         if rest in ("zero", "base"):
             return view, app, None
         if rest == "head":
@@ -178,7 +173,7 @@ class Migrator:
 
     def _engine(self, bind: str | None) -> Engine:
         if bind not in self._engines:
-            view = self.project.for_bind(bind) if self.project.several_binds else self.project
+            view = self.project.of_bind(bind)
             # connected as migrations are: the app's connect options (a search_path...), no pool
             self._engines[bind] = migration_engine(view.url, view.engine_options)
         return self._engines[bind]
@@ -197,6 +192,12 @@ class Migrator:
         applied = ", ".join(self.applied) or "nothing"
         where = "no database holds" if not holding else "several binds' databases hold"
         raise RollbackError(f"migrator: {where} a table {table!r} at this state (applied: {applied})")
+
+
+def _applied(view: Project) -> AbstractSet[str]:
+    """The revisions the bind's database has applied now."""
+    with view.connect() as connection:
+        return read_state(view, connection, log=False)[0].applied
 
 
 def _targets(target: tuple[Target, ...]) -> list[list[str]]:
